@@ -1,0 +1,41 @@
+"""latentalign: make the latent spaces of different pretrained models talk to each other.
+
+Importing the package has no side effects: no CUDA initialisation, no environment changes, no downloads.
+Heavy submodules (encoders, datasets, evaluation, stitching) load on first attribute access.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "Aligner": "latentalign.align",
+    "Procrustes": "latentalign.align",
+    "Affine": "latentalign.align",
+    "RelativeProjection": "latentalign.align",
+    "OTAligner": "latentalign.align",
+    "UniversalSpace": "latentalign.align",
+    "make_aligner": "latentalign.align",
+    "list_aligners": "latentalign.align",
+    "load": "latentalign._persistence",
+    "NotFittedError": "latentalign.exceptions",
+    "ConvergenceWarning": "latentalign.exceptions",
+    "IllConditionedWarning": "latentalign.exceptions",
+    "PersistenceError": "latentalign.exceptions",
+    "MissingDependencyError": "latentalign.exceptions",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'latentalign' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

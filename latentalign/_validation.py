@@ -1,0 +1,173 @@
+"""The one place that checks user input.
+
+Every check raises with a message that names the argument, says what was expected and what was
+received, and suggests the fix. Nothing here copies the data: finiteness is checked chunk by chunk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from latentalign._array import ArraySpec, as_tensor, check_same_backend
+from latentalign.exceptions import NotFittedError
+
+__all__ = [
+    "check_array",
+    "check_paired",
+    "check_n_features",
+    "check_is_fitted",
+    "check_choice",
+    "check_number",
+    "check_same_backend",
+    "FINITE_CHECK_ROWS",
+]
+
+FINITE_CHECK_ROWS = 65536
+
+
+def check_array(
+    X: Any,
+    name: str = "X",
+    *,
+    min_rows: int = 1,
+    min_features: int = 1,
+    ensure_finite: bool = True,
+) -> tuple[torch.Tensor, ArraySpec]:
+    """Validate a 2-D numeric array and return it as a tensor (no copy) with its spec.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        numpy array or torch tensor.
+    name : str
+        The argument's name, used in error messages.
+    min_rows, min_features : int
+        Smallest accepted number of rows and columns.
+    ensure_finite : bool
+        Reject NaN and infinite values.
+
+    Returns
+    -------
+    tensor : torch.Tensor
+    spec : ArraySpec
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> t, spec = check_array(np.ones((3, 2)), "X")
+    >>> tuple(t.shape), spec.backend
+    ((3, 2), 'numpy')
+    """
+    if X is None:
+        raise TypeError(f"{name} is None; expected a 2-D array of shape (n_samples, n_features).")
+    try:
+        t, spec = as_tensor(X)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"{name} must be a numeric numpy array or torch tensor, got {type(X).__name__} ({exc}). "
+            f"Convert it with np.asarray({name}, dtype=np.float32)."
+        ) from None
+    if t.ndim != 2:
+        raise ValueError(
+            f"{name} must be a 2-D array of shape (n_samples, n_features), got shape {tuple(t.shape)}. "
+            f"Use {name}.reshape(1, -1) for a single sample or {name}.reshape(-1, 1) for a single feature."
+        )
+    if t.shape[0] < min_rows:
+        raise ValueError(f"{name} has {t.shape[0]} rows, but at least {min_rows} are required.")
+    if t.shape[1] < min_features:
+        raise ValueError(f"{name} has {t.shape[1]} features, but at least {min_features} are required.")
+    if t.is_complex():
+        raise TypeError(f"{name} is complex ({t.dtype}); expected real floating-point values.")
+    if ensure_finite:
+        _check_finite(t, name)
+    return t, spec
+
+
+def _check_finite(t: torch.Tensor, name: str) -> None:
+    for start in range(0, t.shape[0], FINITE_CHECK_ROWS):
+        chunk = t[start : start + FINITE_CHECK_ROWS]
+        if not bool(torch.isfinite(chunk).all()):
+            bad = (~torch.isfinite(chunk)).nonzero()[0]
+            row, col = int(bad[0]) + start, int(bad[1])
+            value = float(t[row, col])
+            raise ValueError(
+                f"{name} contains non-finite values (first at row {row}, column {col}: {value}). "
+                f"Remove or impute them first, e.g. {name}[~np.isfinite({name}).any(axis=1)]."
+            )
+
+
+def check_paired(X: torch.Tensor, Y: torch.Tensor, names: Sequence[str] = ("X", "Y")) -> None:
+    """Raise when two arrays that must be paired row by row have different numbers of rows."""
+    if X.shape[0] != Y.shape[0]:
+        a, b = names
+        raise ValueError(
+            f"{a} and {b} must be paired row by row (row i of {a} and row i of {b} describe the same item), "
+            f"but {a} has {X.shape[0]} rows and {b} has {Y.shape[0]}. Select the same items, in the same "
+            "order, from both (latentalign.store pairs stores by id)."
+        )
+
+
+def check_n_features(X: torch.Tensor, expected: int, owner: str, name: str = "X") -> None:
+    """Raise when ``X`` has a different number of columns than the fitted estimator expects."""
+    if X.shape[1] != expected:
+        raise ValueError(
+            f"{name} has {X.shape[1]} features, but {owner} was fitted with {expected}. Pass embeddings "
+            "from the same model (and layer) the estimator was fitted on."
+        )
+
+
+def check_is_fitted(estimator: Any, attributes: Iterable[str] | None = None) -> None:
+    """Raise :class:`NotFittedError` unless ``estimator`` has its fitted attributes."""
+    attrs = list(attributes) if attributes is not None else [
+        a for a in vars(estimator) if a.endswith("_") and not a.startswith("_")
+    ]
+    if not attrs or not all(getattr(estimator, a, None) is not None for a in attrs):
+        raise NotFittedError(
+            f"This {type(estimator).__name__} instance is not fitted yet. Call 'fit' with paired data "
+            "before using this method."
+        )
+
+
+def check_choice(value: Any, name: str, choices: Iterable[Any]) -> Any:
+    """Raise unless ``value`` is one of ``choices``; return it."""
+    options = list(choices)
+    if value not in options:
+        raise ValueError(f"{name}={value!r} is not supported; choose one of {options}.")
+    return value
+
+
+def check_number(
+    value: Any,
+    name: str,
+    *,
+    integer: bool = False,
+    low: float | None = None,
+    high: float | None = None,
+    low_inclusive: bool = True,
+    allow_none: bool = False,
+) -> Any:
+    """Validate a scalar hyper-parameter; return it.
+
+    Examples
+    --------
+    >>> check_number(3, "k", integer=True, low=1)
+    3
+    """
+    if value is None and allow_none:
+        return value
+    kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        kind = "an integer" if integer else "a number"
+        raise TypeError(f"{name} must be {kind}, got {value!r} of type {type(value).__name__}.")
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}.")
+    if low is not None and (value < low or (value == low and not low_inclusive)):
+        bound = ">=" if low_inclusive else ">"
+        raise ValueError(f"{name} must be {bound} {low}, got {value!r}.")
+    if high is not None and value > high:
+        raise ValueError(f"{name} must be <= {high}, got {value!r}.")
+    return value

@@ -1,0 +1,1 @@
+"""Pure maths, no state: array in, array out (numpy or torch)."""
