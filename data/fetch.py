@@ -1,7 +1,7 @@
 """Fetch and verify the offline datasets: ``python data/fetch.py [NAMES...|all]``.
 
 Debian-packaged datasets are downloaded with ``apt-get download`` (nothing is installed), reduced
-to the files the loaders read, checked against ``data/checksums.json`` and stored under
+to the files the loaders read, checked against ``latentalign/datasets/checksums.json`` and stored under
 ``latentalign._paths.data_dir()`` (``$LATENTALIGN_DATA_DIR``, default
 ``~/.cache/latentalign/data``). PyPI-packaged datasets are only checked to be importable.
 A re-run finds the files and only re-verifies them.

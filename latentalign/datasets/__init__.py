@@ -3,7 +3,7 @@
 Each loader returns a small frozen dataclass holding arrays/lists and an ``ids`` list of stable
 string ids. Datasets shipped in Debian packages are fetched on first use (``apt-get download`` +
 ``dpkg-deb``, never installed) into ``latentalign._paths.data_dir()/<source>/`` and verified
-against ``data/checksums.json``; pass ``download=False`` to fail instead. ``python data/fetch.py
+against ``latentalign/datasets/checksums.json``; pass ``download=False`` to fail instead. ``python data/fetch.py
 all`` fetches everything ahead of time.
 """
 

@@ -3,7 +3,7 @@
 A *source* is one Debian package reduced to the files a loader needs. :func:`fetch` downloads the
 package with ``apt-get download`` into a temporary directory (it never installs anything), streams
 the package's file system through ``dpkg-deb --fsys-tarfile``, keeps the members under ``prefix``
-whose name matches one of ``patterns``, checks every kept file against ``data/checksums.json`` and only
+whose name matches one of ``patterns``, checks every kept file against ``latentalign/datasets/checksums.json`` and only
 then renames the prepared directory to ``data_dir()/<source>/``. A second call finds the directory
 and only re-verifies it.
 """
@@ -27,7 +27,7 @@ from latentalign.exceptions import DataUnavailableError, PersistenceError
 __all__ = ["SOURCES", "DebianSource", "fetch", "ensure", "verify", "manifest_path", "sha256"]
 
 #: The committed manifest: ``{source: {"package", "version", "files": {relpath: sha256}}}``.
-_MANIFEST = Path(__file__).resolve().parents[2] / "data" / "checksums.json"
+_MANIFEST = Path(__file__).resolve().parent / "checksums.json"
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ SOURCES: dict[str, DebianSource] = {
 
 
 def manifest_path() -> Path:
-    """Return the path of the committed checksum manifest (``data/checksums.json``)."""
+    """Return the path of the committed checksum manifest (``latentalign/datasets/checksums.json``)."""
     return _MANIFEST
 
 
@@ -69,8 +69,8 @@ def manifest_path() -> Path:
 def _manifest() -> dict:
     if not _MANIFEST.is_file():
         raise DataUnavailableError(
-            f"The checksum manifest {_MANIFEST} is missing; it ships with a source checkout of "
-            "latentalign. Run from the repository, or restore data/checksums.json."
+            f"The checksum manifest {_MANIFEST} is missing; it ships inside the latentalign package. "
+            "Reinstall latentalign (pip install --force-reinstall latentalign)."
         )
     return json.loads(_MANIFEST.read_text(encoding="utf-8"))
 
@@ -222,7 +222,7 @@ def fetch(name: str, *, update_checksums: bool = False) -> Path:
     name : str
         Source name, one of :data:`SOURCES`.
     update_checksums : bool, default False
-        Record the fetched files in ``data/checksums.json`` instead of checking them (maintainers,
+        Record the fetched files in ``latentalign/datasets/checksums.json`` instead of checking them (maintainers,
         when a Debian package version changes).
 
     Returns
