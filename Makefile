@@ -1,0 +1,44 @@
+# Set-up and entry points. `make demo` and `make test` each build the environment they need first.
+#
+# The torch trap (see README, "Installing"): PyPI's torchvision wheels are CUDA builds that replace a CPU
+# torch, and `transformers` imports torchvision whenever it is present. We therefore install the CPU torch
+# wheel FIRST, never install torchvision, and install open_clip_torch and timm with --no-deps (their image
+# transforms are replaced by latentalign's tensor-only preprocessing).
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.latentalign-installed
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-fast bench data venv clean-venv
+
+$(STAMP): pyproject.toml Makefile
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e ".[all,dev]" "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet --no-deps open_clip_torch timm
+	@$(BIN)/python -c "import importlib.util as u, sys; sys.exit('torchvision must not be installed (see README)' if u.find_spec('torchvision') else 0)"
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/latentalign demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+data: $(STAMP)
+	$(BIN)/python data/fetch.py all
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_fit.py --quick
+
+clean-venv:
+	rm -rf $(VENV)
