@@ -1,0 +1,37 @@
+"""The main job on real offline models and data (reduced sizes); its table must make sense."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from latentalign.demo import _unique_caption_rows, run_demo
+
+
+def test_unique_caption_rows_keeps_the_first_of_each_caption_in_every_language():
+    en = ["A cat.", "A dog.", "a cat.", "A bird.", None]
+    fr = ["Un chat.", "Un chien.", "Un chat.", "Un chien.", "Un poisson."]
+    assert _unique_caption_rows(en, fr).tolist() == [0, 1]
+
+
+@pytest.mark.slow
+def test_quick_demo_table_is_sane(tmp_path):
+    record = run_demo(tmp_path, quick=True, echo=lambda _: None)
+    rows = {(r["pair"], r["method"]): r for r in record["rows"]}
+    chance = 1 / record["inputs"]["tux_test"]
+    text = "MiniLM -> MPNet (en)"
+    # Different dimensions: no absolute baseline; a fitted map retrieves far above chance.
+    assert rows[(text, "absolute")]["recall@1"] is None
+    assert rows[(text, "procrustes")]["recall@1"] > 0.6
+    assert rows[(text, "relative")]["recall@1"] > 0.6
+    lingual = "MiniLM en -> e5 fr"
+    assert rows[(lingual, "procrustes")]["recall@1"] > 5 * rows[(lingual, "absolute")]["recall@1"]
+    cross = "EffNet-L0 image -> MiniLM caption"
+    assert rows[(cross, "procrustes")]["recall@1"] > 5 * chance
+    stitch = "EffNet-L0 -> EffNet-L1 head (F-MNIST)"
+    assert rows[(stitch, "absolute")]["accuracy"] < 0.3
+    for method in ("relative", "procrustes", "affine"):
+        assert rows[(stitch, method)]["accuracy"] > 0.6, method
+    assert json.loads((tmp_path / "demo.json").read_text())["kind"] == "demo"
+    assert (tmp_path / "report.md").exists() and (tmp_path / "recall_at_1.png").exists()
