@@ -156,6 +156,32 @@ def demo(
     run_demo(out_dir=out, quick=quick, seed=seed, echo=typer.echo)
 
 
+@app.command("run")
+def run_cmd(
+    experiment: str = typer.Argument(..., help="experiment name or config path (experiments/*.toml), or 'all'"),
+    reduced: bool = typer.Option(False, help="the reduced settings used by the slow tests"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="results directory (default experiments/results)"),
+) -> None:
+    """Reproduce a published result; prints our numbers beside the paper's with the verdict.
+
+    Example: ``latentalign run experiments/word_translation_csls.toml`` or ``latentalign run all``
+    """
+    from latentalign.experiments import run_all, run_experiment
+    from latentalign.reports import rows_to_markdown
+
+    if experiment == "all":
+        summary = run_all(reduced=reduced, out_dir=out)
+        typer.echo(summary.read_text())
+        typer.echo(f"summary: {summary}")
+        return
+    result, page = run_experiment(experiment, reduced=reduced, out_dir=out)
+    typer.echo(rows_to_markdown([
+        {"claim": c.claim, "paper": c.paper, "ours": c.ours, "verdict": "pass" if c.passed else "FAIL"}
+        for c in result.checks
+    ]))
+    typer.echo(f"results page: {page}")
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -80,6 +80,6 @@ def test_evaluate_without_map_is_at_chance_level_on_rotated_data(pair_files):
 
 
 def test_every_command_has_help_with_an_example():
-    for command in ("list", "fit", "evaluate", "report", "demo"):
+    for command in ("list", "fit", "evaluate", "report", "demo", "run"):
         out = invoke(command, "--help")
         assert "Example" in out, command

@@ -1,0 +1,31 @@
+"""Reproductions of published alignment results: configs in ``experiments/*.toml``, runners here.
+
+A config names its runner (``runner = "latentalign.experiments.<module>:run"``), the paper it reproduces
+(``[paper]``: citation, table, the published numbers) and its settings (``[setup]``, with a ``[reduced]``
+override used by the slow tests). A runner composes library steps (datasets, encoders, aligners,
+evaluation) and returns an :class:`ExperimentResult`: a results table, the checks of the paper's claims
+(paper number, ours, pass/fail), and optional plots. :func:`run_experiment` writes
+``<results>/<name>.md``, ``<name>.json`` and the plots; :func:`run_all` adds ``SUMMARY.md``.
+"""
+
+from __future__ import annotations
+
+from latentalign.experiments.runner import (
+    Check,
+    ExperimentResult,
+    find_config,
+    list_experiments,
+    load_config,
+    run_all,
+    run_experiment,
+)
+
+__all__ = [
+    "Check",
+    "ExperimentResult",
+    "find_config",
+    "list_experiments",
+    "load_config",
+    "run_all",
+    "run_experiment",
+]
