@@ -100,7 +100,7 @@ def _check_finite(t: torch.Tensor, name: str) -> None:
             value = float(t[row, col])
             raise ValueError(
                 f"{name} contains non-finite values (first at row {row}, column {col}: {value}). "
-                f"Remove or impute them first, e.g. {name}[~np.isfinite({name}).any(axis=1)]."
+                f"Remove or impute them first, e.g. keep the rows {name}[np.isfinite({name}).all(axis=1)] (and the same rows of its paired array)."
             )
 
 
