@@ -1,0 +1,291 @@
+"""Procrustes aligner: a rotation (semi-orthogonal map), with optional centring, scaling and standardising.
+
+Also home of :class:`StreamingAligner`, the shared shell of the aligners solved from streamed sufficient
+statistics (:class:`~latentalign.functional._stats.CrossStats`): Procrustes and Affine.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+
+from latentalign._array import ArrayLike
+from latentalign._validation import check_choice
+from latentalign.align.base import Aligner, cast_like
+from latentalign.functional._stats import CrossStats
+from latentalign.functional.procrustes import paired_stats, procrustes_from_stats
+
+__all__ = ["Procrustes", "StreamingAligner"]
+
+_F64 = torch.float64
+
+
+class StreamingAligner(Aligner):
+    """An aligner fitted from :class:`CrossStats`: ``fit``, ``partial_fit`` and ``fit_from_stats``.
+
+    ``fit`` computes the statistics in one pass and solves at once. ``partial_fit`` merges the chunk's
+    statistics into ``stats_`` and solves *lazily*: the ``O(d^3)`` solve runs on the first use of the
+    solution (``transform``, ``inverse_transform``, ``score``, ``save`` or reading a solution attribute),
+    so streaming many chunks costs one solve, not one per chunk. Statistics merge exactly, so any split
+    of the rows into ``partial_fit`` calls gives the ``fit`` result up to float64 rounding.
+
+    Subclasses define ``_solution_attrs``, ``_check_params``, ``_stats_options``, ``_min_rows`` and
+    ``_solve``.
+    """
+
+    supports_partial_fit: ClassVar[bool] = True
+    #: Fitted attributes computed by ``_solve`` from ``stats_`` (recomputed lazily after partial_fit).
+    _solution_attrs: ClassVar[tuple[str, ...]] = ()
+
+    # -- to implement -------------------------------------------------------------------------------
+    def _check_params(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _stats_options(self) -> dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _min_rows(self) -> int:
+        return 1
+
+    def _solve(self, stats: CrossStats) -> dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # -- fitting ------------------------------------------------------------------------------------
+    def fit(self, X: ArrayLike, Y: ArrayLike) -> StreamingAligner:
+        """Fit on paired rows of ``X`` (source) and ``Y`` (target) in one pass; return ``self``.
+
+        Parameters
+        ----------
+        X : array of shape (n_samples, d_x)
+        Y : array of shape (n_samples, d_y)
+            Paired rows, numpy arrays or torch tensors (not mixed), any float dtype; never copied whole.
+        """
+        self._check_params()
+        stats, _, _ = paired_stats(X, Y, min_rows=self._min_rows(), **self._stats_options())
+        self._reset()
+        self._set_stats(stats)
+        self._ensure_solved()
+        return self
+
+    def partial_fit(self, X: ArrayLike, Y: ArrayLike) -> StreamingAligner:
+        """Add a chunk of paired rows to the statistics; return ``self`` (solved lazily, see the class).
+
+        Calling ``partial_fit`` after ``fit`` continues from the rows ``fit`` saw; use ``fit`` or
+        ``clone()`` to start over.
+        """
+        self._check_params()
+        stats, _, _ = paired_stats(X, Y, **self._stats_options())
+        if "stats_" in vars(self):
+            self._check_chunk_dims(stats)
+            stats = self.get_stats().merge(stats)
+        self._set_stats(stats)
+        return self
+
+    def fit_from_stats(self, stats: CrossStats) -> StreamingAligner:
+        """Fit from precomputed statistics (e.g. merged from shards computed elsewhere); return ``self``.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from latentalign.functional._stats import compute_stats
+        >>> X = torch.randn(200, 4, dtype=torch.float64)
+        >>> Y = X @ torch.linalg.qr(torch.randn(4, 4, dtype=torch.float64))[0]
+        >>> shards = [compute_stats(X[i:i + 50], Y[i:i + 50]) for i in range(0, 200, 50)]
+        >>> merged = shards[0].merge(shards[1]).merge(shards[2]).merge(shards[3])
+        >>> a = Procrustes().fit_from_stats(merged); b = Procrustes().fit(X, Y)
+        >>> bool(torch.allclose(a.rotation_, b.rotation_, atol=1e-10))
+        True
+        """
+        if not isinstance(stats, CrossStats):
+            raise TypeError(f"stats must be a CrossStats, got {type(stats).__name__}.")
+        self._check_params()
+        self._reset()
+        self._set_stats(stats)
+        self._ensure_solved()
+        return self
+
+    def get_stats(self) -> CrossStats:
+        """The accumulated :class:`CrossStats` (mergeable with other shards' statistics)."""
+        state = vars(self).get("stats_")
+        if state is None:
+            from latentalign._validation import check_is_fitted
+
+            check_is_fitted(self, ["stats_"])
+        return CrossStats.from_dict(state)
+
+    # -- internals ----------------------------------------------------------------------------------
+    def _check_chunk_dims(self, stats: CrossStats) -> None:
+        owner = type(self).__name__
+        if stats.dim_x != self.n_features_in_:
+            raise ValueError(
+                f"X has {stats.dim_x} features, but {owner} was fitted with {self.n_features_in_}. Pass "
+                "chunks from the same model (and layer) as the earlier partial_fit calls."
+            )
+        if stats.dim_y != self.n_features_out_:
+            raise ValueError(
+                f"Y has {stats.dim_y} features, but {owner} was fitted with {self.n_features_out_} target "
+                "features. Pass chunks from the same model (and layer) as the earlier partial_fit calls."
+            )
+
+    def _reset(self) -> None:
+        for key in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
+            delattr(self, key)
+
+    def _set_stats(self, stats: CrossStats) -> None:
+        self.n_features_in_ = stats.dim_x
+        self.n_features_out_ = stats.dim_y
+        self.stats_ = stats.to_dict()
+        for key in self._solution_attrs:
+            self.__dict__.pop(key, None)
+
+    def _ensure_solved(self) -> None:
+        if all(key in self.__dict__ for key in self._solution_attrs):
+            return
+        stats = self.get_stats()
+        if stats.n < self._min_rows():
+            raise ValueError(
+                f"{type(self).__name__} has seen {stats.n} rows, but at least {self._min_rows()} are "
+                "required with these settings; pass more rows to partial_fit."
+            )
+        self.__dict__.update(self._solve(stats))
+
+    def __getattr__(self, name: str) -> Any:
+        # Called only when normal lookup fails: solution attributes are computed on first access after
+        # partial_fit. Everything else (including during copying/unpickling) raises as usual.
+        if name in type(self)._solution_attrs and "stats_" in self.__dict__:
+            self._ensure_solved()
+            return self.__dict__[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def _to_document(self, prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
+        if "stats_" in self.__dict__:
+            self._ensure_solved()
+        return super()._to_document(prefix, tensors)
+
+    def _transform(self, X: torch.Tensor) -> torch.Tensor:
+        self._ensure_solved()
+        W, b = self._forward_map()
+        return torch.addmm(cast_like(b, X), X, cast_like(W, X))
+
+    def _inverse_transform(self, Z: torch.Tensor) -> torch.Tensor:
+        self._ensure_solved()
+        W, b = self._backward_map()
+        return torch.addmm(cast_like(b, Z), Z, cast_like(W, Z))
+
+    def _forward_map(self) -> tuple[torch.Tensor, torch.Tensor]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _backward_map(self) -> tuple[torch.Tensor, torch.Tensor]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class Procrustes(StreamingAligner):
+    """Orthogonal Procrustes alignment ``Y ~ s ((X - m_x) / s_x) R * s_y + m_y``.
+
+    ``R`` is the rotation (``d_x == d_y``) or semi-orthogonal map (``d_x != d_y``) maximising
+    ``trace(R^T M)`` with ``M`` the (standardised) cross-covariance: the float64 thin SVD ``M = U S V^T``
+    gives ``R = U V^T``. See :mod:`latentalign.functional.procrustes` for why the different-dimension
+    solution is exactly the zero-padded one.
+
+    Parameters
+    ----------
+    center : bool, default True
+        Subtract the column means of ``X`` and ``Y`` (saved as ``mean_x_``, ``mean_y_``).
+    scale : bool, default False
+        Fit the isotropic scale ``s = trace(S) / ||X_std||_F^2`` (``scale_``); otherwise ``scale_ = 1``.
+    standardize : bool, default False
+        Divide each column of both sides by its standard deviation (about the mean, or about 0 with
+        ``center=False``; constant columns are left as they are), saved as ``std_x_``, ``std_y_``.
+    pad : {"zero"}, default "zero"
+        How spaces of different dimensions are matched: ``"zero"`` pads the smaller one with zeros, which
+        is the thin-SVD semi-orthogonal solution (nothing is materialised).
+
+    Attributes
+    ----------
+    rotation_ : torch.Tensor of shape (d_x, d_y), float64
+    scale_ : float
+    mean_x_, mean_y_, std_x_, std_y_ : torch.Tensor, float64
+    singular_values_ : torch.Tensor of shape (min(d_x, d_y),), float64
+        Singular values of the (standardised) cross-covariance ``M``.
+    stats_ : dict
+        The streamed sufficient statistics (see :meth:`get_stats`), kept so that ``partial_fit`` can go on
+        after loading a saved aligner.
+    n_features_in_, n_features_out_ : int
+
+    Notes
+    -----
+    ``inverse_transform`` is exact when ``d_x <= d_y`` (then ``R R^T = I``): ``inverse_transform(transform(X))
+    == X``. When ``d_x > d_y`` it returns the projection of ``X`` onto the ``d_y``-dimensional subspace the
+    map keeps (``R R^T`` is a projection), i.e. the least-squares preimage.
+
+    ``partial_fit`` solves lazily (see :class:`StreamingAligner`). Streaming ``standardize``/``scale`` uses
+    the per-column centred sums of squares, merged with Chan's update, never raw sums of squares.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.standard_normal((100, 5))
+    >>> Q, _ = np.linalg.qr(rng.standard_normal((5, 5)))
+    >>> aligner = Procrustes(scale=True).fit(X, 3.0 * X @ Q + 2.0)
+    >>> bool(np.allclose(aligner.rotation_.numpy(), Q)), round(aligner.scale_, 8)
+    (True, 3.0)
+    >>> bool(np.allclose(aligner.inverse_transform(aligner.transform(X)), X))
+    True
+    """
+
+    _solution_attrs: ClassVar[tuple[str, ...]] = (
+        "rotation_",
+        "scale_",
+        "mean_x_",
+        "mean_y_",
+        "std_x_",
+        "std_y_",
+        "singular_values_",
+    )
+
+    def __init__(
+        self, *, center: bool = True, scale: bool = False, standardize: bool = False, pad: str = "zero"
+    ) -> None:
+        self.center = center
+        self.scale = scale
+        self.standardize = standardize
+        self.pad = pad
+
+    def _check_params(self) -> None:
+        for name in ("center", "scale", "standardize"):
+            check_choice(getattr(self, name), name, [True, False])
+        check_choice(self.pad, "pad", ["zero"])
+
+    def _stats_options(self) -> dict[str, Any]:
+        return {"squares": bool(self.scale or self.standardize)}
+
+    def _min_rows(self) -> int:
+        return 2 if self.center else 1
+
+    def _solve(self, stats: CrossStats) -> dict[str, Any]:
+        sol = procrustes_from_stats(
+            stats, center=bool(self.center), scale=bool(self.scale), standardize=bool(self.standardize)
+        )
+        return {
+            "rotation_": sol["rotation"],
+            "scale_": float(sol["scale"]),
+            "mean_x_": sol["mean_x"],
+            "mean_y_": sol["mean_y"],
+            "std_x_": sol["std_x"],
+            "std_y_": sol["std_y"],
+            "singular_values_": sol["singular_values"],
+        }
+
+    def _forward_map(self) -> tuple[torch.Tensor, torch.Tensor]:
+        W = self.rotation_.to(_F64) * (self.scale_ / self.std_x_[:, None]) * self.std_y_[None, :]
+        return W, self.mean_y_ - self.mean_x_ @ W
+
+    def _backward_map(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.scale_ == 0:
+            raise ValueError(
+                "This Procrustes map has scale_ = 0 (the fitted scale collapsed), so it cannot be inverted."
+            )
+        W = self.rotation_.to(_F64).T * (self.std_x_[None, :] / (self.scale_ * self.std_y_[:, None]))
+        return W, self.mean_x_ - self.mean_y_ @ W

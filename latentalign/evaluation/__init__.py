@@ -1,0 +1,14 @@
+"""Evaluation: retrieval (recall@k, MRR, P@k, NN vs CSLS), representation similarity (CKA, mutual kNN, ...).
+
+Each measure exists as a pure function in :mod:`latentalign.functional` and as a stateful evaluator here
+(``update`` / ``compute`` / ``reset``). The stitching scores live in :mod:`latentalign.evaluation.stitching`.
+"""
+
+from __future__ import annotations
+
+from latentalign.evaluation.retrieval import RetrievalEvaluator
+from latentalign.evaluation.similarity import SimilarityEvaluator
+from latentalign.functional.retrieval import retrieval_scores
+from latentalign.functional.similarity import similarity_scores
+
+__all__ = ["RetrievalEvaluator", "SimilarityEvaluator", "retrieval_scores", "similarity_scores"]

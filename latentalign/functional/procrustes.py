@@ -1,0 +1,256 @@
+"""Orthogonal Procrustes: the rotation (or semi-orthogonal map) that best sends ``X`` onto ``Y``.
+
+For paired rows, ``R = argmin ||s (X - m_x) R - (Y - m_y)||_F`` over ``R`` with orthonormal columns (or
+rows), and optionally the isotropic scale ``s``. With ``M = (X - m_x)^T (Y - m_y)`` and its thin SVD
+``M = U S V^T``, the solution is ``R = U V^T`` and ``s = trace(S) / ||X - m_x||_F^2``.
+
+Different dimensions (``d_x != d_y``): ``R = U V^T`` from the thin SVD is ``(d_x, d_y)`` semi-orthogonal
+(orthonormal columns when ``d_x > d_y``, orthonormal rows when ``d_x < d_y``). It is exactly what
+zero-padding the smaller space to the larger dimension and solving the square problem gives: if ``Y`` is
+padded, ``M`` gains zero columns and every optimal square rotation ``Q`` has ``Q[:, :d_y] = R`` (the padded
+target columns only add a constant); if ``X`` is padded, ``M`` gains zero rows and ``Q[:d_x] = R``, so
+``[X, 0] Q = X R``. The scale is the padded problem's scale too (``||[X, 0]||_F = ||X||_F``).
+
+What this means for ``d_x > d_y``: the padded objective ``||[Y, 0] - X Q||`` also counts the energy of ``X``
+outside the ``d_y`` directions that ``R`` keeps, so ``R`` maximises ``trace(R^T M)``; it is *not* the
+"unbalanced" fit ``min ||X R - Y||`` over semi-orthogonal ``R`` (no closed form), unless ``X``'s covariance
+is isotropic or ``X`` lies in the span ``R`` keeps. For ``d_x < d_y`` the two coincide: ``Y = X C`` with
+``C C^T = I`` is recovered exactly from any ``X``.
+
+Cost: one pass over the data, ``X^T Y`` as a GEMM in the input dtype (float32 data runs at the float32
+GEMM rate) accumulated into float64 without copying the inputs (see :mod:`latentalign.functional._stats`),
+then a ``d_x x d_y`` SVD in float64.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from latentalign._array import ArrayLike, ArraySpec, check_same_backend, restore
+from latentalign._validation import check_array, check_paired
+from latentalign.functional._stats import CrossStats, compute_stats, is_finite
+
+__all__ = [
+    "orthogonal_procrustes",
+    "procrustes_distance",
+    "procrustes_from_stats",
+    "polar_factor",
+    "paired_stats",
+]
+
+_F64 = torch.float64
+_STD_EPS = 1e-12
+
+
+def paired_stats(
+    X: Any,
+    Y: Any,
+    *,
+    squares: bool = False,
+    gram: bool = False,
+    product_dtype: torch.dtype | None = None,
+    min_rows: int = 1,
+) -> tuple[CrossStats, ArraySpec, torch.Tensor]:
+    """Validate paired ``X``, ``Y`` and compute their :class:`~latentalign.functional._stats.CrossStats`.
+
+    The finiteness of the inputs is checked through the statistics (a NaN or infinity anywhere makes
+    them non-finite), which saves a pass over the data; the error then names the first bad entry.
+
+    Returns
+    -------
+    stats : CrossStats
+    spec : ArraySpec
+        How ``X`` was passed (to return results the same way).
+    X : torch.Tensor
+        ``X`` as a tensor (no copy), e.g. to read its device.
+    """
+    check_same_backend(X=X, Y=Y)
+    Xt, spec = check_array(X, "X", min_rows=min_rows, ensure_finite=False)
+    Yt, _ = check_array(Y, "Y", min_rows=min_rows, ensure_finite=False)
+    check_paired(Xt, Yt)
+    if Xt.device != Yt.device:
+        raise ValueError(f"X is on {Xt.device} and Y is on {Yt.device}; move both to the same device first.")
+    stats = compute_stats(Xt, Yt, squares=squares, gram=gram, product_dtype=product_dtype)
+    if not is_finite(stats):
+        raise_non_finite(X, Y)
+    return stats, spec, Xt
+
+
+def raise_non_finite(X: Any, Y: Any) -> None:
+    """Raise the standard non-finite-input error for ``X`` or ``Y`` (or an overflow error)."""
+    check_array(X, "X")
+    check_array(Y, "Y")
+    raise ValueError(
+        "The products of X and Y overflowed (their values are too large for the input dtype). Rescale the "
+        "inputs, or pass them as float64."
+    )
+
+
+def polar_factor(M: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Closest (semi-)orthogonal matrix to ``M`` and ``M``'s singular values, via a float64 thin SVD.
+
+    Parameters
+    ----------
+    M : torch.Tensor of shape (p, q)
+
+    Returns
+    -------
+    R : torch.Tensor of shape (p, q), float64
+        ``U V^T``: maximises ``trace(R^T M)`` among matrices with orthonormal columns (p >= q) or rows.
+    singular_values : torch.Tensor of shape (min(p, q),), float64
+    """
+    U, S, Vh = torch.linalg.svd(M.to(_F64), full_matrices=False)
+    return U @ Vh, S
+
+
+def procrustes_from_stats(
+    stats: CrossStats, *, center: bool = True, scale: bool = False, standardize: bool = False
+) -> dict[str, Any]:
+    """Solve Procrustes from sufficient statistics (float64, ``O(d^3)``, no pass over the data).
+
+    Parameters
+    ----------
+    stats : CrossStats
+        Needs the sums of squares (``squares=True``) when ``scale`` or ``standardize`` is set.
+    center : bool
+        Remove the column means of both sides (otherwise the map is a pure rotation about the origin).
+    scale : bool
+        Fit the isotropic scale ``s``; otherwise ``s = 1``.
+    standardize : bool
+        Divide every column of both sides by its standard deviation (about the mean, or about 0 when
+        ``center=False``) before solving; constant columns are left unscaled.
+
+    Returns
+    -------
+    dict
+        ``rotation`` (d_x, d_y), ``scale`` (float), ``mean_x``, ``mean_y``, ``std_x``, ``std_y``, all float64
+        (means are zeros when ``center=False``, stds ones when ``standardize=False``), and
+        ``singular_values``.
+    """
+    if (scale or standardize) and not stats.has_squares:
+        raise ValueError(
+            "These statistics were accumulated without the sums of squares that scale=True or "
+            "standardize=True needs (they were computed with scale=False and standardize=False). Refit "
+            "from the data with the new settings."
+        )
+    n = stats.n
+    M = stats.cxy
+    mean_x, mean_y = stats.mean_x, stats.mean_y
+    ssx, ssy = stats.ssx, stats.ssy
+    if not center:
+        M = M + n * torch.outer(mean_x, mean_y)
+        if stats.has_squares:
+            ssx = ssx + n * mean_x * mean_x
+            ssy = ssy + n * mean_y * mean_y
+        mean_x, mean_y = torch.zeros_like(mean_x), torch.zeros_like(mean_y)
+    if standardize:
+        std_x = _safe_std(ssx, n)
+        std_y = _safe_std(ssy, n)
+        M = M / std_x[:, None] / std_y[None, :]
+        norm_x = float((ssx / (std_x * std_x)).sum())
+    else:
+        std_x = torch.ones_like(mean_x)
+        std_y = torch.ones_like(mean_y)
+        norm_x = float(ssx.sum()) if ssx is not None else float("nan")
+    if not bool(M.abs().max() > 0):
+        raise ValueError(
+            "X and Y have zero cross-covariance (every column of one side is constant over the rows), so no "
+            "rotation is determined. Check that the rows are paired and that there are at least two "
+            "distinct rows."
+        )
+    R, S = polar_factor(M)
+    s = 1.0
+    if scale:
+        s = float(S.sum()) / norm_x if norm_x > 0 else 0.0
+    return {
+        "rotation": R,
+        "scale": s,
+        "mean_x": mean_x,
+        "mean_y": mean_y,
+        "std_x": std_x,
+        "std_y": std_y,
+        "singular_values": S,
+    }
+
+
+def _safe_std(ss: torch.Tensor, n: int) -> torch.Tensor:
+    std = (ss.clamp_min(0.0) / n).sqrt()
+    return torch.where(std > _STD_EPS, std, torch.ones_like(std))
+
+
+def orthogonal_procrustes(
+    X: ArrayLike, Y: ArrayLike, *, center: bool = True, scale: bool = False
+) -> tuple[ArrayLike, float]:
+    """Best rotation (semi-orthogonal map when ``d_x != d_y``) from paired ``X`` onto ``Y``.
+
+    Parameters
+    ----------
+    X : array of shape (n, d_x)
+    Y : array of shape (n, d_y)
+        Paired rows; numpy arrays or torch tensors (not mixed).
+    center : bool
+        Remove column means first; ``Y`` is then predicted by ``s (X - X.mean(0)) R + Y.mean(0)``.
+        ``center=False`` solves ``min ||s X R - Y||`` like :func:`scipy.linalg.orthogonal_procrustes`.
+    scale : bool
+        Also fit the isotropic scale ``s = trace(S) / ||X_c||_F^2``; otherwise ``s = 1.0``.
+
+    Returns
+    -------
+    R : array of shape (d_x, d_y)
+        Same kind, dtype and device as ``X``; ``R^T R = I`` when ``d_x >= d_y``, ``R R^T = I`` otherwise.
+        Equal to the first columns (rows) of the square solution with the smaller space zero-padded.
+    scale : float
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.standard_normal((50, 4))
+    >>> Q, _ = np.linalg.qr(rng.standard_normal((4, 4)))
+    >>> R, s = orthogonal_procrustes(X, 2.0 * X @ Q + 1.0, scale=True)
+    >>> bool(np.allclose(R, Q)), round(s, 6)
+    (True, 2.0)
+    """
+    stats, spec, _ = paired_stats(X, Y, squares=scale, min_rows=2 if center else 1)
+    sol = procrustes_from_stats(stats, center=center, scale=scale)
+    return restore(sol["rotation"], spec), float(sol["scale"])
+
+
+def procrustes_distance(X: ArrayLike, Y: ArrayLike, *, center: bool = True, scale: bool = False) -> float:
+    """Residual of the best Procrustes fit: ``min_R ||s X_c R - Y_c||_F`` (zero-padded when dims differ).
+
+    Parameters
+    ----------
+    X, Y : arrays of shape (n, d_x) and (n, d_y)
+    center : bool
+        Centre both sides first.
+    scale : bool
+        Optimise the isotropic scale of ``X`` too.
+
+    Returns
+    -------
+    float
+        ``sqrt(s^2 ||X_c||^2 - 2 s ||M||_* + ||Y_c||^2)`` with ``M = X_c^T Y_c``, in float64. It is a
+        difference of sums of squares, so its absolute accuracy is about ``1e-8 ||X_c||_F`` (float64);
+        divide by ``||Y_c||_F`` for a relative distance.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.standard_normal((40, 3))
+    >>> Q, _ = np.linalg.qr(rng.standard_normal((3, 3)))
+    >>> procrustes_distance(X, X @ Q + 5.0) < 1e-6
+    True
+    """
+    stats, _, _ = paired_stats(X, Y, squares=True, min_rows=2 if center else 1)
+    sol = procrustes_from_stats(stats, center=center, scale=scale)
+    ssx, ssy = stats.ssx, stats.ssy
+    if not center:
+        ssx = ssx + stats.n * stats.mean_x**2
+        ssy = ssy + stats.n * stats.mean_y**2
+    nx, ny, nuc = float(ssx.sum()), float(ssy.sum()), float(sol["singular_values"].sum())
+    s = sol["scale"]
+    return max(s * s * nx - 2.0 * s * nuc + ny, 0.0) ** 0.5
