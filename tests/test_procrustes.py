@@ -448,6 +448,13 @@ def test_stats_api_errors():
         procrustes_from_stats(stats, standardize=True)
 
 
+def test_inputs_on_different_devices_are_rejected():
+    X = torch.ones(5, 3)
+    Y = torch.empty(5, 3, device="meta")
+    with pytest.raises(ValueError, match="X is on cpu and Y is on meta; move both to the same device first"):
+        orthogonal_procrustes(X, Y)
+
+
 def test_unknown_attribute_still_raises_attribute_error():
     with pytest.raises(AttributeError, match="has no attribute 'rotation_'"):
         Procrustes().rotation_

@@ -1,0 +1,309 @@
+"""Cross-architecture stitching on Fashion-MNIST (Maiorca et al., NeurIPS 2023, Table 1).
+
+Also home of the Fashion-MNIST / EfficientNet-Lite embedding helpers shared with
+:mod:`latentalign.experiments.relative_classifiers`: the images are drawn in fixed blocks so that every
+experiment (and ``latentalign demo``) reuses the same cached embeddings.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["FmnistSubset", "fashion_mnist_subset", "embed_subset", "run"]
+
+#: Sizes of the demo's Fashion-MNIST draw (``latentalign.demo``): its blocks are our first blocks.
+DEMO_TRAIN, DEMO_TEST = 1000, 500
+
+
+@dataclass(frozen=True)
+class FmnistSubset:
+    """A fixed subset of Fashion-MNIST drawn in blocks (each block is one embedding-store entry)."""
+
+    split: str
+    blocks: list[np.ndarray]
+    images: np.ndarray
+    labels: np.ndarray
+    ids: list[str]
+
+    @property
+    def indices(self) -> np.ndarray:
+        return np.concatenate(self.blocks)
+
+
+def _block_indices(n_source: int, first: int, n_total: int) -> list[np.ndarray]:
+    """Block 0: the demo's draw (``default_rng(0)``, ``first`` rows); later blocks add fresh rows.
+
+    The demo draws the train rows then the test rows from the same generator, so block 0 of the test split
+    needs the train draw first; both splits reproduce ``latentalign.demo`` exactly.
+    """
+    rng = np.random.default_rng(0)
+    demo_train = np.sort(rng.choice(60000, DEMO_TRAIN, replace=False))
+    demo_test = np.sort(rng.choice(10000, DEMO_TEST, replace=False))
+    block0 = demo_train if n_source == 60000 else demo_test
+    if n_total <= len(block0):
+        return [block0[:n_total]] if n_total < len(block0) else [block0]
+    blocks = [block0]
+    taken = set(block0.tolist())
+    seed = 1
+    while sum(len(b) for b in blocks) < n_total:
+        size = min(first, n_total - sum(len(b) for b in blocks))
+        pool = np.setdiff1d(np.arange(n_source), np.fromiter(taken, dtype=np.int64))
+        block = np.sort(np.random.default_rng(seed).choice(pool, size, replace=False))
+        blocks.append(block)
+        taken.update(block.tolist())
+        seed += 1
+    return blocks
+
+
+def fashion_mnist_subset(split: str, n: int) -> FmnistSubset:
+    """``n`` Fashion-MNIST rows of ``split``: the demo's draw first, then blocks of the same size.
+
+    ``n`` must be a multiple of the demo's block (1000 train / 500 test) or smaller than it; a smaller
+    ``n`` takes the first ``n`` rows of the demo's draw (a new cache entry).
+    """
+    from latentalign.datasets import load_fashion_mnist
+
+    first = DEMO_TRAIN if split == "train" else DEMO_TEST
+    if n > first and n % first:
+        raise ValueError(f"n for the {split} split must be <= {first} or a multiple of {first}, got {n}.")
+    data = load_fashion_mnist(split)
+    blocks = _block_indices(len(data.ids), first, n)
+    idx = np.concatenate(blocks)
+    return FmnistSubset(split, blocks, data.images[idx], data.labels[idx], [data.ids[i] for i in idx])
+
+
+def embed_subset(model: str, subset: FmnistSubset, echo: Any = None) -> np.ndarray:
+    """Embeddings of ``subset`` by ``model`` (an encoder name), block by block through the store cache."""
+    from latentalign.datasets import load_fashion_mnist
+    from latentalign.encoders import load_encoder
+    from latentalign.store import embed
+
+    data = load_fashion_mnist(subset.split)
+    encoder = None
+    parts = []
+    for block in subset.blocks:
+        ids = [data.ids[i] for i in block]
+        if encoder is None:
+            encoder = load_encoder(model)
+        start = time.perf_counter()
+        store = embed(encoder, data.images[block], ids, dataset=f"fashion_mnist/{subset.split}", progress=False)
+        parts.append(np.asarray(store.get(ids), dtype=np.float32))
+        if echo is not None:
+            echo(f"{model} {subset.split} block of {len(block)}: {time.perf_counter() - start:.1f} s")
+    return np.ascontiguousarray(np.concatenate(parts))
+
+
+
+# ---------------------------------------------------------------------------------------------- methods
+METHODS = ("absolute", "relative", "affine", "ortho")
+
+
+def _head(features: np.ndarray, labels: np.ndarray, seed: int):
+    """The target model's classifier: standard scaling + multinomial logistic regression (linear)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000, C=1.0, random_state=seed)).fit(
+        features, labels
+    )
+
+
+def _scores(labels: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    from sklearn.metrics import f1_score
+
+    return {
+        "accuracy": float((predicted == labels).mean()),
+        "macro_f1": float(f1_score(labels, predicted, average="macro")),
+        "weighted_f1": float(f1_score(labels, predicted, average="weighted")),
+    }
+
+
+class ScaledAffine:
+    """Maiorca et al.'s ``affine`` translator: standard-scale both spaces on the anchors, fit a ridge
+    affine map between the scaled spaces, undo the target scaling.
+
+    The ridge penalty is chosen on the anchors only (a held-out fifth of them, grid ``alphas``), then
+    the map is refitted on all anchors; no test data is seen.
+    """
+
+    def __init__(
+        self, alphas: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5), seed: int = 0
+    ) -> None:
+        self.alphas = alphas
+        self.seed = seed
+
+    def fit(self, X: np.ndarray, Y: np.ndarray) -> ScaledAffine:
+        from latentalign.align import Affine
+        from latentalign.preprocessing import StandardScale
+
+        rng = np.random.default_rng(self.seed)
+        order = rng.permutation(len(X))
+        held, kept = order[: len(X) // 5], order[len(X) // 5:]
+        errors = []
+        for alpha in self.alphas:
+            sx, sy = StandardScale().fit(X[kept]), StandardScale().fit(Y[kept])
+            aff = Affine(alpha=float(alpha)).fit(sx.transform(X[kept]), sy.transform(Y[kept]))
+            pred = aff.transform(sx.transform(X[held]))
+            errors.append(float(((pred - sy.transform(Y[held])) ** 2).mean()))
+        self.alpha_ = float(self.alphas[int(np.argmin(errors))])
+        self.validation_mse_ = dict(zip(map(float, self.alphas), errors))
+        self.sx_, self.sy_ = StandardScale().fit(X), StandardScale().fit(Y)
+        self.affine_ = Affine(alpha=self.alpha_).fit(self.sx_.transform(X), self.sy_.transform(Y))
+        return self
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        return self.sy_.inverse_transform(self.affine_.transform(self.sx_.transform(X)))
+
+
+def stitch_pair(
+    src: dict[str, np.ndarray], tgt: dict[str, np.ndarray], anchors: np.ndarray, y_train: np.ndarray,
+    y_test: np.ndarray, *, head_seed: int = 0, heads: dict[str, Any] | None = None,
+) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
+    """Score the target's linear head on the source's test embeddings mapped by each method.
+
+    ``src`` / ``tgt`` hold ``"train"`` and ``"test"`` embeddings of the same rows; ``anchors`` indexes the
+    training rows used as parallel anchors. Returns scores per method (plus ``"no_stitch"``: the
+    target's own encoder) and facts about the fitted maps.
+    """
+    from latentalign.align import Procrustes, RelativeProjection
+
+    heads = {} if heads is None else heads
+    if "absolute" not in heads:
+        heads["absolute"] = _head(tgt["train"], y_train, head_seed)
+    rel = RelativeProjection(metric="cosine", center=False).fit(src["train"][anchors], tgt["train"][anchors])
+    if "relative" not in heads:
+        heads["relative"] = _head(np.asarray(rel.transform_target(tgt["train"])), y_train, head_seed)
+    out = {"no_stitch": _scores(y_test, heads["absolute"].predict(tgt["test"]))}
+    out["absolute"] = _scores(y_test, heads["absolute"].predict(src["test"]))
+    out["relative"] = _scores(y_test, heads["relative"].predict(np.asarray(rel.transform(src["test"]))))
+    out["relative_no_stitch"] = _scores(y_test, heads["relative"].predict(np.asarray(rel.transform_target(tgt["test"]))))
+    affine = ScaledAffine(seed=head_seed).fit(src["train"][anchors], tgt["train"][anchors])
+    out["affine"] = _scores(y_test, heads["absolute"].predict(np.asarray(affine.transform(src["test"]))))
+    ortho = Procrustes(center=True, standardize=True).fit(src["train"][anchors], tgt["train"][anchors])
+    out["ortho"] = _scores(y_test, heads["absolute"].predict(np.asarray(ortho.transform(src["test"]))))
+    return out, {"affine_alpha": affine.alpha_}
+
+
+# ---------------------------------------------------------------------------------------------- runner
+def _plot(summary: dict[str, tuple[float, float]], published: dict[str, float], out: Path, name: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = ["no_stitch", *METHODS]
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    x = np.arange(len(keys))
+    ax.bar(x - 0.2, [summary[k][0] for k in keys], 0.4, yerr=[summary[k][1] for k in keys], capsize=3,
+           label="ours (mean +- std over ordered pairs)")
+    ax.bar(x + 0.2, [published.get(k, np.nan) for k in keys], 0.4, label="Maiorca et al. 2023, Table 1 (F-MNIST)")
+    ax.set_xticks(x, [k.replace("_", "-") for k in keys])
+    ax.set_ylabel("macro F1")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7, loc="upper left")
+    ax.set_title("Cross-architecture stitching, EfficientNet-Lite0/1/2 on Fashion-MNIST", fontsize=9)
+    fig.tight_layout()
+    path = out / f"{name}.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def run(config: dict[str, Any], *, out_dir: Any):
+    """Every ordered pair of encoders: source test embeddings -> target's linear head, four ways."""
+    import itertools
+
+    from latentalign.experiments.runner import Check, ExperimentResult
+
+    setup, paper = config["setup"], config["paper"]
+    out = Path(out_dir)
+    threads = _set_threads(setup)
+    try:
+        train = fashion_mnist_subset("train", int(setup["n_train"]))
+        test = fashion_mnist_subset("test", int(setup["n_test"]))
+        notes: list[str] = []
+        start = time.perf_counter()
+        emb = {m: {"train": embed_subset(m, train), "test": embed_subset(m, test)} for m in setup["models"]}
+        embed_s = time.perf_counter() - start
+        rng = np.random.default_rng(int(setup["seed"]))
+        anchors = np.sort(rng.choice(len(train.ids), int(setup["n_anchors"]), replace=False))
+        rows: list[dict[str, Any]] = []
+        per_method: dict[str, list[float]] = {k: [] for k in ("no_stitch", *METHODS)}
+        heads: dict[str, dict[str, Any]] = {m: {} for m in setup["models"]}
+        for src, tgt in itertools.permutations(setup["models"], 2):
+            scores, info = stitch_pair(emb[src], emb[tgt], anchors, train.labels, test.labels,
+                                       head_seed=int(setup["seed"]), heads=heads[tgt])
+            for method in ("no_stitch", *METHODS):
+                per_method[method].append(scores[method]["macro_f1"])
+                rows.append({"source": src, "target": tgt, "method": method.replace("_", "-"),
+                             "macro_f1": round(scores[method]["macro_f1"], 4),
+                             "accuracy": round(scores[method]["accuracy"], 4),
+                             "weighted_f1": round(scores[method]["weighted_f1"], 4)})
+            notes.append(f"{src} -> {tgt}: ridge alpha of the affine map chosen on held-out anchors: "
+                         f"{info['affine_alpha']:g}; relative head on the target's own relative coordinates: "
+                         f"macro F1 {scores['relative_no_stitch']['macro_f1']:.3f}.")
+    finally:
+        _restore_threads(threads)
+
+    summary = {k: (float(np.mean(v)), float(np.std(v))) for k, v in per_method.items()}
+    for k in ("no_stitch", *METHODS):
+        rows.append({"source": "mean over pairs", "target": "", "method": k.replace("_", "-"),
+                     "macro_f1": round(summary[k][0], 4), "accuracy": None, "weighted_f1": None})
+    pub = paper["published"]
+    margin = float(setup["max_gap_to_no_stitch"])
+    much = float(setup["min_relative_over_absolute"])
+    close = float(setup["max_affine_ortho_gap"])
+    mean = {k: v[0] for k, v in summary.items()}
+
+    def f(x: float) -> str:
+        return f"{x:.2f}"
+
+    checks = [
+        Check(f"ortho within {100 * margin:.0f} points of no-stitch (mean macro F1 over ordered pairs)",
+              f"{f(pub['ortho'])} vs {f(pub['no_stitch'])}", f"{f(mean['ortho'])} vs {f(mean['no_stitch'])}",
+              mean["no_stitch"] - mean["ortho"] <= margin),
+        Check(f"affine within {100 * margin:.0f} points of no-stitch",
+              f"{f(pub['affine'])} vs {f(pub['no_stitch'])}", f"{f(mean['affine'])} vs {f(mean['no_stitch'])}",
+              mean["no_stitch"] - mean["affine"] <= margin),
+        Check(f"affine ~ ortho (|difference| <= {100 * close:.0f} points)",
+              f"{f(pub['affine'])} vs {f(pub['ortho'])}", f"{f(mean['affine'])} vs {f(mean['ortho'])}",
+              abs(mean["affine"] - mean["ortho"]) <= close),
+        Check("affine > relative and ortho > relative",
+              f"{f(pub['affine'])}, {f(pub['ortho'])} > {f(pub['relative'])}",
+              f"{f(mean['affine'])}, {f(mean['ortho'])} vs {f(mean['relative'])}",
+              mean["affine"] > mean["relative"] and mean["ortho"] > mean["relative"]),
+        Check(f"relative >> absolute (by >= {100 * much:.0f} points)",
+              f"{f(pub['relative'])} vs {f(pub['absolute'])}", f"{f(mean['relative'])} vs {f(mean['absolute'])}",
+              mean["relative"] - mean["absolute"] >= much),
+    ]
+    notes.insert(0, (
+        f"Fashion-MNIST rows: {len(train.ids)} training images (classifier and anchor pool), {len(test.ids)} test "
+        f"images; {len(anchors)} anchors; {len(setup['models'])} encoders, "
+        f"{len(per_method['ortho'])} ordered pairs. Embedding (or reading the cache) took {embed_s:.0f} s."
+    ))
+    plots = [_plot(summary, pub, out, config["name"])]
+    return ExperimentResult(rows=rows, checks=checks, notes=notes, plots=plots)
+
+
+def _set_threads(setup: dict[str, Any]) -> int | None:
+    """Apply ``setup["torch_threads"]`` (if given); return the previous value to restore."""
+    import torch
+
+    if "torch_threads" not in setup:
+        return None
+    previous = torch.get_num_threads()
+    torch.set_num_threads(int(setup["torch_threads"]))
+    return previous
+
+
+def _restore_threads(previous: int | None) -> None:
+    import torch
+
+    if previous is not None:
+        torch.set_num_threads(previous)

@@ -1,0 +1,333 @@
+"""Zero-shot text stitching across encoders and languages (Moschella et al., ICLR 2023, Sec. 5.2).
+
+A classification head is trained on encoder B's embeddings and then fed encoder A's embeddings of the
+test texts, with no training on A:
+
+* ``absolute``: A's raw embeddings straight into B's head (only where the dimensions agree);
+* ``relative``: both spaces turned into cosine similarities to the same anchor texts (B's head was
+  trained on B's relative coordinates);
+* ``procrustes``: A mapped into B's space by orthogonal Procrustes fitted on the anchor pairs.
+
+Two tasks:
+
+* WordNet gloss -> lexicographer category (45 classes), a stratified sample of synset definitions,
+  every ordered pair of the text encoders in ``setup.encoders``;
+* Tux Paint captions -> top-level stamp category: B = MiniLM reading English captions, A = multilingual
+  e5 reading the French captions of the same stamps (cross-lingual and cross-model at once); the anchors
+  are parallel English/French captions.
+
+``non-stitched`` is B's head on B's own embeddings of the test texts, in the representation the head was
+trained on (relative coordinates for the relative head).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from latentalign.experiments.runner import Check, ExperimentResult
+
+__all__ = ["run", "wordnet_sample", "definition"]
+
+_SHORT = {"minilm": "MiniLM", "mpnet": "MPNet", "e5-small": "e5", "minilm-l3-onnx": "MiniLM-L3"}
+_QUOTE = re.compile(r';?\s*"')
+
+
+def definition(gloss: str) -> str:
+    """The definition part of a WordNet gloss (the text before the first quoted example)."""
+    return _QUOTE.split(gloss, maxsplit=1)[0].strip().rstrip(";").strip()
+
+
+def wordnet_sample(per_category: int, seed: int) -> tuple[list[str], list[str], np.ndarray, tuple[str, ...]]:
+    """A stratified sample of WordNet synsets: up to ``per_category`` of each of the 45 categories.
+
+    Returns ids, definitions, integer labels and the category names.
+    """
+    from latentalign.datasets import load_wordnet_glosses
+
+    wn = load_wordnet_glosses()
+    rng = np.random.default_rng(seed)
+    picked = []
+    for label in range(len(wn.category_names)):
+        members = np.flatnonzero(wn.labels == label)
+        if len(members):
+            picked.append(rng.choice(members, size=min(per_category, len(members)), replace=False))
+    idx = np.sort(np.concatenate(picked))
+    return ([wn.ids[i] for i in idx], [definition(wn.glosses[i]) for i in idx], wn.labels[idx].copy(),
+            wn.category_names)
+
+
+def _embed(name: str, inputs: Any, ids: list[str], dataset: str, notes: list[str]) -> np.ndarray:
+    from latentalign.encoders import load_encoder
+    from latentalign.store import embed
+
+    start = time.perf_counter()
+    store = embed(load_encoder(name), inputs, ids, dataset=dataset, shard_size=256, progress=False)
+    X = np.ascontiguousarray(store.get(ids), dtype=np.float32)
+    notes.append(f"embedded {dataset} with {name}: {X.shape[0]} x {X.shape[1]} in {time.perf_counter() - start:.0f} s "
+                 "(cached after the first run)")
+    return X
+
+
+def _stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    train, test = [], []
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        cut = int(round(fraction * len(members)))
+        if len(members) >= 2:
+            cut = min(max(cut, 1), len(members) - 1)
+        train.append(members[:cut])
+        test.append(members[cut:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+
+
+def _row_l2(X: np.ndarray) -> np.ndarray:
+    return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+
+
+def _row_standardize(X: np.ndarray) -> np.ndarray:
+    X = X - X.mean(axis=1, keepdims=True)
+    return X / np.maximum(X.std(axis=1, keepdims=True), 1e-12)
+
+
+def _head(features: np.ndarray, labels: np.ndarray, *, relative: bool, C: float, seed: int):
+    """B's classifier: a row normalisation (L2 for absolute inputs, per-row standardisation for relative
+    coordinates, like a LayerNorm without parameters) followed by multinomial logistic regression."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    norm = FunctionTransformer(_row_standardize if relative else _row_l2)
+    return make_pipeline(norm, LogisticRegression(max_iter=3000, C=C, random_state=seed)).fit(features, labels)
+
+
+def _scores(head: Any, X: Any, y: np.ndarray) -> dict[str, float]:
+    from sklearn.metrics import accuracy_score, f1_score
+
+    pred = head.predict(np.asarray(X, dtype=np.float64))
+    return {"macro_f1": float(f1_score(y, pred, average="macro")), "accuracy": float(accuracy_score(y, pred))}
+
+
+def stitching_table(
+    task: str,
+    spaces: dict[str, np.ndarray],
+    labels: np.ndarray,
+    train: np.ndarray,
+    test: np.ndarray,
+    anchors: np.ndarray,
+    pairs: list[tuple[str, str]],
+    *,
+    C: float,
+    seed: int,
+) -> list[dict[str, Any]]:
+    """For every (A, B) in ``pairs``: B's heads fed A's test embeddings by each method.
+
+    ``spaces`` maps a name to its (n, d) embeddings (rows paired across spaces); ``anchors`` index rows of
+    ``train``'s items shared by all spaces.
+    """
+    from latentalign.align import Procrustes, RelativeProjection
+
+    heads: dict[str, dict[str, Any]] = {}
+    rel_train: dict[str, np.ndarray] = {}
+    for b in {b for _, b in pairs}:
+        Y = spaces[b]
+        rel_b = RelativeProjection(metric="cosine", center=True).fit(Y[anchors], Y[anchors])
+        rel_train[b] = rel_b.transform_target(Y[train])
+        heads[b] = {
+            "absolute": _head(Y[train], labels[train], relative=False, C=C, seed=seed),
+            "relative": _head(rel_train[b], labels[train], relative=True, C=C, seed=seed),
+        }
+    y = labels[test]
+    rows = []
+    for a, b in pairs:
+        X, Y = spaces[a], spaces[b]
+        rel = RelativeProjection(metric="cosine", center=True).fit(X[anchors], Y[anchors])
+        native_abs = _scores(heads[b]["absolute"], Y[test], y)
+        native_rel = _scores(heads[b]["relative"], rel.transform_target(Y[test]), y)
+        procrustes = Procrustes(center=True, scale=True).fit(X[anchors], Y[anchors])
+        results = {
+            "absolute": _scores(heads[b]["absolute"], X[test], y) if X.shape[1] == Y.shape[1] else None,
+            "relative": _scores(heads[b]["relative"], rel.transform(X[test]), y),
+            "procrustes": _scores(heads[b]["absolute"], procrustes.transform(X[test]), y),
+        }
+        for method, score in results.items():
+            native = native_rel if method == "relative" else native_abs
+            rows.append({
+                "task": task,
+                "encoder A (input)": a,
+                "head B": b,
+                "method": method,
+                "n_test": int(len(test)),
+                "macro_f1": None if score is None else score["macro_f1"],
+                "accuracy": None if score is None else score["accuracy"],
+                "non-stitched macro_f1": native["macro_f1"],
+                "non-stitched accuracy": native["accuracy"],
+                "note": "dimensions differ" if score is None else "",
+            })
+    return rows
+
+
+def _tuxpaint(setup: dict[str, Any], notes: list[str]) -> tuple[dict[str, np.ndarray], np.ndarray, list[str], np.ndarray]:
+    """Tux Paint stamps with unique en/fr captions (the demo's selection, so embeddings are shared)."""
+    from latentalign.datasets import load_tuxpaint
+    from latentalign.demo import _unique_caption_rows
+
+    seed = int(setup["seed"])
+    head_lang, input_lang = setup["tux_head_language"], setup["tux_input_language"]
+    tux = load_tuxpaint(languages=(head_lang, input_lang), image_format="png")
+    unique = _unique_caption_rows(tux.captions[head_lang], tux.captions[input_lang])
+    limit = setup.get("tux_limit")
+    n = len(unique) if limit is None else min(int(limit), len(unique))
+    keep = np.sort(np.random.default_rng(seed).permutation(unique)[:n])
+    ids = [tux.ids[i] for i in keep]
+    top = [tux.categories[i].split("/")[0] for i in keep]
+    names = sorted(set(top))
+    labels = np.asarray([names.index(t) for t in top], dtype=np.int64)
+    spaces = {
+        f"{setup['tux_head_encoder']}:{head_lang}": _embed(
+            setup["tux_head_encoder"], [tux.captions[head_lang][i] for i in keep], ids, f"tuxpaint/{head_lang}", notes),
+        f"{setup['tux_input_encoder']}:{input_lang}": _embed(
+            setup["tux_input_encoder"], [tux.captions[input_lang][i] for i in keep], ids, f"tuxpaint/{input_lang}",
+            notes),
+    }
+    return spaces, labels, names, keep
+
+
+def _split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    order = np.random.default_rng(seed).permutation(n)
+    cut = int(round(fraction * n))
+    return np.sort(order[:cut]), np.sort(order[cut:])
+
+
+def _plot(rows: list[dict[str, Any]], out_dir: Path, name: str) -> list[Path]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # pragma: no cover - plot extra missing
+        return []
+    methods = ("absolute", "relative", "procrustes")
+    colours = {"absolute": "#9e9e9e", "relative": "#1f77b4", "procrustes": "#ff7f0e"}
+    tasks = [t for t in dict.fromkeys(r["task"] for r in rows)]
+    widths = [max(3, len({(r["encoder A (input)"], r["head B"]) for r in rows if r["task"] == t})) for t in tasks]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(2.0 + 1.3 * sum(widths), 5.0),
+                             gridspec_kw={"width_ratios": widths}, squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        sub = [r for r in rows if r["task"] == task]
+        pairs = list(dict.fromkeys((r["encoder A (input)"], r["head B"]) for r in sub))
+        x = np.arange(len(pairs))
+        width = 0.26
+        for j, method in enumerate(methods):
+            vals = [next((r["macro_f1"] for r in sub if (r["encoder A (input)"], r["head B"]) == p
+                          and r["method"] == method), None) for p in pairs]
+            ax.bar(x + (j - 1) * width, [np.nan if v is None else v for v in vals], width, label=method,
+                   color=colours[method])
+        natives = [next(r["non-stitched macro_f1"] for r in sub if (r["encoder A (input)"], r["head B"]) == p
+                        and r["method"] == "relative") for p in pairs]
+        ax.scatter(x, natives, marker="_", s=400, color="black", zorder=3, label="non-stitched (relative head)")
+        ax.set_xticks(x)
+        ax.set_xticklabels([f"{_SHORT.get(a.split(':')[0], a)}{(':' + a.split(':')[1]) if ':' in a else ''}\n"
+                            f"-> {_SHORT.get(b.split(':')[0], b)}{(':' + b.split(':')[1]) if ':' in b else ''}"
+                            for a, b in pairs], fontsize=7)
+        ax.set_ylabel("macro F1 on held-out texts")
+        ax.set_ylim(0, 1)
+        ax.set_title(task.replace(" (", "\n("), fontsize=9)
+        ax.legend(fontsize=7, loc="upper left")
+    fig.suptitle("Zero-shot stitching: encoder A's texts -> head trained on encoder B", fontsize=11)
+    fig.tight_layout()
+    path = out_dir / f"{name}.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [path]
+
+
+def _fmt_pair(row: dict[str, Any]) -> str:
+    return f"{row['encoder A (input)']}->{row['head B']}"
+
+
+def run(config: dict[str, Any], *, out_dir: Path) -> ExperimentResult:
+    """Run the WordNet and Tux Paint stitching tables and check the paper's claims."""
+    setup = config["setup"]
+    seed = int(setup["seed"])
+    C = float(setup.get("head_C", 1.0))
+    margin_abs, margin_native = float(setup["relative_over_absolute"]), float(setup["relative_over_native"])
+    notes: list[str] = []
+
+    # WordNet: every ordered pair of text encoders.
+    ids, texts, labels, names = wordnet_sample(int(setup["wordnet_per_category"]), seed)
+    dataset = f"wordnet/definitions-{int(setup['wordnet_per_category'])}pc-seed{seed}"
+    encoders = list(setup["encoders"])
+    spaces = {e: _embed(e, texts, ids, dataset, notes) for e in encoders}
+    train, test = _stratified_split(labels, float(setup["train_fraction"]), seed)
+    rng = np.random.default_rng(seed + 1)
+    anchors = np.sort(rng.choice(train, size=min(int(setup["n_anchors"]), len(train)), replace=False))
+    pairs = [(a, b) for b in encoders for a in encoders if a != b]
+    wn_task = f"WordNet definitions -> 45 categories ({len(texts)} synsets)"
+    rows = stitching_table(wn_task, spaces, labels, train, test, anchors, pairs, C=C, seed=seed)
+    notes.append(f"WordNet: {len(train)} training / {len(test)} test synsets, {len(anchors)} anchors drawn from the "
+                 f"training synsets; chance macro F1 ~ {1 / len(np.unique(labels)):.3f} (45 balanced classes).")
+
+    # Tux Paint: English head, French input through another (multilingual) encoder.
+    tux_spaces, tux_labels, tux_names, _ = _tuxpaint(setup, notes)
+    tux_train, tux_test = _split(len(tux_labels), float(setup["tux_train_fraction"]), seed)
+    tux_anchors = np.sort(np.random.default_rng(seed + 1).choice(
+        tux_train, size=min(int(setup["tux_n_anchors"]), len(tux_train)), replace=False))
+    head_space, input_space = list(tux_spaces)
+    tux_task = f"Tux Paint captions -> {len(tux_names)} top-level categories ({len(tux_labels)} stamps)"
+    tux_rows = stitching_table(tux_task, tux_spaces, tux_labels, tux_train, tux_test, tux_anchors,
+                               [(input_space, head_space)], C=C, seed=seed)
+    counts = np.bincount(tux_labels[tux_test], minlength=len(tux_names))
+    notes.append(f"Tux Paint: {len(tux_train)} training / {len(tux_test)} test stamps, {len(tux_anchors)} parallel "
+                 f"caption anchors; categories {tux_names}; majority-class accuracy on the test stamps "
+                 f"{counts.max() / counts.sum():.3f}.")
+    rows += tux_rows
+
+    # Checks.
+    def get(sub: list[dict[str, Any]], method: str) -> dict[tuple[str, str], dict[str, Any]]:
+        return {(r["encoder A (input)"], r["head B"]): r for r in sub if r["method"] == method}
+
+    wn_rel, wn_abs = get(rows[: len(rows) - len(tux_rows)], "relative"), get(rows[: len(rows) - len(tux_rows)], "absolute")
+    ratios_abs = {p: wn_rel[p]["macro_f1"] / max(wn_abs[p]["macro_f1"], 1e-12)
+                  for p in wn_abs if wn_abs[p]["macro_f1"] is not None}
+    ratios_native = {p: wn_rel[p]["macro_f1"] / wn_rel[p]["non-stitched macro_f1"] for p in wn_rel}
+    worst_abs = min(ratios_abs, key=ratios_abs.get)
+    worst_native = min(ratios_native, key=ratios_native.get)
+    tux_rel, tux_abs = tux_rows[1], tux_rows[0]
+    tux_ratio_abs = tux_rel["macro_f1"] / max(tux_abs["macro_f1"], 1e-12)
+    tux_ratio_native = tux_rel["macro_f1"] / tux_rel["non-stitched macro_f1"]
+    paper = config["paper"]
+    checks = [
+        Check(
+            claim=f"WordNet, every same-dimension pair: relative stitching >= {margin_abs:g}x absolute stitching "
+                  "(macro F1)",
+            paper=paper.get("claim_cross_architecture", ""),
+            ours=f"min ratio {ratios_abs[worst_abs]:.2f} ({worst_abs[0]}->{worst_abs[1]}: "
+                 f"{wn_rel[worst_abs]['macro_f1']:.3f} vs {wn_abs[worst_abs]['macro_f1']:.3f}) over {len(ratios_abs)} pairs",
+            passed=bool(all(r >= margin_abs for r in ratios_abs.values())),
+        ),
+        Check(
+            claim=f"WordNet, every pair: relative stitching >= {margin_native:.0%} of the non-stitched head",
+            paper=paper.get("claim_cross_architecture", ""),
+            ours=f"min {ratios_native[worst_native]:.0%} ({worst_native[0]}->{worst_native[1]}: "
+                 f"{wn_rel[worst_native]['macro_f1']:.3f} vs {wn_rel[worst_native]['non-stitched macro_f1']:.3f}); "
+                 f"{sum(r >= margin_native for r in ratios_native.values())}/{len(ratios_native)} pairs pass",
+            passed=bool(all(r >= margin_native for r in ratios_native.values())),
+        ),
+        Check(
+            claim=f"Cross-lingual ({_fmt_pair(tux_rel)}): relative >= {margin_abs:g}x absolute and >= "
+                  f"{margin_native:.0%} of non-stitched",
+            paper=paper.get("claim_cross_lingual", ""),
+            ours=f"relative {tux_rel['macro_f1']:.3f}, absolute {tux_abs['macro_f1']:.3f} (x{tux_ratio_abs:.2f}), "
+                 f"non-stitched {tux_rel['non-stitched macro_f1']:.3f} ({tux_ratio_native:.0%})",
+            passed=bool(tux_ratio_abs >= margin_abs and tux_ratio_native >= margin_native),
+        ),
+    ]
+    notes.append("Procrustes rows use B's absolute head on A's embeddings mapped by an orthogonal map with isotropic scale (the encoders' norms differ) fitted on the "
+                 "same anchor pairs; they are reported, not checked.")
+    return ExperimentResult(rows=rows, checks=checks, notes=notes, plots=_plot(rows, Path(out_dir), config["name"]))
