@@ -151,7 +151,8 @@ def main() -> None:
                 cells[impl] = {"seconds": min(r["seconds"] for r in results),
                                "peak_mb": min(r["peak_mb"] for r in results)}
             if any("error" in c for c in cells.values()):
-                print(f"{case:<14}{n:>7}  failed: " + "; ".join(f"{k}: {c['error']}" for k, c in cells.items() if "error" in c))
+                failed = "; ".join(f"{k}: {c['error']}" for k, c in cells.items() if "error" in c)
+                print(f"{case:<14}{n:>7}  failed: {failed}")
                 continue
             p, l = cells["pot"], cells["latentalign"]
             print(f"{case:<14}{n:>7}  {p['seconds']:>9.2f}{l['seconds']:>15.2f}{l['seconds'] / p['seconds']:>7.2f}  "

@@ -135,7 +135,9 @@ def test_torch_inputs_keep_dtype_and_save_load_round_trip(tmp_path):
     path = space.save(tmp_path / "universal")
     for loaded in (UniversalSpace.load(path), latentalign.load(path)):
         assert loaded.names_ == space.names_
-        torch.testing.assert_close(loaded.translate(tmodels["m0"], "m0", "m2"), space.translate(tmodels["m0"], "m0", "m2"))
+        torch.testing.assert_close(
+            loaded.translate(tmodels["m0"], "m0", "m2"), space.translate(tmodels["m0"], "m0", "m2")
+        )
     assert b"\x80\x04\x95" not in path.read_bytes()
 
 

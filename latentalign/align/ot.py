@@ -304,7 +304,8 @@ class OTAligner(Aligner):
         P = check_pairs(pairs, Xt.shape[0], Yt.shape[0])
         m = P.shape[0]
         init = self.init
-        n_free_x, n_free_y = Xt.shape[0] - int(P[:, 0].unique().numel()), Yt.shape[0] - int(P[:, 1].unique().numel())
+        n_free_x = Xt.shape[0] - int(P[:, 0].unique().numel())
+        n_free_y = Yt.shape[0] - int(P[:, 1].unique().numel())
         if init == "auto":
             # Fewer pairs than dimensions leave a map under-determined: start from GW (pairs still join the fit).
             enough = m > Xt.shape[1] or min(n_free_x, n_free_y) < 2
@@ -340,8 +341,12 @@ class OTAligner(Aligner):
             return mapping, residual
 
         mapping: Aligner | None = None
-        previous: tuple[torch.Tensor, torch.Tensor] | None = None  # (rows of X, their matches)
         no_free = free_x.numel() < 2 or free_y.numel() < 2
+        # Rows drawn once, so that consecutive rounds couple the same rows and their matches compare.
+        gw_rows = (_sample(free_x, self.gw_samples, gen, self.sample),
+                   _sample(free_y, self.gw_samples, gen, self.sample))
+        lin_rows = (_sample(free_x, self.max_samples, gen, self.sample),
+                    _sample(free_y, self.max_samples, gen, self.sample))
         if init == "pairs":
             mapping, residual = fit_map(free_x[:0], Yp[:0])
             history.append({"round": 0, "step": "pairs", "changed": None, "residual": residual, "n_coupled": 0})
@@ -351,7 +356,7 @@ class OTAligner(Aligner):
                     "Every row is already paired (or fewer than 2 rows are free), so there is nothing for the "
                     "Gromov-Wasserstein start to couple; use init='auto'."
                 )
-            gx, gy = _sample(free_x, self.gw_samples, gen, self.sample), _sample(free_y, self.gw_samples, gen, self.sample)
+            gx, gy = gw_rows
             plan = _gw_plan_t(
                 Xp[gx].double(), Yp[gy].double(), reg=float(self.reg) if self.method == "gw" else 0.0,
                 metric=self.metric, max_iter=self.max_iter, tol=self.tol,
@@ -359,8 +364,9 @@ class OTAligner(Aligner):
             best = gy[plan.argmax(1)]
             mapping, residual = fit_map(gx, _barycentric_t(plan, Yp[gy]))
             matches[gx.cpu()] = best.cpu()
-            previous = (gx, best)
-            history.append({"round": 0, "step": "gw", "changed": None, "residual": residual, "n_coupled": int(gx.numel())})
+            history.append(
+                {"round": 0, "step": "gw", "changed": None, "residual": residual, "n_coupled": int(gx.numel())}
+            )
 
         converged = False
         rounds = 0
@@ -368,13 +374,12 @@ class OTAligner(Aligner):
             if no_free:
                 converged = True
                 break
-            rows_x, targets, best = self._couple(Xp, Yp, free_x, free_y, mapping, gen)
-            changed = None
-            if previous is not None and torch.equal(previous[0], rows_x):
-                changed = float((previous[1] != best).double().mean())
+            rows_x, targets, best = self._couple(Xp, Yp, gw_rows if self.method == "gw" else lin_rows, mapping)
+            before = matches[rows_x.cpu()]
+            seen = before >= 0  # rows matched by the previous coupling (not anchors: they are not coupled)
+            changed = float((before[seen] != best.cpu()[seen]).double().mean()) if bool(seen.any()) else None
             mapping, residual = fit_map(rows_x, targets)
             matches[rows_x.cpu()] = best.cpu()
-            previous = (rows_x, best)
             rounds = rnd
             history.append({"round": rnd, "step": self.method, "changed": changed, "residual": residual,
                             "n_coupled": int(rows_x.numel())})
@@ -416,14 +421,12 @@ class OTAligner(Aligner):
         self,
         Xp: torch.Tensor,
         Yp: torch.Tensor,
-        free_x: torch.Tensor,
-        free_y: torch.Tensor,
+        rows: tuple[torch.Tensor, torch.Tensor],
         mapping: Aligner | None,
-        gen: torch.Generator,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One coupling of the free rows: (rows of X coupled, their barycentric targets, their matches)."""
+        """One coupling of the sampled free rows: (rows of X coupled, their barycentric targets, matches)."""
+        sx, sy = rows
         if self.method == "gw":
-            sx, sy = _sample(free_x, self.gw_samples, gen, self.sample), _sample(free_y, self.gw_samples, gen, self.sample)
             Zx = Xp[sx] if mapping is None else mapping._transform(Xp[sx])  # None: init="identity"
             M = _cost(Zx.double(), Yp[sy].double(), self.metric)
             plan = _gw_plan_t(
@@ -431,7 +434,6 @@ class OTAligner(Aligner):
                 alpha=float(self.alpha), max_iter=self.max_iter, tol=self.tol,
             ).to(Xp.dtype)
             return sx, _barycentric_t(plan, Yp[sy]), sy[plan.argmax(1)]
-        sx, sy = _sample(free_x, self.max_samples, gen, self.sample), _sample(free_y, self.max_samples, gen, self.sample)
         Zx = Xp[sx] if mapping is None else mapping._transform(Xp[sx])
         if self.batch_size is not None:
             targets, best = _sinkhorn_projection_t(

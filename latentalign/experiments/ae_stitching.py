@@ -213,7 +213,8 @@ def _plot(examples: dict[str, Any], out: Path, name: str) -> Path:
             ax.set_yticks([])
             if c == 0:
                 ax.set_ylabel(key, rotation=0, ha="right", va="center", fontsize=7)
-    fig.suptitle("Test images and their reconstructions (stitched: encoder seed 0 -> decoder seed 1)", fontsize=8)
+    fig.suptitle("Test images and reconstructions: 'AE 0' = seed 0's own decoder, '0->1' = seed 0's encoder "
+                 "stitched to seed 1's decoder", fontsize=8)
     fig.tight_layout()
     path = out / f"{name}.png"
     fig.savefig(path, dpi=110)
@@ -274,12 +275,13 @@ def _train_and_score(setup: dict[str, Any], seeds: list[int]):
                 "stitched_over_non_stitched": round(ratio, 2),
                 "n_models": len(seeds), "n_stitched_pairs": int(off.size), "train_s": round(train_s, 1),
             })
-            if dataset == setup["datasets"][0] and len(models) > 1:
+            if len(models) > 1:  # one test image per class (first 8 classes), own and stitched decodings
+                picks = [int(np.flatnonzero(data["test_labels"] == c)[0]) for c in range(8)]
                 with torch.no_grad():
-                    X = torch.as_tensor(data["test"][:8])
-                    examples.setdefault("input", X.numpy())
-                    examples[f"{kind} seed 0"] = models[0](X).numpy()
-                    examples[f"{kind} 0->1"] = models[1].decode(models[0].code(X)).numpy()
+                    X = torch.as_tensor(data["test"][picks])
+                    examples.setdefault(f"{dataset}: input", X.numpy())
+                    examples[f"{dataset}: {kind} AE 0"] = models[0](X).numpy()
+                    examples[f"{dataset}: {kind} 0->1"] = models[1].decode(models[0].code(X)).numpy()
     return rows, means, examples
 
 

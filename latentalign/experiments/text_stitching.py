@@ -130,29 +130,30 @@ def stitching_table(
     ``spaces`` maps a name to its (n, d) embeddings (rows paired across spaces); ``anchors`` index rows of
     ``train``'s items shared by all spaces.
     """
-    from latentalign.align import Procrustes, RelativeProjection
+    from latentalign.align import Procrustes
+    from latentalign.functional.relative import relative_projection
 
+    # Relative coordinates of every row of every space w.r.t. that space's own anchors (centred on the anchor
+    # mean): what RelativeProjection(center=True).fit(X[anchors], Y[anchors]).transform / .transform_target
+    # return, computed once per space instead of once per pair.
+    rel = {name: relative_projection(X, X[anchors], metric="cosine", center=True) for name, X in spaces.items()}
     heads: dict[str, dict[str, Any]] = {}
-    rel_train: dict[str, np.ndarray] = {}
     for b in {b for _, b in pairs}:
         Y = spaces[b]
-        rel_b = RelativeProjection(metric="cosine", center=True).fit(Y[anchors], Y[anchors])
-        rel_train[b] = rel_b.transform_target(Y[train])
         heads[b] = {
             "absolute": _head(Y[train], labels[train], relative=False, C=C, seed=seed),
-            "relative": _head(rel_train[b], labels[train], relative=True, C=C, seed=seed),
+            "relative": _head(rel[b][train], labels[train], relative=True, C=C, seed=seed),
         }
     y = labels[test]
     rows = []
     for a, b in pairs:
         X, Y = spaces[a], spaces[b]
-        rel = RelativeProjection(metric="cosine", center=True).fit(X[anchors], Y[anchors])
         native_abs = _scores(heads[b]["absolute"], Y[test], y)
-        native_rel = _scores(heads[b]["relative"], rel.transform_target(Y[test]), y)
+        native_rel = _scores(heads[b]["relative"], rel[b][test], y)
         procrustes = Procrustes(center=True, scale=True).fit(X[anchors], Y[anchors])
         results = {
             "absolute": _scores(heads[b]["absolute"], X[test], y) if X.shape[1] == Y.shape[1] else None,
-            "relative": _scores(heads[b]["relative"], rel.transform(X[test]), y),
+            "relative": _scores(heads[b]["relative"], rel[a][test], y),
             "procrustes": _scores(heads[b]["absolute"], procrustes.transform(X[test]), y),
         }
         for method, score in results.items():

@@ -277,9 +277,10 @@ def _ot_plan_t(
         return P
     if reg <= 0:
         raise ValueError(f"method='sinkhorn' needs reg > 0, got reg={reg}. Use method='emd' for exact OT.")
-    max_iter = 1000 if max_iter is None else max_iter
     limit = _KERNEL_LIMIT.get(M.dtype, 50.0)
     use_log = (float(M.max()) / reg > limit) if log_domain is None else bool(log_domain)
+    if max_iter is None:  # classic iterations are two matrix-vector products; log-domain ones ~50x dearer
+        max_iter = 1000 if use_log else 10_000
 
     def solve(use_log: bool) -> tuple[Any, list[str]]:
         return _run_pot(
@@ -350,7 +351,7 @@ def ot_plan(
     normalize_cost : {"mean", "max", None}
         Divide the cost by its mean or maximum before solving.
     max_iter : int, optional
-        Solver iterations (Sinkhorn: 1000; EMD: ``max(1e5, 10 n m)``).
+        Solver iterations (Sinkhorn: 10,000 classic or 1,000 log-domain; EMD: ``max(1e5, 10 n m)``).
     tol : float, optional
         Sinkhorn's marginal-error tolerance; :func:`default_tol` of the dtype by default.
     log_domain : bool, optional
@@ -401,6 +402,7 @@ def _gw_plan_t(
     normalize_cost: str | None = "mean",
     max_iter: int | None = None,
     tol: float | None = None,
+    G0: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Tensor-level :func:`gw_plan`."""
     ot = _pot()
@@ -416,29 +418,40 @@ def _gw_plan_t(
         M = M / _cost_scale(M, normalize_cost)
     if reg == 0:
         max_iter = 10_000 if max_iter is None else max_iter
+        # Each conditional-gradient step solves an exact OT problem; POT's default cap (1e5 simplex
+        # iterations) stops those early from a few hundred points on, making the steps inexact.
+        emd_iter = int(min(2**31 - 1, max(100_000, 10 * X.shape[0] * Y.shape[0])))
         if fused:
             call = lambda: ot.gromov.fused_gromov_wasserstein(  # noqa: E731
                 M, C1, C2, p, q, loss_fun="square_loss", symmetric=True, alpha=alpha, log=True,
-                max_iter=max_iter, tol_rel=tol, tol_abs=tol,
+                max_iter=max_iter, tol_rel=tol, tol_abs=tol, G0=G0, numItermaxEmd=emd_iter,
             )
         else:
             call = lambda: ot.gromov.gromov_wasserstein(  # noqa: E731
                 C1, C2, p, q, loss_fun="square_loss", symmetric=True, log=True,
-                max_iter=max_iter, tol_rel=tol, tol_abs=tol,
+                max_iter=max_iter, tol_rel=tol, tol_abs=tol, G0=G0, numItermaxEmd=emd_iter,
             )
         (P, log), _ = _run_pot(call, "gromov_wasserstein")
+        steps = len(log.get("loss", [])) - 1
+        if steps >= max_iter:
+            warnings.warn(
+                f"Gromov-Wasserstein (conditional gradient) stopped at max_iter={max_iter} steps before its "
+                f"relative tolerance {tol:.1e}. Increase max_iter.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
         return P
     max_iter = 1000 if max_iter is None else max_iter
     inner = dict(numItermax=1000, stopThr=tol, warn=False)
     if fused:
         call = lambda: ot.gromov.entropic_fused_gromov_wasserstein(  # noqa: E731
             M, C1, C2, p, q, loss_fun="square_loss", epsilon=reg, symmetric=True, alpha=alpha,
-            max_iter=max_iter, tol=tol, log=True, **inner,
+            max_iter=max_iter, tol=tol, log=True, G0=G0, **inner,
         )
     else:
         call = lambda: ot.gromov.entropic_gromov_wasserstein(  # noqa: E731
             C1, C2, p, q, loss_fun="square_loss", epsilon=reg, symmetric=True,
-            max_iter=max_iter, tol=tol, log=True, **inner,
+            max_iter=max_iter, tol=tol, log=True, G0=G0, **inner,
         )
     (P, log), numerical = _run_pot(call, "entropic_gromov_wasserstein")
     total = float(P.sum()) if bool(torch.isfinite(P).all()) else math.nan
@@ -474,6 +487,7 @@ def gw_plan(
     normalize_cost: str | None = "mean",
     max_iter: int | None = None,
     tol: float | None = None,
+    G0: ArrayLike | None = None,
 ) -> ArrayLike:
     """Gromov-Wasserstein coupling between point clouds of possibly different dimensions (POT).
 
@@ -501,6 +515,8 @@ def gw_plan(
         Divide each intra-space cost (and ``M``) by its mean or maximum.
     max_iter, tol : optional
         Outer iterations and tolerance (:func:`default_tol` of the dtype by default).
+    G0 : array of shape (n, m), optional
+        Starting coupling (GW is non-convex: the result depends on it); default ``a b^T``.
 
     Returns
     -------
@@ -539,9 +555,19 @@ def gw_plan(
                 f"and Y, got {tuple(Mt.shape)}."
             )
         Mt = Mt.to(device=Xt.device, dtype=Xt.dtype)
+    G0t = None
+    if G0 is not None:
+        check_same_backend(X=X, G0=G0)
+        G0t, _ = check_array(G0, "G0")
+        if tuple(G0t.shape) != (Xt.shape[0], Yt.shape[0]) or bool((G0t < 0).any()):
+            raise ValueError(
+                f"G0 must be a non-negative coupling of shape ({Xt.shape[0]}, {Yt.shape[0]}), got shape "
+                f"{tuple(G0t.shape)}."
+            )
+        G0t = G0t.to(device=Xt.device, dtype=Xt.dtype)
     P = _gw_plan_t(
         Xt, Yt, reg=float(reg), metric=metric, M=Mt, alpha=float(alpha), a=a, b=b,
-        normalize_cost=normalize_cost, max_iter=max_iter, tol=tol,
+        normalize_cost=normalize_cost, max_iter=max_iter, tol=tol, G0=G0t,
     )
     return restore(P, spec)
 
