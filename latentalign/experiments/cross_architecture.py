@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FmnistSubset", "fashion_mnist_subset", "embed_subset", "run"]
+__all__ = ["FmnistSubset", "ScaledAffine", "fashion_mnist_subset", "embed_subset", "stitch_pair", "run"]
 
 #: Sizes of the demo's Fashion-MNIST draw (``latentalign.demo``): its blocks are our first blocks.
 DEMO_TRAIN, DEMO_TEST = 1000, 500
@@ -182,7 +182,8 @@ def stitch_pair(
     out = {"no_stitch": _scores(y_test, heads["absolute"].predict(tgt["test"]))}
     out["absolute"] = _scores(y_test, heads["absolute"].predict(src["test"]))
     out["relative"] = _scores(y_test, heads["relative"].predict(np.asarray(rel.transform(src["test"]))))
-    out["relative_no_stitch"] = _scores(y_test, heads["relative"].predict(np.asarray(rel.transform_target(tgt["test"]))))
+    own_relative = np.asarray(rel.transform_target(tgt["test"]))
+    out["relative_no_stitch"] = _scores(y_test, heads["relative"].predict(own_relative))
     affine = ScaledAffine(seed=head_seed).fit(src["train"][anchors], tgt["train"][anchors])
     out["affine"] = _scores(y_test, heads["absolute"].predict(np.asarray(affine.transform(src["test"]))))
     ortho = Procrustes(center=True, standardize=True).fit(src["train"][anchors], tgt["train"][anchors])
