@@ -89,25 +89,39 @@ def _plot(sweep: list[dict[str, Any]], main: str, chance: float, majority: float
         import matplotlib.pyplot as plt
     except ImportError:  # pragma: no cover
         return []
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    for pair in dict.fromkeys(r["pair"] for r in sweep):
-        for variant, style in (("sparse", "-"), ("dense", ":")):
-            sub = [r for r in sweep if r["pair"] == pair and r["variant"] == variant]
-            xs = [r["n_anchors"] for r in sub]
-            ys = np.asarray([r["accuracy"] for r in sub])
-            sd = np.asarray([r["accuracy_std"] for r in sub])
-            lw = 2.2 if pair == main else 1.0
-            line, = ax.plot(xs, ys, style, marker="o", markersize=3, linewidth=lw,
-                            label=f"{pair}, {variant}" if pair == main or variant == "sparse" else None)
-            if pair == main:
-                ax.fill_between(xs, ys - sd, ys + sd, color=line.get_color(), alpha=0.15)
-    ax.axhline(chance, color="grey", linestyle=":", label="chance (1 / classes)")
-    ax.axhline(majority, color="grey", linestyle="--", linewidth=0.8, label="majority class")
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("number of anchor image-caption pairs")
-    ax.set_ylabel("zero-shot accuracy on held-out stamps")
-    ax.set_title("ASIF zero-shot classification: sparse vs dense relative representations", fontsize=10)
-    ax.legend(fontsize=6.5, ncol=2)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.8), gridspec_kw={"width_ratios": [1, 1.3]})
+    for variant, colour in (("sparse", "#1f77b4"), ("dense", "#ff7f0e")):
+        sub = [r for r in sweep if r["pair"] == main and r["variant"] == variant]
+        xs = [r["n_anchors"] for r in sub]
+        ys = np.asarray([r["accuracy"] for r in sub])
+        sd = np.asarray([r["accuracy_std"] for r in sub])
+        cfg = sub[0]
+        label = (f"sparse (top-k={cfg['top_k']}, p={cfg['power']:g})" if variant == "sparse"
+                 else "dense (all anchors, p=1)")
+        ax1.plot(xs, ys, marker="o", color=colour, label=label)
+        ax1.fill_between(xs, ys - sd, ys + sd, color=colour, alpha=0.15)
+    for ax in (ax1, ax2):
+        ax.axhline(chance, color="grey", linestyle=":", label="chance (1 / classes)")
+        ax.axhline(majority, color="grey", linestyle="--", linewidth=0.8, label="majority class")
+        ax.set_ylim(0, 1)
+    ax1.set_xscale("log", base=2)
+    ax1.set_xlabel("number of anchor image-caption pairs")
+    ax1.set_ylabel("zero-shot accuracy on held-out stamps")
+    ax1.set_title(f"{main}: accuracy vs anchors (mean +- sd over draws)", fontsize=9)
+    ax1.legend(fontsize=7, loc="upper left")
+    full = max(r["n_anchors"] for r in sweep)
+    pairs = list(dict.fromkeys(r["pair"] for r in sweep))
+    x = np.arange(len(pairs))
+    for j, (variant, colour) in enumerate((("sparse", "#1f77b4"), ("dense", "#ff7f0e"))):
+        vals = [next(r["accuracy"] for r in sweep if r["pair"] == p and r["variant"] == variant
+                     and r["n_anchors"] == full) for p in pairs]
+        ax2.bar(x + (j - 0.5) * 0.38, vals, 0.38, color=colour, label=variant)
+    ax2.set_xticks(x)
+    ax2.set_xticklabels([p.replace("efficientnet-", "EffNet-").replace(" x ", "\nx ") for p in pairs], fontsize=7)
+    ax2.set_title(f"every encoder pair, all {full} anchors", fontsize=9)
+    ax2.legend(fontsize=7, loc="upper left")
+    fig.suptitle("ASIF zero-shot classification of Tux Paint stamps: sparse vs dense relative representations",
+                 fontsize=10)
     fig.tight_layout()
     path = out_dir / f"{name}.png"
     fig.savefig(path, dpi=110)
@@ -140,7 +154,8 @@ def run(config: dict[str, Any], *, out_dir: Path) -> ExperimentResult:
     classes = sorted(set(tops))
     labels = np.asarray([classes.index(t) for t in tops], dtype=np.int64)
     prompts_text = [str(setup["prompt"]).format(phrases[c]) for c in classes]
-    prompts = {t: np.asarray(load_encoder(t).encode(prompts_text, progress=False), dtype=np.float32) for t in text_models}
+    prompts = {t: np.asarray(load_encoder(t).encode(prompts_text, progress=False), dtype=np.float32)
+               for t in text_models}
 
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(ids))
@@ -180,10 +195,12 @@ def run(config: dict[str, Any], *, out_dir: Path) -> ExperimentResult:
                                   "accuracy": float(np.mean(values)), "accuracy_std": float(np.std(values)),
                                   "draws": draws, "top_k": cfg["top_k"], "power": cfg["power"],
                                   "center": cfg["center"], "majority_class": float(majority)})
-    rows = [r for r in sweep if r["pair"] == main] + [r for r in sweep if r["pair"] != main and r["n_anchors"] == len(pool)]
+    rows = [r for r in sweep if r["pair"] == main]
+    rows += [r for r in sweep if r["pair"] != main and r["n_anchors"] == len(pool)]
     sparse_cfg, dense_cfg = chosen[main]
     notes.append(f"chosen on validation stamps from the pool ({main}): sparse top_k={sparse_cfg['top_k']}, "
-                 f"p={sparse_cfg['power']:g}, center={sparse_cfg['center']} (val acc {sparse_cfg['val_accuracy']:.3f}); "
+                 f"p={sparse_cfg['power']:g}, center={sparse_cfg['center']} "
+                 f"(val acc {sparse_cfg['val_accuracy']:.3f}); "
                  f"dense center={dense_cfg['center']} (val acc {dense_cfg['val_accuracy']:.3f}).")
     notes.append("Rows: the whole sweep for the main pair, then every pair at the full anchor pool. Accuracy is the "
                  f"mean over {setup['n_draws']} random anchor draws (one draw at the full pool).")
@@ -216,5 +233,6 @@ def run(config: dict[str, Any], *, out_dir: Path) -> ExperimentResult:
             passed=bool(full_sparse >= full_dense),
         ),
     ]
+    notes += [f"Reading of the results (written after the full run): {n}" for n in config.get("notes", [])]
     return ExperimentResult(rows=rows, checks=checks, notes=notes,
                             plots=_plot(sweep, main, chance, majority, Path(out_dir), config["name"]))

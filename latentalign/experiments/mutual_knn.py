@@ -102,7 +102,8 @@ def _plot(matrix: np.ndarray, models: list[str], image_models: list[str], text_m
     except ImportError:  # pragma: no cover
         return []
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12.5, 5))
-    im = ax1.imshow(matrix, cmap="viridis", vmin=0, vmax=max(0.5, float(np.nanmax(matrix[~np.eye(len(models), dtype=bool)]))))
+    off_diagonal = matrix[~np.eye(len(models), dtype=bool)]
+    im = ax1.imshow(matrix, cmap="viridis", vmin=0, vmax=max(0.5, float(np.nanmax(off_diagonal))))
     labels = [_SHORT.get(m, m) for m in models]
     ax1.set_xticks(range(len(models)))
     ax1.set_xticklabels(labels, rotation=45, ha="right", fontsize=8)
@@ -207,4 +208,5 @@ def run(config: dict[str, Any], *, out_dir: Path) -> ExperimentResult:
         ),
     ]
     plots = _plot(matrix, models, image_models, text_models, sizes, chance, Path(out_dir), config["name"])
+    notes += [f"Reading of the results (written after the full run): {n}" for n in config.get("notes", [])]
     return ExperimentResult(rows=rows, checks=checks, notes=notes, plots=plots)

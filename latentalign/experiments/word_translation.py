@@ -168,7 +168,8 @@ def _plot(rows: list[dict[str, Any]], paper: dict[str, Any], out_dir: Path, name
         ax2.bar(x + (j - 0.5) * 0.35, vals, 0.35, color=colour, label=f"ours, {mapping}")
         theirs = [ref.get(f"{mapping}_{n.replace('+', '_')}") for n in NORMALISATIONS]
         ax2.scatter(x + (j - 0.5) * 0.35, [np.nan if v is None else v / 100 for v in theirs], marker="D",
-                    color="black", zorder=3, label="Artetxe et al. Table 1, en-it (left unconstrained, right orthogonal)" if j == 0 else None)
+                    color="black", zorder=3,
+                    label="Artetxe et al. Table 1, en-it (left unconstrained, right orthogonal)" if j == 0 else None)
     ax2.set_xticks(x)
     ax2.set_xticklabels(NORMALISATIONS)
     ax2.set_ylabel("precision@1 (en -> fr, cosine NN)")
@@ -283,7 +284,8 @@ def run(config: dict[str, Any], *, out_dir: Path) -> ExperimentResult:
         Check(
             claim="Ablation (en->fr, NN): orthogonal >= unconstrained under each normalisation",
             paper=f"en-it orthogonal vs unconstrained: {art.get('orthogonal_original')} vs "
-                  f"{art.get('unconstrained_original')}, {art.get('orthogonal_unit')} vs {art.get('unconstrained_unit')}, "
+                  f"{art.get('unconstrained_original')}, {art.get('orthogonal_unit')} vs "
+                  f"{art.get('unconstrained_unit')}, "
                   f"{art.get('orthogonal_unit_center')} vs {art.get('unconstrained_unit_center')}",
             ours=", ".join(f"{n}: {100 * ablation[('orthogonal', n)]:.1f} vs {100 * ablation[('unconstrained', n)]:.1f}"
                            for n in NORMALISATIONS),
@@ -293,4 +295,6 @@ def run(config: dict[str, Any], *, out_dir: Path) -> ExperimentResult:
     notes.append("The CSLS comparison uses the orthogonal map on length-normalised, mean-centred embeddings "
                  "(the best preprocessing of Artetxe et al.; fixed before running). P@1 counts a hit when the "
                  "retrieved word is any of the dictionary translations of the test word.")
-    return ExperimentResult(rows=rows, checks=checks, notes=notes, plots=_plot(rows, paper, Path(out_dir), config["name"]))
+    notes += [f"Reading of the results (written after the full run): {n}" for n in config.get("notes", [])]
+    plots = _plot(rows, paper, Path(out_dir), config["name"])
+    return ExperimentResult(rows=rows, checks=checks, notes=notes, plots=plots)
