@@ -33,7 +33,7 @@ demo: $(STAMP)
 	$(BIN)/latentalign demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	LATENTALIGN_REQUIRE_ALL=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
