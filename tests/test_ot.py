@@ -210,6 +210,9 @@ def test_gw_starts_from_g0():
     start[np.arange(60), inv] = 1 / 60
     P = gw_plan(X, Y, G0=start)
     assert (P.argmax(1) == inv).all()
+    assert (gw_plan(X, Y, G0=start * 7.0 + 1e-6).argmax(1) == inv).all()  # rescaled to the marginals first
+    with pytest.raises(ValueError, match=r"G0 has a row or a column without mass"):
+        gw_plan(X, Y, G0=np.eye(60)[::-1] * np.arange(60)[:, None])
     with pytest.raises(ValueError, match=r"G0 must be a non-negative coupling of shape \(60, 60\)"):
         gw_plan(X, Y, G0=start[:, :5])
 

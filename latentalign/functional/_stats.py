@@ -13,16 +13,21 @@ Everything is float64. The statistics of two disjoint sets of rows combine exact
 on different machines, give the statistics of the whole data up to float64 rounding.
 
 How one call reads the data (:func:`compute_stats`): rows are processed in blocks of a few thousand. Each
-block is shifted by a fixed reference row mean ``K`` (the mean of the first block) into one reused,
-cache-sized buffer ``[x - K_x | y - K_y]`` (each part starting on an aligned column), then one GEMM
-``(x - K_x)^T (y - K_y)`` (or ``(x - K_x)^T [x - K_x | y - K_y]`` for the Gram matrix) and one column sum
-over the buffer. The GEMM runs in the input dtype (float32 data runs at the float32 GEMM rate) and
-accumulates in that dtype over at most ``flush_rows`` rows before being added into float64. The inputs
-are never copied whole: the extra memory is the ``(block_rows, ~d_x + d_y)`` buffer plus ``O(d^2)``
-accumulators. The shift makes the float32 products as accurate as products of exactly centred data (it
-removes the mean, the cause of cancellation); the exact centring is applied in float64 at the end.
-(A column of ones appended to the buffer would give the sums from the GEMM itself, but the odd
-``d + 1`` size costs the GEMM more than the separate sum.)
+block is shifted by a fixed reference row mean ``K`` (the mean of the first block) into two reused,
+cache-sized buffers ``x - K_x`` and ``y - K_y``; one GEMM ``(x - K_x)^T (y - K_y)`` (plus
+``(x - K_x)^T (x - K_x)`` for the Gram matrix) and the buffers' column sums follow. The GEMM runs in the
+input dtype (float32 data runs at the float32 GEMM rate) and accumulates in that dtype over at most
+``flush_rows`` rows before being added into float64. The inputs are never copied whole: the extra memory
+is the two ``(block_rows, d)`` buffers plus ``O(d^2)`` accumulators. The shift makes the float32 products
+as accurate as products of exactly centred data (it removes the mean, the cause of cancellation); the
+exact centring is applied in float64 at the end.
+
+On the CPU the shifts and sums run single-threaded in numpy and only the GEMM is multi-threaded (torch):
+on a machine shared with other processes, each multi-threaded element-wise op waits at its barrier for
+a descheduled thread, which made the torch element-wise version up to 20x slower than numpy's (measured
+with 2 threads at load average ~3); unloaded, the single-threaded shift costs about the memory read of
+the block, which the GEMM would do anyway. (A column of ones appended to the buffers would give the sums
+from the GEMM itself, but the odd ``d + 1`` size costs the GEMM more than the separate sum.)
 
 Examples
 --------
@@ -41,13 +46,14 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+import numpy as np
 import torch
 
 __all__ = ["CrossStats", "compute_stats", "is_finite", "BLOCK_BYTES", "FLUSH_ROWS"]
 
-#: Target size in bytes of the per-block centring buffer (it stays in the last-level cache).
+#: Target size in bytes of the two per-block centring buffers together (they stay in the last-level cache).
 BLOCK_BYTES = 8 * 2**20
-#: Bounds on the rows per block (few, large operations: each one is a parallel region).
+#: Bounds on the rows per block (few, large GEMMs: each one is a parallel region).
 MIN_BLOCK_ROWS, MAX_BLOCK_ROWS = 2048, 16384
 #: Rows accumulated by the GEMM in the input dtype before the partial sum is added into float64.
 FLUSH_ROWS = 65536
@@ -205,88 +211,130 @@ def compute_stats(
     device = X.device
     if product_dtype is None:
         product_dtype = _F64 if _F64 in (X.dtype, Y.dtype) else torch.float32
-    # Buffer columns: [x - K_x | 0-pad | y - K_y | 0-pad], each part starting on a multiple of 16 elements.
-    off_y = _round_up(d_x, 16)
-    width = off_y + _round_up(d_y, 16)
     if block_rows is None:
         itemsize = torch.empty((), dtype=product_dtype).element_size()
-        block_rows = max(MIN_BLOCK_ROWS, min(MAX_BLOCK_ROWS, BLOCK_BYTES // (itemsize * width)))
+        block_rows = max(MIN_BLOCK_ROWS, min(MAX_BLOCK_ROWS, BLOCK_BYTES // (itemsize * (d_x + d_y))))
     block_rows = max(1, min(block_rows, n))
     flush_blocks = max(1, flush_rows // block_rows)
 
-    # Reference shift: the mean of the first block (float64), kept in the product dtype for the buffer.
+    # Reference shift: the mean of the first block (float64), kept in the product dtype for the buffers.
     shift_x = X[:block_rows].to(_F64).mean(0)
     shift_y = Y[:block_rows].to(_F64).mean(0)
-    kx = shift_x.to(product_dtype)
-    ky = shift_y.to(product_dtype)
-    buf = torch.zeros((block_rows, width), dtype=product_dtype, device=device)
-    right_cols = slice(0, off_y + d_y) if gram else slice(off_y, off_y + d_y)
-    n_right = right_cols.stop - right_cols.start
-    acc = torch.zeros((d_x, n_right), dtype=product_dtype, device=device)
-    total = torch.zeros((d_x, n_right), dtype=_F64, device=device)
-    sums_acc = torch.zeros(width, dtype=product_dtype, device=device)
-    sums = torch.zeros(width, dtype=_F64, device=device)
-    sq_acc = torch.zeros(width, dtype=product_dtype, device=device) if squares else None
-    sq = torch.zeros(width, dtype=_F64, device=device) if squares else None
+    ops = _NumpyOps() if device.type == "cpu" else _TorchOps()
+    kx = ops.vector(shift_x.to(product_dtype))
+    ky = ops.vector(shift_y.to(product_dtype))
+    buf_x = torch.empty((block_rows, d_x), dtype=product_dtype, device=device)
+    buf_y = torch.empty((block_rows, d_y), dtype=product_dtype, device=device)
+    vx, vy = ops.view(buf_x), ops.view(buf_y)
+    src_x, src_y = ops.view(X), ops.view(Y)
 
-    pending = 0
-    for start in range(0, n, block_rows):
-        stop = min(start + block_rows, n)
-        block = buf[: stop - start]
-        _shift_into(block[:, :d_x], X[start:stop], kx)
-        _shift_into(block[:, off_y : off_y + d_y], Y[start:stop], ky)
-        acc.addmm_(block[:, :d_x].T, block[:, right_cols])
-        sums_acc += block.sum(0)
-        if squares:
-            sq_acc += block.square().sum(0)
-        pending += 1
-        if pending == flush_blocks or stop == n:
-            total += acc
-            acc.zero_()
-            sums += sums_acc
-            sums_acc.zero_()
+    def zeros(*shape: int, dtype: torch.dtype = product_dtype) -> torch.Tensor:
+        return torch.zeros(shape, dtype=dtype, device=device)
+
+    acc_xy, total_xy = zeros(d_x, d_y), zeros(d_x, d_y, dtype=_F64)
+    acc_xx, total_xx = (zeros(d_x, d_x), zeros(d_x, d_x, dtype=_F64)) if gram else (None, None)
+    sums_x, sums_y = zeros(d_x, dtype=_F64), zeros(d_y, dtype=_F64)
+    sq_x, sq_y = (zeros(d_x, dtype=_F64), zeros(d_y, dtype=_F64)) if squares else (None, None)
+
+    # Non-finite inputs are expected here (callers test the statistics with is_finite): numpy's
+    # inf - inf warnings would only repeat that.
+    with np.errstate(all="ignore"):
+        pending = 0
+        for start in range(0, n, block_rows):
+            stop = min(start + block_rows, n)
+            rows = stop - start
+            ops.shift_into(vx[:rows], src_x[start:stop], kx)
+            ops.shift_into(vy[:rows], src_y[start:stop], ky)
+            bx, by = buf_x[:rows], buf_y[:rows]
+            acc_xy.addmm_(bx.T, by)
+            if gram:
+                acc_xx.addmm_(bx.T, bx)
+            sums_x += ops.column_sums(vx[:rows], device)
+            sums_y += ops.column_sums(vy[:rows], device)
             if squares:
-                sq += sq_acc
-                sq_acc.zero_()
-            pending = 0
+                sq_x += ops.column_squares(vx[:rows], device)
+                sq_y += ops.column_squares(vy[:rows], device)
+            pending += 1
+            if pending == flush_blocks or stop == n:
+                total_xy += acc_xy
+                acc_xy.zero_()
+                if gram:
+                    total_xx += acc_xx
+                    acc_xx.zero_()
+                pending = 0
 
-    # Unpack the shifted sums S = sum (x-K)(y-K)^T, s = sum (x-K); then centre exactly in float64.
-    sx = sums[:d_x]
-    sy = sums[off_y : off_y + d_y]
-    sxy = total[:, off_y : off_y + d_y] if gram else total
-    mx = sx / n
-    my = sy / n
+    # Shifted sums S = sum (x-K)(y-K)^T and s = sum (x-K); centre exactly in float64.
+    mx = sums_x / n
+    my = sums_y / n
     cxx = None
     if gram:
-        sxx = total[:, :d_x]
-        cxx = sxx - torch.outer(sx, mx)
+        cxx = total_xx - torch.outer(sums_x, mx)
         cxx = (cxx + cxx.T) / 2
     ssx = ssy = None
     if squares:
-        ssx = sq[:d_x] - sx * mx
-        ssy = sq[off_y : off_y + d_y] - sy * my
+        ssx = sq_x - sums_x * mx
+        ssy = sq_y - sums_y * my
     return CrossStats(
         n=int(n),
         mean_x=shift_x + mx,
         mean_y=shift_y + my,
-        cxy=sxy - torch.outer(sx, my),
+        cxy=total_xy - torch.outer(sums_x, my),
         ssx=ssx,
         ssy=ssy,
         cxx=cxx,
     )
 
 
-def _round_up(value: int, multiple: int) -> int:
-    return -(-value // multiple) * multiple
+class _NumpyOps:
+    """Element-wise steps on CPU tensors, single-threaded in numpy (views, no copies)."""
+
+    @staticmethod
+    def vector(t: torch.Tensor) -> Any:
+        return t.numpy()
+
+    @staticmethod
+    def view(t: torch.Tensor) -> Any:
+        return t.detach().numpy()
+
+    @staticmethod
+    def shift_into(out: Any, block: Any, shift: Any) -> None:
+        np.subtract(block, shift, out=out, casting="same_kind")
+
+    @staticmethod
+    def column_sums(block: Any, device: torch.device) -> torch.Tensor:
+        return torch.from_numpy(np.add.reduce(block, axis=0, dtype=block.dtype))
+
+    @staticmethod
+    def column_squares(block: Any, device: torch.device) -> torch.Tensor:
+        return torch.from_numpy(np.einsum("ij,ij->j", block, block))
 
 
-def _shift_into(out: torch.Tensor, block: torch.Tensor, shift: torch.Tensor) -> None:
-    """``out = block - shift`` written into the buffer view ``out`` (casting when dtypes differ)."""
-    if block.dtype == out.dtype and block.device == out.device:
-        torch.sub(block, shift, out=out)
-    else:
-        out.copy_(block)
-        out.sub_(shift)
+class _TorchOps:
+    """Element-wise steps on other devices (GPU), in torch."""
+
+    @staticmethod
+    def vector(t: torch.Tensor) -> torch.Tensor:
+        return t
+
+    @staticmethod
+    def view(t: torch.Tensor) -> torch.Tensor:
+        return t
+
+    @staticmethod
+    def shift_into(out: torch.Tensor, block: torch.Tensor, shift: torch.Tensor) -> None:
+        if block.dtype == out.dtype:
+            torch.sub(block, shift, out=out)
+        else:
+            out.copy_(block)
+            out.sub_(shift)
+
+    @staticmethod
+    def column_sums(block: torch.Tensor, device: torch.device) -> torch.Tensor:
+        return block.sum(0)
+
+    @staticmethod
+    def column_squares(block: torch.Tensor, device: torch.device) -> torch.Tensor:
+        return block.square().sum(0)
 
 
 def is_finite(stats: CrossStats) -> bool:
