@@ -36,8 +36,10 @@ def registered_estimator(name: str) -> type[BaseEstimator]:
     """Return the estimator class saved under ``name`` (every subclass registers itself when defined)."""
     if name not in _ESTIMATORS:
         # The classes register when their modules are imported; import the public ones on demand.
-        import latentalign.align  # noqa: F401
+        import latentalign.align
         import latentalign.preprocessing  # noqa: F401
+
+        latentalign.align.import_all()
     try:
         return _ESTIMATORS[name]
     except KeyError:

@@ -17,9 +17,16 @@ _LAZY = {
     "RelativeProjection": "latentalign.align.relative",
     "OTAligner": "latentalign.align.ot",
     "UniversalSpace": "latentalign.align.universal",
+    "SelfLearning": "latentalign.align.refine",
 }
 
 __all__ = ["Aligner", "make_aligner", "list_aligners", *_LAZY]
+
+
+def import_all() -> None:
+    """Import every aligner module, so that each class is registered for :func:`latentalign.load`."""
+    for module in sorted(set(_LAZY.values())):
+        importlib.import_module(module)
 
 
 def __getattr__(name: str) -> Any:
