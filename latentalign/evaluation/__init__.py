@@ -1,14 +1,22 @@
 """Evaluation: retrieval (recall@k, MRR, P@k, NN vs CSLS), representation similarity (CKA, mutual kNN, ...).
 
 Each measure exists as a pure function in :mod:`latentalign.functional` and as a stateful evaluator here
-(``update`` / ``compute`` / ``reset``). The stitching scores live in :mod:`latentalign.evaluation.stitching`.
+(``update`` / ``compute`` / ``reset``). The stitching scores live in :mod:`latentalign.evaluation.stitching`;
+:func:`alignability_report` says whether two spaces are likely to align, with an anchor-budget curve.
 """
 
 from __future__ import annotations
 
+from latentalign.evaluation.diagnostics import AlignabilityReport, alignability_report
 from latentalign.evaluation.retrieval import RetrievalEvaluator
 from latentalign.evaluation.similarity import SimilarityEvaluator
 from latentalign.functional.retrieval import retrieval_scores
 from latentalign.functional.similarity import similarity_scores
 
-__all__ = ["RetrievalEvaluator", "SimilarityEvaluator", "retrieval_scores", "similarity_scores"]
+__all__ = [
+    "AlignabilityReport",
+    "RetrievalEvaluator", "SimilarityEvaluator",
+    "alignability_report",
+    "retrieval_scores",
+    "similarity_scores",
+]
