@@ -18,6 +18,7 @@ from latentalign.experiments.runner import (
     load_config,
     run_all,
     run_experiment,
+    write_summary,
 )
 
 __all__ = [
@@ -28,4 +29,5 @@ __all__ = [
     "load_config",
     "run_all",
     "run_experiment",
+    "write_summary",
 ]

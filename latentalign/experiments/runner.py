@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ __all__ = [
     "load_config",
     "run_experiment",
     "run_all",
+    "write_summary",
     "EXPERIMENTS_DIR",
 ]
 
@@ -115,6 +117,8 @@ def _page(config: dict[str, Any], result: ExperimentResult, elapsed: float, plot
     ]
     if paper.get("differences"):
         lines += ["Differences from the paper's setup: " + paper["differences"], ""]
+    if paper.get("verified"):
+        lines += ["Published figures checked: " + paper["verified"], ""]
     lines += ["## Checks", "", rows_to_markdown([
         {"claim": c.claim, "paper": c.paper, "ours": c.ours, "verdict": "pass" if c.passed else "FAIL"}
         for c in result.checks
@@ -143,7 +147,7 @@ def run_experiment(
     record = make_record(
         f"experiment:{config['name']}", result.rows, settings=config["setup"], seed=config["setup"].get("seed"),
         extra={"checks": [c.__dict__ for c in result.checks], "passed": result.passed,
-               "elapsed_s": round(elapsed, 1), "paper": config["paper"]},
+               "elapsed_s": round(elapsed, 1), "paper": config["paper"], "reduced": reduced},
     )
     write_record(record, out, config["name"])
     return result, page
@@ -152,16 +156,48 @@ def run_experiment(
 def run_all(
     *, reduced: bool = False, out_dir: str | os.PathLike[str] | None = None, names: list[str] | None = None
 ) -> Path:
-    """Run every experiment and write ``SUMMARY.md``: one row per check with paper number, ours, verdict."""
+    """Run every experiment, then write ``SUMMARY.md`` (see :func:`write_summary`); return its path."""
     out = Path(out_dir) if out_dir is not None else EXPERIMENTS_DIR / "results"
-    rows = []
+    names = names or list_experiments()
+    for name in names:
+        run_experiment(name, reduced=reduced, out_dir=out)
+    return write_summary(out, names=names)
+
+
+def write_summary(out_dir: str | os.PathLike[str] | None = None, *, names: list[str] | None = None) -> Path:
+    """Write ``SUMMARY.md`` from the experiments' JSON records in ``out_dir``, without re-running anything.
+
+    One row per check: experiment (linked to its page), paper, claim, the paper's number, ours, verdict,
+    plus whether the record is from a full or a reduced run and its run time.
+
+    Raises
+    ------
+    FileNotFoundError
+        If an experiment in ``names`` has no record in ``out_dir`` (run it first).
+    """
+    out = Path(out_dir) if out_dir is not None else EXPERIMENTS_DIR / "results"
+    rows, passed, total = [], 0, 0
     for name in names or list_experiments():
-        config = load_config(name, reduced=reduced)
-        result, page = run_experiment(name, reduced=reduced, out_dir=out)
-        for check in result.checks:
-            rows.append({"experiment": f"[{name}]({page.name})", "paper": config["paper"].get("citation", ""),
-                         "claim": check.claim, "paper number": check.paper, "ours": check.ours,
-                         "verdict": "pass" if check.passed else "FAIL"})
+        path = out / f"{name}.json"
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"No result record for experiment {name!r} at {path}. Run `latentalign run {name}` first "
+                f"(or pass names= to summarise only the experiments that were run)."
+            )
+        record = json.loads(path.read_text())
+        run = f"{'reduced' if record.get('reduced') else 'full'}, {record.get('elapsed_s', float('nan')):.0f} s"
+        for check in record["checks"]:
+            total += 1
+            passed += bool(check["passed"])
+            rows.append({"experiment": f"[{name}]({name}.md)", "paper": record["paper"].get("citation", ""),
+                         "claim": check["claim"], "paper number": check["paper"], "ours": check["ours"],
+                         "verdict": "pass" if check["passed"] else "FAIL", "run": run})
     summary = out / "SUMMARY.md"
-    summary.write_text("# Reproductions: summary\n\n" + rows_to_markdown(rows) + "\n")
+    summary.write_text(
+        "# Reproductions: summary\n\n"
+        f"{passed} of {total} checks pass. Each experiment's page has the setup, the differences from the "
+        "paper's and the full results; regenerate with `latentalign run all` (re-runs everything) or "
+        "`latentalign run all --summary-only` (rebuilds this table from the JSON records).\n\n"
+        + rows_to_markdown(rows) + "\n"
+    )
     return summary
