@@ -105,7 +105,7 @@ def test_small_reg_does_not_overflow_in_float32():
     X32, Y32 = X.astype(np.float32), Y.astype(np.float32)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
-        P = ot_plan(X32, Y32, reg=5e-3)  # max(M)/reg ~ 1e3 > 50: chosen log domain
+        P = ot_plan(X32, Y32, reg=5e-3, tol=1e-6)  # max(M)/reg ~ 1e3 > 50: chosen log domain
     assert P.dtype == np.float32 and np.isfinite(P).all()
     np.testing.assert_allclose(P.sum(1), 1 / 60, rtol=1e-4)
     np.testing.assert_allclose(P, ot_plan(X, Y, reg=5e-3), atol=1e-6)
@@ -339,6 +339,24 @@ def test_semi_supervised_five_pairs_beat_procrustes_on_the_five_pairs(problem):
     many = np.stack([np.arange(40), inv[:40]], axis=1)
     aligner = OTAligner(method="emd").fit(X, Y, pairs=many)
     assert aligner.history_[0]["step"] == "pairs" and error(aligner.transform(X)) < 0.01
+
+
+def test_relative_start_matches_free_rows_by_their_similarities_to_the_pairs(problem):
+    X, Y, Q, inv = problem
+    pairs = np.stack([np.arange(10), inv[:10]], axis=1)  # 10 pairs in 32 dimensions: no map from them alone
+    start = OTAligner(method="emd", init="relative", n_iter=0).fit(X, Y, pairs=pairs)
+    assert start.history_[0]["step"] == "relative" and start.converged_
+    assert (start.matches_.numpy()[10:] == inv[10:]).mean() >= 0.95  # before any map: relative coords only
+    auto = OTAligner(method="emd").fit(X, Y, pairs=pairs)
+    assert auto.history_[0]["step"] == "relative"
+    np.testing.assert_allclose(auto.transform(X), X @ Q, atol=0.05)
+
+
+def test_relative_start_needs_two_pairs(problem):
+    X, Y, _, inv = problem
+    with pytest.raises(ValueError, match=r"init='relative' .* needs at least 2 pairs .* got 1 pairs"):
+        OTAligner(init="relative").fit(X, Y, pairs=[[0, inv[0]]])
+    assert OTAligner(method="emd", n_iter=1).fit(X, Y, pairs=[[0, inv[0]]]).history_[0]["step"] == "gw"
 
 
 def test_lazy_sinkhorn_aligner_matches_dense():

@@ -64,7 +64,7 @@ __all__ = ["OTAligner", "check_pairs", "make_map"]
 
 _METHODS = ("sinkhorn", "emd", "gw")
 _REFINES = ("procrustes", "affine")
-_INITS = ("auto", "gw", "identity")
+_INITS = ("auto", "gw", "relative", "identity")
 
 
 def make_map(refine: str) -> Aligner:
@@ -136,6 +136,12 @@ def _free_rows(n: int, taken: torch.Tensor) -> torch.Tensor:
     return mask.nonzero().reshape(-1)
 
 
+def _relative_t(X: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+    """Cosine similarities of the rows of ``X`` to ``anchors``: coordinates that two spaces share."""
+    unit = torch.nn.functional.normalize
+    return unit(X, dim=1) @ unit(anchors, dim=1).T
+
+
 class OTAligner(Aligner):
     """Align two spaces from unpaired (or partly paired) rows with optimal transport (POT).
 
@@ -155,12 +161,15 @@ class OTAligner(Aligner):
     n_iter : int, default 5
         Couple-then-map rounds after the start. Stops early when the row-wise matches (argmax of the
         coupling) no longer change.
-    init : {"auto", "gw", "identity"}, default "auto"
+    init : {"auto", "gw", "relative", "identity"}, default "auto"
         First map. ``"auto"``: fitted on ``pairs`` when there are more pairs than source dimensions (or no
-        free rows left), else ``"gw"``. ``"gw"``: from a
-        Gromov-Wasserstein coupling (exact GW for ``"emd"``/``"sinkhorn"``, GW with ``reg`` for ``"gw"``),
-        plus the pairs if any. ``"identity"``: none; the first round compares ``X`` and ``Y`` directly (same
-        dimension, spaces already comparable, as in POT's ``ot.da`` domain adaptation).
+        free rows left); else ``"relative"`` when there are at least 2 pairs; else ``"gw"``.
+        ``"relative"``: the free rows are coupled by their cosine similarities to the known pairs (their
+        relative representations, which two spaces share without any map; Moschella et al. 2023), then the
+        map is fitted on the pairs and that coupling. ``"gw"``: from a Gromov-Wasserstein coupling (exact GW
+        for ``"emd"``/``"sinkhorn"``, GW with ``reg`` for ``"gw"``), plus the pairs if any. ``"identity"``:
+        none; the first round compares ``X`` and ``Y`` directly (same dimension, spaces already comparable,
+        as in POT's ``ot.da`` domain adaptation).
     metric : {"sqeuclidean", "euclidean", "cosine"}, default "sqeuclidean"
         Cost between points (and inside each space for GW).
     alpha : float, default 0.5
@@ -307,9 +316,13 @@ class OTAligner(Aligner):
         n_free_x = Xt.shape[0] - int(P[:, 0].unique().numel())
         n_free_y = Yt.shape[0] - int(P[:, 1].unique().numel())
         if init == "auto":
-            # Fewer pairs than dimensions leave a map under-determined: start from GW (pairs still join the fit).
+            # Fewer pairs than dimensions leave a map under-determined: couple the free rows first, by their
+            # similarities to the pairs when there are some (pairs still join the fit), else by GW.
             enough = m > Xt.shape[1] or min(n_free_x, n_free_y) < 2
-            init = "pairs" if m >= min_pairs(self.refine) and enough else "gw"
+            if m >= min_pairs(self.refine) and enough:
+                init = "pairs"
+            else:
+                init = "relative" if m >= 2 and min(n_free_x, n_free_y) >= 2 else "gw"
         if init == "identity" and Xt.shape[1] != Yt.shape[1]:
             raise ValueError(
                 f"init='identity' compares X and Y directly, but X has {Xt.shape[1]} features and Y has "
@@ -350,6 +363,24 @@ class OTAligner(Aligner):
         if init == "pairs":
             mapping, residual = fit_map(free_x[:0], Yp[:0])
             history.append({"round": 0, "step": "pairs", "changed": None, "residual": residual, "n_coupled": 0})
+        elif init == "relative":
+            if m < 2 or no_free:
+                raise ValueError(
+                    f"init='relative' couples the free rows by their similarities to the known pairs, so it needs "
+                    f"at least 2 pairs and 2 free rows per side; got {m} pairs, {free_x.numel()} free rows of X "
+                    f"and {free_y.numel()} of Y. Pass more pairs or use init='gw'."
+                )
+            sx, sy = lin_rows
+            plan = _ot_plan_t(
+                _relative_t(Xp[sx], Xp[Px]), _relative_t(Yp[sy], Yp[Py]),
+                method="emd" if self.method == "gw" else self.method, reg=float(self.reg), metric=self.metric,
+                max_iter=self.max_iter, tol=self.tol,
+            )
+            mapping, residual = fit_map(sx, _barycentric_t(plan, Yp[sy]))
+            matches[sx.cpu()] = sy[plan.argmax(1)].cpu()
+            history.append(
+                {"round": 0, "step": "relative", "changed": None, "residual": residual, "n_coupled": int(sx.numel())}
+            )
         elif init == "gw":
             if no_free:
                 raise ValueError(
