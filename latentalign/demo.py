@@ -75,7 +75,7 @@ def _fit_method(method: str, X: np.ndarray, Y: np.ndarray, config: DemoConfig, r
     if method == "ot":
         known = rng.choice(X.shape[0], size=min(config.ot_pairs, X.shape[0]), replace=False)
         pairs = np.stack([known, known], axis=1)
-        return OTAligner(method="sinkhorn").fit(X, Y, pairs=pairs)
+        return OTAligner(method="sinkhorn", n_iter=20).fit(X, Y, pairs=pairs)
     raise ValueError(f"unknown demo method {method!r}")
 
 
@@ -164,6 +164,20 @@ def _unique_caption_rows(*caption_lists: list[str | None]) -> np.ndarray:
     return np.asarray(rows, dtype=np.int64)
 
 
+def _distinct_rows(*matrices: np.ndarray) -> np.ndarray:
+    """Indices of the rows that are the first of their kind in every matrix (sorted).
+
+    Distinct captions can still embed identically (an encoder that drops case and punctuation) and
+    distinct files can hold the same image; repeated rows are degenerate anchors and ambiguous keys.
+    """
+    keep = np.ones(len(matrices[0]), dtype=bool)
+    for matrix in matrices:
+        first = np.zeros(len(matrix), dtype=bool)
+        first[np.unique(matrix, axis=0, return_index=True)[1]] = True
+        keep &= first
+    return np.flatnonzero(keep)
+
+
 def _split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     order = np.random.default_rng(seed).permutation(n)
     cut = int(round(fraction * n))
@@ -201,6 +215,11 @@ def run_demo(
     mpnet_en = _embed("mpnet", english, ids, "tuxpaint/en", echo)
     e5_fr = _embed("e5-small", french, ids, "tuxpaint/fr", echo)
     effnet_img = _embed("efficientnet-lite0", images, ids, "tuxpaint/png", echo)
+    distinct = _distinct_rows(minilm_en, mpnet_en, e5_fr, effnet_img)
+    if len(distinct) < n_tux:
+        echo(f"  dropped {n_tux - len(distinct)} stamps whose embedding repeats another's in some model")
+        minilm_en, mpnet_en, e5_fr, effnet_img = (m[distinct] for m in (minilm_en, mpnet_en, e5_fr, effnet_img))
+        n_tux = len(distinct)
 
     train, test = _split(n_tux, config.train_fraction, seed)
     rows = []
@@ -217,7 +236,8 @@ def run_demo(
     b_train = _embed("efficientnet-lite1", fm_train.images[tr], tr_ids, "fashion_mnist/train", echo)
     a_test = _embed("efficientnet-lite0", fm_test.images[te], te_ids, "fashion_mnist/test", echo)
     b_test = _embed("efficientnet-lite1", fm_test.images[te], te_ids, "fashion_mnist/test", echo)
-    anchors = np.sort(rng.choice(config.fmnist_train, config.fmnist_anchors, replace=False))
+    candidates = _distinct_rows(a_train, b_train)  # F-MNIST repeats a few images; anchors must be distinct
+    anchors = np.sort(rng.choice(candidates, config.fmnist_anchors, replace=False))
     rows += stitching_rows(
         "EffNet-L0 -> EffNet-L1 head (F-MNIST)",
         a_train, b_train, fm_train.labels[tr], a_test, b_test, fm_test.labels[te], anchors, config,
@@ -229,6 +249,8 @@ def run_demo(
     echo(rows_to_markdown(rows, columns))
     echo(f"\nchance recall@1 on the held-out Tux Paint pairs: {1 / len(test):.4f}; "
          f"stitching: B's head on B's own embeddings is 'native_accuracy'.")
+    echo(f"'ot' knows only {config.ot_pairs} of the training pairs; optimal transport matches the other rows "
+         "(unpaired) and the map is refined on those matches. The other methods use every training pair.")
     record = make_record(
         "demo", rows, seed=seed,
         settings={k: getattr(config, k) for k in config.__dataclass_fields__},

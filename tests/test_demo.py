@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
-from latentalign.demo import _unique_caption_rows, run_demo
+from latentalign.demo import _distinct_rows, _unique_caption_rows, run_demo
 
 
 def test_unique_caption_rows_keeps_the_first_of_each_caption_in_every_language():
@@ -16,6 +17,13 @@ def test_unique_caption_rows_keeps_the_first_of_each_caption_in_every_language()
 
 
 @pytest.mark.slow
+def test_distinct_rows_keeps_rows_that_are_first_of_their_kind_in_every_matrix():
+    a = np.array([[0.0, 1.0], [0.0, 1.0], [2.0, 0.0], [3.0, 0.0]])
+    b = np.array([[1.0], [2.0], [3.0], [1.0]])
+    assert _distinct_rows(a, b).tolist() == [0, 2]
+    assert _distinct_rows(b).tolist() == [0, 1, 2]
+
+
 def test_quick_demo_table_is_sane(tmp_path):
     record = run_demo(tmp_path, quick=True, echo=lambda _: None)
     rows = {(r["pair"], r["method"]): r for r in record["rows"]}
