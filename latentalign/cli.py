@@ -65,9 +65,9 @@ def _parse_params(params: list[str]) -> dict[str, Any]:
 
 @_command("list")
 def list_cmd(
-    what: str = typer.Argument("all", help="models, datasets, aligners or all"),
+    what: str = typer.Argument("all", help="models, datasets, aligners, experiments or all"),
 ) -> None:
-    """List the offline models, datasets and aligners.
+    """List the offline models, datasets, aligners and reproducible experiments.
 
     **Examples**
 
@@ -75,9 +75,10 @@ def list_cmd(
     latentalign list              # everything
     latentalign list models       # encoders for `latentalign embed`
     latentalign list aligners     # methods for `latentalign fit -m`
+    latentalign list experiments  # names for `latentalign run`
     ```
     """
-    choices = ("models", "datasets", "aligners", "all")
+    choices = ("models", "datasets", "aligners", "experiments", "all")
     if what not in choices:
         raise typer.BadParameter(f"expected one of {choices}, got {what!r}.")
     if what in ("aligners", "all"):
@@ -92,6 +93,10 @@ def list_cmd(
         from latentalign.encoders import list_encoders
 
         typer.echo("models: " + ", ".join(list_encoders()))
+    if what in ("experiments", "all"):
+        from latentalign.experiments import list_experiments
+
+        typer.echo("experiments: " + ", ".join(list_experiments()))
 
 
 @_command()

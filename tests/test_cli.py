@@ -36,6 +36,7 @@ def test_list_aligners_and_datasets():
     out = invoke("list", "aligners")
     assert "procrustes" in out and "relative" in out
     assert "fashion_mnist" in invoke("list", "datasets")
+    assert "word_translation_csls" in invoke("list", "experiments")
 
 
 def test_list_rejects_unknown_section():
