@@ -172,6 +172,40 @@ def train_autoencoder(
     return model.eval()
 
 
+def _train_state(kind: str, images: np.ndarray, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Worker-process entry: train one autoencoder single-threaded, return its state dict."""
+    import torch
+
+    torch.set_num_threads(1)
+    return train_autoencoder(kind, images, **kwargs).state_dict()
+
+
+def train_autoencoders(
+    kind: str, images: np.ndarray, seeds: list[int], *, workers: int = 1, **kwargs: Any
+) -> list[Any]:
+    """Train one autoencoder per seed; with ``workers > 1`` in that many single-threaded processes.
+
+    The models are the same either way (each is trained single-threaded from its own seed); processes only
+    change the wall time: small conv nets with batch 32 scale poorly over threads, well over processes.
+    """
+    if workers <= 1 or len(seeds) <= 1:
+        return [train_autoencoder(kind, images, seed=s, **kwargs) for s in seeds]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=min(workers, len(seeds)),
+                             mp_context=multiprocessing.get_context("spawn")) as pool:
+        states = list(pool.map(_train_state, [kind] * len(seeds), [images] * len(seeds),
+                               [{**kwargs, "seed": s} for s in seeds]))
+    models = []
+    for state in states:
+        model = build_autoencoder(kind, latent_dim=kwargs["latent_dim"], anchors=kwargs["anchors"],
+                                  hidden=tuple(kwargs.get("hidden", (16, 32, 64))))
+        model.load_state_dict(state)
+        models.append(model.eval())
+    return models
+
+
 def reconstruction_errors(models: list[Any], images: np.ndarray, batch_size: int = 500) -> np.ndarray:
     """``E[i, j]``: mean squared error (per pixel, [0, 1] scale) of decoder ``j`` on encoder ``i``'s code."""
     import torch
@@ -252,13 +286,12 @@ def _train_and_score(setup: dict[str, Any], seeds: list[int]):
         anchors = data["train"][anchor_idx]
         for kind in ("absolute", "relative"):
             start = time.perf_counter()
-            models = [
-                train_autoencoder(kind, data["train"], seed=s, latent_dim=int(setup["latent_dim"]),
-                                  anchors=anchors if kind == "relative" else None, epochs=int(setup["epochs"]),
-                                  batch_size=int(setup["batch_size"]), lr=float(setup["lr"]),
-                                  hidden=tuple(setup.get("hidden", (16, 32, 64))))
-                for s in seeds
-            ]
+            models = train_autoencoders(
+                kind, data["train"], seeds, workers=int(setup.get("workers", 1)),
+                latent_dim=int(setup["latent_dim"]), anchors=anchors if kind == "relative" else None,
+                epochs=int(setup["epochs"]), batch_size=int(setup["batch_size"]), lr=float(setup["lr"]),
+                hidden=tuple(setup.get("hidden", (16, 32, 64))),
+            )
             train_s = time.perf_counter() - start
             E = reconstruction_errors(models, data["test"])
             native, stitched = _summary(E)
