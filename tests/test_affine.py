@@ -72,6 +72,18 @@ def test_agrees_with_sklearn_linear_regression_in_float32():
     np.testing.assert_allclose(aligner.intercept_.numpy(), ref.intercept_, atol=1e-5)
 
 
+def test_products_in_the_input_dtype_agree_with_float64_on_well_conditioned_data():
+    X, Y, _, _ = planted(n=5000, noise=0.5, dtype=np.float32)
+    X = X + 3.0  # a mean far from zero: the reference-mean shift keeps float32 products accurate
+    ref = LinearRegression().fit(X.astype(np.float64), Y.astype(np.float64))
+    fast = Affine(products="input").fit(X, Y)
+    np.testing.assert_allclose(fast.coef_.numpy(), ref.coef_.T, atol=1e-4)
+    np.testing.assert_allclose(fast.intercept_.numpy(), ref.intercept_, atol=1e-3)
+    torch_fast = Affine(products="input").fit(torch.from_numpy(X), torch.from_numpy(Y))
+    np.testing.assert_allclose(torch_fast.coef_.numpy(), fast.coef_.numpy(), atol=1e-12)
+    assert not np.array_equal(fast.coef_.numpy(), Affine().fit(X, Y).coef_.numpy())  # other products ran
+
+
 def test_partial_fit_over_chunks_equals_fit():
     X, Y, _, _ = planted(n=1001, noise=0.5)
     for params in ({}, {"alpha": 3.0}, {"fit_intercept": False}):
@@ -165,6 +177,7 @@ def test_collinear_features_give_the_minimum_norm_solution_with_a_warning():
         ({"alpha": "big"}, TypeError, r"alpha must be a number, got 'big' of type str"),
         ({"alpha": float("nan")}, ValueError, r"alpha must be finite, got nan"),
         ({"fit_intercept": "no"}, ValueError, r"fit_intercept='no' is not supported; choose one of \[True"),
+        ({"products": "float16"}, ValueError, r"products='float16' is not supported; choose one of \['float64'"),
     ],
 )
 def test_invalid_hyper_parameters(params, error, message):
