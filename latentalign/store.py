@@ -647,30 +647,15 @@ def embed(
         directory = embeddings_dir() / f"{_slug(str(encoder.name))}__{_slug(dataset or 'data')}__{key[:16]}"
     else:
         directory = Path(store_dir)
-    if not overwrite and (directory / MANIFEST).is_file():  # fast path: a finished store (no lock needed)
-        existing = _read_manifest(directory)
-        if existing.get("key") == key and existing["complete"]:
-            return EmbeddingStore(directory, verify="size")
+    finished = _finished_store(directory, key, overwrite=overwrite)
+    if finished is not None:
+        return finished
     directory.mkdir(parents=True, exist_ok=True)
 
     with _write_lock(directory):
-        _remove_temp_files(directory)
-        manifest: dict[str, Any] | None = None
-        if (directory / MANIFEST).exists():
-            if overwrite:
-                _clear_store(directory)
-            else:
-                manifest = _read_manifest(directory)
-                if manifest.get("key") != key:
-                    raise ValueError(
-                        f"store_dir {str(directory)!r} holds embeddings with another key ({str(manifest.get('key'))[:16]} "
-                        f"vs {key[:16]}): a different encoder, dataset, ids or settings. Pass overwrite=True to "
-                        "replace them, or another store_dir."
-                    )
-                if manifest["complete"]:
-                    return EmbeddingStore(directory, verify="size")
-                for entry in manifest["shards"]:  # resuming: finished shards must be intact
-                    _check_shard_files(directory, entry, checksum=True)
+        manifest, finished = _open_for_writing(directory, key, overwrite=overwrite)
+        if finished is not None:
+            return finished
         if manifest is None:
             manifest = _new_manifest(
                 key=key, dim=encoder.dim, n_total=len(id_list), id_kind=id_kind, encoder_meta=encoder_meta,
@@ -682,6 +667,46 @@ def embed(
              normalize=normalize, progress=progress)
         writer.finish()
     return EmbeddingStore(directory, verify=None)
+
+
+def _finished_store(directory: Path, key: str, *, overwrite: bool) -> EmbeddingStore | None:
+    """The store at ``directory`` if it is complete and written under ``key`` (fast path, no lock)."""
+    if overwrite or not (directory / MANIFEST).is_file():
+        return None
+    existing = _read_manifest(directory)
+    if existing.get("key") == key and existing["complete"]:
+        return EmbeddingStore(directory, verify="size")
+    return None
+
+
+def _open_for_writing(
+    directory: Path, key: str, *, overwrite: bool, mismatch_hint: str = ""
+) -> tuple[dict[str, Any] | None, EmbeddingStore | None]:
+    """Prepare ``directory`` for a writer holding its lock.
+
+    Removes temporary files left by a killed writer, then: clears the store (``overwrite``), or reads the
+    manifest of the store being resumed (its key must be ``key``; finished shards are checked). Returns
+    ``(manifest to resume, None)``, ``(None, None)`` for a new store, or ``(None, store)`` when another
+    writer finished it meanwhile.
+    """
+    _remove_temp_files(directory)
+    if not (directory / MANIFEST).exists():
+        return None, None
+    if overwrite:
+        _clear_store(directory)
+        return None, None
+    manifest = _read_manifest(directory)
+    if manifest.get("key") != key:
+        raise ValueError(
+            f"store_dir {str(directory)!r} holds embeddings with another key ({str(manifest.get('key'))[:16]} "
+            f"vs {key[:16]}): a different encoder, dataset, ids or settings{mismatch_hint}. Pass overwrite=True "
+            "to replace them, or another store_dir."
+        )
+    if manifest["complete"]:
+        return None, EmbeddingStore(directory, verify="size")
+    for entry in manifest["shards"]:  # resuming: finished shards must be intact
+        _check_shard_files(directory, entry, checksum=True)
+    return manifest, None
 
 
 def _run(

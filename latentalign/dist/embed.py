@@ -62,15 +62,13 @@ from latentalign.store import (
     _atomic_write_bytes,
     _canonical,
     _check_positive,
-    _check_shard_files,
-    _clear_store,
+    _finished_store,
     _fsync_dir,
     _ids_digest,
     _new_manifest,
     _normalize_ids,
+    _open_for_writing,
     _pa,
-    _read_manifest,
-    _remove_temp_files,
     _sha256_file,
     _shard_names,
     _write_lock,
@@ -532,31 +530,17 @@ def embed_distributed(
     encoder_meta = info["metadata"]
     key = cache_key(encoder_meta, dataset, key_ids, key_settings)
 
-    if not overwrite and (directory / MANIFEST).is_file():  # fast path: a finished store
-        existing = _read_manifest(directory)
-        if existing.get("key") == key and existing["complete"]:
-            return EmbeddingStore(directory, verify="size")
+    finished = _finished_store(directory, key, overwrite=overwrite)
+    if finished is not None:
+        return finished
     directory.mkdir(parents=True, exist_ok=True)
 
     with _write_lock(directory):
-        _remove_temp_files(directory)
-        manifest: dict[str, Any] | None = None
-        if (directory / MANIFEST).exists():
-            if overwrite:
-                _clear_store(directory)
-            else:
-                manifest = _read_manifest(directory)
-                if manifest.get("key") != key:
-                    raise ValueError(
-                        f"store_dir {str(directory)!r} holds embeddings with another key "
-                        f"({str(manifest.get('key'))[:16]} vs {key[:16]}): a different encoder, dataset, ids or "
-                        "settings (or written from a Dataset vs from a sequence). Pass overwrite=True to replace "
-                        "them, or another store_dir."
-                    )
-                if manifest["complete"]:
-                    return EmbeddingStore(directory, verify="size")
-                for entry in manifest["shards"]:  # resuming: finished shards must be intact
-                    _check_shard_files(directory, entry, checksum=True)
+        manifest, finished = _open_for_writing(
+            directory, key, overwrite=overwrite, mismatch_hint=" (or written from a Dataset vs from a sequence)"
+        )
+        if finished is not None:
+            return finished
         if manifest is None:
             manifest = _new_manifest(
                 key=key, dim=info["dim"], n_total=len(id_list), id_kind=id_kind, encoder_meta=encoder_meta,
