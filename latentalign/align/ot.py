@@ -60,7 +60,7 @@ from latentalign.functional.ot import (
 )
 from latentalign.preprocessing import make_preprocessor
 
-__all__ = ["OTAligner", "check_pairs", "make_map"]
+__all__ = ["OTAligner", "check_pairs", "check_unpaired", "make_map"]
 
 _METHODS = ("sinkhorn", "emd", "gw")
 _REFINES = ("procrustes", "affine")
@@ -82,6 +82,20 @@ def make_map(refine: str) -> Aligner:
 def min_pairs(refine: str) -> int:
     """Fewest rows a map of kind ``refine`` can be fitted on (2: a centred fit needs two distinct rows)."""
     return 2
+
+
+def check_unpaired(X: ArrayLike, Y: ArrayLike) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate two sets of rows that need not be paired (counts and widths may differ).
+
+    Both must be of one backend and on one device, with at least 2 finite rows each; returns them as
+    tensors in their common compute dtype.
+    """
+    check_same_backend(X=X, Y=Y)
+    Xt, spec = check_array(X, "X", min_rows=2)
+    Yt, _ = check_array(Y, "Y", min_rows=2)
+    if Xt.device != Yt.device:
+        raise ValueError(f"X is on {Xt.device} and Y is on {Yt.device}; move both to the same device first.")
+    return Xt.to(spec.compute_dtype), Yt.to(spec.compute_dtype)
 
 
 def check_pairs(pairs: Any, n_x: int, n_y: int) -> torch.Tensor:
@@ -303,13 +317,7 @@ class OTAligner(Aligner):
         self
         """
         self._check_params()
-        check_same_backend(X=X, Y=Y)
-        Xt, spec = check_array(X, "X", min_rows=2)
-        Yt, _ = check_array(Y, "Y", min_rows=2)
-        if Xt.device != Yt.device:
-            raise ValueError(f"X is on {Xt.device} and Y is on {Yt.device}; move both to the same device first.")
-        dtype = spec.compute_dtype
-        Xt, Yt = Xt.to(dtype), Yt.to(dtype)
+        Xt, Yt = check_unpaired(X, Y)
         P = check_pairs(pairs, Xt.shape[0], Yt.shape[0])
         m = P.shape[0]
         init = self.init

@@ -21,7 +21,7 @@ import torch
 from latentalign._array import ArrayLike, check_same_backend
 from latentalign._validation import check_array, check_choice, check_number
 from latentalign.align.base import Aligner
-from latentalign.align.ot import check_pairs, make_map, min_pairs
+from latentalign.align.ot import check_pairs, check_unpaired, make_map, min_pairs
 from latentalign.exceptions import ConvergenceWarning
 from latentalign.preprocessing import make_preprocessor
 
@@ -173,12 +173,7 @@ class SelfLearning(Aligner):
         self
         """
         self._check_params()
-        check_same_backend(X=X, Y=Y)
-        Xt, spec = check_array(X, "X", min_rows=2)
-        Yt, _ = check_array(Y, "Y", min_rows=2)
-        if Xt.device != Yt.device:
-            raise ValueError(f"X is on {Xt.device} and Y is on {Yt.device}; move both to the same device first.")
-        Xt, Yt = Xt.to(spec.compute_dtype), Yt.to(spec.compute_dtype)
+        Xt, Yt = check_unpaired(X, Y)
         P = check_pairs(pairs, Xt.shape[0], Yt.shape[0]).to(Xt.device)
         k = int(self.csls_k)
         if k > min(Xt.shape[0], Yt.shape[0]):
