@@ -17,6 +17,7 @@ from latentalign.exceptions import NotFittedError
 
 __all__ = [
     "check_array",
+    "check_pair",
     "check_paired",
     "check_n_features",
     "check_is_fitted",
@@ -113,6 +114,80 @@ def check_paired(X: torch.Tensor, Y: torch.Tensor, names: Sequence[str] = ("X", 
             f"but {a} has {X.shape[0]} rows and {b} has {Y.shape[0]}. Select the same items, in the same "
             "order, from both (latentalign.store pairs stores by id)."
         )
+
+
+def check_pair(
+    X: Any,
+    Y: Any,
+    names: Sequence[str] = ("X", "Y"),
+    *,
+    paired: bool = True,
+    same_features: bool = False,
+    min_rows: int = 1,
+    purpose: str | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, ArraySpec]:
+    """Validate two arrays used together; return both as tensors in one compute dtype, and the first's spec.
+
+    Both must be 2-D, finite, real, of one backend (numpy or torch) and on one device.
+
+    Parameters
+    ----------
+    X, Y : array-like of shape (n_samples, n_features)
+        numpy arrays or torch tensors (not mixed).
+    names : pair of str
+        The arguments' names, used in error messages.
+    paired : bool
+        Require the same number of rows (row ``i`` of each describes the same item).
+    same_features : bool
+        Require the same number of columns (both live in one space, e.g. queries and keys).
+    min_rows : int
+        Fewest rows each array must have.
+    purpose : str, optional
+        What needs ``min_rows`` rows, named in the error (e.g. ``"linear CKA"``).
+
+    Returns
+    -------
+    Xt, Yt : torch.Tensor
+        The inputs as tensors (not copied when already float32/float64), cast to float64 when either is
+        float64, else float32.
+    spec : ArraySpec
+        How ``X`` was passed, for :func:`latentalign._array.restore`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> Xt, Yt, spec = check_pair(np.ones((4, 3)), np.ones((4, 2), dtype=np.float32))
+    >>> Xt.dtype, Yt.dtype, spec.backend
+    (torch.float64, torch.float64, 'numpy')
+    >>> check_pair(np.ones((4, 3)), np.ones((5, 3)))
+    Traceback (most recent call last):
+    ...
+    ValueError: X and Y must be paired row by row (row i of X and row i of Y describe the same item), but X has 4 rows and Y has 5. Select the same items, in the same order, from both (latentalign.store pairs stores by id).
+    """
+    a, b = names
+    check_same_backend(**{a: X, b: Y})
+    Xt, spec = check_array(X, a)
+    Yt, _ = check_array(Y, b)
+    if Xt.device != Yt.device:
+        raise ValueError(
+            f"{a} is on {Xt.device} but {b} is on {Yt.device}; move both to the same device first "
+            f"(e.g. {b}.to({a}.device))."
+        )
+    if paired:
+        check_paired(Xt, Yt, names)
+    if same_features and Xt.shape[1] != Yt.shape[1]:
+        raise ValueError(
+            f"{a} has {Xt.shape[1]} features but {b} has {Yt.shape[1]}; both must live in the same space. "
+            f"Map {a} into {b}'s space first (e.g. aligner.transform({a}))."
+        )
+    for name, t in ((a, Xt), (b, Yt)):
+        if t.shape[0] < min_rows:
+            raise ValueError(
+                f"{name} has {t.shape[0]} rows, but {purpose or 'this'} needs at least {min_rows}. "
+                "Pass more rows."
+            )
+    dtype = torch.float64 if torch.float64 in (Xt.dtype, Yt.dtype) else torch.float32
+    return Xt.to(dtype), Yt.to(dtype), spec
 
 
 def check_n_features(X: torch.Tensor, expected: int, owner: str, name: str = "X") -> None:

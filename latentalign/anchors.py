@@ -20,7 +20,7 @@ import torch
 from latentalign._validation import check_array, check_choice, check_number
 from latentalign.exceptions import IllConditionedWarning
 
-__all__ = ["select_anchors", "check_anchors", "AnchorReport", "ANCHOR_METHODS"]
+__all__ = ["select_anchors", "check_anchors", "distinct_rows", "AnchorReport", "ANCHOR_METHODS"]
 
 #: Methods accepted by :func:`select_anchors`.
 ANCHOR_METHODS: tuple[str, ...] = ("uniform", "fps", "kmeans", "stratified")
@@ -364,6 +364,50 @@ def check_anchors(
                 stacklevel=2,
             )
     return report
+
+
+def distinct_rows(*matrices: Any) -> np.ndarray:
+    """Indices (sorted) of the rows that are the first of their value in every one of ``matrices``.
+
+    Repeated rows are degenerate anchors and ambiguous retrieval keys: two distinct captions can embed
+    identically, two files can hold the same picture. Values compare as numbers, so ``-0.0 == 0.0``.
+
+    Parameters
+    ----------
+    *matrices : array-like of shape (n_samples, n_features_i)
+        One or more arrays (numpy or torch) with the same number of rows; a row is kept only when it
+        repeats no earlier row in any of them.
+
+    Returns
+    -------
+    numpy.ndarray of int64
+        Row indices, ascending.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> A = np.array([[1.0, 0.0], [1.0, -0.0], [2.0, 0.0]])
+    >>> B = np.array([[5.0], [6.0], [5.0]])
+    >>> distinct_rows(A).tolist(), distinct_rows(A, B).tolist()
+    ([0, 2], [0])
+    """
+    if not matrices:
+        raise TypeError("distinct_rows needs at least one matrix.")
+    arrays = [
+        m.detach().cpu().numpy() if isinstance(m, torch.Tensor) else np.asarray(m) for m in matrices
+    ]
+    n = len(arrays[0])
+    for i, arr in enumerate(arrays):
+        if arr.ndim != 2 or len(arr) != n:
+            raise ValueError(
+                f"matrices[{i}] must be 2-D with {n} rows like matrices[0], got shape {arr.shape}."
+            )
+    keep = np.ones(n, dtype=bool)
+    for arr in arrays:
+        first = np.zeros(n, dtype=bool)
+        first[np.unique(arr + 0.0, axis=0, return_index=True)[1]] = True  # + 0.0 turns -0.0 into 0.0
+        keep &= first
+    return np.flatnonzero(keep).astype(np.int64)
 
 
 def _duplicate_groups(A: np.ndarray) -> list[tuple[int, ...]]:
