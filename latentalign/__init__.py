@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+from latentalign._version import __version__
 
 _LAZY = {
     "Aligner": "latentalign.align",
@@ -18,9 +18,11 @@ _LAZY = {
     "RelativeProjection": "latentalign.align",
     "OTAligner": "latentalign.align",
     "UniversalSpace": "latentalign.align",
+    "SelfLearning": "latentalign.align",
     "make_aligner": "latentalign.align",
     "list_aligners": "latentalign.align",
-    "load": "latentalign._persistence",
+    "load": "latentalign.persistence",
+    "save": "latentalign.persistence",
     "NotFittedError": "latentalign.exceptions",
     "ConvergenceWarning": "latentalign.exceptions",
     "IllConditionedWarning": "latentalign.exceptions",

@@ -89,6 +89,8 @@ def as_tensor(x: Any) -> tuple[torch.Tensor, ArraySpec]:
         t = x if x.dtype in _FLOAT_DTYPES else x.to(spec.compute_dtype)
         return t, spec
     arr = np.asarray(x)
+    if arr.dtype == object:  # e.g. a DataFrame of mixed columns; non-numbers raise TypeError here
+        arr = arr.astype(np.float64)
     if arr.dtype == np.float64:
         dtype = torch.float64
     elif arr.dtype == np.float32:

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
+import scipy.sparse
 import torch
 
 from latentalign._array import ArraySpec, as_tensor, check_same_backend
@@ -65,6 +66,15 @@ def check_array(
     """
     if X is None:
         raise TypeError(f"{name} is None; expected a 2-D array of shape (n_samples, n_features).")
+    if scipy.sparse.issparse(X):
+        raise TypeError(
+            f"{name} is a sparse {type(X).__name__}; sparse data is not supported (embeddings are dense). "
+            f"Convert it with {name}.toarray()."
+        )
+    if X.is_complex() if isinstance(X, torch.Tensor) else np.iscomplexobj(X):
+        raise ValueError(
+            f"Complex data not supported: {name} has dtype {X.dtype}; expected real floating-point values."
+        )
     try:
         t, spec = as_tensor(X)
     except (TypeError, ValueError) as exc:
@@ -78,11 +88,11 @@ def check_array(
             f"Use {name}.reshape(1, -1) for a single sample or {name}.reshape(-1, 1) for a single feature."
         )
     if t.shape[0] < min_rows:
-        raise ValueError(f"{name} has {t.shape[0]} rows, but at least {min_rows} are required.")
+        raise ValueError(
+            f"{name} has {t.shape[0]} rows, but at least {min_rows} are required (n_samples = {t.shape[0]})."
+        )
     if t.shape[1] < min_features:
         raise ValueError(f"{name} has {t.shape[1]} features, but at least {min_features} are required.")
-    if t.is_complex():
-        raise TypeError(f"{name} is complex ({t.dtype}); expected real floating-point values.")
     if ensure_finite:
         _check_finite(t, name)
     return t, spec
@@ -100,7 +110,7 @@ def _check_finite(t: torch.Tensor, name: str) -> None:
             row, col = int(bad[0]) + start, int(bad[1])
             value = float(t[row, col])
             raise ValueError(
-                f"{name} contains non-finite values (first at row {row}, column {col}: {value}). "
+                f"{name} contains NaN or infinity (first at row {row}, column {col}: {value}). "
                 f"Remove or impute them first, e.g. keep the rows {name}[np.isfinite({name}).all(axis=1)] (and the same rows of its paired array)."
             )
 
@@ -125,6 +135,7 @@ def check_pair(
     same_features: bool = False,
     min_rows: int = 1,
     purpose: str | None = None,
+    ensure_finite: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, ArraySpec]:
     """Validate two arrays used together; return both as tensors in one compute dtype, and the first's spec.
 
@@ -144,6 +155,8 @@ def check_pair(
         Fewest rows each array must have.
     purpose : str, optional
         What needs ``min_rows`` rows, named in the error (e.g. ``"linear CKA"``).
+    ensure_finite : bool
+        Reject NaN and infinite values (callers that find them more cheaply later pass ``False``).
 
     Returns
     -------
@@ -166,8 +179,8 @@ def check_pair(
     """
     a, b = names
     check_same_backend(**{a: X, b: Y})
-    Xt, spec = check_array(X, a)
-    Yt, _ = check_array(Y, b)
+    Xt, spec = check_array(X, a, ensure_finite=ensure_finite)
+    Yt, _ = check_array(Y, b, ensure_finite=ensure_finite)
     if Xt.device != Yt.device:
         raise ValueError(
             f"{a} is on {Xt.device} but {b} is on {Yt.device}; move both to the same device first "

@@ -1,10 +1,22 @@
 """Exceptions and warnings raised by latentalign.
 
-The classes subclass the built-in exception that scikit-learn uses for the same
-situation, so ``except ValueError`` keeps working in user code.
+Where scikit-learn has a class for the same situation, latentalign's subclasses it, so an
+``except sklearn.exceptions.NotFittedError`` (or a warnings filter on scikit-learn's
+``ConvergenceWarning``) also catches latentalign's. The others subclass the built-in exception that fits
+(``ValueError``, ``ImportError``, ...), so ``except ValueError`` keeps working in user code.
+
+Examples
+--------
+>>> import sklearn.exceptions
+>>> issubclass(NotFittedError, sklearn.exceptions.NotFittedError)
+True
+>>> issubclass(ConvergenceWarning, sklearn.exceptions.ConvergenceWarning)
+True
 """
 
 from __future__ import annotations
+
+import sklearn.exceptions
 
 __all__ = [
     "NotFittedError",
@@ -16,11 +28,11 @@ __all__ = [
 ]
 
 
-class NotFittedError(ValueError, AttributeError):
-    """An estimator was used before ``fit`` was called."""
+class NotFittedError(sklearn.exceptions.NotFittedError):
+    """An estimator was used before ``fit`` was called (also a ``ValueError`` and an ``AttributeError``)."""
 
 
-class ConvergenceWarning(UserWarning):
+class ConvergenceWarning(sklearn.exceptions.ConvergenceWarning):
     """An iterative method stopped before meeting its tolerance."""
 
 

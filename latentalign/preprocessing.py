@@ -12,8 +12,11 @@ from typing import Any
 
 import torch
 
+from sklearn.base import TransformerMixin
+
 from latentalign._array import ArrayLike, restore
-from latentalign._base import BaseEstimator
+from latentalign.base import BaseEstimator, feature_names
+from latentalign.persistence import Persistable
 from latentalign._validation import check_array, check_choice, check_is_fitted, check_n_features, check_number
 
 __all__ = [
@@ -30,11 +33,15 @@ __all__ = [
 _EPS = 1e-12
 
 
-class Preprocessor(BaseEstimator):
-    """Base class: subclasses implement ``_fit``, ``_forward`` and ``_backward`` on float tensors."""
+class Preprocessor(Persistable, TransformerMixin, BaseEstimator):
+    """Base class: subclasses implement ``_fit``, ``_forward`` and ``_backward`` on float tensors.
 
-    def fit(self, X: ArrayLike) -> Preprocessor:
-        """Learn the statistics of ``X``; return ``self``."""
+    A scikit-learn transformer (``fit(X, y=None)``, ``transform``, ``inverse_transform``,
+    ``fit_transform``, ``get_feature_names_out``).
+    """
+
+    def fit(self, X: ArrayLike, y: Any = None) -> Preprocessor:
+        """Learn the statistics of ``X`` (``y`` is ignored); return ``self``."""
         t, _ = check_array(X, "X")
         self.n_features_in_ = int(t.shape[1])
         self._fit(t.to(torch.float64) if t.dtype != torch.float64 else t)
@@ -54,9 +61,10 @@ class Preprocessor(BaseEstimator):
         check_n_features(t, self.n_features_out_, type(self).__name__ + " (output side)", "Z")
         return restore(self._backward(t.to(spec.compute_dtype)), spec)
 
-    def fit_transform(self, X: ArrayLike) -> ArrayLike:
-        """Fit on ``X`` and transform it."""
-        return self.fit(X).transform(X)
+    def get_feature_names_out(self, input_features: Any = None) -> Any:
+        """Names of the output columns: the class name in lower case, numbered."""
+        check_is_fitted(self)
+        return feature_names(type(self).__name__.lower(), int(self.n_features_out_))
 
     @property
     def n_features_out_(self) -> int:
@@ -173,7 +181,8 @@ class Chain(Preprocessor):
     def __init__(self, *, steps: Sequence[Preprocessor] = ()) -> None:
         self.steps = list(steps)
 
-    def fit(self, X: ArrayLike) -> Chain:
+    def fit(self, X: ArrayLike, y: Any = None) -> Chain:
+        """Fit every step in order, each on the output of the previous one; return ``self``."""
         t, _ = check_array(X, "X")
         self.n_features_in_ = int(t.shape[1])
         fitted = []

@@ -217,7 +217,7 @@ def test_check_anchors_errors():
         check_anchors(A, min_count=10)
     with pytest.raises(ValueError, match="metric='dot' is not supported"):
         check_anchors(A, metric="dot")
-    with pytest.raises(ValueError, match="anchors contains non-finite values"):
+    with pytest.raises(ValueError, match="anchors contains NaN or infinity"):
         check_anchors(np.full((3, 2), np.nan))
 
 

@@ -257,7 +257,7 @@ class _FirstColumns(Aligner):
     [
         (np.ones(10), np.ones((10, 2)), {}, ValueError, "X must be a 2-D array"),
         (np.ones((10, 2)), np.ones((9, 2)), {}, ValueError, "must be paired row by row"),
-        ("nan", None, {}, ValueError, r"Y contains non-finite values \(first at row 3"),
+        ("nan", None, {}, ValueError, r"Y contains NaN or infinity \(first at row 3"),
         ("mixed", None, {}, TypeError, "mix numpy arrays and torch tensors"),
         ("rows", 20, {}, ValueError, r"default held-out split \(n // 3\) would have 6 rows, but at least 10"),
         ("rows", 40, {"n_eval": 35}, ValueError, r"needs at least 45: n_eval=35 held-out rows plus the smallest"),

@@ -394,7 +394,7 @@ def test_rejected_chunk_leaves_the_statistics_untouched():
     aligner = Procrustes().partial_fit(X[:100], Y[:100])
     bad = X[100:].copy()
     bad[5, 1] = np.nan
-    with pytest.raises(ValueError, match=r"X contains non-finite values \(first at row 5, column 1"):
+    with pytest.raises(ValueError, match=r"X contains NaN or infinity \(first at row 5, column 1"):
         aligner.partial_fit(bad, Y[100:])
     assert aligner.get_stats().n == 100
 

@@ -174,7 +174,7 @@ def test_errors():
         UniversalSpace().fit({"a": models["m0"], "b": torch.from_numpy(models["m1"])})
     bad = models["m1"].copy()
     bad[2, 1] = np.nan
-    with pytest.raises(ValueError, match=r"embeddings\['m1'\] contains non-finite values"):
+    with pytest.raises(ValueError, match=r"embeddings\['m1'\] contains NaN or infinity"):
         UniversalSpace().fit({"m0": models["m0"], "m1": bad})
     space = UniversalSpace().fit(models)
     with pytest.raises(ValueError, match=r"Unknown model 'zz'; the universal space holds \['m0', 'm1', 'm2', 'm3'\]"):

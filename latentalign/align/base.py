@@ -11,20 +11,45 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
+from sklearn.base import TransformerMixin
+from sklearn.utils import Tags
+from sklearn.utils.validation import validate_data
 
-from latentalign._array import ArrayLike, ArraySpec, check_same_backend, restore
-from latentalign._base import BaseEstimator
-from latentalign._validation import check_array, check_is_fitted, check_n_features, check_paired
+from latentalign._array import ArrayLike, ArraySpec, restore
+from latentalign._validation import check_array, check_is_fitted, check_n_features, check_pair
+from latentalign.base import BaseEstimator, TwoViewMixin, feature_names
+from latentalign.persistence import Persistable
 
 __all__ = ["Aligner", "cast_like"]
 
 
-class Aligner(BaseEstimator):
-    """Base class of all aligners (scikit-learn estimator shape).
+class Aligner(Persistable, TwoViewMixin, TransformerMixin, BaseEstimator):
+    """Base class of all aligners: a scikit-learn transformer fitted on two paired views.
 
-    Fitted attributes common to all aligners: ``n_features_in_`` (source dimension) and
-    ``n_features_out_`` (dimension of what :meth:`transform` returns).
+    ``fit(X, Y)`` learns a map from the source space (rows of ``X``) to the target space (rows of ``Y``,
+    paired row by row with ``X``); ``transform`` applies it. Works in a
+    :class:`~sklearn.pipeline.Pipeline` (as the last step, after a scaler), with
+    :func:`~sklearn.base.clone`, :class:`~sklearn.model_selection.GridSearchCV` and
+    :func:`~sklearn.model_selection.cross_validate` (scored by :meth:`score`).
+
+    Fitted attributes common to all aligners: ``n_features_in_`` (source dimension),
+    ``n_features_out_`` (dimension of what :meth:`transform` returns) and, when fitted on a DataFrame,
+    ``feature_names_in_``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from latentalign import Procrustes
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.standard_normal((100, 5))
+    >>> Q, _ = np.linalg.qr(rng.standard_normal((5, 5)))
+    >>> pipe = make_pipeline(StandardScaler(), Procrustes()).fit(X, X @ Q)
+    >>> round(pipe.score(X, X @ Q), 6)
+    1.0
     """
 
     #: Whether :meth:`partial_fit` streams sufficient statistics for this method.
@@ -43,20 +68,60 @@ class Aligner(BaseEstimator):
     def _inverse_transform(self, Z: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError(f"{type(self).__name__} has no inverse_transform.")
 
+    def _module(self, *, trainable: bool, inverse: bool) -> torch.nn.Module:  # pragma: no cover - abstract
+        """The fitted map as a module, in float64 or the fitted dtype (cast by :meth:`to_module`)."""
+        raise NotImplementedError(f"{type(self).__name__} has no torch module.")
+
     # -- shared behaviour ---------------------------------------------------------------------------
+    def __sklearn_tags__(self) -> Tags:
+        tags = super().__sklearn_tags__()
+        if tags.transformer_tags is not None:
+            tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
     def _validate_pair(
         self, X: Any, Y: Any, *, min_rows: int = 1
     ) -> tuple[torch.Tensor, torch.Tensor, ArraySpec]:
-        """Check a paired fit input; return both as tensors on the device and dtype of ``X``."""
-        check_same_backend(X=X, Y=Y)
-        Xt, spec = check_array(X, "X", min_rows=min_rows)
-        Yt, _ = check_array(Y, "Y", min_rows=min_rows)
-        check_paired(Xt, Yt)
-        if Xt.device != Yt.device:
-            raise ValueError(
-                f"X is on {Xt.device} and Y is on {Yt.device}; move both to the same device first."
-            )
+        """Check a paired fit input; return both as tensors (common dtype, one device) and ``X``'s spec.
+
+        Also records ``feature_names_in_`` when ``X`` is a DataFrame (scikit-learn's convention).
+        """
+        Xt, Yt, spec = check_pair(X, Y, min_rows=min_rows)
+        self._remember_feature_names(X)
         return Xt, Yt, spec
+
+    def _remember_feature_names(self, X: Any) -> None:
+        """Set (or clear) ``feature_names_in_`` from the columns of a DataFrame ``X``."""
+        validate_data(self, X, reset=True, skip_check_array=True)
+
+    def _check_feature_names(self, X: Any) -> None:
+        if hasattr(X, "columns") or hasattr(self, "feature_names_in_"):
+            validate_data(self, X, reset=False, skip_check_array=True)
+
+    def transform_target(self, Y: ArrayLike) -> ArrayLike:
+        """Return target-space embeddings ``Y`` in the space :meth:`transform` maps into.
+
+        For most aligners :meth:`transform` lands in ``Y``'s own space, so this is the identity (``Y``
+        itself is returned, after validation). Aligners that map both sides into a shared space (e.g.
+        relative representations) override it. Train a target-side head on ``transform_target(Y)`` to
+        stitch with any aligner.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from latentalign import Procrustes
+        >>> Y = np.eye(3)
+        >>> Procrustes().fit(Y, Y).transform_target(Y) is Y
+        True
+        """
+        check_is_fitted(self)
+        check_array(Y, "Y")
+        return Y
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Names of the output columns: the class name in lower case, numbered (``procrustes0``, ...)."""
+        check_is_fitted(self)
+        return feature_names(type(self).__name__.lower(), int(self.n_features_out_))
 
     def transform(self, X: ArrayLike) -> ArrayLike:
         """Map source embeddings into the target (or shared) space.
@@ -73,6 +138,7 @@ class Aligner(BaseEstimator):
         check_is_fitted(self)
         Xt, spec = check_array(X, "X")
         check_n_features(Xt, self.n_features_in_, type(self).__name__, "X")
+        self._check_feature_names(X)
         return restore(self._transform(Xt.to(spec.compute_dtype)), spec)
 
     def inverse_transform(self, Z: ArrayLike) -> ArrayLike:
@@ -87,9 +153,65 @@ class Aligner(BaseEstimator):
         check_n_features(Zt, self.n_features_out_, type(self).__name__ + " (output side)", "Z")
         return restore(self._inverse_transform(Zt.to(spec.compute_dtype)), spec)
 
-    def fit_transform(self, X: ArrayLike, Y: ArrayLike) -> ArrayLike:
-        """Fit, then transform ``X``."""
-        return self.fit(X, Y).transform(X)
+    def to_module(
+        self,
+        *,
+        trainable: bool = False,
+        inverse: bool = False,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> torch.nn.Module:
+        """The fitted map as a ``torch.nn.Module`` whose ``forward`` equals :meth:`transform` on tensors.
+
+        The map is held in buffers, or in ``nn.Parameter`` objects with ``trainable=True``: gradients
+        reach the input (and the map when trainable), ``.to()`` moves it, ``state_dict`` holds it, and
+        ``forward`` traces with ``torch.export`` and ``torch.compile(fullgraph=True)``. It is built once
+        (``forward`` does no validation); see :mod:`latentalign.align.modules` for the module classes.
+
+        Parameters
+        ----------
+        trainable : bool, default False
+            Hold the map's tensors as parameters, so fine-tuning can update them.
+        inverse : bool, default False
+            The module of :meth:`inverse_transform` instead (``NotImplementedError`` where the aligner
+            has no inverse module).
+        dtype : torch.dtype, optional
+            Dtype of the module (default ``torch.get_default_dtype()``, as for ``nn.Linear``); the map is
+            computed in float64 and cast once.
+        device : torch.device or str, optional
+            Device of the module (default: where the fitted state is).
+
+        Returns
+        -------
+        torch.nn.Module
+            Takes and returns tensors of its dtype and device.
+
+        Raises
+        ------
+        NotFittedError
+            When the aligner is not fitted.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from latentalign import Procrustes
+        >>> X = torch.randn(50, 4, dtype=torch.float64)
+        >>> Q, _ = torch.linalg.qr(torch.randn(4, 4, dtype=torch.float64))
+        >>> aligner = Procrustes().fit(X, X @ Q)
+        >>> module = aligner.to_module(dtype=torch.float64)
+        >>> bool(torch.allclose(module(X), aligner.transform(X)))
+        True
+        """
+        from latentalign.align.modules import finalize_module
+
+        check_is_fitted(self)
+        if inverse and not self.invertible:
+            raise NotImplementedError(
+                f"{type(self).__name__} is not invertible, so it has no inverse module; fit "
+                f"{type(self).__name__}().fit(Y, X) and call to_module() on it."
+            )
+        module = self._module(trainable=bool(trainable), inverse=bool(inverse))
+        return finalize_module(module, dtype=dtype, device=device)
 
     def score(self, X: ArrayLike, Y: ArrayLike) -> float:
         """Coefficient of determination R^2 of ``transform(X)`` against ``Y`` (1.0 is a perfect map).
@@ -97,10 +219,7 @@ class Aligner(BaseEstimator):
         R^2 = 1 - sum ||transform(x_i) - y_i||^2 / sum ||y_i - mean(Y)||^2, computed in float64.
         Higher is better; it can be negative for a map worse than predicting the mean.
         """
-        check_same_backend(X=X, Y=Y)
-        Yt, _ = check_array(Y, "Y")
-        Xt, _ = check_array(X, "X")
-        check_paired(Xt, Yt)
+        _, Yt, _ = check_pair(X, Y)
         pred, _ = check_array(self.transform(X), "transform(X)")
         if pred.shape[1] != Yt.shape[1]:
             raise ValueError(

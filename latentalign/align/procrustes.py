@@ -158,10 +158,9 @@ class StreamingAligner(Aligner):
             return self.__dict__[name]
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
-    def _to_document(self, prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
+    def _prepare_save(self) -> None:
         if "stats_" in self.__dict__:
             self._ensure_solved()
-        return super()._to_document(prefix, tensors)
 
     def _transform(self, X: torch.Tensor) -> torch.Tensor:
         self._ensure_solved()
@@ -172,6 +171,13 @@ class StreamingAligner(Aligner):
         self._ensure_solved()
         W, b = self._backward_map()
         return torch.addmm(cast_like(b, Z), Z, cast_like(W, Z))
+
+    def _module(self, *, trainable: bool, inverse: bool) -> torch.nn.Module:
+        from latentalign.align.modules import LinearMap
+
+        self._ensure_solved()
+        W, b = self._backward_map() if inverse else self._forward_map()
+        return LinearMap(W, b, trainable=trainable)
 
     def _forward_map(self) -> tuple[torch.Tensor, torch.Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError

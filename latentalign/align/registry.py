@@ -48,5 +48,5 @@ def make_aligner(name: str, **params: Any) -> Aligner:
         return klass(**params)
     except TypeError as exc:
         raise TypeError(
-            f"Invalid parameters for {name!r} ({exc}); valid parameters are {klass._param_names()}."
+            f"Invalid parameters for {name!r} ({exc}); valid parameters are {sorted(klass._get_param_names())}."
         ) from None

@@ -27,7 +27,8 @@ from typing import Any
 import torch
 
 from latentalign._array import ArrayLike, check_same_backend, restore
-from latentalign._base import BaseEstimator
+from latentalign.base import BaseEstimator
+from latentalign.persistence import Persistable
 from latentalign._validation import check_array, check_choice, check_is_fitted, check_n_features, check_number
 from latentalign.exceptions import ConvergenceWarning
 from latentalign.functional.procrustes import polar_factor
@@ -47,7 +48,7 @@ def _procrustes_onto(A: torch.Tensor, B: torch.Tensor, scale: bool) -> tuple[tor
     return R, (float(S.sum()) / norm if norm > 0 else 1.0)
 
 
-class UniversalSpace(BaseEstimator):
+class UniversalSpace(Persistable, BaseEstimator):
     """One shared space for several models, fitted by generalised Procrustes analysis on shared anchors.
 
     Parameters
