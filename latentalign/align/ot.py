@@ -493,3 +493,10 @@ class OTAligner(Aligner):
     def _inverse_transform(self, Z: torch.Tensor) -> torch.Tensor:
         return self.preprocess_x_._backward(self.map_._inverse_transform(self.preprocess_y_._forward(Z)))
 
+    def _module(self, *, trainable: bool, inverse: bool) -> torch.nn.Module:
+        from latentalign.align.modules import preprocessor_module, sandwich
+
+        before, after = (self.preprocess_y_, self.preprocess_x_) if inverse else (self.preprocess_x_, self.preprocess_y_)
+        core = self.map_.to_module(trainable=trainable, inverse=inverse, dtype=torch.float64)
+        return sandwich(preprocessor_module(before), core, preprocessor_module(after, inverse=True))
+

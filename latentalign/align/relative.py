@@ -186,6 +186,19 @@ class RelativeProjection(Aligner):
     def _transform(self, X: torch.Tensor) -> torch.Tensor:
         return self._project(X, self.source_anchors_, self.source_mean_)
 
+    def _module(self, *, trainable: bool, inverse: bool) -> torch.nn.Module:
+        from latentalign.align.modules import RelativeMap
+
+        if inverse:
+            raise NotImplementedError(
+                "RelativeProjection has no inverse module; decode relative coordinates with "
+                "inverse_transform."
+            )
+        return RelativeMap(
+            self.source_anchors_, self.source_mean_, metrics=parse_metrics(self.metric), top_k=self.top_k,
+            power=self.power, aggregate=self.aggregate, trainable=trainable,
+        )
+
     def transform(self, X: ArrayLike) -> ArrayLike:
         """Relative coordinates of source embeddings: similarities to the source anchors.
 

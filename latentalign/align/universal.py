@@ -301,6 +301,72 @@ class UniversalSpace(Persistable, BaseEstimator):
         t = t.to(spec.compute_dtype)
         return restore(self._from_universal(self._to_universal(t, src), dst), spec)
 
+    def to_module(
+        self,
+        *,
+        src: str | None = None,
+        dst: str | None = None,
+        trainable: bool = False,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> torch.nn.Module:
+        """A ``torch.nn.Module`` of one model's map into, out of, or through the universal space.
+
+        ``src`` alone: :meth:`to_universal` of model ``src``; ``dst`` alone: :meth:`from_universal` into
+        model ``dst``; both: :meth:`translate` from ``src`` to ``dst``, with the two linear maps fused into
+        one ``(d_src, d_dst)`` matrix computed in float64 (so the module runs one matrix product between
+        the two models' preprocessing steps). The maps live in buffers (parameters with
+        ``trainable=True``; preprocessing statistics stay buffers): see
+        :meth:`latentalign.align.base.Aligner.to_module` for what the module supports.
+
+        Parameters
+        ----------
+        src, dst : str, optional
+            Model names (at least one).
+        trainable : bool, default False
+        dtype : torch.dtype, optional
+            Default ``torch.get_default_dtype()``.
+        device : torch.device or str, optional
+
+        Returns
+        -------
+        torch.nn.Module
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> rng = np.random.default_rng(0)
+        >>> A = rng.normal(size=(30, 3))
+        >>> space = UniversalSpace().fit({"a": A, "b": A @ np.linalg.qr(rng.normal(size=(3, 3)))[0]})
+        >>> m = space.to_module(src="a", dst="b", dtype=torch.float64)
+        >>> bool(torch.allclose(m(torch.from_numpy(A)), torch.from_numpy(space.translate(A, "a", "b"))))
+        True
+        """
+        from latentalign.align.modules import LinearMap, finalize_module, preprocessor_module, sandwich
+
+        if src is None and dst is None:
+            raise ValueError(
+                "UniversalSpace.to_module needs a model name: src='a' (into the universal space), dst='b' "
+                "(out of it), or both (translation)."
+            )
+        for name in (src, dst):
+            if name is not None:
+                self._model(name)
+        if dst is not None and self.scales_[dst] == 0:
+            raise ValueError(f"Model {dst!r} has a zero scale, so from_universal cannot invert it.")
+        F64 = torch.float64
+        W = torch.eye(self.dim_, dtype=F64, device=self.mean_shape_.device)
+        before = after = torch.nn.Sequential()
+        if src is not None:
+            before = preprocessor_module(self.preprocessors_[src])
+            W = self.scales_[src] * self.weights_[src].to(F64)
+        if dst is not None:
+            after = preprocessor_module(self.preprocessors_[dst], inverse=True)
+            W_dst = self.weights_[dst].to(device=W.device, dtype=F64)
+            W = W @ W_dst.T / self.scales_[dst]
+        core = LinearMap(W, torch.zeros(W.shape[1], dtype=F64, device=W.device), trainable=bool(trainable))
+        return finalize_module(sandwich(before, core, after), dtype=dtype, device=device)
+
     def _to_universal(self, X: torch.Tensor, name: str) -> torch.Tensor:
         Xp = self.preprocessors_[name]._forward(X)
         W = self.weights_[name].to(device=X.device, dtype=X.dtype)
