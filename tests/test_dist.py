@@ -27,10 +27,11 @@ from latentalign.dist import (
     paired_stats_distributed,
     partial_fit_distributed,
 )
-from latentalign.dist.embed import _Committer, _ShardEncoder
+from latentalign.dist.embed import _commit, _ShardEncoder
 from latentalign.encoders import TorchModuleEncoder
 from latentalign.exceptions import MissingDependencyError, PersistenceError
 from latentalign.store import EmbeddingStore, embed, pair_stores, write_embeddings
+from latentalign.store.writer import StoreWriter
 
 ROOT = Path(__file__).resolve().parents[1]
 # Ray Data warns about its own deprecated settings when it copies its context.
@@ -324,9 +325,9 @@ def test_embed_argument_errors(tmp_path):
     f = tiny_factory()
     with pytest.raises(ValueError, match="store_dir is required"):
         embed_distributed(f, X, ids, store_dir=None)
-    with pytest.raises(ValueError, match="shard_size must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match="shard_size must be >= 1, got 0"):
         embed_distributed(f, X, ids, store_dir=tmp_path, shard_size=0)
-    with pytest.raises(ValueError, match="num_actors must be a positive integer"):
+    with pytest.raises(ValueError, match="num_actors must be >= 1"):
         embed_distributed(f, X, ids, store_dir=tmp_path, num_actors=0)
     with pytest.raises(ValueError, match="num_gpus must be >= 0"):
         embed_distributed(f, X, ids, store_dir=tmp_path, num_gpus=-1)
@@ -347,14 +348,15 @@ def test_worker_refuses_an_encoder_with_other_metadata(tmp_path):
 
 
 def test_driver_explains_an_unshared_store_dir(tmp_path):
-    committer = _Committer(tmp_path, {"shards": []})
+    writer = StoreWriter(tmp_path, {"shards": []})
     record = {"emb_tmp": "embeddings/.stage-x.npy.tmp", "meta_tmp": "metadata/.stage-x.parquet.tmp",
               "bytes": 10, "meta_bytes": 10, "host": "node-7", "rows": 1}
     with pytest.raises(PersistenceError, match="must be one directory shared by the driver and every worker"):
-        committer.commit(record)
+        _commit(writer, record)
     (tmp_path / "embeddings" / ".stage-x.npy.tmp").write_bytes(b"12345")
     with pytest.raises(PersistenceError, match="has 5 bytes on the driver but 10 were written"):
-        committer.commit(record)
+        _commit(writer, record)
+    assert writer.manifest["shards"] == []
 
 
 def test_fit_argument_errors(tmp_path):
@@ -364,7 +366,7 @@ def test_fit_argument_errors(tmp_path):
         fit_distributed(RelativeProjection(), sx, sx)
     with pytest.raises(ValueError, match="on_missing='both' is not supported"):
         fit_distributed(Procrustes(), sx, sx, on_missing="both")
-    with pytest.raises(ValueError, match="shards_per_task must be a positive integer"):
+    with pytest.raises(ValueError, match="shards_per_task must be >= 1"):
         fit_distributed(Procrustes(), sx, sx, shards_per_task=0)
     with pytest.raises(TypeError, match="store_y must be an EmbeddingStore or a store directory"):
         fit_distributed(Procrustes(), sx, X)

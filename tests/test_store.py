@@ -143,7 +143,7 @@ def test_embed_input_errors(tmp_path):
         embed(enc, X, ids[:5] + [5], progress=False)
     with pytest.raises(TypeError, match="inputs must be a sequence with len"):
         embed(enc, iter(X), ids, progress=False)
-    with pytest.raises(ValueError, match="shard_size must be a positive integer"):
+    with pytest.raises(ValueError, match="shard_size must be >= 1, got 0"):
         embed(enc, X, ids, shard_size=0, progress=False)
     with pytest.raises(TypeError, match="encoder must follow the Encoder protocol"):
         embed(object(), X, ids, progress=False)

@@ -16,12 +16,16 @@ call ``ray.init(address="auto")`` first to use a cluster (otherwise Ray starts a
 from __future__ import annotations
 
 from latentalign.dist.embed import EncoderSpec, embed_distributed
-from latentalign.dist.fit import fit_distributed, paired_stats_distributed, partial_fit_distributed
+from latentalign.dist.fit import (
+    fit_distributed,
+    paired_stats_distributed,
+    partial_fit_distributed,
+)
 
 __all__ = [
     "EncoderSpec",
     "embed_distributed",
     "fit_distributed",
-    "partial_fit_distributed",
     "paired_stats_distributed",
+    "partial_fit_distributed",
 ]

@@ -36,15 +36,10 @@ already committed are skipped by the workers. Such a store is readable like any 
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
-import os
 import socket
-import time
-import uuid
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -53,26 +48,22 @@ import numpy as np
 from latentalign._validation import check_number
 from latentalign.dist._ray import require_ray, require_ray_data
 from latentalign.exceptions import PersistenceError
-from latentalign.store import (
+from latentalign.store.files import write_lock
+from latentalign.store.format import (
     DEFAULT_SHARD_SIZE,
-    EMB_DIR,
-    MANIFEST,
-    META_DIR,
-    EmbeddingStore,
-    _atomic_write_bytes,
-    _canonical,
-    _check_positive,
-    _finished_store,
-    _fsync_dir,
-    _ids_digest,
-    _new_manifest,
-    _normalize_ids,
-    _open_for_writing,
-    _pa,
-    _sha256_file,
-    _shard_names,
-    _write_lock,
-    cache_key,
+    canonical_json,
+    content_key,
+    ids_digest,
+    new_manifest,
+    normalize_ids,
+)
+from latentalign.store.reader import EmbeddingStore
+from latentalign.store.writer import (
+    StagedShard,
+    StoreWriter,
+    finished_store,
+    open_for_writing,
+    stage_shard,
 )
 
 __all__ = ["EncoderSpec", "embed_distributed"]
@@ -181,7 +172,7 @@ class _ShardEncoder:
         import ray
 
         self.encoder = spec.build()
-        got = _canonical(self.encoder.metadata)
+        got = canonical_json(self.encoder.metadata)
         if got != expected_metadata:
             raise RuntimeError(
                 f"the encoder built on host {socket.gethostname()!r} has other metadata than the one that keys "
@@ -239,7 +230,6 @@ class _ShardEncoder:
         return [self._write_shard(ids, items, start=-1)]
 
     def _write_shard(self, ids: list[Any], items: Any, *, start: int) -> dict[str, Any]:
-        pa, pq = _pa()
         n = len(ids)
         parts = []
         for b in range(0, n, self.batch_size):  # the batches store.embed runs, shard by shard
@@ -250,32 +240,12 @@ class _ShardEncoder:
         X = np.concatenate(parts) if len(parts) > 1 else parts[0]
         if X.shape != (n, self.dim):
             raise ValueError(f"the encoder returned shape {X.shape} for {n} inputs; expected ({n}, {self.dim}).")
-        X = np.ascontiguousarray(X, dtype=np.float32)
-        buf = io.BytesIO()
-        np.save(buf, X, allow_pickle=False)
-        data = buf.getvalue()
-        token = uuid.uuid4().hex
-        emb_tmp = f"{EMB_DIR}/.stage-{token}.npy.tmp"
-        meta_tmp = f"{META_DIR}/.stage-{token}.parquet.tmp"
-        with open(self.dir / emb_tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        id_type = pa.int64() if self.id_kind == "int" else pa.string()
-        pq.write_table(pa.table({"id": pa.array(ids, type=id_type)}), self.dir / meta_tmp)
-        with open(self.dir / meta_tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
+        staged = stage_shard(self.dir, X, ids, self.id_kind)
         return {
+            **staged.to_dict(),
             "start": start,
-            "rows": n,
-            "ids_sha256": _ids_digest(ids, self.id_kind),
+            "ids_sha256": ids_digest(ids, self.id_kind),
             "ids_json": json.dumps(ids) if start < 0 else "",
-            "emb_tmp": emb_tmp,
-            "meta_tmp": meta_tmp,
-            "bytes": len(data),
-            "sha256": hashlib.sha256(data).hexdigest(),
-            "meta_bytes": (self.dir / meta_tmp).stat().st_size,
-            "meta_sha256": _sha256_file(self.dir / meta_tmp),
             "host": socket.gethostname(),
             "error": b"",
         }
@@ -308,62 +278,27 @@ def _raise_worker_error(rec: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- driver side
-class _Committer:
-    """The only writer of the manifest: renames staged shard files into place and records them."""
+_STAGED_FIELDS = tuple(f.name for f in fields(StagedShard))
 
-    def __init__(self, directory: Path, manifest: dict[str, Any]) -> None:
-        self.dir = directory
-        self.manifest = manifest
-        (directory / EMB_DIR).mkdir(parents=True, exist_ok=True)
-        (directory / META_DIR).mkdir(parents=True, exist_ok=True)
 
-    @property
-    def rows_done(self) -> int:
-        return sum(s["rows"] for s in self.manifest["shards"])
-
-    def write_manifest(self) -> None:
-        _atomic_write_bytes(self.dir / MANIFEST, json.dumps(self.manifest, indent=1, default=str).encode())
-
-    def commit(self, rec: dict[str, Any]) -> None:
-        index = len(self.manifest["shards"])
-        emb_name, meta_name = _shard_names(index)
-        for tmp, final, size_key in ((rec["emb_tmp"], emb_name, "bytes"), (rec["meta_tmp"], meta_name, "meta_bytes")):
-            src = self.dir / tmp
-            try:
-                size = src.stat().st_size
-            except FileNotFoundError:
-                raise PersistenceError(
-                    f"the driver cannot see the shard file {str(src)!r} that a worker on host {rec['host']!r} "
-                    f"wrote: store_dir must be one directory shared by the driver and every worker (NFS, a "
-                    "cluster filesystem, or a single machine)."
-                ) from None
-            if size != rec[size_key]:
-                raise PersistenceError(
-                    f"the shard file {str(src)!r} written on host {rec['host']!r} has {size} bytes on the driver "
-                    f"but {rec[size_key]} were written; the shared filesystem does not show the worker's writes."
-                )
-            os.replace(src, self.dir / final)
-        _fsync_dir(self.dir / EMB_DIR)
-        _fsync_dir(self.dir / META_DIR)
-        self.manifest["shards"].append(
-            {
-                "index": index,
-                "start": self.rows_done,
-                "rows": int(rec["rows"]),
-                "embeddings": emb_name,
-                "metadata": meta_name,
-                "bytes": int(rec["bytes"]),
-                "sha256": rec["sha256"],
-                "meta_bytes": int(rec["meta_bytes"]),
-                "meta_sha256": rec["meta_sha256"],
-            }
-        )
-        self.write_manifest()
-
-    def finish(self) -> None:
-        self.manifest["complete"] = True
-        self.manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        self.write_manifest()
+def _commit(writer: StoreWriter, rec: dict[str, Any]) -> None:
+    """Check that the driver sees the files a worker staged, then commit them (the driver alone does)."""
+    for tmp, size_key in ((rec["emb_tmp"], "bytes"), (rec["meta_tmp"], "meta_bytes")):
+        src = writer.dir / tmp
+        try:
+            size = src.stat().st_size
+        except FileNotFoundError:
+            raise PersistenceError(
+                f"the driver cannot see the shard file {str(src)!r} that a worker on host {rec['host']!r} "
+                f"wrote: store_dir must be one directory shared by the driver and every worker (NFS, a "
+                "cluster filesystem, or a single machine)."
+            ) from None
+        if size != rec[size_key]:
+            raise PersistenceError(
+                f"the shard file {str(src)!r} written on host {rec['host']!r} has {size} bytes on the driver "
+                f"but {rec[size_key]} were written; the shared filesystem does not show the worker's writes."
+            )
+    writer.commit(StagedShard(**{k: rec[k] for k in _STAGED_FIELDS}))
 
 
 def _record(row: dict[str, Any]) -> dict[str, Any]:
@@ -492,9 +427,9 @@ def embed_distributed(
         raise ValueError(
             "store_dir is required: a directory on a filesystem shared by the driver and every Ray worker."
         )
-    shard_size = _check_positive(shard_size, "shard_size")
-    batch_size = _check_positive(batch_size, "batch_size")
-    num_actors = _check_positive(num_actors, "num_actors")
+    shard_size = check_number(shard_size, "shard_size", integer=True, low=1)
+    batch_size = check_number(batch_size, "batch_size", integer=True, low=1)
+    num_actors = check_number(num_actors, "num_actors", integer=True, low=1)
     check_number(num_cpus, "num_cpus", low=0)
     check_number(num_gpus, "num_gpus", low=0)
     settings = {"normalize": bool(normalize), **(settings or {})}
@@ -511,14 +446,14 @@ def embed_distributed(
                     f"{name}={col!r} is not a column of the dataset (columns: {columns}); pass {name}=... naming "
                     "it."
                 )
-        id_list, id_kind = _normalize_ids(_read_dataset_ids(inputs, id_column) if ids is None else ids)
+        id_list, id_kind = normalize_ids(_read_dataset_ids(inputs, id_column) if ids is None else ids)
         key_ids: list[Any] = sorted(id_list)
         key_settings = {**settings, "row_order": "dataset"}
     else:
         _check_sequence(inputs)
         if ids is None:
             raise ValueError("ids are required when inputs is a sequence: pass one unique id per input.")
-        id_list, id_kind = _normalize_ids(ids)
+        id_list, id_kind = normalize_ids(ids)
         if len(id_list) != len(inputs):
             raise ValueError(f"got {len(inputs)} inputs but {len(id_list)} ids; pass exactly one id per input.")
         key_ids, key_settings = id_list, settings
@@ -528,38 +463,39 @@ def embed_distributed(
         resources["num_gpus"] = num_gpus
     info = ray.get(ray.remote(_describe).options(**resources).remote(spec))
     encoder_meta = info["metadata"]
-    key = cache_key(encoder_meta, dataset, key_ids, key_settings)
+    key_sha = ids_digest(key_ids, id_kind)
+    key = content_key(encoder_meta, dataset, len(key_ids), key_sha, key_settings)
 
-    finished = _finished_store(directory, key, overwrite=overwrite)
+    finished = finished_store(directory, key, overwrite=overwrite)
     if finished is not None:
         return finished
     directory.mkdir(parents=True, exist_ok=True)
 
-    with _write_lock(directory):
-        manifest, finished = _open_for_writing(
+    with write_lock(directory):
+        manifest, finished = open_for_writing(
             directory, key, overwrite=overwrite, mismatch_hint=" (or written from a Dataset vs from a sequence)"
         )
         if finished is not None:
             return finished
         if manifest is None:
-            manifest = _new_manifest(
+            manifest = new_manifest(
                 key=key, dim=info["dim"], n_total=len(id_list), id_kind=id_kind, encoder_meta=encoder_meta,
-                dataset=dataset, ids_sha=_ids_digest(key_ids, id_kind), settings=settings, shard_size=shard_size,
+                dataset=dataset, ids_sha=key_sha, settings=settings, shard_size=shard_size,
             )
             manifest["writer"] = "latentalign.dist.embed_distributed"
             if from_dataset:
                 manifest["row_order"] = "dataset"
-        committer = _Committer(directory, manifest)
-        committer.write_manifest()
+        writer = StoreWriter(directory, manifest)
+        writer.write_manifest()
         common = dict(
-            store_dir=str(directory), expected_metadata=_canonical(encoder_meta), id_kind=id_kind,
+            store_dir=str(directory), expected_metadata=canonical_json(encoder_meta), id_kind=id_kind,
             dim=info["dim"], batch_size=batch_size, normalize=normalize,
         )
         run = _run_dataset if from_dataset else _run_sequence
-        run(ray, rd, spec, inputs, id_list, id_kind, committer, common=common, shard_size=shard_size,
+        run(ray, rd, spec, inputs, id_list, id_kind, writer, common=common, shard_size=shard_size,
             num_actors=num_actors, resources=resources, id_column=id_column, input_column=input_column,
             progress=progress, name=info["name"])
-        committer.finish()
+        writer.finish()
     return EmbeddingStore(directory, verify=None)
 
 
@@ -569,23 +505,23 @@ def _progress(total: int, initial: int, name: str, enabled: bool) -> Any:
     return tqdm(total=total, initial=initial, disable=not enabled, desc=f"embed {name} (ray)", unit="item")
 
 
-def _reraise(exc: BaseException, committer: _Committer, n: int) -> None:
+def _reraise(exc: BaseException, writer: StoreWriter, n: int) -> None:
     """Re-raise ``exc``, noting how far the store got and how to resume."""
     if hasattr(exc, "add_note"):
         exc.add_note(
-            f"latentalign.dist: {committer.rows_done} of {n} rows are committed in {str(committer.dir)!r}; re-run "
+            f"latentalign.dist: {writer.rows_done} of {n} rows are committed in {str(writer.dir)!r}; re-run "
             "the same call to resume from there."
         )
     raise exc
 
 
 def _run_sequence(
-    ray: Any, rd: Any, spec: EncoderSpec, inputs: Any, ids: list[Any], id_kind: str, committer: _Committer, *,
+    ray: Any, rd: Any, spec: EncoderSpec, inputs: Any, ids: list[Any], id_kind: str, writer: StoreWriter, *,
     common: dict[str, Any], shard_size: int, num_actors: int, resources: dict[str, float], progress: bool,
     name: str, **_: Any,
 ) -> None:
     n = len(ids)
-    first = committer.rows_done
+    first = writer.rows_done
     bounds = [(s, min(s + shard_size, n)) for s in range(first, n, shard_size)]
     if not bounds:
         return
@@ -605,29 +541,29 @@ def _run_sequence(
             for row in out.iter_rows():
                 rec = _record(row)
                 s = rec["start"]
-                if rec["ids_sha256"] != _ids_digest(ids[s : s + rec["rows"]], id_kind):
+                if rec["ids_sha256"] != ids_digest(ids[s : s + rec["rows"]], id_kind):
                     raise RuntimeError(f"internal error: the shard starting at row {s} holds other ids than planned.")
                 waiting[s] = rec
-                while committer.rows_done in waiting:  # commit in input order: the manifest lists a prefix
-                    done = waiting.pop(committer.rows_done)
-                    committer.commit(done)
+                while writer.rows_done in waiting:  # commit in input order: the manifest lists a prefix
+                    done = waiting.pop(writer.rows_done)
+                    _commit(writer, done)
                     bar.update(done["rows"])
         except BaseException as exc:
-            _reraise(exc, committer, n)
-    if committer.rows_done != n:
-        raise RuntimeError(f"internal error: {committer.rows_done} of {n} rows were committed.")
+            _reraise(exc, writer, n)
+    if writer.rows_done != n:
+        raise RuntimeError(f"internal error: {writer.rows_done} of {n} rows were committed.")
 
 
 def _run_dataset(
-    ray: Any, rd: Any, spec: EncoderSpec, inputs: Any, ids: list[Any], id_kind: str, committer: _Committer, *,
+    ray: Any, rd: Any, spec: EncoderSpec, inputs: Any, ids: list[Any], id_kind: str, writer: StoreWriter, *,
     common: dict[str, Any], shard_size: int, num_actors: int, resources: dict[str, float], id_column: str,
     input_column: str, progress: bool, name: str,
 ) -> None:
     n = len(ids)
     expected = set(ids)
     committed: set[Any] = set()
-    if committer.manifest["shards"]:
-        resumed = EmbeddingStore(committer.dir, verify=None, allow_incomplete=True)
+    if writer.manifest["shards"]:
+        resumed = EmbeddingStore(writer.dir, verify=None, allow_incomplete=True)
         committed = set(resumed.ids)
     if len(committed) == n:
         return
@@ -658,11 +594,11 @@ def _run_dataset(
                         f"the dataset holds repeated ids (e.g. {(again or shard_ids)[:5]}); ids must be unique "
                         "(rows are keyed by id)."
                     )
-                committer.commit(rec)
+                _commit(writer, rec)
                 committed.update(shard_ids)
                 bar.update(rec["rows"])
         except BaseException as exc:
-            _reraise(exc, committer, n)
+            _reraise(exc, writer, n)
     if len(committed) != n:
         missing = [i for i in ids if i not in committed]
         raise ValueError(

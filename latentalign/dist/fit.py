@@ -16,13 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from latentalign._validation import check_choice
+from latentalign._validation import check_choice, check_number
 from latentalign.dist._ray import require_ray
 from latentalign.exceptions import PersistenceError
 from latentalign.functional._stats import CrossStats
-from latentalign.store import EmbeddingStore, _check_positive
+from latentalign.store import EmbeddingStore
 
-__all__ = ["paired_stats_distributed", "fit_distributed", "partial_fit_distributed"]
+__all__ = ["fit_distributed", "paired_stats_distributed", "partial_fit_distributed"]
 
 
 # ---------------------------------------------------------------------------------------------- worker side
@@ -154,7 +154,7 @@ def paired_stats_distributed(
         Merged in shard order, so the result does not depend on which task finished first.
     """
     check_choice(on_missing, "on_missing", ["error", "intersect"])
-    shards_per_task = _check_positive(shards_per_task, "shards_per_task")
+    shards_per_task = check_number(shards_per_task, "shards_per_task", integer=True, low=1)
     sx, sy = _open(store_x, "store_x"), _open(store_y, "store_y")
     plan = _plan(sx, sy, on_missing)
     ray = require_ray()
