@@ -396,7 +396,7 @@ def test_error_mixed_backends():
 
 
 def test_error_feature_mismatch():
-    with pytest.raises(ValueError, match="Q has 2 features but K has 3; queries and keys must live in the same space"):
+    with pytest.raises(ValueError, match="Q has 2 features but K has 3; both must live in the same space"):
         knn(A, np.ones((4, 3)))
 
 

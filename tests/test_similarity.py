@@ -323,9 +323,9 @@ def test_error_device_mismatch():  # pragma: no cover - GPU only
 
 
 def test_error_too_few_rows():
-    with pytest.raises(ValueError, match="X and Y have 3 rows, but the unbiased HSIC estimator needs at least 4"):
+    with pytest.raises(ValueError, match="X has 3 rows, but the unbiased HSIC estimator needs at least 4"):
         unbiased_cka(np.eye(3), np.eye(3))
-    with pytest.raises(ValueError, match="X and Y have 1 rows, but linear CKA needs at least 2"):
+    with pytest.raises(ValueError, match="X has 1 rows, but linear CKA needs at least 2"):
         linear_cka(np.ones((1, 2)), np.ones((1, 2)))
 
 

@@ -15,15 +15,11 @@ from typing import Any
 import torch
 
 from latentalign._array import ArrayLike
+from latentalign._validation import check_number
 from latentalign.functional.retrieval import (
-    _check_chunk,
-    _check_csls_k,
-    _check_ks,
-    _check_pair,
-    _check_retrieval_options,
-    _positions,
-    _reduce_positions,
-    _summarize,
+    check_retrieval_options,
+    retrieval_positions,
+    summarize_positions,
 )
 
 __all__ = ["RetrievalEvaluator"]
@@ -70,14 +66,14 @@ class RetrievalEvaluator:
         nlist: int | None = None,
         nprobe: int | None = None,
     ) -> None:
-        _check_retrieval_options(metric, csls, index, ties, nlist, nprobe)
+        check_retrieval_options(metric, csls, index, ties, nlist, nprobe)
         self.k = k
         self.csls = csls
         self.csls_k = csls_k
         self.metric = metric
         self.index = index
         self.ties = ties
-        self.chunk_size = _check_chunk(chunk_size)
+        self.chunk_size = check_number(chunk_size, "chunk_size", integer=True, low=1, allow_none=True)
         self.nlist = nlist
         self.nprobe = nprobe
         self.reset()
@@ -100,16 +96,13 @@ class RetrievalEvaluator:
 
         ``gold`` is as in :func:`~latentalign.functional.retrieval.retrieval_scores` (indices into this ``K``).
         """
-        Qt, Kt, _ = _check_pair(Q, K)
-        ks = _check_ks(self.k, Kt.shape[0])
-        if self._ks is not None and ks != self._ks:  # pragma: no cover - ks depends only on self.k
-            raise RuntimeError("k changed between updates; call reset() first.")
-        csls_k = _check_csls_k(self.csls_k, Qt, Kt, "csls_k") if self.csls else self.csls_k
-        positions, depth = _positions(
-            Qt, Kt, gold, ks, self.csls, csls_k, self.metric, self.index, self.ties, self.chunk_size,
-            self.nlist, self.nprobe,
+        found = retrieval_positions(
+            Q, K, gold=gold, k=self.k, csls=self.csls, csls_k=self.csls_k, metric=self.metric, index=self.index,
+            ties=self.ties, chunk_size=self.chunk_size, nlist=self.nlist, nprobe=self.nprobe,
         )
-        best, within = _reduce_positions(positions, ks)
+        if self._ks is not None and found.ks != self._ks:  # pragma: no cover - ks depends only on self.k
+            raise RuntimeError("k changed between updates; call reset() first.")
+        best, within, ks, depth = found
         self._best.append(best)
         self._within.append(within)
         self._ks, self._depth = ks, depth
@@ -121,7 +114,7 @@ class RetrievalEvaluator:
             raise RuntimeError(
                 "RetrievalEvaluator.compute() was called before any update(); call update(Q, K) first."
             )
-        return _summarize(torch.cat(self._best), torch.cat(self._within), self._ks, self._depth)
+        return summarize_positions(torch.cat(self._best), torch.cat(self._within), self._ks, self._depth)
 
     def __repr__(self) -> str:
         return (

@@ -14,16 +14,15 @@ from collections.abc import Sequence
 import torch
 
 from latentalign._array import ArrayLike
-from latentalign._validation import check_choice, check_number
+from latentalign._validation import check_choice, check_number, check_pair
 from latentalign.functional.similarity import (
     KNN_METRICS,
     MOMENT_METRICS,
     PROCRUSTES_KINDS,
     SIMILARITY_METRICS,
     Moments,
-    _check_metrics,
-    _check_variance_fraction,
-    _check_xy,
+    check_metrics,
+    check_variance_fraction,
     cknna,
     compute_moments,
     mutual_knn,
@@ -69,9 +68,9 @@ class SimilarityEvaluator:
         procrustes: str = "angular",
         chunk_size: int | None = None,
     ) -> None:
-        self.metrics = _check_metrics(metrics)
+        self.metrics = check_metrics(metrics)
         self.k = check_number(k, "k", integer=True, low=1)
-        self.variance = _check_variance_fraction(variance)
+        self.variance = check_variance_fraction(variance)
         self.procrustes = check_choice(procrustes, "procrustes", PROCRUSTES_KINDS)
         self.chunk_size = check_number(chunk_size, "chunk_size", integer=True, low=1, allow_none=True)
         self.reset()
@@ -91,7 +90,7 @@ class SimilarityEvaluator:
 
     def update(self, X: ArrayLike, Y: ArrayLike) -> SimilarityEvaluator:
         """Add a batch of paired rows (row ``i`` of ``X`` and of ``Y`` describe the same item)."""
-        Xt, Yt = _check_xy(X, Y, 1, "update")
+        Xt, Yt, _ = check_pair(X, Y)
         if self._shift is not None:
             for name, t, ref in (("X", Xt, self._shift[0]), ("Y", Yt, self._shift[1])):
                 if t.shape[1] != ref.shape[0]:

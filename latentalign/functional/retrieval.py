@@ -43,14 +43,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
-from latentalign._array import ArrayLike, ArraySpec, check_same_backend, restore
+from latentalign._array import ArrayLike, ArraySpec, restore
 from latentalign._optional import import_optional
-from latentalign._validation import check_array, check_choice, check_number
+from latentalign._validation import check_choice, check_number, check_pair
 
 __all__ = [
     "knn",
@@ -58,6 +58,11 @@ __all__ = [
     "csls_scores",
     "csls_knn",
     "retrieval_scores",
+    "retrieval_positions",
+    "summarize_positions",
+    "RetrievalPositions",
+    "check_retrieval_options",
+    "knn_tensors",
     "METRICS",
     "INDEXES",
     "BLOCK_ELEMENTS",
@@ -75,24 +80,9 @@ _PAD = 2**62
 # --------------------------------------------------------------------------------------------------------
 # Inputs
 # --------------------------------------------------------------------------------------------------------
-def _check_pair(Q: Any, K: Any, names: tuple[str, str] = ("Q", "K")) -> tuple[torch.Tensor, torch.Tensor, ArraySpec]:
-    """Validate queries and keys; return both as tensors in one compute dtype, and the queries' spec."""
-    qn, kn = names
-    check_same_backend(**{qn: Q, kn: K})
-    Qt, spec = check_array(Q, qn)
-    Kt, _ = check_array(K, kn)
-    if Qt.device != Kt.device:
-        raise ValueError(
-            f"{qn} is on {Qt.device} but {kn} is on {Kt.device}; move both to the same device "
-            f"(e.g. {kn}.to({qn}.device))."
-        )
-    if Qt.shape[1] != Kt.shape[1]:
-        raise ValueError(
-            f"{qn} has {Qt.shape[1]} features but {kn} has {Kt.shape[1]}; queries and keys must live in the "
-            f"same space. Map {qn} into {kn}'s space first (e.g. aligner.transform({qn}))."
-        )
-    dtype = torch.float64 if torch.float64 in (Qt.dtype, Kt.dtype) else torch.float32
-    return Qt.to(dtype), Kt.to(dtype), spec
+def _check_queries_keys(Q: Any, K: Any) -> tuple[torch.Tensor, torch.Tensor, ArraySpec]:
+    """Queries and keys: any row counts, one feature space, one compute dtype; the queries' spec."""
+    return check_pair(Q, K, ("Q", "K"), paired=False, same_features=True)
 
 
 def _check_chunk(chunk_size: Any) -> int | None:
@@ -292,7 +282,7 @@ def _check_k(k: Any, available: int, name: str = "k", what: str = "keys") -> int
     return int(k)
 
 
-def _knn_tensors(
+def knn_tensors(
     Q: torch.Tensor,
     K: torch.Tensor,
     k: int,
@@ -304,7 +294,18 @@ def _knn_tensors(
     nprobe: int | None = None,
     names: tuple[str, str] = ("Q", "K"),
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-k (similarity values, indices) on tensors; similarities are -squared distance for l2."""
+    """Top-k (similarity values, indices) of validated tensors; similarities are -squared distance for l2.
+
+    The unchecked core of :func:`knn` (no input validation, no conversion back to numpy), for callers
+    that already hold validated tensors, e.g. the k-NN based similarity measures.
+
+    Examples
+    --------
+    >>> import torch
+    >>> values, indices = knn_tensors(torch.eye(3), torch.eye(3), 1, "dot", exclude_self=True)
+    >>> values.tolist()
+    [[0.0], [0.0], [0.0]]
+    """
     with torch.no_grad():
         if index == "exact":
             return _exact_topk(_Scorer.build(Q, K, metric, names), k, chunk_size, exclude_self)
@@ -368,7 +369,7 @@ def knn(
     check_choice(metric, "metric", METRICS)
     _check_index_options(index, nlist, nprobe)
     chunk_size = _check_chunk(chunk_size)
-    Qt, Kt, spec = _check_pair(Q, K)
+    Qt, Kt, spec = _check_queries_keys(Q, K)
     if exclude_self and Qt.shape[0] != Kt.shape[0]:
         raise ValueError(
             f"exclude_self=True treats Q and K as the same set, but Q has {Qt.shape[0]} rows and K has "
@@ -376,7 +377,7 @@ def knn(
         )
     available = Kt.shape[0] - (1 if exclude_self else 0)
     k = _check_k(k, available)
-    values, indices = _knn_tensors(Qt, Kt, k, metric, index, chunk_size, exclude_self, nlist, nprobe)
+    values, indices = knn_tensors(Qt, Kt, k, metric, index, chunk_size, exclude_self, nlist, nprobe)
     if metric == "l2":
         values = -values
     return restore(values, spec), _restore_indices(indices, spec)
@@ -391,8 +392,8 @@ def _restore_indices(indices: torch.Tensor, spec: ArraySpec) -> ArrayLike:
 def _penalties(
     Q: torch.Tensor, K: torch.Tensor, k: int, index: str, chunk_size: int | None, nlist: Any = None, nprobe: Any = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    r_q = _knn_tensors(Q, K, k, "cosine", index, chunk_size, nlist=nlist, nprobe=nprobe)[0].mean(1)
-    r_k = _knn_tensors(K, Q, k, "cosine", index, chunk_size, nlist=nlist, nprobe=nprobe, names=("K", "Q"))[0].mean(1)
+    r_q = knn_tensors(Q, K, k, "cosine", index, chunk_size, nlist=nlist, nprobe=nprobe)[0].mean(1)
+    r_k = knn_tensors(K, Q, k, "cosine", index, chunk_size, nlist=nlist, nprobe=nprobe, names=("K", "Q"))[0].mean(1)
     return r_q, r_k
 
 
@@ -419,7 +420,7 @@ def csls_penalties(
     """
     chunk_size = _check_chunk(chunk_size)
     check_choice(index, "index", ("exact", "faiss"))
-    Qt, Kt, spec = _check_pair(Q, K)
+    Qt, Kt, spec = _check_queries_keys(Q, K)
     k = _check_csls_k(k, Qt, Kt, "k")
     r_q, r_k = _penalties(Qt, Kt, k, index, chunk_size)
     return restore(r_q, spec), restore(r_k, spec)
@@ -458,7 +459,7 @@ def csls_scores(Q: ArrayLike, K: ArrayLike, *, k: int = 10, chunk_size: int | No
     ([0.0, 0.0, 0.0], -2.0)
     """
     chunk_size = _check_chunk(chunk_size)
-    Qt, Kt, spec = _check_pair(Q, K)
+    Qt, Kt, spec = _check_queries_keys(Q, K)
     k = _check_csls_k(k, Qt, Kt, "k")
     with torch.no_grad():
         r_q, r_k = _penalties(Qt, Kt, k, "exact", chunk_size)
@@ -509,7 +510,7 @@ def csls_knn(
     """
     _check_index_options(index, nlist, nprobe)
     chunk_size = _check_chunk(chunk_size)
-    Qt, Kt, spec = _check_pair(Q, K)
+    Qt, Kt, spec = _check_queries_keys(Q, K)
     k = _check_k(k, Kt.shape[0])
     csls_k = _check_csls_k(csls_k, Qt, Kt, "csls_k")
     values, indices = _csls_topk(Qt, Kt, k, csls_k, index, chunk_size, nlist, nprobe)
@@ -679,7 +680,15 @@ def _reduce_positions(positions: torch.Tensor, ks: tuple[int, ...]) -> tuple[tor
     return best, within
 
 
-def _summarize(best: torch.Tensor, within: torch.Tensor, ks: tuple[int, ...], depth: int | None) -> dict[str, float]:
+def summarize_positions(best: torch.Tensor, within: torch.Tensor, ks: tuple[int, ...], depth: int | None) -> dict[str, float]:
+    """The metrics of :func:`retrieval_scores` from gold positions (see :class:`RetrievalPositions`).
+
+    Examples
+    --------
+    >>> import torch
+    >>> summarize_positions(torch.tensor([1, 2]), torch.tensor([[1], [0]]), (1,), None)["mrr"]
+    0.75
+    """
     out: dict[str, float] = {}
     best64 = best.to(torch.float64)
     for k in ks:
@@ -737,7 +746,16 @@ def _positions(
         return _list_positions(indices, gold_idx, valid), depth
 
 
-def _check_retrieval_options(metric: str, csls: Any, index: str, ties: str, nlist: Any, nprobe: Any) -> None:
+def check_retrieval_options(metric: str, csls: Any, index: str, ties: str, nlist: Any, nprobe: Any) -> None:
+    """Validate the ranking options shared by :func:`retrieval_scores` and the stateful evaluator.
+
+    Examples
+    --------
+    >>> check_retrieval_options("l2", True, "exact", "pessimistic", None, None)
+    Traceback (most recent call last):
+    ...
+    ValueError: csls=True is defined on cosine similarities, but metric='l2'; use metric='cosine'.
+    """
     check_choice(metric, "metric", METRICS)
     check_choice(ties, "ties", TIES)
     _check_index_options(index, nlist, nprobe)
@@ -805,12 +823,73 @@ def retrieval_scores(
     >>> retrieval_scores(X, X, k=1)
     {'recall@1': 1.0, 'precision@1': 1.0, 'mrr': 1.0, 'mean_rank': 1.0, 'median_rank': 1.0}
     """
-    _check_retrieval_options(metric, csls, index, ties, nlist, nprobe)
+    check_retrieval_options(metric, csls, index, ties, nlist, nprobe)
+    found = retrieval_positions(
+        Q, K, gold=gold, k=k, csls=csls, csls_k=csls_k, metric=metric, index=index, ties=ties,
+        chunk_size=chunk_size, nlist=nlist, nprobe=nprobe,
+    )
+    return summarize_positions(found.best, found.within, found.ks, found.depth)
+
+
+class RetrievalPositions(NamedTuple):
+    """Where the gold keys of one retrieval problem were ranked (what the metrics are computed from).
+
+    Attributes
+    ----------
+    best : torch.Tensor of shape (n_queries,)
+        1-based position of each query's best-ranked gold key (CPU, int64).
+    within : torch.Tensor of shape (n_queries, len(ks))
+        Number of gold keys within each top-``k``.
+    ks : tuple of int
+        The sorted cut-offs.
+    depth : int or None
+        Length of the ranked lists a faiss index returned (positions beyond it are unknown); ``None``
+        when positions are exact.
+    """
+
+    best: torch.Tensor
+    within: torch.Tensor
+    ks: tuple[int, ...]
+    depth: int | None
+
+
+def retrieval_positions(
+    Q: ArrayLike,
+    K: ArrayLike,
+    *,
+    gold: Any = None,
+    k: int | Sequence[int] = (1, 5, 10),
+    csls: bool = False,
+    csls_k: int = 10,
+    metric: str = "cosine",
+    index: str = "exact",
+    ties: str = "pessimistic",
+    chunk_size: int | None = None,
+    nlist: int | None = None,
+    nprobe: int | None = None,
+) -> RetrievalPositions:
+    """The ranked positions of the gold keys of every query, reduced to what the metrics need.
+
+    Parameters are those of :func:`retrieval_scores`; the options are assumed checked with
+    :func:`check_retrieval_options`. Positions of several problems are concatenated and summarised with
+    :func:`summarize_positions` (a micro-average over all queries), which is how the stateful
+    :class:`~latentalign.evaluation.retrieval.RetrievalEvaluator` accumulates.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.random.default_rng(0).standard_normal((6, 3))
+    >>> found = retrieval_positions(X, X, k=(1, 2))
+    >>> found.best.tolist(), found.ks, found.depth
+    ([1, 1, 1, 1, 1, 1], (1, 2), None)
+    >>> summarize_positions(*found)["mrr"]
+    1.0
+    """
     chunk_size = _check_chunk(chunk_size)
-    Qt, Kt, _ = _check_pair(Q, K)
+    Qt, Kt, _ = _check_queries_keys(Q, K)
     ks = _check_ks(k, Kt.shape[0])
     if csls:
         csls_k = _check_csls_k(csls_k, Qt, Kt, "csls_k")
     positions, depth = _positions(Qt, Kt, gold, ks, csls, csls_k, metric, index, ties, chunk_size, nlist, nprobe)
     best, within = _reduce_positions(positions, ks)
-    return _summarize(best, within, ks, depth)
+    return RetrievalPositions(best, within, ks, depth)

@@ -49,8 +49,8 @@ from typing import Any
 import torch
 
 from latentalign._array import ArrayLike
-from latentalign._validation import check_array, check_choice, check_number, check_paired, check_same_backend
-from latentalign.functional.retrieval import METRICS, _knn_tensors
+from latentalign._validation import check_choice, check_number, check_pair
+from latentalign.functional.retrieval import METRICS, knn_tensors
 
 __all__ = [
     "linear_cka",
@@ -61,6 +61,8 @@ __all__ = [
     "procrustes_distance",
     "similarity_scores",
     "SIMILARITY_METRICS",
+    "check_metrics",
+    "check_variance_fraction",
 ]
 
 SIMILARITY_METRICS = ("linear_cka", "unbiased_cka", "mutual_knn", "cknna", "svcca", "procrustes_distance")
@@ -70,15 +72,8 @@ PROCRUSTES_KINDS = ("angular", "euclidean")
 MOMENT_CHUNK_ROWS = 8192
 
 
-def _check_xy(X: Any, Y: Any, min_rows: int, why: str) -> tuple[torch.Tensor, torch.Tensor]:
-    check_same_backend(X=X, Y=Y)
-    Xt, _ = check_array(X, "X")
-    Yt, _ = check_array(Y, "Y")
-    check_paired(Xt, Yt)
-    if Xt.device != Yt.device:
-        raise ValueError(f"X is on {Xt.device} but Y is on {Yt.device}; move both to the same device.")
-    if Xt.shape[0] < min_rows:
-        raise ValueError(f"X and Y have {Xt.shape[0]} rows, but {why} needs at least {min_rows}.")
+def _check_xy(X: Any, Y: Any, min_rows: int, purpose: str) -> tuple[torch.Tensor, torch.Tensor]:
+    Xt, Yt, _ = check_pair(X, Y, min_rows=min_rows, purpose=purpose)
     return Xt, Yt
 
 
@@ -290,7 +285,14 @@ def unbiased_cka(X: ArrayLike, Y: ArrayLike) -> float:
     return unbiased_cka_from_moments(_moments_of(Xt, Yt))
 
 
-def _check_variance_fraction(variance: Any) -> float:
+def check_variance_fraction(variance: Any) -> float:
+    """Validate SVCCA's ``variance`` (a fraction in ``(0, 1]``); return it as a float.
+
+    Examples
+    --------
+    >>> check_variance_fraction(1)
+    1.0
+    """
     check_number(variance, "variance", low=0.0, high=1.0, low_inclusive=False)
     return float(variance)
 
@@ -309,7 +311,7 @@ def svcca(X: ArrayLike, Y: ArrayLike, *, variance: float = 0.99) -> float:
     >>> round(svcca(X, X @ np.diag([1.0, 2, 3, 4, 5, 6])), 6)
     1.0
     """
-    variance = _check_variance_fraction(variance)
+    variance = check_variance_fraction(variance)
     Xt, Yt = _check_xy(X, Y, 2, "SVCCA")
     return svcca_from_moments(_moments_of(Xt, Yt), variance)
 
@@ -343,7 +345,7 @@ def _check_knn_k(k: Any, n: int, low: int = 1) -> int:
 
 
 def _neighbours(X: torch.Tensor, k: int, metric: str, chunk_size: int | None, name: str):
-    return _knn_tensors(X, X, k, metric, "exact", chunk_size, exclude_self=True, names=(name, name))
+    return knn_tensors(X, X, k, metric, "exact", chunk_size, exclude_self=True, names=(name, name))
 
 
 def mutual_knn(
@@ -479,8 +481,8 @@ def similarity_scores(
     >>> {name: round(v, 6) for name, v in similarity_scores(X, X, metrics=("linear_cka", "mutual_knn")).items()}
     {'linear_cka': 1.0, 'mutual_knn': 1.0}
     """
-    metrics = _check_metrics(metrics)
-    variance = _check_variance_fraction(variance)
+    metrics = check_metrics(metrics)
+    variance = check_variance_fraction(variance)
     check_choice(procrustes, "procrustes", PROCRUSTES_KINDS)
     min_rows = 4 if {"unbiased_cka", "cknna"} & set(metrics) else 2
     Xt, Yt = _check_xy(X, Y, min_rows, ", ".join(metrics))
@@ -494,7 +496,14 @@ def similarity_scores(
     return {name: out[name] for name in metrics}
 
 
-def _check_metrics(metrics: Any) -> tuple[str, ...]:
+def check_metrics(metrics: Any) -> tuple[str, ...]:
+    """Validate a metric name or a sequence of names from ``SIMILARITY_METRICS``; return them without repeats.
+
+    Examples
+    --------
+    >>> check_metrics(["svcca", "linear_cka", "svcca"])
+    ('svcca', 'linear_cka')
+    """
     if isinstance(metrics, str):
         metrics = (metrics,)
     metrics = tuple(metrics)
