@@ -57,7 +57,7 @@ _LAYER_NORM_EPS = 1e-5
 
 def _store(module: nn.Module, name: str, value: torch.Tensor, trainable: bool) -> None:
     """Register ``value`` as a parameter (trainable) or a persistent buffer."""
-    value = value.detach().clone()
+    value = value.detach().clone(memory_format=torch.contiguous_format)
     if trainable:
         module.register_parameter(name, nn.Parameter(value))
     else:
@@ -314,28 +314,26 @@ class Standardize(nn.Module):
 
 
 class RowNormalize(nn.Module):
-    """Scale every row to Euclidean norm ``norm`` (1 by default; rows of norm below 1e-12 are not enlarged)."""
+    """Scale every row to Euclidean norm ``norm`` (a buffer; rows of norm below 1e-12 are not enlarged)."""
+
+    norm: torch.Tensor
 
     def __init__(self, norm: float = 1.0) -> None:
         super().__init__()
-        self.norm = float(norm)
+        self.register_buffer("norm", torch.tensor(float(norm), dtype=_F64))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Rows rescaled to norm ``norm``."""
-        out = x / x.norm(dim=1, keepdim=True).clamp_min(_ROW_EPS)
-        return out if self.norm == 1.0 else out * self.norm
-
-    def extra_repr(self) -> str:
-        return f"norm={self.norm}"
+        return x / x.norm(dim=1, keepdim=True).clamp_min(_ROW_EPS) * self.norm
 
     def config(self) -> dict[str, Any]:
         """JSON description (see :func:`module_config`)."""
-        return {"norm": self.norm}
+        return {}
 
     @classmethod
     def from_config(cls, config: dict[str, Any], trainable: bool) -> RowNormalize:
-        """The described module."""
-        return cls(config["norm"])
+        """An empty module (fill it with ``load_state_dict``)."""
+        return cls()
 
 
 class ZeroPad(nn.Module):
