@@ -14,7 +14,7 @@ from sklearn.linear_model import LinearRegression, Ridge
 from latentalign.align import make_aligner
 from latentalign.align.affine import Affine
 from latentalign.exceptions import IllConditionedWarning
-from latentalign.functional._stats import compute_stats
+from latentalign.functional.moments import compute_stats
 from latentalign.functional.affine import least_squares, least_squares_from_stats
 
 

@@ -258,7 +258,7 @@ def test_fit_distributed_matches_fit(ray_cluster, tmp_path):
         assert_same_fit(dist, single, attrs)
         np.testing.assert_allclose(dist.transform(X[:20]), single.transform(X[:20]), rtol=0, atol=1e-5)
     # the statistics themselves: merged shard statistics == one-pass statistics (float64 GEMMs)
-    from latentalign.functional._stats import compute_stats
+    from latentalign.functional.moments import compute_stats
 
     merged = paired_stats_distributed(sx, sy, gram=True, squares=True, product_dtype=torch.float64)
     whole = compute_stats(torch.from_numpy(X), torch.from_numpy(Y), gram=True, squares=True,

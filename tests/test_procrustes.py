@@ -15,7 +15,7 @@ import latentalign
 from latentalign.align import make_aligner
 from latentalign.align.procrustes import Procrustes
 from latentalign.exceptions import NotFittedError
-from latentalign.functional._stats import CrossStats, compute_stats
+from latentalign.functional.moments import CrossStats, compute_stats
 from latentalign.functional.procrustes import (
     orthogonal_procrustes,
     procrustes_distance,

@@ -10,7 +10,7 @@ import torch
 from latentalign._validation import check_choice, check_number
 from latentalign.align.procrustes import StreamingAligner
 from latentalign.exceptions import IllConditionedWarning
-from latentalign.functional._stats import CrossStats
+from latentalign.functional.moments import CrossStats
 from latentalign.functional.affine import (
     least_squares_from_stats,
     warn_pseudo_inverse,

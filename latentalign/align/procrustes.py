@@ -1,7 +1,7 @@
 """Procrustes aligner: a rotation (semi-orthogonal map), with optional centring, scaling and standardising.
 
 Also home of :class:`StreamingAligner`, the shared shell of the aligners solved from streamed sufficient
-statistics (:class:`~latentalign.functional._stats.CrossStats`): Procrustes and Affine.
+statistics (:class:`~latentalign.functional.moments.CrossStats`): Procrustes and Affine.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import torch
 from latentalign._array import ArrayLike
 from latentalign._validation import check_choice
 from latentalign.align.base import Aligner, cast_like
-from latentalign.functional._stats import CrossStats
+from latentalign.functional.moments import CrossStats
 from latentalign.functional.procrustes import paired_stats, procrustes_from_stats
 
 __all__ = ["Procrustes", "StreamingAligner"]
@@ -88,7 +88,7 @@ class StreamingAligner(Aligner):
         Examples
         --------
         >>> import torch
-        >>> from latentalign.functional._stats import compute_stats
+        >>> from latentalign.functional.moments import compute_stats
         >>> X = torch.randn(200, 4, dtype=torch.float64)
         >>> Y = X @ torch.linalg.qr(torch.randn(4, 4, dtype=torch.float64))[0]
         >>> shards = [compute_stats(X[i:i + 50], Y[i:i + 50]) for i in range(0, 200, 50)]

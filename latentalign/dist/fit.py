@@ -3,7 +3,7 @@
 The driver reads only the ids of both stores and plans, for each shard of ``store_x``, which rows of
 ``store_y`` hold the same ids. One Ray task per shard (or per ``shards_per_task`` shards) memory-maps its
 rows from the store files (so both stores must be on a filesystem the workers can read), computes the
-:class:`~latentalign.functional._stats.CrossStats` the aligner needs (``compute_stats`` over that shard)
+:class:`~latentalign.functional.moments.CrossStats` the aligner needs (``compute_stats`` over that shard)
 and returns them (``O(d^2)`` numbers). The driver merges them in shard order with
 :meth:`CrossStats.merge` (exact up to float64 rounding) and solves once (``fit_from_stats``): the result
 is the single-process ``fit`` on ``pair_stores(store_x, store_y)`` up to rounding.
@@ -19,7 +19,7 @@ import numpy as np
 from latentalign._validation import check_choice, check_number
 from latentalign.dist._ray import require_ray
 from latentalign.exceptions import PersistenceError
-from latentalign.functional._stats import CrossStats
+from latentalign.functional.moments import CrossStats
 from latentalign.store import EmbeddingStore
 
 __all__ = ["fit_distributed", "paired_stats_distributed", "partial_fit_distributed"]
@@ -140,7 +140,7 @@ def paired_stats_distributed(
     store_x, store_y : EmbeddingStore or path
         Source and target stores (on a filesystem the Ray workers can read).
     squares, gram, product_dtype
-        As in :func:`latentalign.functional._stats.compute_stats`.
+        As in :func:`latentalign.functional.moments.compute_stats`.
     on_missing : {"error", "intersect"}
         What to do when the id sets differ (as in :func:`latentalign.store.pair_stores`).
     shards_per_task : int

@@ -4,7 +4,7 @@
 ``b = mean(Y) - mean(X) W`` (the intercept is not penalised, as in scikit-learn's Ridge). With
 ``fit_intercept=False`` the uncentred products are used and ``b = 0``.
 
-Cost: one pass over the data for ``X^T [X | Y]`` (see :mod:`latentalign.functional._stats`) and a
+Cost: one pass over the data for ``X^T [X | Y]`` (see :mod:`latentalign.functional.moments`) and a
 ``d_x x d_x`` Cholesky solve. Both run in float64: the normal equations square the condition number of
 ``X``, and with float32 products ``X^T X`` already stops being positive definite at ``cond(X) ~ 1e5``
 (measured), so each centred block is widened to float64 before its GEMM. When Cholesky fails or reports a
@@ -25,7 +25,7 @@ import torch
 from latentalign._array import ArrayLike, restore
 from latentalign._validation import check_number
 from latentalign.exceptions import IllConditionedWarning
-from latentalign.functional._stats import CrossStats
+from latentalign.functional.moments import CrossStats
 from latentalign.functional.procrustes import paired_stats
 
 __all__ = [

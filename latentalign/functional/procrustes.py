@@ -18,7 +18,7 @@ is isotropic or ``X`` lies in the span ``R`` keeps. For ``d_x < d_y`` the two co
 ``C C^T = I`` is recovered exactly from any ``X``.
 
 Cost: one pass over the data, ``X^T Y`` as a GEMM in the input dtype (float32 data runs at the float32
-GEMM rate) accumulated into float64 without copying the inputs (see :mod:`latentalign.functional._stats`),
+GEMM rate) accumulated into float64 without copying the inputs (see :mod:`latentalign.functional.moments`),
 then a ``d_x x d_y`` SVD in float64.
 """
 
@@ -30,7 +30,7 @@ import torch
 
 from latentalign._array import ArrayLike, ArraySpec, check_same_backend, restore
 from latentalign._validation import check_array, check_paired
-from latentalign.functional._stats import CrossStats, compute_stats, is_finite
+from latentalign.functional.moments import CrossStats, compute_stats, is_finite
 
 __all__ = [
     "orthogonal_procrustes",
@@ -53,7 +53,7 @@ def paired_stats(
     product_dtype: torch.dtype | None = None,
     min_rows: int = 1,
 ) -> tuple[CrossStats, ArraySpec, torch.Tensor]:
-    """Validate paired ``X``, ``Y`` and compute their :class:`~latentalign.functional._stats.CrossStats`.
+    """Validate paired ``X``, ``Y`` and compute their :class:`~latentalign.functional.moments.CrossStats`.
 
     The finiteness of the inputs is checked through the statistics (a NaN or infinity anywhere makes
     them non-finite), which saves a pass over the data; the error then names the first bad entry.
