@@ -18,9 +18,9 @@ from latentalign.exceptions import NotFittedError
 from latentalign.functional.moments import CrossStats, compute_stats
 from latentalign.functional.procrustes import (
     orthogonal_procrustes,
-    procrustes_distance,
     procrustes_from_stats,
 )
+from latentalign.functional.procrustes import procrustes_residual as procrustes_distance
 
 
 def orthogonal(d: int, seed: int = 0) -> np.ndarray:

@@ -34,7 +34,7 @@ from latentalign.functional.moments import CrossStats, compute_stats, is_finite
 
 __all__ = [
     "orthogonal_procrustes",
-    "procrustes_distance",
+    "procrustes_residual",
     "procrustes_from_stats",
     "polar_factor",
     "paired_stats",
@@ -218,7 +218,7 @@ def orthogonal_procrustes(
     return restore(sol["rotation"], spec), float(sol["scale"])
 
 
-def procrustes_distance(X: ArrayLike, Y: ArrayLike, *, center: bool = True, scale: bool = False) -> float:
+def procrustes_residual(X: ArrayLike, Y: ArrayLike, *, center: bool = True, scale: bool = False) -> float:
     """Residual of the best Procrustes fit: ``min_R ||s X_c R - Y_c||_F`` (zero-padded when dims differ).
 
     Parameters
@@ -234,7 +234,8 @@ def procrustes_distance(X: ArrayLike, Y: ArrayLike, *, center: bool = True, scal
     float
         ``sqrt(s^2 ||X_c||^2 - 2 s ||M||_* + ||Y_c||^2)`` with ``M = X_c^T Y_c``, in float64. It is a
         difference of sums of squares, so its absolute accuracy is about ``1e-8 ||X_c||_F`` (float64);
-        divide by ``||Y_c||_F`` for a relative distance.
+        divide by ``||Y_c||_F`` for a relative distance. The scale-free shape distance between two
+        representations is :func:`latentalign.functional.similarity.procrustes_distance`.
 
     Examples
     --------
@@ -242,7 +243,7 @@ def procrustes_distance(X: ArrayLike, Y: ArrayLike, *, center: bool = True, scal
     >>> rng = np.random.default_rng(0)
     >>> X = rng.standard_normal((40, 3))
     >>> Q, _ = np.linalg.qr(rng.standard_normal((3, 3)))
-    >>> procrustes_distance(X, X @ Q + 5.0) < 1e-6
+    >>> procrustes_residual(X, X @ Q + 5.0) < 1e-6
     True
     """
     stats, _, _ = paired_stats(X, Y, squares=True, min_rows=2 if center else 1)
