@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 from types import ModuleType
 
 from latentalign.exceptions import MissingDependencyError
 
-__all__ = ["import_optional"]
+__all__ = ["import_optional", "library_versions"]
 
 
 def import_optional(module: str, extra: str, *, purpose: str | None = None) -> ModuleType:
@@ -30,3 +31,20 @@ def import_optional(module: str, extra: str, *, purpose: str | None = None) -> M
             f"The optional dependency {module!r} is needed{what} but could not be imported ({exc}). "
             f"Install it with: pip install 'latentalign[{extra}]'"
         ) from exc
+
+
+def library_versions(*packages: str) -> dict[str, str]:
+    """Return ``{package: version}`` for the installed distributions among ``packages``.
+
+    Examples
+    --------
+    >>> "numpy" in library_versions("numpy", "surely-not-installed-pkg")
+    True
+    """
+    out: dict[str, str] = {}
+    for pkg in packages:
+        try:
+            out[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return out

@@ -21,6 +21,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from latentalign._optional import library_versions
+
 __all__ = [
     "make_record",
     "write_record",
@@ -28,22 +30,13 @@ __all__ = [
     "rows_to_markdown",
     "rows_to_csv",
     "write_report",
-    "library_versions",
+    "RECORDED_LIBRARIES",
 ]
 
 
-def library_versions() -> dict[str, str]:
-    """Versions of Python and of the libraries a result depends on (those that are installed)."""
-    from importlib import metadata
-
-    versions = {"python": platform.python_version()}
-    for dist in ("latentalign", "torch", "numpy", "scipy", "scikit-learn", "pot", "faiss-cpu",
-                 "sentence-transformers", "transformers", "onnxruntime"):
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
+#: Distributions whose versions a run record lists (those installed), besides Python.
+RECORDED_LIBRARIES = ("latentalign", "torch", "numpy", "scipy", "scikit-learn", "pot", "faiss-cpu",
+                      "sentence-transformers", "transformers", "onnxruntime")
 
 
 def make_record(
@@ -62,7 +55,7 @@ def make_record(
         "seed": seed,
         "settings": settings or {},
         "inputs": inputs or {},
-        "versions": library_versions(),
+        "versions": {"python": platform.python_version(), **library_versions(*RECORDED_LIBRARIES)},
         "rows": [dict(r) for r in rows],
         **(extra or {}),
     }

@@ -9,14 +9,15 @@ cache in :mod:`latentalign.store`. Adapters implement only ``_encode_batch``.
 
 from __future__ import annotations
 
-import importlib.metadata
 from collections.abc import Iterator
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 
-__all__ = ["Encoder", "BaseEncoder", "MODALITIES", "library_versions", "batched"]
+from latentalign._optional import library_versions
+
+__all__ = ["Encoder", "BaseEncoder", "MODALITIES", "batched"]
 
 MODALITIES = ("text", "image", "array", "word")
 
@@ -48,23 +49,6 @@ class Encoder(Protocol):
     def encode(
         self, inputs: Any, *, batch_size: int = 64, normalize: bool = False, progress: bool = True
     ) -> np.ndarray: ...
-
-
-def library_versions(*packages: str) -> dict[str, str]:
-    """Return ``{package: version}`` for the installed distributions among ``packages``.
-
-    Examples
-    --------
-    >>> "numpy" in library_versions("numpy", "surely-not-installed-pkg")
-    True
-    """
-    out: dict[str, str] = {}
-    for pkg in packages:
-        try:
-            out[pkg] = importlib.metadata.version(pkg)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return out
 
 
 def batched(inputs: Any, batch_size: int) -> Iterator[Any]:

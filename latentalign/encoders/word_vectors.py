@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from latentalign._optional import import_optional
+from latentalign._optional import import_optional, library_versions
 from latentalign.encoders._weights import array_fingerprint
-from latentalign.encoders.base import BaseEncoder, library_versions
+from latentalign.encoders.base import BaseEncoder
 
 __all__ = ["WordVectorEncoder"]
 
