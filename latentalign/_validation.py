@@ -71,28 +71,35 @@ def check_array(
             f"{name} is a sparse {type(X).__name__}; sparse data is not supported (embeddings are dense). "
             f"Convert it with {name}.toarray()."
         )
-    if X.is_complex() if isinstance(X, torch.Tensor) else np.iscomplexobj(X):
-        raise ValueError(
-            f"Complex data not supported: {name} has dtype {X.dtype}; expected real floating-point values."
-        )
+    kind = type(X).__name__
     try:
+        if not isinstance(X, torch.Tensor):
+            X = np.asarray(X)  # lists, DataFrames and other array-likes
+        if X.is_complex() if isinstance(X, torch.Tensor) else X.dtype.kind == "c":
+            raise ValueError(
+                f"Complex data not supported: {name} has dtype {X.dtype}; expected real floating-point values."
+            )
         t, spec = as_tensor(X)
-    except (TypeError, ValueError) as exc:
+    except TypeError as exc:
         raise TypeError(
-            f"{name} must be a numeric numpy array or torch tensor, got {type(X).__name__} ({exc}). "
+            f"{name} must be a numeric numpy array or torch tensor, got {kind} ({exc}). "
             f"Convert it with np.asarray({name}, dtype=np.float32)."
         ) from None
     if t.ndim != 2:
         raise ValueError(
             f"{name} must be a 2-D array of shape (n_samples, n_features), got shape {tuple(t.shape)}. "
-            f"Use {name}.reshape(1, -1) for a single sample or {name}.reshape(-1, 1) for a single feature."
+            f"Reshape your data: {name}.reshape(1, -1) for a single sample or {name}.reshape(-1, 1) for a "
+            "single feature."
         )
     if t.shape[0] < min_rows:
         raise ValueError(
             f"{name} has {t.shape[0]} rows, but at least {min_rows} are required (n_samples = {t.shape[0]})."
         )
     if t.shape[1] < min_features:
-        raise ValueError(f"{name} has {t.shape[1]} features, but at least {min_features} are required.")
+        raise ValueError(
+            f"{name} has {t.shape[1]} feature(s) (shape={tuple(t.shape)}) while a minimum of {min_features} is "
+            "required."
+        )
     if ensure_finite:
         _check_finite(t, name)
     return t, spec
@@ -178,12 +185,18 @@ def check_pair(
     ValueError: X and Y must be paired row by row (row i of X and row i of Y describe the same item), but X has 4 rows and Y has 5. Select the same items, in the same order, from both (latentalign.store pairs stores by id).
     """
     a, b = names
+    if Y is None:
+        raise ValueError(
+            f"{b} is None, but it is required (this estimator requires y to be passed, but the target y is "
+            f"None): pass the other model's embeddings of the same items as {a}."
+        )
     check_same_backend(**{a: X, b: Y})
-    Xt, spec = check_array(X, a, ensure_finite=ensure_finite)
-    Yt, _ = check_array(Y, b, ensure_finite=ensure_finite)
+    least = 1 if purpose else min_rows
+    Xt, spec = check_array(X, a, ensure_finite=ensure_finite, min_rows=least)
+    Yt, _ = check_array(Y, b, ensure_finite=ensure_finite, min_rows=least)
     if Xt.device != Yt.device:
         raise ValueError(
-            f"{a} is on {Xt.device} but {b} is on {Yt.device}; move both to the same device first "
+            f"{a} is on {Xt.device} and {b} is on {Yt.device}; move both to the same device first "
             f"(e.g. {b}.to({a}.device))."
         )
     if paired:
@@ -196,8 +209,8 @@ def check_pair(
     for name, t in ((a, Xt), (b, Yt)):
         if t.shape[0] < min_rows:
             raise ValueError(
-                f"{name} has {t.shape[0]} rows, but {purpose or 'this'} needs at least {min_rows}. "
-                "Pass more rows."
+                f"{name} has {t.shape[0]} rows, but {purpose} needs at least {min_rows} "
+                f"(n_samples = {t.shape[0]}). Pass more rows."
             )
     dtype = torch.float64 if torch.float64 in (Xt.dtype, Yt.dtype) else torch.float32
     return Xt.to(dtype), Yt.to(dtype), spec
@@ -207,8 +220,8 @@ def check_n_features(X: torch.Tensor, expected: int, owner: str, name: str = "X"
     """Raise when ``X`` has a different number of columns than the fitted estimator expects."""
     if X.shape[1] != expected:
         raise ValueError(
-            f"{name} has {X.shape[1]} features, but {owner} was fitted with {expected}. Pass embeddings "
-            "from the same model (and layer) the estimator was fitted on."
+            f"{name} has {X.shape[1]} features, but {owner} is expecting {expected} features as input (it was "
+            "fitted with that many). Pass embeddings from the same model (and layer) the estimator was fitted on."
         )
 
 

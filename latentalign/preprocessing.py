@@ -179,7 +179,7 @@ class Chain(Preprocessor):
     """
 
     def __init__(self, *, steps: Sequence[Preprocessor] = ()) -> None:
-        self.steps = list(steps)
+        self.steps = steps
 
     def fit(self, X: ArrayLike, y: Any = None) -> Chain:
         """Fit every step in order, each on the output of the previous one; return ``self``."""

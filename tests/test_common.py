@@ -179,7 +179,7 @@ def test_mismatched_rows_are_rejected(paired_name):
 def test_wrong_feature_count_at_transform(name):
     X, Y = planted()
     aligner = build(name).fit(X, Y)
-    with pytest.raises(ValueError, match=rf"X has {D + 1} features, but {type(aligner).__name__} was fitted with {D}"):
+    with pytest.raises(ValueError, match=rf"X has {D + 1} features, but {type(aligner).__name__} is expecting {D}"):
         aligner.transform(np.ones((4, D + 1)))
 
 

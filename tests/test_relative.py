@@ -486,9 +486,9 @@ def test_estimator_errors():
     with pytest.raises(NotFittedError, match="not fitted yet"):
         RelativeProjection().transform_target(Y)
     rel = RelativeProjection().fit(X[:10], Y[:10])
-    with pytest.raises(ValueError, match=r"Y has 23 features, but RelativeProjection \(target side\) was fitted with 24"):
+    with pytest.raises(ValueError, match=r"Y has 23 features, but RelativeProjection \(target side\) is expecting 24"):
         rel.transform_target(Y[:, :23])
-    with pytest.raises(ValueError, match=r"Z has 9 features, but RelativeProjection \(output side\) was fitted with 10"):
+    with pytest.raises(ValueError, match=r"Z has 9 features, but RelativeProjection \(output side\) is expecting 10"):
         rel.inverse_transform(np.ones((2, 9)))
     with pytest.raises(ValueError, match="must be paired row by row"):
         rel.score(X, Y[:-1])

@@ -179,9 +179,9 @@ def test_errors():
     space = UniversalSpace().fit(models)
     with pytest.raises(ValueError, match=r"Unknown model 'zz'; the universal space holds \['m0', 'm1', 'm2', 'm3'\]"):
         space.to_universal(models["m0"], "zz")
-    with pytest.raises(ValueError, match=r"X has 4 features, but UniversalSpace \(model 'm0'\) was fitted with 3"):
+    with pytest.raises(ValueError, match=r"X has 4 features, but UniversalSpace \(model 'm0'\) is expecting 3"):
         space.to_universal(np.ones((2, 4)), "m0")
-    with pytest.raises(ValueError, match=r"Z has 4 features, but UniversalSpace \(universal side\) was fitted with 3"):
+    with pytest.raises(ValueError, match=r"Z has 4 features, but UniversalSpace \(universal side\) is expecting 3"):
         space.from_universal(np.ones((2, 4)), "m0")
     with pytest.raises(ValueError, match=r"A model named 'm1' is already in the universal space"):
         space.add("m1", models["m1"])

@@ -219,8 +219,9 @@ class Aligner(Persistable, TwoViewMixin, TransformerMixin, BaseEstimator):
         R^2 = 1 - sum ||transform(x_i) - y_i||^2 / sum ||y_i - mean(Y)||^2, computed in float64.
         Higher is better; it can be negative for a map worse than predicting the mean.
         """
+        predicted = self.transform(X)
         _, Yt, _ = check_pair(X, Y)
-        pred, _ = check_array(self.transform(X), "transform(X)")
+        pred, _ = check_array(predicted, "transform(X)")
         if pred.shape[1] != Yt.shape[1]:
             raise ValueError(
                 f"Y has {Yt.shape[1]} features but transform(X) returns {pred.shape[1]}; score compares "

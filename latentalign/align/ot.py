@@ -46,8 +46,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from latentalign._array import ArrayLike, check_same_backend
-from latentalign._validation import check_array, check_choice, check_number
+from latentalign._array import ArrayLike
+from latentalign._validation import check_choice, check_number, check_pair
 from latentalign.align.base import Aligner
 from latentalign.exceptions import ConvergenceWarning
 from latentalign.functional.ot import (
@@ -90,12 +90,8 @@ def check_unpaired(X: ArrayLike, Y: ArrayLike) -> tuple[torch.Tensor, torch.Tens
     Both must be of one backend and on one device, with at least 2 finite rows each; returns them as
     tensors in their common compute dtype.
     """
-    check_same_backend(X=X, Y=Y)
-    Xt, spec = check_array(X, "X", min_rows=2)
-    Yt, _ = check_array(Y, "Y", min_rows=2)
-    if Xt.device != Yt.device:
-        raise ValueError(f"X is on {Xt.device} and Y is on {Yt.device}; move both to the same device first.")
-    return Xt.to(spec.compute_dtype), Yt.to(spec.compute_dtype)
+    Xt, Yt, _ = check_pair(X, Y, paired=False, min_rows=2)
+    return Xt, Yt
 
 
 def check_pairs(pairs: Any, n_x: int, n_y: int) -> torch.Tensor:
@@ -318,6 +314,7 @@ class OTAligner(Aligner):
         """
         self._check_params()
         Xt, Yt = check_unpaired(X, Y)
+        self._remember_feature_names(X)
         P = check_pairs(pairs, Xt.shape[0], Yt.shape[0])
         m = P.shape[0]
         init = self.init

@@ -64,6 +64,7 @@ class StreamingAligner(Aligner):
         self._check_params()
         stats, _, _ = paired_stats(X, Y, min_rows=self._min_rows(), **self._stats_options())
         self._reset()
+        self._remember_feature_names(X)
         self._set_stats(stats)
         self._ensure_solved()
         return self
@@ -78,7 +79,10 @@ class StreamingAligner(Aligner):
         stats, _, _ = paired_stats(X, Y, **self._stats_options())
         if "stats_" in vars(self):
             self._check_chunk_dims(stats)
+            self._check_feature_names(X)
             stats = self.get_stats().merge(stats)
+        else:
+            self._remember_feature_names(X)
         self._set_stats(stats)
         return self
 

@@ -174,6 +174,7 @@ class SelfLearning(Aligner):
         """
         self._check_params()
         Xt, Yt = check_unpaired(X, Y)
+        self._remember_feature_names(X)
         P = check_pairs(pairs, Xt.shape[0], Yt.shape[0]).to(Xt.device)
         k = int(self.csls_k)
         if k > min(Xt.shape[0], Yt.shape[0]):

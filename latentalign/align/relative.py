@@ -13,8 +13,8 @@ from latentalign.anchors import check_anchors
 from latentalign.functional.relative import (
     Decoder,
     MetricSpec,
-    _check_n_anchors,
-    _check_options,
+    check_n_anchors,
+    check_relative_options,
     check_anchor_norms,
     parse_metrics,
     pick_invertible_block,
@@ -148,9 +148,9 @@ class RelativeProjection(Aligner):
         self
         """
         Xt, Yt, spec = self._validate_pair(X, Y)
-        _check_n_anchors(Xt.shape[0], "X (the source anchors)")
+        check_n_anchors(Xt.shape[0], "X (the source anchors)")
         metrics = parse_metrics(self.metric)
-        n_out = _check_options(metrics, Xt.shape[0], self.top_k, self.power, self.aggregate, self.chunk_size)
+        n_out = check_relative_options(metrics, Xt.shape[0], self.top_k, self.power, self.aggregate, self.chunk_size)
         if not isinstance(self.center, bool):
             raise TypeError(f"center must be True or False, got {self.center!r}.")
         for name, A in (("X (the source anchors)", Xt), ("Y (the target anchors)", Yt)):

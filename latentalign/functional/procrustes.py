@@ -28,8 +28,8 @@ from typing import Any
 
 import torch
 
-from latentalign._array import ArrayLike, ArraySpec, check_same_backend, restore
-from latentalign._validation import check_array, check_paired
+from latentalign._array import ArrayLike, ArraySpec, restore
+from latentalign._validation import check_array, check_pair
 from latentalign.functional.moments import CrossStats, compute_stats, is_finite
 
 __all__ = [
@@ -66,12 +66,7 @@ def paired_stats(
     X : torch.Tensor
         ``X`` as a tensor (no copy), e.g. to read its device.
     """
-    check_same_backend(X=X, Y=Y)
-    Xt, spec = check_array(X, "X", min_rows=min_rows, ensure_finite=False)
-    Yt, _ = check_array(Y, "Y", min_rows=min_rows, ensure_finite=False)
-    check_paired(Xt, Yt)
-    if Xt.device != Yt.device:
-        raise ValueError(f"X is on {Xt.device} and Y is on {Yt.device}; move both to the same device first.")
+    Xt, Yt, spec = check_pair(X, Y, min_rows=min_rows, ensure_finite=False)
     stats = compute_stats(Xt, Yt, squares=squares, gram=gram, product_dtype=product_dtype)
     if not is_finite(stats):
         raise_non_finite(X, Y)

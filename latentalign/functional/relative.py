@@ -116,7 +116,7 @@ def parse_metrics(metric: Any) -> tuple[str, ...]:
     return names
 
 
-def _check_options(
+def check_relative_options(
     metrics: tuple[str, ...], n_anchors: int, top_k: Any, power: Any, aggregate: Any, chunk_size: Any
 ) -> int:
     """Validate the scalar options; return the number of output columns."""
@@ -133,10 +133,11 @@ def _check_options(
     return n_out
 
 
-def _check_n_anchors(n_anchors: int, name: str = "anchors") -> None:
+def check_n_anchors(n_anchors: int, name: str = "anchors") -> None:
+    """Raise unless there are at least 2 anchors (one similarity carries no relative information)."""
     if n_anchors < 2:
         raise ValueError(
-            f"{name} has {n_anchors} row(s), but relative projection needs at least 2 anchors (a single "
+            f"{name} has {n_anchors} row(s) (n_samples = {n_anchors}), but relative projection needs at least 2 anchors (a single "
             "similarity carries no relative information). Pass more anchor rows; hundreds are typical, "
             "see latentalign.anchors.select_anchors."
         )
@@ -260,7 +261,7 @@ def relative_projection(
     check_same_backend(X=X, anchors=anchors)
     Xt, spec = check_array(X, "X")
     At, _ = check_array(anchors, "anchors")
-    _check_n_anchors(At.shape[0])
+    check_n_anchors(At.shape[0])
     if At.shape[1] != Xt.shape[1]:
         raise ValueError(
             f"anchors have {At.shape[1]} features but X has {Xt.shape[1]}; the anchors must be embeddings "
@@ -269,7 +270,7 @@ def relative_projection(
     if At.device != Xt.device:
         raise ValueError(f"X is on {Xt.device} and anchors on {At.device}; move both to the same device first.")
     metrics = parse_metrics(metric)
-    _check_options(metrics, At.shape[0], top_k, power, aggregate, chunk_size)
+    check_relative_options(metrics, At.shape[0], top_k, power, aggregate, chunk_size)
     dtype = spec.compute_dtype
     At = At.to(dtype)
     shift = _resolve_center(center, At)
@@ -543,9 +544,9 @@ def relative_inverse(
     check_same_backend(R=R, anchors=anchors)
     Rt, spec = check_array(R, "R")
     At, _ = check_array(anchors, "anchors")
-    _check_n_anchors(At.shape[0])
+    check_n_anchors(At.shape[0])
     metrics = parse_metrics(metric)
-    n_out = _check_options(metrics, At.shape[0], None, 1.0, aggregate, None)
+    n_out = check_relative_options(metrics, At.shape[0], None, 1.0, aggregate, None)
     if Rt.shape[1] != n_out:
         raise ValueError(
             f"R has {Rt.shape[1]} columns but {At.shape[0]} anchors with metric={list(metrics)} and "
