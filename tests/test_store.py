@@ -123,6 +123,14 @@ def test_cache_key_is_deterministic():
     assert k != cache_key({**meta, "layer": 3}, "d", ["a", "b"], {"normalize": False})
 
 
+def test_embed_keys_its_store_with_cache_key(tmp_path):
+    X, ids = data(12)
+    enc = linear_encoder()
+    store = embed(enc, X, ids, dataset="toy", settings={"layer": 2}, progress=False)
+    assert store.key == cache_key(enc.metadata, "toy", ids, {"normalize": False, "layer": 2})
+    assert store.path.name.endswith(store.key[:16])
+
+
 def test_store_dir_with_another_key_and_overwrite(tmp_path):
     X, ids = data(10)
     embed(linear_encoder(0), X, ids, store_dir=tmp_path / "s", progress=False)
