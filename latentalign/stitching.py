@@ -113,13 +113,27 @@ def apply_head(head: Any, Z: torch.Tensor) -> torch.Tensor:
     )
 
 
+def _tensor_location(module: Any) -> tuple[nn.Module, str] | None:
+    """``(submodule, attribute)`` of the first parameter (else buffer) of ``module``; None if it has none.
+
+    ``getattr(submodule, attribute)`` is then the current tensor even after ``.to()`` replaced it.
+    """
+    if not isinstance(module, nn.Module):
+        return None
+    for kind in (nn.Module.named_parameters, nn.Module.named_buffers):
+        for name, _ in kind(module):
+            path, _, attr = name.rpartition(".")
+            return module.get_submodule(path), attr
+    return None
+
+
 def _first_tensor(module: Any) -> torch.Tensor | None:
     if not isinstance(module, nn.Module):
         return None
-    for t in module.parameters():
-        return t
-    for t in module.buffers():
-        return t
+    for param in module.parameters():
+        return param
+    for buf in module.buffers():
+        return buf
     return None
 
 
@@ -214,6 +228,12 @@ class Stitcher(nn.Module):
         self._head_is_module = isinstance(head_b, nn.Module)
         self.eval()
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if name == "map":
+            # where forward reads the map's dtype and device (a generator over parameters costs ~6 us)
+            super().__setattr__("_map_location", _tensor_location(value))
+
     def embed(self, inputs: Any) -> torch.Tensor:
         """Model A's embeddings of ``inputs`` as a tensor."""
         if self.encoder_a is None:
@@ -233,9 +253,11 @@ class Stitcher(nn.Module):
         if self.map is None:
             Z = map_embeddings(self.aligner, Z, src=self.src, dst=self.dst)
         else:
-            ref = _first_tensor(self.map)
-            if ref is not None and (Z.dtype != ref.dtype or Z.device != ref.device):
-                Z = Z.to(device=ref.device, dtype=ref.dtype)
+            location = self._map_location
+            if location is not None:
+                ref = getattr(*location)
+                if Z.dtype != ref.dtype or Z.device != ref.device:
+                    Z = Z.to(device=ref.device, dtype=ref.dtype)
             Z = self.map(Z)
         if self._head_is_module:
             return self.head_b(Z)

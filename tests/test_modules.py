@@ -9,7 +9,13 @@ import pytest
 import torch
 from torch import nn
 
-from latentalign import Affine, OTAligner, Procrustes, RelativeProjection, UniversalSpace
+from latentalign import (
+    Affine,
+    OTAligner,
+    Procrustes,
+    RelativeProjection,
+    UniversalSpace,
+)
 from latentalign.align.modules import (
     LinearMap,
     RelativeMap,
@@ -20,7 +26,14 @@ from latentalign.align.modules import (
 )
 from latentalign.align.refine import SelfLearning
 from latentalign.exceptions import NotFittedError
-from latentalign.preprocessing import Center, Chain, L2Normalize, Preprocessor, StandardScale, ZeroPad
+from latentalign.preprocessing import (
+    Center,
+    Chain,
+    L2Normalize,
+    Preprocessor,
+    StandardScale,
+    ZeroPad,
+)
 
 F64 = torch.float64
 
@@ -95,7 +108,7 @@ def test_module_equals_transform(fitted, name, dtype):
 
 
 def test_default_dtype_is_torch_default(fitted):
-    aligners, X, _ = fitted
+    aligners, _, _ = fitted
     module = aligners["affine"].to_module()
     assert module.weight.dtype == torch.get_default_dtype()
     assert list(module.parameters()) == []  # buffers unless trainable
@@ -160,7 +173,7 @@ def test_module_on_cuda(fitted):
 
 @pytest.mark.parametrize("name", ["affine", "relative-product-norm-topk", "ot-emd-preprocessed"])
 def test_state_dict_round_trip_into_a_fresh_module(fitted, name):
-    aligners, X, Y = fitted
+    aligners, X, _ = fitted
     source = aligners[name].to_module(dtype=F64)
     # A module of the same shape fitted on other data computes something else ...
     other = ALIGNERS[name](*planted(seed=3)).to_module(dtype=F64)
@@ -203,7 +216,7 @@ def test_torch_compile_fullgraph_relative(fitted):
 
 
 def test_linear_map_is_one_addmm_of_the_fitted_map(fitted):
-    aligners, X, _ = fitted
+    aligners, _, _ = fitted
     affine = aligners["affine"]
     module = affine.to_module(dtype=F64)
     assert isinstance(module, LinearMap)

@@ -264,3 +264,13 @@ def test_aligner_without_to_module_is_applied_as_an_object():
         stitched.save("unused.safetensors")
     with pytest.raises(TypeError, match="aligner must be a fitted latentalign aligner"):
         Stitcher(None, object(), torch.nn.Identity())
+
+
+def test_replacing_the_map_module_is_followed_by_forward():
+    X, Y = rotated_pair()
+    stitched = Stitcher(None, Procrustes().fit(X, Y), torch.nn.Identity())  # no head tensors: float64 map
+    affine = Affine().fit(X, 2 * Y)
+    stitched.map = affine.to_module(dtype=torch.float32)
+    out = stitched(X)  # float64 embeddings are cast to the new map's float32
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, affine.transform(X.float()))

@@ -32,21 +32,28 @@ from typing import Any
 import torch
 from torch import nn
 
-from latentalign.preprocessing import Center, Chain, L2Normalize, Preprocessor, StandardScale, ZeroPad as ZeroPadStep
+from latentalign.preprocessing import (
+    Center,
+    Chain,
+    L2Normalize,
+    Preprocessor,
+    StandardScale,
+)
+from latentalign.preprocessing import ZeroPad as ZeroPadStep
 
 __all__ = [
     "LinearMap",
     "RelativeMap",
+    "RowNormalize",
     "Shift",
     "Standardize",
-    "RowNormalize",
-    "ZeroPad",
     "Truncate",
-    "preprocessor_module",
-    "sandwich",
+    "ZeroPad",
     "finalize_module",
     "module_config",
     "module_from_config",
+    "preprocessor_module",
+    "sandwich",
 ]
 
 _F64 = torch.float64
