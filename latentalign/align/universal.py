@@ -342,7 +342,12 @@ class UniversalSpace(Persistable, BaseEstimator):
         >>> bool(torch.allclose(m(torch.from_numpy(A)), torch.from_numpy(space.translate(A, "a", "b"))))
         True
         """
-        from latentalign.align.modules import LinearMap, finalize_module, preprocessor_module, sandwich
+        from latentalign.align.modules import (
+            LinearMap,
+            finalize_module,
+            preprocessor_module,
+            sandwich,
+        )
 
         if src is None and dst is None:
             raise ValueError(
