@@ -26,6 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from latentalign.anchors import distinct_rows
+from latentalign.experiments.common import unique_caption_rows
+
 __all__ = ["run_demo", "DemoConfig", "retrieval_rows", "stitching_rows"]
 
 RETRIEVAL_METHODS = ("absolute", "relative", "procrustes", "affine", "ot")
@@ -82,9 +85,7 @@ def _fit_method(method: str, X: np.ndarray, Y: np.ndarray, config: DemoConfig, r
 def _queries_and_keys(aligner: Any, X: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     if aligner is None:
         return (X, Y) if X.shape[1] == Y.shape[1] else None
-    if hasattr(aligner, "transform_target"):
-        return aligner.transform(X), aligner.transform_target(Y)
-    return aligner.transform(X), Y
+    return aligner.transform(X), aligner.transform_target(Y)
 
 
 def retrieval_rows(
@@ -132,8 +133,9 @@ def stitching_rows(
     for method in RETRIEVAL_METHODS:
         rng = np.random.default_rng(config.seed)
         aligner = _fit_method(method, X_train[anchors], Y_train[anchors], config, rng)
-        relative = hasattr(aligner, "transform_target")
-        clf = head(aligner.transform_target(Y_train)) if relative else absolute_head
+        features = Y_train if aligner is None else aligner.transform_target(Y_train)
+        # maps into B's own space return Y_train itself: B's head is the one already trained
+        clf = absolute_head if features is Y_train else head(features)
         scores = evaluate_stitching(clf, X_test, Y_test, labels_test, aligner)
         picked = scores["absolute"] if method == "absolute" else scores["stitched"]
         rows.append({
@@ -145,37 +147,6 @@ def stitching_rows(
             "native_accuracy": scores["native"]["accuracy"],
         })
     return rows
-
-
-def _unique_caption_rows(*caption_lists: list[str | None]) -> np.ndarray:
-    """Rows whose caption is the first of its kind in every language.
-
-    Several stamps share a caption ("A flower."); with two identical keys retrieval has no single right
-    answer, so the demo keeps the first stamp of each caption.
-    """
-    seen: list[set[str]] = [set() for _ in caption_lists]
-    rows = []
-    for i, captions in enumerate(zip(*caption_lists)):
-        normalised = [c.strip().lower() if c else "" for c in captions]
-        if all(c and c not in s for c, s in zip(normalised, seen)):
-            rows.append(i)
-        for c, s in zip(normalised, seen):
-            s.add(c)
-    return np.asarray(rows, dtype=np.int64)
-
-
-def _distinct_rows(*matrices: np.ndarray) -> np.ndarray:
-    """Indices of the rows that are the first of their kind in every matrix (sorted).
-
-    Distinct captions can still embed identically (an encoder that drops case and punctuation) and
-    distinct files can hold the same image; repeated rows are degenerate anchors and ambiguous keys.
-    """
-    keep = np.ones(len(matrices[0]), dtype=bool)
-    for matrix in matrices:
-        first = np.zeros(len(matrix), dtype=bool)
-        first[np.unique(matrix, axis=0, return_index=True)[1]] = True
-        keep &= first
-    return np.flatnonzero(keep)
 
 
 def _split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -203,7 +174,7 @@ def run_demo(
     echo("latentalign demo: loading data and embedding (cached after the first run)")
 
     tux = load_tuxpaint(languages=("en", "fr"), image_format="png")
-    unique = _unique_caption_rows(tux.captions["en"], tux.captions["fr"])
+    unique = unique_caption_rows(tux.captions["en"], tux.captions["fr"])
     n_tux = len(unique) if config.tux_limit is None else min(config.tux_limit, len(unique))
     keep = np.sort(np.random.default_rng(seed).permutation(unique)[:n_tux])
     ids = [tux.ids[i] for i in keep]
@@ -215,7 +186,7 @@ def run_demo(
     mpnet_en = _embed("mpnet", english, ids, "tuxpaint/en", echo)
     e5_fr = _embed("e5-small", french, ids, "tuxpaint/fr", echo)
     effnet_img = _embed("efficientnet-lite0", images, ids, "tuxpaint/png", echo)
-    distinct = _distinct_rows(minilm_en, mpnet_en, e5_fr, effnet_img)
+    distinct = distinct_rows(minilm_en, mpnet_en, e5_fr, effnet_img)
     if len(distinct) < n_tux:
         echo(f"  dropped {n_tux - len(distinct)} stamps whose embedding repeats another's in some model")
         minilm_en, mpnet_en, e5_fr, effnet_img = (m[distinct] for m in (minilm_en, mpnet_en, e5_fr, effnet_img))
@@ -236,7 +207,7 @@ def run_demo(
     b_train = _embed("efficientnet-lite1", fm_train.images[tr], tr_ids, "fashion_mnist/train", echo)
     a_test = _embed("efficientnet-lite0", fm_test.images[te], te_ids, "fashion_mnist/test", echo)
     b_test = _embed("efficientnet-lite1", fm_test.images[te], te_ids, "fashion_mnist/test", echo)
-    candidates = _distinct_rows(a_train, b_train)  # F-MNIST repeats a few images; anchors must be distinct
+    candidates = distinct_rows(a_train, b_train)  # F-MNIST repeats a few images; anchors must be distinct
     anchors = np.sort(rng.choice(candidates, config.fmnist_anchors, replace=False))
     rows += stitching_rows(
         "EffNet-L0 -> EffNet-L1 head (F-MNIST)",

@@ -7,21 +7,23 @@ import json
 import numpy as np
 import pytest
 
-from latentalign.demo import _distinct_rows, _unique_caption_rows, run_demo
+from latentalign.anchors import distinct_rows
+from latentalign.demo import run_demo
+from latentalign.experiments.common import unique_caption_rows
 
 
 def test_unique_caption_rows_keeps_the_first_of_each_caption_in_every_language():
     en = ["A cat.", "A dog.", "a cat.", "A bird.", None]
     fr = ["Un chat.", "Un chien.", "Un chat.", "Un chien.", "Un poisson."]
-    assert _unique_caption_rows(en, fr).tolist() == [0, 1]
+    assert unique_caption_rows(en, fr).tolist() == [0, 1]
 
 
 @pytest.mark.slow
 def test_distinct_rows_keeps_rows_that_are_first_of_their_kind_in_every_matrix():
     a = np.array([[0.0, 1.0], [0.0, 1.0], [2.0, 0.0], [3.0, 0.0]])
     b = np.array([[1.0], [2.0], [3.0], [1.0]])
-    assert _distinct_rows(a, b).tolist() == [0, 2]
-    assert _distinct_rows(b).tolist() == [0, 1, 2]
+    assert distinct_rows(a, b).tolist() == [0, 2]
+    assert distinct_rows(b).tolist() == [0, 1, 2]
 
 
 def test_quick_demo_table_is_sane(tmp_path):

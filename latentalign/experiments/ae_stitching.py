@@ -260,16 +260,16 @@ def run(config: dict[str, Any], *, out_dir: str | Path):
     """Train absolute and relative AEs with several seeds per dataset; stitch every ordered seed pair."""
     import torch
 
-    from latentalign.experiments.cross_architecture import _restore_threads, _set_threads
+    from latentalign.experiments.common import restore_threads, set_threads
 
     setup = config["setup"]
     seeds = list(range(int(setup["n_seeds"])))
-    previous = _set_threads(setup)
+    previous = set_threads(setup)
     threads = torch.get_num_threads()
     try:
         rows, means, examples = _train_and_score(setup, seeds)
     finally:
-        _restore_threads(previous)
+        restore_threads(previous)
     return _result(config, rows, means, examples, seeds, threads, Path(out_dir))
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from latentalign.anchors import distinct_rows
 from latentalign.experiments.runner import Check, ExperimentResult
 
 __all__ = ["run", "asif_predict"]
@@ -132,7 +133,7 @@ def _plot(sweep: list[dict[str, Any]], main: str, chance: float, majority: float
 def run(config: dict[str, Any], *, out_dir: Path) -> ExperimentResult:
     """Accuracy vs number of anchors, sparse vs dense, for every image x text encoder pair."""
     from latentalign.encoders import load_encoder
-    from latentalign.experiments.mutual_knn import distinct_rows, embed_models, tuxpaint_pairs
+    from latentalign.experiments.mutual_knn import embed_models, tuxpaint_pairs
 
     setup = config["setup"]
     seed = int(setup["seed"])

@@ -220,11 +220,12 @@ def run(config: dict[str, Any], *, out_dir: Any):
     """Every ordered pair of encoders: source test embeddings -> target's linear head, four ways."""
     import itertools
 
+    from latentalign.experiments.common import restore_threads, set_threads
     from latentalign.experiments.runner import Check, ExperimentResult
 
     setup, paper = config["setup"], config["paper"]
     out = Path(out_dir)
-    threads = _set_threads(setup)
+    threads = set_threads(setup)
     try:
         train = fashion_mnist_subset("train", int(setup["n_train"]))
         test = fashion_mnist_subset("test", int(setup["n_test"]))
@@ -250,7 +251,7 @@ def run(config: dict[str, Any], *, out_dir: Any):
                          f"{info['affine_alpha']:g}; relative head on the target's own relative coordinates: "
                          f"macro F1 {scores['relative_no_stitch']['macro_f1']:.3f}.")
     finally:
-        _restore_threads(threads)
+        restore_threads(threads)
 
     summary = {k: (float(np.mean(v)), float(np.std(v))) for k, v in per_method.items()}
     for k in ("no_stitch", *METHODS):
@@ -290,21 +291,3 @@ def run(config: dict[str, Any], *, out_dir: Any):
     ))
     plots = [_plot(summary, pub, out, config["name"])]
     return ExperimentResult(rows=rows, checks=checks, notes=notes, plots=plots)
-
-
-def _set_threads(setup: dict[str, Any]) -> int | None:
-    """Apply ``setup["torch_threads"]`` (if given); return the previous value to restore."""
-    import torch
-
-    if "torch_threads" not in setup:
-        return None
-    previous = torch.get_num_threads()
-    torch.set_num_threads(int(setup["torch_threads"]))
-    return previous
-
-
-def _restore_threads(previous: int | None) -> None:
-    import torch
-
-    if previous is not None:
-        torch.set_num_threads(previous)

@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from latentalign.anchors import distinct_rows
 from latentalign.experiments.runner import Check, ExperimentResult
 
-__all__ = ["run", "tuxpaint_pairs", "parameter_count", "distinct_rows"]
+__all__ = ["run", "tuxpaint_pairs", "parameter_count"]
 
 _SHORT = {"minilm": "MiniLM", "mpnet": "MPNet", "e5-small": "e5-small", "efficientnet-lite0": "EffNet-L0",
           "efficientnet-lite1": "EffNet-L1", "efficientnet-lite2": "EffNet-L2"}
@@ -30,30 +31,14 @@ def tuxpaint_pairs(limit: int | None, seed: int) -> tuple[list[str], list[Path],
     (the same ids, so the embedding store's caches are shared with ``latentalign demo``).
     """
     from latentalign.datasets import load_tuxpaint
-    from latentalign.demo import _unique_caption_rows
+    from latentalign.experiments.common import unique_caption_rows
 
     tux = load_tuxpaint(languages=("en", "fr"), image_format="png")
-    unique = _unique_caption_rows(tux.captions["en"], tux.captions["fr"])
+    unique = unique_caption_rows(tux.captions["en"], tux.captions["fr"])
     n = len(unique) if limit is None else min(int(limit), len(unique))
     keep = np.sort(np.random.default_rng(seed).permutation(unique)[:n])
     return ([tux.ids[i] for i in keep], [tux.image_paths[i] for i in keep],
             [tux.captions["en"][i] for i in keep], [tux.categories[i] for i in keep])
-
-
-def distinct_rows(X: np.ndarray) -> np.ndarray:
-    """Indices of the rows of ``X`` that do not repeat an earlier row exactly (first of each group kept).
-
-    Some Tux Paint stamps share the very same picture under different captions; their image embeddings are
-    identical, which leaves ties in nearest-neighbour sets and duplicated anchors.
-    """
-    seen: set[bytes] = set()
-    keep = []
-    for i, row in enumerate(np.ascontiguousarray(X)):
-        key = row.tobytes()
-        if key not in seen:
-            seen.add(key)
-            keep.append(i)
-    return np.asarray(keep, dtype=np.int64)
 
 
 def parameter_count(name: str) -> int | None:

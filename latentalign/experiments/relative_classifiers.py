@@ -126,17 +126,13 @@ def _plot(matrices: dict[str, np.ndarray], out: Path, name: str) -> Path:
 
 def run(config: dict[str, Any], *, out_dir: str | Path):
     """Train absolute and relative classifiers with several seeds; score every (encoder, head) seed pair."""
-    from latentalign.experiments.cross_architecture import (
-        _restore_threads,
-        _set_threads,
-        embed_subset,
-        fashion_mnist_subset,
-    )
+    from latentalign.experiments.common import restore_threads, set_threads
+    from latentalign.experiments.cross_architecture import embed_subset, fashion_mnist_subset
     from latentalign.experiments.runner import Check, ExperimentResult
 
     setup, paper = config["setup"], config["paper"]
     out = Path(out_dir)
-    threads = _set_threads(setup)
+    threads = set_threads(setup)
     try:
         train = fashion_mnist_subset("train", int(setup["n_train"]))
         test = fashion_mnist_subset("test", int(setup["n_test"]))
@@ -179,7 +175,7 @@ def run(config: dict[str, Any], *, out_dir: str | Path):
                 })
         train_s = time.perf_counter() - start
     finally:
-        _restore_threads(threads)
+        restore_threads(threads)
 
     pub = paper["published"]
     mean = {k: 100 * float(np.mean(v)) for k, v in summary.items()}

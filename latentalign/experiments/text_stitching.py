@@ -178,12 +178,12 @@ def _tuxpaint(
 ) -> tuple[dict[str, np.ndarray], np.ndarray, list[str], np.ndarray]:
     """Tux Paint stamps with unique en/fr captions (the demo's selection, so embeddings are shared)."""
     from latentalign.datasets import load_tuxpaint
-    from latentalign.demo import _unique_caption_rows
+    from latentalign.experiments.common import unique_caption_rows
 
     seed = int(setup["seed"])
     head_lang, input_lang = setup["tux_head_language"], setup["tux_input_language"]
     tux = load_tuxpaint(languages=(head_lang, input_lang), image_format="png")
-    unique = _unique_caption_rows(tux.captions[head_lang], tux.captions[input_lang])
+    unique = unique_caption_rows(tux.captions[head_lang], tux.captions[input_lang])
     limit = setup.get("tux_limit")
     n = len(unique) if limit is None else min(int(limit), len(unique))
     keep = np.sort(np.random.default_rng(seed).permutation(unique)[:n])

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from latentalign.anchors import distinct_rows
 from latentalign.experiments.runner import Check, ExperimentResult
 
 __all__ = ["run", "owned_words", "split_dictionary", "precision_at_1"]
@@ -35,21 +36,27 @@ MAPPINGS = ("unconstrained", "orthogonal")
 
 
 def owned_words(encoder: Any, chunk: int = 50_000) -> tuple[list[str], np.ndarray]:
-    """The first word of each distinct vector of a word-vector encoder, in table order, and the vectors."""
+    """The first word of each distinct vector of a word-vector encoder, in table order, and the vectors.
+
+    The table is read ``chunk`` words at a time; a word is kept when its vector equals no vector kept so far
+    (values compare as numbers, see :func:`latentalign.anchors.distinct_rows`).
+    """
     vocab = encoder.vocabulary
-    seen: set[bytes] = set()
     words: list[str] = []
-    rows: list[np.ndarray] = []
+    kept: np.ndarray | None = None
     for start in range(0, len(vocab), chunk):
         batch = vocab[start : start + chunk]
         V = np.asarray(encoder.encode(batch, progress=False), dtype=np.float32)
-        for word, vec in zip(batch, V):
-            key = vec.tobytes()
-            if key not in seen:
-                seen.add(key)
-                words.append(word)
-                rows.append(vec)
-    return words, np.stack(rows)
+        new = distinct_rows(V)  # first of their value within the batch
+        if kept is not None:  # kept rows are distinct, so all of them survive: what remains is new to them
+            survivors = distinct_rows(np.concatenate([kept, V[new]]))
+            new = new[survivors[survivors >= len(kept)] - len(kept)]
+        words += [batch[i] for i in new.tolist()]
+        kept = V[new] if kept is None else np.concatenate([kept, V[new]])
+    if kept is None:
+        raise ValueError(f"the encoder {getattr(encoder, 'name', encoder)!r} has an empty vocabulary; "
+                         "owned_words needs at least one word.")
+    return words, kept
 
 
 def split_dictionary(
