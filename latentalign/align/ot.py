@@ -52,11 +52,11 @@ from latentalign.align.base import Aligner
 from latentalign.exceptions import ConvergenceWarning
 from latentalign.functional.ot import (
     METRICS,
-    _barycentric_t,
-    _cost,
-    _gw_plan_t,
-    _ot_plan_t,
-    _sinkhorn_projection_t,
+    barycentric_projection_tensors,
+    cost_matrix_tensors,
+    gw_plan_tensors,
+    ot_plan_tensors,
+    sinkhorn_projection_tensors,
 )
 from latentalign.preprocessing import make_preprocessor
 
@@ -376,12 +376,12 @@ class OTAligner(Aligner):
                     f"and {free_y.numel()} of Y. Pass more pairs or use init='gw'."
                 )
             sx, sy = lin_rows
-            plan = _ot_plan_t(
+            plan = ot_plan_tensors(
                 _relative_t(Xp[sx], Xp[Px]), _relative_t(Yp[sy], Yp[Py]),
                 method="emd" if self.method == "gw" else self.method, reg=float(self.reg), metric=self.metric,
                 max_iter=self.max_iter, tol=self.tol,
             )
-            mapping, residual = fit_map(sx, _barycentric_t(plan, Yp[sy]))
+            mapping, residual = fit_map(sx, barycentric_projection_tensors(plan, Yp[sy]))
             matches[sx.cpu()] = sy[plan.argmax(1)].cpu()
             history.append(
                 {"round": 0, "step": "relative", "changed": None, "residual": residual, "n_coupled": int(sx.numel())}
@@ -393,12 +393,12 @@ class OTAligner(Aligner):
                     "Gromov-Wasserstein start to couple; use init='auto'."
                 )
             gx, gy = gw_rows
-            plan = _gw_plan_t(
+            plan = gw_plan_tensors(
                 Xp[gx].double(), Yp[gy].double(), reg=float(self.reg) if self.method == "gw" else 0.0,
                 metric=self.metric, max_iter=self.max_iter, tol=self.tol,
             ).to(Xp.dtype)
             best = gy[plan.argmax(1)]
-            mapping, residual = fit_map(gx, _barycentric_t(plan, Yp[gy]))
+            mapping, residual = fit_map(gx, barycentric_projection_tensors(plan, Yp[gy]))
             matches[gx.cpu()] = best.cpu()
             history.append(
                 {"round": 0, "step": "gw", "changed": None, "residual": residual, "n_coupled": int(gx.numel())}
@@ -464,24 +464,24 @@ class OTAligner(Aligner):
         sx, sy = rows
         if self.method == "gw":
             Zx = Xp[sx] if mapping is None else mapping._transform(Xp[sx])  # None: init="identity"
-            M = _cost(Zx.double(), Yp[sy].double(), self.metric)
-            plan = _gw_plan_t(
+            M = cost_matrix_tensors(Zx.double(), Yp[sy].double(), self.metric)
+            plan = gw_plan_tensors(
                 Xp[sx].double(), Yp[sy].double(), reg=float(self.reg), metric=self.metric, M=M,
                 alpha=float(self.alpha), max_iter=self.max_iter, tol=self.tol,
             ).to(Xp.dtype)
-            return sx, _barycentric_t(plan, Yp[sy]), sy[plan.argmax(1)]
+            return sx, barycentric_projection_tensors(plan, Yp[sy]), sy[plan.argmax(1)]
         Zx = Xp[sx] if mapping is None else mapping._transform(Xp[sx])
         if self.batch_size is not None:
-            targets, best = _sinkhorn_projection_t(
+            targets, best = sinkhorn_projection_tensors(
                 Zx, Yp[sy], reg=float(self.reg), metric=self.metric, batch_size=int(self.batch_size),
                 max_iter=self.max_iter, tol=self.tol,
             )
             return sx, targets, sy[best]
-        plan = _ot_plan_t(
+        plan = ot_plan_tensors(
             Zx, Yp[sy], method=self.method, reg=float(self.reg), metric=self.metric,
             max_iter=self.max_iter, tol=self.tol,
         )
-        return sx, _barycentric_t(plan, Yp[sy]), sy[plan.argmax(1)]
+        return sx, barycentric_projection_tensors(plan, Yp[sy]), sy[plan.argmax(1)]
 
     # -- mapping ------------------------------------------------------------------------------------
     def _transform(self, X: torch.Tensor) -> torch.Tensor:

@@ -64,6 +64,11 @@ __all__ = [
     "barycentric_projection",
     "plan_matches",
     "sinkhorn_projection",
+    "cost_matrix_tensors",
+    "ot_plan_tensors",
+    "gw_plan_tensors",
+    "barycentric_projection_tensors",
+    "sinkhorn_projection_tensors",
 ]
 
 METRICS = ("sqeuclidean", "euclidean", "cosine")
@@ -95,8 +100,17 @@ def default_tol(dtype: torch.dtype) -> float:
 
 
 # -- costs -------------------------------------------------------------------------------------------
-def _cost(X: torch.Tensor, Y: torch.Tensor, metric: str) -> torch.Tensor:
-    """Cost matrix between rows of ``X`` and ``Y`` in their dtype (tensor level, no validation)."""
+def cost_matrix_tensors(X: torch.Tensor, Y: torch.Tensor, metric: str) -> torch.Tensor:
+    """Cost matrix between the rows of validated tensors, in their dtype: the unchecked core of :func:`cost_matrix`.
+
+    For callers that already hold validated tensors of one dtype and device (no checks, no conversion).
+
+    Examples
+    --------
+    >>> import torch
+    >>> cost_matrix_tensors(torch.zeros(1, 2), torch.tensor([[3.0, 4.0]]), "euclidean").tolist()
+    [[5.0]]
+    """
     # In place after the one GEMM: the only n x m buffer is the result.
     if metric == "cosine":
         Xn = X / X.norm(dim=1, keepdim=True).clamp_min(1e-12)
@@ -118,7 +132,7 @@ def _mean_cost(X: torch.Tensor, Y: torch.Tensor, metric: str) -> float:
         return float(1.0 - Xn.mean(0) @ Yn.mean(0))
     total = 0.0
     for start in range(0, X.shape[0], _BLOCK_ROWS):
-        total += float(_cost(X64[start : start + _BLOCK_ROWS], Y64, metric).sum())
+        total += float(cost_matrix_tensors(X64[start : start + _BLOCK_ROWS], Y64, metric).sum())
     return total / (X.shape[0] * Y.shape[0])
 
 
@@ -160,7 +174,7 @@ def cost_matrix(X: ArrayLike, Y: ArrayLike, *, metric: str = "sqeuclidean") -> A
     """
     check_choice(metric, "metric", METRICS)
     Xt, Yt, spec = _validated(X, Y, same_dim=True)
-    return restore(_cost(Xt, Yt, metric), spec)
+    return restore(cost_matrix_tensors(Xt, Yt, metric), spec)
 
 
 def mean_cost(X: ArrayLike, Y: ArrayLike, *, metric: str = "sqeuclidean") -> float:
@@ -197,7 +211,7 @@ def _cost_scale(M_or_pair: Any, normalize: str | None, metric: str | None = None
 def _max_cost(X: torch.Tensor, Y: torch.Tensor, metric: str) -> float:
     best = 0.0
     for start in range(0, X.shape[0], _BLOCK_ROWS):
-        best = max(best, float(_cost(X[start : start + _BLOCK_ROWS], Y, metric).max()))
+        best = max(best, float(cost_matrix_tensors(X[start : start + _BLOCK_ROWS], Y, metric).max()))
     return best
 
 
@@ -242,7 +256,7 @@ def _run_pot(call: Callable[[], Any], solver: str) -> tuple[Any, list[str]]:
 
 
 # -- linear OT --------------------------------------------------------------------------------------
-def _ot_plan_t(
+def ot_plan_tensors(
     X: torch.Tensor,
     Y: torch.Tensor,
     *,
@@ -256,10 +270,20 @@ def _ot_plan_t(
     tol: float | None = None,
     log_domain: bool | None = None,
 ) -> torch.Tensor:
-    """Tensor-level :func:`ot_plan` (inputs already validated and in the compute dtype)."""
+    """The unchecked core of :func:`ot_plan`: validated tensors of one compute dtype in, the coupling out.
+
+    Same parameters and warnings as :func:`ot_plan`, with ``method``, ``reg`` and ``metric`` required.
+
+    Examples
+    --------
+    >>> import torch
+    >>> X = torch.tensor([[0.0], [1.0]], dtype=torch.float64)
+    >>> ot_plan_tensors(X, X.flip(0), method="emd", reg=0.0, metric="sqeuclidean").argmax(1).tolist()
+    [1, 0]
+    """
     ot = _pot()
     n, m = X.shape[0], Y.shape[0]
-    M = _cost(X, Y, metric)
+    M = cost_matrix_tensors(X, Y, metric)
     scale = _cost_scale(M, normalize_cost)
     if scale != 1.0:
         M = M.div_(scale)
@@ -382,7 +406,7 @@ def ot_plan(
     _check_common(method, reg, normalize_cost, max_iter, tol)
     check_choice(metric, "metric", METRICS)
     Xt, Yt, spec = _validated(X, Y, same_dim=True)
-    P = _ot_plan_t(
+    P = ot_plan_tensors(
         Xt, Yt, method=method, reg=float(reg), metric=metric, a=a, b=b, normalize_cost=normalize_cost,
         max_iter=max_iter, tol=tol, log_domain=log_domain,
     )
@@ -412,7 +436,7 @@ def _fit_marginals(G: torch.Tensor, p: torch.Tensor, q: torch.Tensor, sweeps: in
     return G
 
 
-def _gw_plan_t(
+def gw_plan_tensors(
     X: torch.Tensor,
     Y: torch.Tensor,
     *,
@@ -427,9 +451,20 @@ def _gw_plan_t(
     tol: float | None = None,
     G0: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Tensor-level :func:`gw_plan`."""
+    """The unchecked core of :func:`gw_plan`: validated tensors of one compute dtype in, the coupling out.
+
+    Same parameters and errors as :func:`gw_plan`, with ``reg`` and ``metric`` required; ``M`` and ``G0``
+    are tensors of shape ``(n, m)`` when given.
+
+    Examples
+    --------
+    >>> import torch
+    >>> X = torch.tensor([[0.0], [1.0], [3.0]], dtype=torch.float64)
+    >>> gw_plan_tensors(X, -X.flip(0), reg=0.0, metric="sqeuclidean").argmax(1).tolist()
+    [2, 1, 0]
+    """
     ot = _pot()
-    C1, C2 = _cost(X, X, metric), _cost(Y, Y, metric)
+    C1, C2 = cost_matrix_tensors(X, X, metric), cost_matrix_tensors(Y, Y, metric)
     C1 = C1.div_(_cost_scale(C1, normalize_cost))
     C2 = C2.div_(_cost_scale(C2, normalize_cost))
     C1 = (C1 + C1.T).mul_(0.5)  # exact symmetry, so POT takes its symmetric code path
@@ -591,7 +626,7 @@ def gw_plan(
                 f"{tuple(G0t.shape)}."
             )
         G0t = G0t.to(device=Xt.device, dtype=Xt.dtype)
-    P = _gw_plan_t(
+    P = gw_plan_tensors(
         Xt, Yt, reg=float(reg), metric=metric, M=Mt, alpha=float(alpha), a=a, b=b,
         normalize_cost=normalize_cost, max_iter=max_iter, tol=tol, G0=G0t,
     )
@@ -643,14 +678,25 @@ def gw_loss(
             f"got {tuple(Pt.shape)}."
         )
     X64, Y64, P64 = Xt.to(torch.float64), Yt.to(torch.float64), Pt.to(device=Xt.device, dtype=torch.float64)
-    C1, C2 = _cost(X64, X64, metric), _cost(Y64, Y64, metric)
+    C1, C2 = cost_matrix_tensors(X64, X64, metric), cost_matrix_tensors(Y64, Y64, metric)
     C1, C2 = C1 / _cost_scale(C1, normalize_cost), C2 / _cost_scale(C2, normalize_cost)
     constC, hC1, hC2 = ot.gromov.init_matrix(C1, C2, P64.sum(1), P64.sum(0), "square_loss")
     return float(ot.gromov.gwloss(constC, hC1, hC2, P64))
 
 
 # -- from a coupling to targets ------------------------------------------------------------------
-def _barycentric_t(P: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+def barycentric_projection_tensors(P: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+    """The unchecked core of :func:`barycentric_projection` (``P`` non-negative; ``Y`` cast to its dtype).
+
+    Raises ``ValueError`` when a row of ``P`` has no mass.
+
+    Examples
+    --------
+    >>> import torch
+    >>> P = torch.tensor([[0.5, 0.0], [0.25, 0.25]])
+    >>> barycentric_projection_tensors(P, torch.tensor([[0.0], [2.0]])).ravel().tolist()
+    [0.0, 1.0]
+    """
     mass = P.sum(1, keepdim=True)
     if bool((mass <= 0).any()):
         empty = int((mass.reshape(-1) <= 0).nonzero()[0])
@@ -693,7 +739,7 @@ def barycentric_projection(P: ArrayLike, Y: ArrayLike) -> ArrayLike:
         )
     if bool((Pt < 0).any()):
         raise ValueError("P has negative entries; a coupling is non-negative.")
-    return restore(_barycentric_t(Pt.to(spec.compute_dtype), Yt.to(device=Pt.device)), spec)
+    return restore(barycentric_projection_tensors(Pt.to(spec.compute_dtype), Yt.to(device=Pt.device)), spec)
 
 
 def plan_matches(P: ArrayLike) -> ArrayLike:
@@ -711,7 +757,7 @@ def plan_matches(P: ArrayLike) -> ArrayLike:
 
 
 # -- memory-lean Sinkhorn ----------------------------------------------------------------------------
-def _sinkhorn_projection_t(
+def sinkhorn_projection_tensors(
     X: torch.Tensor,
     Y: torch.Tensor,
     *,
@@ -723,6 +769,19 @@ def _sinkhorn_projection_t(
     max_iter: int | None = None,
     tol: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The unchecked core of :func:`sinkhorn_projection`: (barycentric targets, row-wise best matches).
+
+    ``targets`` (rows aligned with ``Y``'s) are averaged instead of ``Y`` when given, e.g. the target
+    rows in another space than the one the cost is computed in.
+
+    Examples
+    --------
+    >>> import torch
+    >>> X = torch.tensor([[0.0], [10.0]], dtype=torch.float64)
+    >>> proj, best = sinkhorn_projection_tensors(X, X.flip(0), reg=0.01, metric="sqeuclidean", batch_size=1)
+    >>> best.tolist(), [round(v, 6) for v in proj.ravel().tolist()]
+    ([1, 0], [0.0, 10.0])
+    """
     ot = _pot()
     if reg <= 0:
         raise ValueError(f"Sinkhorn needs reg > 0, got reg={reg}.")
@@ -760,7 +819,7 @@ def _sinkhorn_projection_t(
     f, g = f.to(X.dtype), g.to(X.dtype)
     for start in range(0, X.shape[0], batch_size):
         stop = start + batch_size
-        logits = f[start:stop, None] + g[None, :] - _cost(Xs[start:stop], Ys, pot_metric) / reg_eff
+        logits = f[start:stop, None] + g[None, :] - cost_matrix_tensors(Xs[start:stop], Ys, pot_metric) / reg_eff
         logits = logits - logits.max(1, keepdim=True).values
         weights = logits.exp_()
         out[start:stop] = (weights @ targets.to(X.dtype)) / weights.sum(1, keepdim=True)
@@ -805,7 +864,7 @@ def sinkhorn_projection(
     check_choice(metric, "metric", METRICS)
     check_number(batch_size, "batch_size", integer=True, low=1)
     Xt, Yt, spec = _validated(X, Y, same_dim=True)
-    proj, best = _sinkhorn_projection_t(
+    proj, best = sinkhorn_projection_tensors(
         Xt, Yt, reg=float(reg), metric=metric, batch_size=int(batch_size), normalize_cost=normalize_cost,
         max_iter=max_iter, tol=tol,
     )
