@@ -319,7 +319,6 @@ class Stitcher(nn.Module):
         *,
         encoder_a: Any = None,
         head_b: Any,
-        device: torch.device | str = "cpu",
     ) -> Stitcher:
         """Rebuild a Stitcher saved with :meth:`save` around ``encoder_a`` and ``head_b``.
 
@@ -331,13 +330,11 @@ class Stitcher(nn.Module):
         path : str or path-like
         encoder_a, head_b
             As given to the constructor of the saved stitcher (same architectures).
-        device : torch.device or str, default "cpu"
-            Where the saved tensors are loaded.
-
         Returns
         -------
         Stitcher
-            In eval mode.
+            In eval mode; the map is on the device of ``head_b``'s parameters (else ``encoder_a``'s, else
+            the CPU).
 
         Raises
         ------
@@ -385,9 +382,14 @@ class Stitcher(nn.Module):
         map_ = module_from_config(json.loads(header["map"]))
         if header.get("map_dtype"):
             map_ = map_.to(getattr(torch, header["map_dtype"]))
+        reference = _first_tensor(head_b)
+        if reference is None:
+            reference = _first_tensor(encoder_a)
+        if reference is not None:
+            map_ = map_.to(reference.device)
         stitcher = cls(encoder_a, map_, head_b, src=names["src"], dst=names["dst"])
         try:
-            load_model(stitcher, str(path), strict=True, device=str(device))
+            load_model(stitcher, str(path), strict=True)
         except RuntimeError as exc:
             raise PersistenceError(
                 f"{str(path)!r} does not match this Stitcher's modules ({exc}). Pass the encoder_a and head_b "
