@@ -58,9 +58,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from latentalign._array import ArrayLike, check_same_backend
+from latentalign._array import ArrayLike
 from latentalign._optional import import_optional
-from latentalign._validation import check_array, check_choice, check_number, check_paired
+from latentalign._validation import check_choice, check_number, check_pair
 from latentalign.align.base import Aligner
 from latentalign.align.procrustes import Procrustes
 from latentalign.align.registry import list_aligners, make_aligner
@@ -343,12 +343,7 @@ def _json_safe(value: Any) -> Any:
 # Validation
 # --------------------------------------------------------------------------------------------------------
 def _check_inputs(X: Any, Y: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    check_same_backend(X=X, Y=Y)
-    Xt, _ = check_array(X, "X")
-    Yt, _ = check_array(Y, "Y")
-    check_paired(Xt, Yt)
-    if Xt.device != Yt.device:
-        raise ValueError(f"X is on {Xt.device} but Y is on {Yt.device}; move both to the same device.")
+    Xt, Yt, _ = check_pair(X, Y)
     return Xt, Yt
 
 
@@ -492,16 +487,13 @@ def _anchor_check(Ax: torch.Tensor, Ay: torch.Tensor, budget: int) -> dict[str, 
 
 def _eval_pair(aligner: Aligner, X_eval: torch.Tensor, Y_eval: torch.Tensor) -> tuple[Any, Any]:
     """Queries (mapped ``X``) and keys (``Y``, or its image in the shared space) of the retrieval."""
-    Q = aligner.transform(X_eval)
-    if hasattr(aligner, "transform_target"):
-        return Q, aligner.transform_target(Y_eval)
-    if Q.shape[1] != Y_eval.shape[1]:
+    Q, K = aligner.transform(X_eval), aligner.transform_target(Y_eval)
+    if Q.shape[1] != K.shape[1]:
         raise ValueError(
-            f"{type(aligner).__name__}.transform returns {Q.shape[1]} features but Y has {Y_eval.shape[1]} and "
-            "the aligner has no transform_target; the report needs an aligner that maps X into Y's space "
-            "or into a space shared with Y."
+            f"{type(aligner).__name__}.transform returns {Q.shape[1]} features but its transform_target(Y) has "
+            f"{K.shape[1]}; the report needs an aligner that maps X into Y's space or into a space shared with Y."
         )
-    return Q, Y_eval
+    return Q, K
 
 
 def _new_aligner(entry: str | Aligner) -> Aligner:

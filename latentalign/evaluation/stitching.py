@@ -24,6 +24,7 @@ import torch
 
 from latentalign._array import as_tensor
 from latentalign._validation import check_array, check_paired
+from latentalign.align.base import Aligner
 from latentalign.stitching import apply_head, map_embeddings
 
 __all__ = ["evaluate_stitching", "classification_scores"]
@@ -82,8 +83,8 @@ def evaluate_stitching(
     if not np.issubdtype(y.dtype, np.integer):
         raise TypeError(f"labels must be integer class indices, got dtype {y.dtype}. Encode them first.")
 
-    relative = hasattr(aligner, "transform_target")
-    native_input = as_tensor(aligner.transform_target(Yt))[0] if relative else Yt
+    # The head reads B's space as the map sees it: the shared space of a relative projection, else B's own.
+    native_input = as_tensor(aligner.transform_target(Yt))[0] if isinstance(aligner, Aligner) else Yt
     result: dict[str, dict[str, float] | None] = {
         "native": classification_scores(apply_head(head_b, native_input), y),
         "absolute": None,
