@@ -43,6 +43,7 @@ from latentalign.preprocessing import ZeroPad as ZeroPadStep
 
 __all__ = [
     "LinearMap",
+    "RelativeInverse",
     "RelativeMap",
     "RowNormalize",
     "Shift",
@@ -265,6 +266,87 @@ class RelativeMap(nn.Module):
         )
 
 
+class RelativeInverse(nn.Module):
+    """Decode one metric block of relative coordinates into absolute target coordinates (least squares).
+
+    The module of :meth:`RelativeProjection.inverse_transform
+    <latentalign.align.relative.RelativeProjection.inverse_transform>`: the ``block``-th group of
+    ``n_anchors`` columns is decoded with the pseudo-inverse of the (unit or shifted) centred target anchors
+    (see :func:`latentalign.functional.relative.relative_inverse` for when it is exact), then ``offset``
+    (the target anchors' mean) is added.
+
+    Parameters
+    ----------
+    pinv_T : torch.Tensor of shape (n_anchors, n_features)
+        Transposed pseudo-inverse of the decoder's anchor matrix.
+    offset : torch.Tensor of shape (n_features,)
+    metric : {"euclidean", "cosine", "angular"}
+    block : int
+        Which block of ``n_anchors`` columns to decode (0 for a single metric).
+    sq : torch.Tensor of shape (n_anchors,), optional
+        Squared norms of the shifted anchors (euclidean).
+    mid : torch.Tensor of shape (n_features,), optional
+        Mean of the centred anchors (euclidean).
+    scale : float, optional
+        Norm given to the decoded points (cosine, angular).
+    """
+
+    pinv_T: torch.Tensor
+    offset: torch.Tensor
+    sq: torch.Tensor
+    mid: torch.Tensor
+    scale: torch.Tensor
+
+    def __init__(
+        self,
+        pinv_T: torch.Tensor,
+        offset: torch.Tensor,
+        *,
+        metric: str,
+        block: int = 0,
+        sq: torch.Tensor | None = None,
+        mid: torch.Tensor | None = None,
+        scale: float = 1.0,
+    ) -> None:
+        super().__init__()
+        k, d = pinv_T.shape
+        dtype = pinv_T.dtype
+        self.register_buffer("pinv_T", pinv_T.detach().clone())
+        self.register_buffer("offset", offset.detach().clone().to(dtype))
+        self.register_buffer("sq", (torch.zeros(k, dtype=dtype) if sq is None else sq.detach().clone()).to(dtype))
+        self.register_buffer("mid", (torch.zeros(d, dtype=dtype) if mid is None else mid.detach().clone()).to(dtype))
+        self.register_buffer("scale", torch.tensor(float(scale), dtype=dtype))
+        self.metric = metric
+        self.block = int(block)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Absolute target coordinates of relative coordinates ``z``."""
+        k = self.pinv_T.shape[0]
+        R = z[:, self.block * k : (self.block + 1) * k]
+        if self.metric == "euclidean":
+            d2 = R.square()
+            b = (self.sq - self.sq.mean()) - (d2 - d2.mean(1, keepdim=True))
+            return 0.5 * (b @ self.pinv_T) + self.mid + self.offset
+        C = torch.cos(math.pi * (1.0 - R)) if self.metric == "angular" else R
+        U = C @ self.pinv_T
+        U = U / torch.linalg.vector_norm(U, dim=1, keepdim=True).clamp_min(torch.finfo(U.dtype).tiny) * self.scale
+        return U + self.offset
+
+    def extra_repr(self) -> str:
+        return f"n_anchors={int(self.pinv_T.shape[0])}, metric={self.metric!r}, block={self.block}"
+
+    def config(self) -> dict[str, Any]:
+        """JSON description (see :func:`module_config`)."""
+        k, d = self.pinv_T.shape
+        return {"n_anchors": int(k), "n_features": int(d), "metric": self.metric, "block": self.block}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], trainable: bool) -> RelativeInverse:
+        """An empty module of the described shape (fill it with ``load_state_dict``)."""
+        return cls(torch.zeros(config["n_anchors"], config["n_features"]), torch.zeros(config["n_features"]),
+                   metric=config["metric"], block=config["block"])
+
+
 class Shift(nn.Module):
     """Add a fixed vector: ``x + offset`` (centring with ``offset = -mean``, its inverse with ``+mean``)."""
 
@@ -468,7 +550,8 @@ def finalize_module(
 
 
 _MODULES: dict[str, type[nn.Module]] = {
-    cls.__name__: cls for cls in (LinearMap, RelativeMap, Shift, Standardize, RowNormalize, ZeroPad, Truncate)
+    cls.__name__: cls
+    for cls in (LinearMap, RelativeMap, RelativeInverse, Shift, Standardize, RowNormalize, ZeroPad, Truncate)
 }
 
 

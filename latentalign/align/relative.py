@@ -187,12 +187,15 @@ class RelativeProjection(Aligner):
         return self._project(X, self.source_anchors_, self.source_mean_)
 
     def _module(self, *, trainable: bool, inverse: bool) -> torch.nn.Module:
-        from latentalign.align.modules import RelativeMap
+        from latentalign.align.modules import RelativeInverse, RelativeMap
 
         if inverse:
-            raise NotImplementedError(
-                "RelativeProjection has no inverse module; decode relative coordinates with "
-                "inverse_transform."
+            block, decoder = self._decoder()  # raises where inverse_transform raises
+            euclidean = decoder.metric == "euclidean"
+            return RelativeInverse(
+                decoder.pinv_T, self.target_mean_, metric=decoder.metric, block=block,
+                sq=decoder.sq if euclidean else None, mid=decoder.mid if euclidean else None,
+                scale=1.0 if euclidean else decoder.scale,
             )
         return RelativeMap(
             self.source_anchors_, self.source_mean_, metrics=parse_metrics(self.metric), top_k=self.top_k,
