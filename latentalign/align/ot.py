@@ -40,31 +40,24 @@ bounded, and POT's entropic GW underflows in float32 for useful ``reg``; see
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
-import numpy as np
 import torch
 
 from latentalign._array import ArrayLike
-from latentalign._validation import check_choice, check_number, check_pair
+from latentalign._validation import check_choice, check_pair
 from latentalign.align.base import Aligner
-from latentalign.exceptions import ConvergenceWarning
-from latentalign.functional.ot import (
-    METRICS,
-    barycentric_projection_tensors,
-    cost_matrix_tensors,
-    gw_plan_tensors,
-    ot_plan_tensors,
-    sinkhorn_projection_tensors,
+from latentalign.functional.ot_rounds import (
+    MIN_MAP_ROWS,
+    check_ot_rounds_options,
+    check_pairs,
+    ot_alignment_rounds,
 )
 from latentalign.preprocessing import make_preprocessor
 
 __all__ = ["OTAligner", "check_pairs", "check_unpaired", "make_map"]
 
-_METHODS = ("sinkhorn", "emd", "gw")
 _REFINES = ("procrustes", "affine")
-_INITS = ("auto", "gw", "relative", "identity")
 
 
 def make_map(refine: str) -> Aligner:
@@ -81,7 +74,7 @@ def make_map(refine: str) -> Aligner:
 
 def min_pairs(refine: str) -> int:
     """Fewest rows a map of kind ``refine`` can be fitted on (2: a centred fit needs two distinct rows)."""
-    return 2
+    return MIN_MAP_ROWS
 
 
 def check_unpaired(X: ArrayLike, Y: ArrayLike) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,64 +85,6 @@ def check_unpaired(X: ArrayLike, Y: ArrayLike) -> tuple[torch.Tensor, torch.Tens
     """
     Xt, Yt, _ = check_pair(X, Y, paired=False, min_rows=2)
     return Xt, Yt
-
-
-def check_pairs(pairs: Any, n_x: int, n_y: int) -> torch.Tensor:
-    """Validate known pairs; return them as an ``(m, 2)`` int64 tensor (``(0, 2)`` for ``None``).
-
-    Examples
-    --------
-    >>> check_pairs([[0, 1], [2, 0]], 3, 2).tolist()
-    [[0, 1], [2, 0]]
-    """
-    if pairs is None:
-        return torch.zeros((0, 2), dtype=torch.long)
-    if isinstance(pairs, torch.Tensor):
-        arr = pairs.detach().cpu().numpy()
-    else:
-        arr = np.asarray(pairs)
-    if arr.size == 0:
-        return torch.zeros((0, 2), dtype=torch.long)
-    if arr.ndim != 2 or arr.shape[1] != 2:
-        raise ValueError(
-            f"pairs must be an integer array of shape (m, 2) (row k: index into X, index into Y), got shape "
-            f"{arr.shape}. Stack the two index columns, e.g. np.stack([ix, iy], axis=1)."
-        )
-    if arr.dtype.kind not in "iu":
-        if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
-            arr = arr.astype(np.int64)
-        else:
-            raise TypeError(f"pairs must hold integer row indices, got dtype {arr.dtype}.")
-    for col, (name, n) in enumerate((("X", n_x), ("Y", n_y))):
-        bad = (arr[:, col] < 0) | (arr[:, col] >= n)
-        if bad.any():
-            k = int(np.flatnonzero(bad)[0])
-            raise ValueError(
-                f"pairs[{k}, {col}] = {int(arr[k, col])} is not a row of {name}, which has {n} rows "
-                f"(valid indices 0..{n - 1})."
-            )
-    return torch.from_numpy(arr.astype(np.int64))
-
-
-def _sample(rows: torch.Tensor, cap: int | None, gen: torch.Generator, how: str = "random") -> torch.Tensor:
-    if cap is None or rows.numel() <= cap:
-        return rows
-    if how == "first":
-        return rows[:cap]
-    pick = torch.randperm(rows.numel(), generator=gen)[:cap]
-    return rows[pick.sort().values]
-
-
-def _free_rows(n: int, taken: torch.Tensor) -> torch.Tensor:
-    mask = torch.ones(n, dtype=torch.bool)
-    mask[taken] = False
-    return mask.nonzero().reshape(-1)
-
-
-def _relative_t(X: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
-    """Cosine similarities of the rows of ``X`` to ``anchors``: coordinates that two spaces share."""
-    unit = torch.nn.functional.normalize
-    return unit(X, dim=1) @ unit(anchors, dim=1).T
 
 
 class OTAligner(Aligner):
@@ -274,27 +209,12 @@ class OTAligner(Aligner):
 
     # -- parameters ---------------------------------------------------------------------------------
     def _check_params(self) -> None:
-        check_choice(self.method, "method", _METHODS)
-        check_number(self.reg, "reg", low=0.0)
-        if self.method == "sinkhorn" and self.reg == 0:
-            raise ValueError("method='sinkhorn' needs reg > 0, got reg=0. Use method='emd' for exact OT.")
         check_choice(self.refine, "refine", _REFINES)
-        check_number(self.n_iter, "n_iter", integer=True, low=0)
-        check_choice(self.init, "init", _INITS)
-        check_choice(self.metric, "metric", METRICS)
-        check_number(self.alpha, "alpha", low=0.0, high=1.0)
-        check_number(self.max_samples, "max_samples", integer=True, low=2, allow_none=True)
-        check_number(self.gw_samples, "gw_samples", integer=True, low=2)
-        check_number(self.max_iter, "max_iter", integer=True, low=1, allow_none=True)
-        check_number(self.tol, "tol", low=0.0, low_inclusive=False, allow_none=True)
-        check_number(self.batch_size, "batch_size", integer=True, low=1, allow_none=True)
-        if self.batch_size is not None and self.method != "sinkhorn":
-            raise ValueError(
-                f"batch_size is only used by method='sinkhorn' (POT's lazy solver), got method={self.method!r}. "
-                "Leave batch_size=None, or cap the rows with max_samples/gw_samples."
-            )
-        check_choice(self.sample, "sample", ("random", "first"))
-        check_number(self.random_state, "random_state", integer=True)
+        check_ot_rounds_options(
+            method=self.method, reg=self.reg, n_iter=self.n_iter, init=self.init, metric=self.metric,
+            alpha=self.alpha, max_samples=self.max_samples, gw_samples=self.gw_samples, max_iter=self.max_iter,
+            tol=self.tol, batch_size=self.batch_size, sample=self.sample, random_state=self.random_state,
+        )
 
     # -- fitting ------------------------------------------------------------------------------------
     def fit(self, X: ArrayLike, Y: ArrayLike, pairs: ArrayLike | None = None) -> OTAligner:
@@ -316,172 +236,31 @@ class OTAligner(Aligner):
         Xt, Yt = check_unpaired(X, Y)
         self._remember_feature_names(X)
         P = check_pairs(pairs, Xt.shape[0], Yt.shape[0])
-        m = P.shape[0]
-        init = self.init
-        n_free_x = Xt.shape[0] - int(P[:, 0].unique().numel())
-        n_free_y = Yt.shape[0] - int(P[:, 1].unique().numel())
-        if init == "auto":
-            # Fewer pairs than dimensions leave a map under-determined: couple the free rows first, by their
-            # similarities to the pairs when there are some (pairs still join the fit), else by GW.
-            enough = m > Xt.shape[1] or min(n_free_x, n_free_y) < 2
-            if m >= min_pairs(self.refine) and enough:
-                init = "pairs"
-            else:
-                init = "relative" if m >= 2 and min(n_free_x, n_free_y) >= 2 else "gw"
-        if init == "identity" and Xt.shape[1] != Yt.shape[1]:
-            raise ValueError(
-                f"init='identity' compares X and Y directly, but X has {Xt.shape[1]} features and Y has "
-                f"{Yt.shape[1]}. Use init='gw' (works across dimensions) or pass known pairs."
-            )
-
         for key in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
             delattr(self, key)
         prep_x = make_preprocessor(self.preprocess).fit(Xt)
         prep_y = make_preprocessor(self.preprocess).fit(Yt)
-        Xp, Yp = prep_x._forward(Xt), prep_y._forward(Yt)
 
-        dev = Xt.device
-        Px, Py = P[:, 0].to(dev), P[:, 1].to(dev)
-        free_x, free_y = _free_rows(Xt.shape[0], P[:, 0]).to(dev), _free_rows(Yt.shape[0], P[:, 1]).to(dev)
-        gen = torch.Generator().manual_seed(int(self.random_state))
-        matches = torch.full((Xt.shape[0],), -1, dtype=torch.long)
-        matches[P[:, 0]] = P[:, 1]
-        history: list[dict[str, Any]] = []
-
-        def fit_map(rows_x: torch.Tensor, targets: torch.Tensor) -> tuple[Aligner, float]:
-            Xa = torch.cat([Xp[Px], Xp[rows_x]])
-            Ya = torch.cat([Yp[Py], targets])
+        def fit_map(Xa: torch.Tensor, Ya: torch.Tensor) -> tuple[Any, Aligner]:
             mapping = make_map(self.refine).fit(Xa, Ya)
-            pred = mapping._transform(Xa).to(torch.float64)
-            Ya64 = Ya.to(torch.float64)
-            total = float((Ya64 - Ya64.mean(0)).pow(2).sum())
-            residual = float((pred - Ya64).pow(2).sum()) / total if total > 0 else 0.0
-            return mapping, residual
+            return mapping._transform, mapping
 
-        mapping: Aligner | None = None
-        no_free = free_x.numel() < 2 or free_y.numel() < 2
-        # Rows drawn once, so that consecutive rounds couple the same rows and their matches compare.
-        gw_rows = (_sample(free_x, self.gw_samples, gen, self.sample),
-                   _sample(free_y, self.gw_samples, gen, self.sample))
-        lin_rows = (_sample(free_x, self.max_samples, gen, self.sample),
-                    _sample(free_y, self.max_samples, gen, self.sample))
-        if init == "pairs":
-            mapping, residual = fit_map(free_x[:0], Yp[:0])
-            history.append({"round": 0, "step": "pairs", "changed": None, "residual": residual, "n_coupled": 0})
-        elif init == "relative":
-            if m < 2 or no_free:
-                raise ValueError(
-                    f"init='relative' couples the free rows by their similarities to the known pairs, so it needs "
-                    f"at least 2 pairs and 2 free rows per side; got {m} pairs, {free_x.numel()} free rows of X "
-                    f"and {free_y.numel()} of Y. Pass more pairs or use init='gw'."
-                )
-            sx, sy = lin_rows
-            plan = ot_plan_tensors(
-                _relative_t(Xp[sx], Xp[Px]), _relative_t(Yp[sy], Yp[Py]),
-                method="emd" if self.method == "gw" else self.method, reg=float(self.reg), metric=self.metric,
-                max_iter=self.max_iter, tol=self.tol,
-            )
-            mapping, residual = fit_map(sx, barycentric_projection_tensors(plan, Yp[sy]))
-            matches[sx.cpu()] = sy[plan.argmax(1)].cpu()
-            history.append(
-                {"round": 0, "step": "relative", "changed": None, "residual": residual, "n_coupled": int(sx.numel())}
-            )
-        elif init == "gw":
-            if no_free:
-                raise ValueError(
-                    "Every row is already paired (or fewer than 2 rows are free), so there is nothing for the "
-                    "Gromov-Wasserstein start to couple; use init='auto'."
-                )
-            gx, gy = gw_rows
-            plan = gw_plan_tensors(
-                Xp[gx].double(), Yp[gy].double(), reg=float(self.reg) if self.method == "gw" else 0.0,
-                metric=self.metric, max_iter=self.max_iter, tol=self.tol,
-            ).to(Xp.dtype)
-            best = gy[plan.argmax(1)]
-            mapping, residual = fit_map(gx, barycentric_projection_tensors(plan, Yp[gy]))
-            matches[gx.cpu()] = best.cpu()
-            history.append(
-                {"round": 0, "step": "gw", "changed": None, "residual": residual, "n_coupled": int(gx.numel())}
-            )
-
-        converged = False
-        rounds = 0
-        for rnd in range(1, int(self.n_iter) + 1):
-            if no_free:
-                converged = True
-                break
-            rows_x, targets, best = self._couple(Xp, Yp, gw_rows if self.method == "gw" else lin_rows, mapping)
-            before = matches[rows_x.cpu()]
-            seen = before >= 0  # rows matched by the previous coupling (not anchors: they are not coupled)
-            changed = float((before[seen] != best.cpu()[seen]).double().mean()) if bool(seen.any()) else None
-            mapping, residual = fit_map(rows_x, targets)
-            matches[rows_x.cpu()] = best.cpu()
-            rounds = rnd
-            history.append({"round": rnd, "step": self.method, "changed": changed, "residual": residual,
-                            "n_coupled": int(rows_x.numel())})
-            if changed == 0.0:
-                converged = True
-                break
-        if int(self.n_iter) == 0 or no_free:
-            converged = True
-        if not converged:
-            last = history[-1]["changed"]
-            detail = (
-                f"{100 * last:.1f}% of the matches still changed in the last round"
-                if last is not None
-                else "a single round cannot be compared with a previous coupling"
-            )
-            warnings.warn(
-                f"OTAligner stopped after n_iter={self.n_iter} rounds without converging ({detail}). Increase "
-                "n_iter, or lower reg for sharper couplings; history_ has the per-round log.",
-                ConvergenceWarning,
-                stacklevel=2,
-            )
-        if mapping is None:
-            raise ValueError(
-                f"init='identity' with n_iter={self.n_iter} and {free_x.numel()} free rows of X fits no map: "
-                "run at least one round (n_iter >= 1) on at least 2 free rows per side, or pass pairs."
-            )
+        rounds = ot_alignment_rounds(
+            prep_x._forward(Xt), prep_y._forward(Yt), fit_map, pairs=P, method=self.method, reg=self.reg,
+            n_iter=self.n_iter, init=self.init, metric=self.metric, alpha=self.alpha,
+            max_samples=self.max_samples, gw_samples=self.gw_samples, max_iter=self.max_iter, tol=self.tol,
+            batch_size=self.batch_size, sample=self.sample, random_state=self.random_state, label="OTAligner",
+        )
         self.preprocess_x_ = prep_x
         self.preprocess_y_ = prep_y
-        self.map_ = mapping
-        self.matches_ = matches
-        self.history_ = history
-        self.converged_ = converged
-        self.n_iter_ = rounds
+        self.map_ = rounds.map
+        self.matches_ = rounds.matches
+        self.history_ = rounds.history
+        self.converged_ = rounds.converged
+        self.n_iter_ = rounds.n_iter
         self.n_features_in_ = int(Xt.shape[1])
         self.n_features_out_ = int(Yt.shape[1])
         return self
-
-    def _couple(
-        self,
-        Xp: torch.Tensor,
-        Yp: torch.Tensor,
-        rows: tuple[torch.Tensor, torch.Tensor],
-        mapping: Aligner | None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One coupling of the sampled free rows: (rows of X coupled, their barycentric targets, matches)."""
-        sx, sy = rows
-        if self.method == "gw":
-            Zx = Xp[sx] if mapping is None else mapping._transform(Xp[sx])  # None: init="identity"
-            M = cost_matrix_tensors(Zx.double(), Yp[sy].double(), self.metric)
-            plan = gw_plan_tensors(
-                Xp[sx].double(), Yp[sy].double(), reg=float(self.reg), metric=self.metric, M=M,
-                alpha=float(self.alpha), max_iter=self.max_iter, tol=self.tol,
-            ).to(Xp.dtype)
-            return sx, barycentric_projection_tensors(plan, Yp[sy]), sy[plan.argmax(1)]
-        Zx = Xp[sx] if mapping is None else mapping._transform(Xp[sx])
-        if self.batch_size is not None:
-            targets, best = sinkhorn_projection_tensors(
-                Zx, Yp[sy], reg=float(self.reg), metric=self.metric, batch_size=int(self.batch_size),
-                max_iter=self.max_iter, tol=self.tol,
-            )
-            return sx, targets, sy[best]
-        plan = ot_plan_tensors(
-            Zx, Yp[sy], method=self.method, reg=float(self.reg), metric=self.metric,
-            max_iter=self.max_iter, tol=self.tol,
-        )
-        return sx, barycentric_projection_tensors(plan, Yp[sy]), sy[plan.argmax(1)]
 
     # -- mapping ------------------------------------------------------------------------------------
     def _transform(self, X: torch.Tensor) -> torch.Tensor:
