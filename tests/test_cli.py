@@ -182,7 +182,7 @@ def test_embed_resumes_a_killed_run_from_its_last_finished_shard(tmp_path):
 
 
 def load_matrix_file(path):
-    from latentalign.cli_commands import load_matrix
+    from latentalign.cli.inputs import load_matrix
 
     return np.asarray(load_matrix(path, "X"))
 
@@ -246,7 +246,7 @@ def test_embed_errors(tmp_path):
 def test_fit_and_stitch_glove_into_minilm_head_end_to_end(words):
     from sklearn.linear_model import LogisticRegression
 
-    from latentalign.cli_commands import load_map
+    from latentalign.cli.inputs import load_map
 
     tmp, train, test = words
     out = invoke("fit", tmp / "a_train.safetensors", tmp / "b_train.safetensors", "-o", tmp / "a2b.safetensors")

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from latentalign.anchors import distinct_rows
-from latentalign.demo import run_demo
 from latentalign.experiments.common import unique_caption_rows
+from latentalign.experiments.demo import run_demo
 
 
 def test_unique_caption_rows_keeps_the_first_of_each_caption_in_every_language():

@@ -40,7 +40,7 @@ def test_configs_load_and_state_their_differences(name):
 
 # ------------------------------------------------------------------------------------------ shared data
 def test_first_blocks_are_the_demo_draw_and_later_blocks_are_fresh():
-    rng = np.random.default_rng(0)  # latentalign.demo: train rows, then test rows, from one generator
+    rng = np.random.default_rng(0)  # latentalign.experiments.demo: train rows, then test rows, from one generator
     demo_train = np.sort(rng.choice(60000, DEMO_TRAIN, replace=False))
     demo_test = np.sort(rng.choice(10000, DEMO_TEST, replace=False))
     train_blocks = _block_indices(60000, DEMO_TRAIN, 3 * DEMO_TRAIN)

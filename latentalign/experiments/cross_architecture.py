@@ -16,7 +16,7 @@ import numpy as np
 
 __all__ = ["FmnistSubset", "ScaledAffine", "fashion_mnist_subset", "embed_subset", "stitch_pair", "run"]
 
-#: Sizes of the demo's Fashion-MNIST draw (``latentalign.demo``): its blocks are our first blocks.
+#: Sizes of the demo's Fashion-MNIST draw (``latentalign.experiments.demo``): its blocks are our first blocks.
 DEMO_TRAIN, DEMO_TEST = 1000, 500
 
 
@@ -39,7 +39,7 @@ def _block_indices(n_source: int, first: int, n_total: int) -> list[np.ndarray]:
     """Block 0: the demo's draw (``default_rng(0)``, ``first`` rows); later blocks add fresh rows.
 
     The demo draws the train rows then the test rows from the same generator, so block 0 of the test split
-    needs the train draw first; both splits reproduce ``latentalign.demo`` exactly.
+    needs the train draw first; both splits reproduce ``latentalign.experiments.demo`` exactly.
     """
     rng = np.random.default_rng(0)
     demo_train = np.sort(rng.choice(60000, DEMO_TRAIN, replace=False))

@@ -1,0 +1,47 @@
+"""``latentalign diagnose``: can model A talk to model B? The alignability report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from latentalign.cli.app import command, typer
+from latentalign.cli.inputs import load_matrix
+
+__all__ = ["diagnose"]
+
+
+@command()
+def diagnose(
+    source: Path = typer.Argument(
+        ..., help="model A's embeddings (.safetensors, .npy or store), rows paired with TARGET"
+    ),
+    target: Path = typer.Argument(..., help="model B's embeddings of the same items (.safetensors, .npy or store)"),
+    method: list[str] = typer.Option(
+        ["procrustes", "relative"], "--method", "-m", help="aligner(s) for the anchor-budget curve (repeatable)"
+    ),
+    budget: list[int] = typer.Option(
+        [10, 30, 100, 300, 1000], "--budget", "-b", help="anchor counts of the curve (repeatable)"
+    ),
+    repeats: int = typer.Option(2, help="random anchor draws per budget"),
+    seed: int = typer.Option(0, help="seed of the evaluation split and anchor draws"),
+    out: Path = typer.Option(Path("diagnosis"), "--out", "-o", help="directory for report.md/.json and the PNG"),
+) -> None:
+    """Can A talk to B? CKA, mutual kNN, Procrustes residual, anchor conditioning, anchor-budget curve.
+
+    Prints a plain-words verdict with its reasons and writes OUT/report.md, OUT/report.json and
+    OUT/anchor_budget_curve.png.
+
+    **Examples**
+
+    ```
+    latentalign diagnose words__glove-50.safetensors words__minilm.safetensors -o diagnosis/
+    latentalign diagnose a.npy b.npy -m procrustes -m affine -b 50 -b 500
+    ```
+    """
+    from latentalign.evaluation import alignability_report
+
+    X, Y = load_matrix(source, "SOURCE"), load_matrix(target, "TARGET")
+    report = alignability_report(X, Y, aligners=tuple(method), budgets=tuple(budget), n_repeats=repeats, seed=seed)
+    typer.echo(report.to_markdown())
+    paths = report.save(out)
+    typer.echo("wrote " + ", ".join(str(p) for p in paths.values()))

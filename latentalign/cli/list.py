@@ -1,0 +1,41 @@
+"""``latentalign list``: the registered models, datasets, aligners and reproducible experiments."""
+
+from __future__ import annotations
+
+from latentalign.cli.app import command, typer
+
+
+@command("list")
+def list_cmd(
+    what: str = typer.Argument("all", help="models, datasets, aligners, experiments or all"),
+) -> None:
+    """List the offline models, datasets, aligners and reproducible experiments.
+
+    **Examples**
+
+    ```
+    latentalign list              # everything
+    latentalign list models       # encoders for `latentalign embed`
+    latentalign list aligners     # methods for `latentalign fit -m`
+    latentalign list experiments  # names for `latentalign run`
+    ```
+    """
+    choices = ("models", "datasets", "aligners", "experiments", "all")
+    if what not in choices:
+        raise typer.BadParameter(f"expected one of {choices}, got {what!r}.")
+    if what in ("aligners", "all"):
+        from latentalign.align import list_aligners
+
+        typer.echo("aligners: " + ", ".join(list_aligners()))
+    if what in ("datasets", "all"):
+        from latentalign.datasets import list_datasets
+
+        typer.echo("datasets: " + ", ".join(list_datasets()))
+    if what in ("models", "all"):
+        from latentalign.encoders import list_encoders
+
+        typer.echo("models: " + ", ".join(list_encoders()))
+    if what in ("experiments", "all"):
+        from latentalign.experiments import list_experiments
+
+        typer.echo("experiments: " + ", ".join(list_experiments()))

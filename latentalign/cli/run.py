@@ -1,0 +1,50 @@
+"""``latentalign run``: reproduce a published result, or all of them, and write the result pages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from latentalign.cli.app import command, typer
+
+__all__ = ["run_cmd"]
+
+
+@command("run")
+def run_cmd(
+    experiment: str = typer.Argument(..., help="experiment name or config path (experiments/*.toml), or 'all'"),
+    reduced: bool = typer.Option(False, help="the reduced settings used by the slow tests"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="results directory (default experiments/results)"),
+    summary_only: bool = typer.Option(
+        False, "--summary-only", help="with 'all': rebuild SUMMARY.md from the JSON records, run nothing"
+    ),
+) -> None:
+    """Reproduce a published result; prints our numbers beside the paper's with the verdict.
+
+    **Examples**
+
+    ```
+    latentalign run experiments/word_translation_csls.toml
+    latentalign run all --reduced
+    latentalign run all --summary-only
+    ```
+    """
+    from latentalign.experiments import run_all, run_experiment, write_summary
+    from latentalign.reports import rows_to_markdown
+
+    if summary_only and experiment != "all":
+        raise typer.BadParameter(f"--summary-only goes with 'all', got experiment {experiment!r}.")
+    if experiment == "all":
+        summary = write_summary(out) if summary_only else run_all(reduced=reduced, out_dir=out)
+        typer.echo(summary.read_text())
+        typer.echo(f"summary: {summary}")
+        return
+    result, page = run_experiment(experiment, reduced=reduced, out_dir=out)
+    typer.echo(
+        rows_to_markdown(
+            [
+                {"claim": c.claim, "paper": c.paper, "ours": c.ours, "verdict": "pass" if c.passed else "FAIL"}
+                for c in result.checks
+            ]
+        )
+    )
+    typer.echo(f"results page: {page}")
