@@ -13,70 +13,18 @@ The loop stops as soon as the matches no longer change; when ``n_iter`` rounds e
 
 from __future__ import annotations
 
-import warnings
-from typing import Any
+from typing import Any, cast
 
 import torch
 
-from latentalign._array import ArrayLike, check_same_backend
-from latentalign._validation import check_array, check_choice, check_number
+from latentalign._array import ArrayLike
+from latentalign._validation import check_choice, check_number
 from latentalign.align.base import Aligner
 from latentalign.align.ot import check_pairs, check_unpaired, make_map, min_pairs
-from latentalign.exceptions import ConvergenceWarning
+from latentalign.functional.self_learning import mutual_csls_matches, self_learning_rounds
 from latentalign.preprocessing import make_preprocessor
 
 __all__ = ["SelfLearning", "mutual_csls_matches"]
-
-
-def _mutual_csls_t(Z: torch.Tensor, Y: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    from latentalign.functional.retrieval import csls_knn
-
-    fwd_scores, fwd = csls_knn(Z, Y, k=1, csls_k=k)
-    _, bwd = csls_knn(Y, Z, k=1, csls_k=k)
-    fwd, bwd, fwd_scores = fwd[:, 0], bwd[:, 0], fwd_scores[:, 0]
-    rows = torch.arange(Z.shape[0], device=fwd.device)
-    mutual = bwd[fwd] == rows
-    return rows[mutual], fwd[mutual], fwd_scores[mutual]
-
-
-def mutual_csls_matches(Z: ArrayLike, Y: ArrayLike, *, k: int = 10) -> tuple[ArrayLike, ArrayLike, ArrayLike]:
-    """Pairs ``(i, j)`` where ``Y[j]`` is ``Z[i]``'s best CSLS match and ``Z[i]`` is ``Y[j]``'s.
-
-    CSLS (Conneau et al., 2018) is ``2 cos(z, y) - r_Y(z) - r_Z(y)``, with ``r`` the mean cosine to the
-    ``k`` nearest neighbours on the other side. It is symmetric, so the backward search ranks the same
-    scores. Computed in row blocks by :func:`latentalign.functional.retrieval.csls_knn`.
-
-    Parameters
-    ----------
-    Z : array of shape (n, d)
-        Source rows already mapped into ``Y``'s space.
-    Y : array of shape (m, d)
-    k : int, default 10
-        CSLS neighbourhood size.
-
-    Returns
-    -------
-    rows : int array of shape (p,)
-    cols : int array of shape (p,)
-    scores : array of shape (p,)
-        The CSLS score of each mutual pair.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> Y = np.eye(4)
-    >>> rows, cols, _ = mutual_csls_matches(Y[[2, 0, 1]] + 0.05, Y, k=1)
-    >>> rows.tolist(), cols.tolist()
-    ([0, 1, 2], [2, 0, 1])
-    """
-    check_same_backend(Z=Z, Y=Y)
-    Zt, spec = check_array(Z, "Z")
-    Yt, _ = check_array(Y, "Y")
-    check_number(k, "k", integer=True, low=1)
-    rows, cols, scores = _mutual_csls_t(Zt, Yt, int(k))
-    if spec.backend == "torch":
-        return rows, cols, scores
-    return rows.cpu().numpy(), cols.cpu().numpy(), scores.detach().cpu().numpy()
 
 
 class SelfLearning(Aligner):
@@ -175,13 +123,7 @@ class SelfLearning(Aligner):
         self._check_params()
         Xt, Yt = check_unpaired(X, Y)
         self._remember_feature_names(X)
-        P = check_pairs(pairs, Xt.shape[0], Yt.shape[0]).to(Xt.device)
-        k = int(self.csls_k)
-        if k > min(Xt.shape[0], Yt.shape[0]):
-            raise ValueError(
-                f"csls_k={k} exceeds the rows available (X has {Xt.shape[0]}, Y has {Yt.shape[0]}); use "
-                f"csls_k <= {min(Xt.shape[0], Yt.shape[0])}."
-            )
+        P = check_pairs(pairs, Xt.shape[0], Yt.shape[0])
         if P.shape[0] == 0 and self.init is None:
             raise ValueError(
                 "SelfLearning needs a start: pass known pairs to fit(X, Y, pairs=...), or an unsupervised "
@@ -196,68 +138,30 @@ class SelfLearning(Aligner):
             delattr(self, key)
         prep_x = make_preprocessor(self.preprocess).fit(Xt)
         prep_y = make_preprocessor(self.preprocess).fit(Yt)
-        Xp, Yp = prep_x._forward(Xt), prep_y._forward(Yt)
 
-        def fit_map(rows: torch.Tensor, cols: torch.Tensor) -> Aligner:
-            return make_map(self.refine).fit(Xp[rows], Yp[cols])
+        def fit_map(Xa: torch.Tensor, Ya: torch.Tensor) -> tuple[Any, Aligner]:
+            mapping = make_map(self.refine).fit(Xa, Ya)
+            return mapping._transform, mapping
 
-        init_fitted = None
-        if P.shape[0] > 0:
-            mapping: Aligner = fit_map(P[:, 0], P[:, 1])
-        else:
-            init_fitted = self.init.clone().fit(Xp, Yp)
-            mapping = init_fitted
-        history: list[dict[str, Any]] = []
-        previous: set[tuple[int, int]] | None = None
-        train = P
-        converged = int(self.n_iter) == 0
-        rounds = 0
-        for rnd in range(1, int(self.n_iter) + 1):
-            Z = mapping._transform(Xp)
-            rows, cols, scores = _mutual_csls_t(Z, Yp, k)
-            current = set(zip(rows.tolist(), cols.tolist()))
-            changed = None
-            if previous is not None:
-                union = len(current | previous)
-                changed = len(current ^ previous) / union if union else 0.0
-            history.append({
-                "round": rnd,
-                "n_matches": len(current),
-                "csls": float(scores.mean()) if scores.numel() else float("nan"),
-                "changed": changed,
-            })
-            rounds = rnd
-            if changed == 0.0:
-                converged = True
-                break
-            train = torch.cat([P, torch.stack([rows, cols], 1)])
-            if train.shape[0] < min_pairs(self.refine):
-                raise ValueError(
-                    f"Round {rnd} found {len(current)} mutual CSLS matches, too few to fit a map. The start "
-                    "map is too poor: pass more pairs or a better init."
-                )
-            mapping = fit_map(train[:, 0], train[:, 1])
-            previous = current
-        if not converged:
-            last = history[-1]["changed"]
-            detail = f"{100 * last:.1f}% of the matches changed in the last round" if last is not None else (
-                "one round cannot be compared with a previous matching"
-            )
-            warnings.warn(
-                f"SelfLearning stopped after n_iter={self.n_iter} rounds without converging ({detail}). "
-                "Increase n_iter; history_ has the per-round log.",
-                ConvergenceWarning,
-                stacklevel=2,
-            )
+        started: list[Aligner] = []  # the fitted init, when the rounds start from it (no pairs)
+
+        def start(Xp: torch.Tensor, Yp: torch.Tensor) -> tuple[Any, Aligner]:
+            started.append(cast(Aligner, self.init).clone().fit(Xp, Yp))  # set: no pairs means init
+            return started[0]._transform, started[0]
+
+        rounds = self_learning_rounds(
+            prep_x._forward(Xt), prep_y._forward(Yt), fit_map, pairs=P, start=start, n_iter=self.n_iter,
+            csls_k=self.csls_k, label="SelfLearning",
+        )
         self.preprocess_x_ = prep_x
         self.preprocess_y_ = prep_y
-        if init_fitted is not None:
-            self.init_ = init_fitted
-        self.map_ = mapping
-        self.matches_ = train.cpu()
-        self.history_ = history
-        self.converged_ = converged
-        self.n_iter_ = rounds
+        if started:
+            self.init_ = started[0]
+        self.map_ = rounds.map
+        self.matches_ = rounds.matches
+        self.history_ = rounds.history
+        self.converged_ = rounds.converged
+        self.n_iter_ = rounds.n_iter
         self.n_features_in_ = int(Xt.shape[1])
         self.n_features_out_ = int(Yt.shape[1])
         return self

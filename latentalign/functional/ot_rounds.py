@@ -315,7 +315,7 @@ def ot_alignment_rounds(
     matches = torch.full((X.shape[0],), -1, dtype=torch.long)
     matches[P[:, 0]] = P[:, 1]
     history: list[dict[str, Any]] = []
-    solver = {"reg": float(reg), "metric": metric, "max_iter": max_iter, "tol": tol}
+    solver: dict[str, Any] = {"reg": float(reg), "metric": metric, "max_iter": max_iter, "tol": tol}
 
     def refit(rows_x: torch.Tensor, targets: torch.Tensor) -> tuple[Transform, Any, float]:
         Xa = torch.cat([X[Px], X[rows_x]])
