@@ -11,21 +11,28 @@ __all__ = ["run_cmd"]
 
 @command("run")
 def run_cmd(
-    experiment: str = typer.Argument(..., help="experiment name or config path (experiments/*.toml), or 'all'"),
+    experiment: str = typer.Argument(
+        ..., help="experiment name (latentalign list experiments), a .toml config path, or 'all'"
+    ),
     reduced: bool = typer.Option(False, help="the reduced settings used by the slow tests"),
-    out: Path | None = typer.Option(None, "--out", "-o", help="results directory (default experiments/results)"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="results directory (default runs/experiments)"),
     summary_only: bool = typer.Option(
         False, "--summary-only", help="with 'all': rebuild SUMMARY.md from the JSON records, run nothing"
     ),
 ) -> None:
     """Reproduce a published result; prints our numbers beside the paper's with the verdict.
 
+    Writes OUT/NAME.md (the results page), OUT/NAME.json (the run record) and its plots; `all` adds
+    OUT/SUMMARY.md. The configs ship with the package; $LATENTALIGN_EXPERIMENTS names another directory
+    of them. In a source checkout, `-o experiments/results` regenerates the published pages.
+
     **Examples**
 
     ```
-    latentalign run experiments/word_translation_csls.toml
+    latentalign run word_translation_csls          # writes runs/experiments/
+    latentalign run my_config.toml -o results/
     latentalign run all --reduced
-    latentalign run all --summary-only
+    latentalign run all --summary-only -o experiments/results
     ```
     """
     from latentalign.experiments import run_all, run_experiment, write_summary

@@ -1,14 +1,27 @@
-"""Load experiment configs, run them, and write result pages and the summary table."""
+"""Load experiment configs, run them, and write result pages and the summary table.
+
+Configs ship inside the package (``latentalign/experiments/configs/*.toml``, read with
+:mod:`importlib.resources`, so an installed wheel has them); ``$LATENTALIGN_EXPERIMENTS`` names another
+directory of configs instead. Result pages go to the directory the caller names, by default
+``runs/experiments`` under the current directory, like every other output of the command line.
+"""
 
 from __future__ import annotations
 
 import importlib
+import importlib.resources
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+if sys.version_info >= (3, 11):
+    from importlib.resources.abc import Traversable
+else:  # Python 3.10
+    from importlib.abc import Traversable
 
 from latentalign.reports import make_record, rows_to_markdown, write_record
 
@@ -21,11 +34,15 @@ __all__ = [
     "run_experiment",
     "run_all",
     "write_summary",
-    "EXPERIMENTS_DIR",
+    "config_dir",
+    "CONFIG_ENV",
+    "DEFAULT_RESULTS_DIR",
 ]
 
-#: Where configs live in a source checkout (``<repo>/experiments``); ``$LATENTALIGN_EXPERIMENTS`` overrides.
-EXPERIMENTS_DIR = Path(os.environ.get("LATENTALIGN_EXPERIMENTS", Path(__file__).resolve().parents[2] / "experiments"))
+#: Environment variable naming a directory of ``*.toml`` configs to use instead of the packaged ones.
+CONFIG_ENV = "LATENTALIGN_EXPERIMENTS"
+#: Where results go when no directory is given: relative to the current directory, beside ``runs/demo``.
+DEFAULT_RESULTS_DIR = Path("runs") / "experiments"
 
 
 @dataclass
@@ -40,12 +57,17 @@ class Check:
 
 @dataclass
 class ExperimentResult:
-    """What a runner returns: a table, the checks, notes, and the plots it wrote."""
+    """What a runner returns: a table, the checks, notes, the plots it wrote, and details for the record.
+
+    ``details`` (JSON-serialisable) is stored in the run record beside the table, e.g. a diagnostic's raw
+    values that the page only summarises in a note.
+    """
 
     rows: list[dict[str, Any]]
     checks: list[Check]
     notes: list[str] = field(default_factory=list)
     plots: list[Path] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -62,37 +84,87 @@ def _toml():
     return tomllib
 
 
-def list_experiments(directory: str | os.PathLike[str] | None = None) -> list[str]:
-    """Names of the configs in ``directory`` (default :data:`EXPERIMENTS_DIR`)."""
-    return sorted(p.stem for p in Path(directory or EXPERIMENTS_DIR).glob("*.toml"))
+def config_dir() -> Traversable:
+    """The directory of experiment configs: ``$LATENTALIGN_EXPERIMENTS`` if set, else the packaged one.
+
+    Returns
+    -------
+    importlib.resources.abc.Traversable
+        A :class:`pathlib.Path` for an installed or checked-out package (or the override); a traversable
+        resource directory when the package is imported from an archive.
+
+    Examples
+    --------
+    >>> (config_dir() / "word_translation_csls.toml").is_file()
+    True
+    """
+    override = os.environ.get(CONFIG_ENV)
+    if override:
+        return Path(override).expanduser()
+    return importlib.resources.files("latentalign.experiments").joinpath("configs")
 
 
-def find_config(name_or_path: str | os.PathLike[str]) -> Path:
-    """Resolve ``"name"`` or ``"experiments/name.toml"`` to a config file; unknown names list the known ones."""
+def list_experiments(directory: str | os.PathLike[str] | Traversable | None = None) -> list[str]:
+    """Names of the experiment configs (``*.toml``) in ``directory`` (default :func:`config_dir`).
+
+    Examples
+    --------
+    >>> "word_translation_csls" in list_experiments()
+    True
+    """
+    folder = config_dir() if directory is None else directory
+    folder = Path(folder) if isinstance(folder, (str, os.PathLike)) else folder
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"The experiment config directory {str(folder)!r} does not exist; unset ${CONFIG_ENV} or point it "
+            "at a directory of *.toml configs."
+        )
+    return sorted(p.name[: -len(".toml")] for p in folder.iterdir() if p.name.endswith(".toml") and p.is_file())
+
+
+def find_config(name_or_path: str | os.PathLike[str]) -> Traversable:
+    """Resolve an experiment name (``"mutual_knn"``) or a config file path to the config file.
+
+    A path to an existing file is used as it is; otherwise the name (a path's stem) is looked up in
+    :func:`config_dir`. Unknown names raise ``FileNotFoundError`` listing the known ones.
+
+    Examples
+    --------
+    >>> find_config("mutual_knn").name
+    'mutual_knn.toml'
+    """
     path = Path(name_or_path)
     if path.is_file():
         return path
-    candidate = EXPERIMENTS_DIR / f"{path.stem}.toml"
+    candidate = config_dir() / f"{path.stem}.toml"
     if candidate.is_file():
         return candidate
     raise FileNotFoundError(
-        f"No experiment config {str(name_or_path)!r}; known experiments in {EXPERIMENTS_DIR}: "
-        f"{list_experiments()}."
+        f"No experiment config {str(name_or_path)!r}; known experiments in {config_dir()}: "
+        f"{list_experiments()}. Pass one of these names or the path of a .toml config."
     )
 
 
 def load_config(name_or_path: str | os.PathLike[str], *, reduced: bool = False) -> dict[str, Any]:
-    """Read a config; with ``reduced`` the ``[reduced]`` table overrides keys of ``[setup]``."""
+    """Read a config; with ``reduced`` the ``[reduced]`` table overrides keys of ``[setup]``.
+
+    Examples
+    --------
+    >>> config = load_config("word_translation_csls", reduced=True)
+    >>> config["name"], config["setup"]["n_test"], config["reduced_run"]
+    ('word_translation_csls', 500, True)
+    """
     path = find_config(name_or_path)
-    with open(path, "rb") as handle:
-        try:
-            config = _toml().load(handle)
-        except Exception as exc:  # tomllib.TOMLDecodeError: report the file
-            raise ValueError(f"{str(path)!r} is not valid TOML ({exc}).") from None
+    try:
+        config = _toml().loads(path.read_bytes().decode("utf-8"))
+    except Exception as exc:  # tomllib.TOMLDecodeError: report the file
+        raise ValueError(f"{str(path)!r} is not valid TOML ({exc}).") from None
     for key in ("runner", "title", "paper", "setup"):
         if key not in config:
             raise ValueError(f"{str(path)!r} lacks the required key {key!r}.")
-    config["name"] = path.stem
+    config["name"] = path.name[: -len(".toml")] if path.name.endswith(".toml") else Path(path.name).stem
+    packaged = os.environ.get(CONFIG_ENV) is None and not Path(name_or_path).is_file()
+    config["config_file"] = f"latentalign/experiments/configs/{path.name}" if packaged else str(path)
     config["setup"] = {**config["setup"], **(config.get("reduced", {}) if reduced else {})}
     config["reduced_run"] = reduced
     return config
@@ -110,7 +182,7 @@ def _page(config: dict[str, Any], result: ExperimentResult, elapsed: float, plot
         "",
         f"Paper: {paper.get('citation', '')}. {paper.get('table', '')}",
         "",
-        f"Config: `experiments/{config['name']}.toml`"
+        f"Config: `{config.get('config_file', config['name'])}`"
         + (" (reduced run)" if config.get("reduced_run") else "")
         + f"; run time {elapsed:.0f} s.",
         "",
@@ -135,9 +207,12 @@ def run_experiment(
     reduced: bool = False,
     out_dir: str | os.PathLike[str] | None = None,
 ) -> tuple[ExperimentResult, Path]:
-    """Run one experiment; write ``<out_dir>/<name>.md`` and ``.json``; return the result and the page."""
+    """Run one experiment; write ``<out_dir>/<name>.md`` and ``.json``; return the result and the page.
+
+    ``out_dir`` defaults to :data:`DEFAULT_RESULTS_DIR` (``runs/experiments`` under the current directory).
+    """
     config = load_config(name_or_path, reduced=reduced)
-    out = Path(out_dir) if out_dir is not None else EXPERIMENTS_DIR / "results"
+    out = Path(out_dir) if out_dir is not None else DEFAULT_RESULTS_DIR
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     result = _runner(config)(config, out_dir=out)
@@ -147,7 +222,8 @@ def run_experiment(
     record = make_record(
         f"experiment:{config['name']}", result.rows, settings=config["setup"], seed=config["setup"].get("seed"),
         extra={"checks": [c.__dict__ for c in result.checks], "passed": result.passed,
-               "elapsed_s": round(elapsed, 1), "paper": config["paper"], "reduced": reduced},
+               "elapsed_s": round(elapsed, 1), "paper": config["paper"], "reduced": reduced,
+               **({"details": result.details} if result.details else {})},
     )
     write_record(record, out, config["name"])
     return result, page
@@ -157,7 +233,7 @@ def run_all(
     *, reduced: bool = False, out_dir: str | os.PathLike[str] | None = None, names: list[str] | None = None
 ) -> Path:
     """Run every experiment, then write ``SUMMARY.md`` (see :func:`write_summary`); return its path."""
-    out = Path(out_dir) if out_dir is not None else EXPERIMENTS_DIR / "results"
+    out = Path(out_dir) if out_dir is not None else DEFAULT_RESULTS_DIR
     names = names or list_experiments()
     for name in names:
         run_experiment(name, reduced=reduced, out_dir=out)
@@ -175,7 +251,7 @@ def write_summary(out_dir: str | os.PathLike[str] | None = None, *, names: list[
     FileNotFoundError
         If an experiment in ``names`` has no record in ``out_dir`` (run it first).
     """
-    out = Path(out_dir) if out_dir is not None else EXPERIMENTS_DIR / "results"
+    out = Path(out_dir) if out_dir is not None else DEFAULT_RESULTS_DIR
     rows, passed, total = [], 0, 0
     for name in names or list_experiments():
         path = out / f"{name}.json"
