@@ -20,32 +20,21 @@ has orthonormal rows), which pairwise Procrustes fits do not guarantee.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 
 from latentalign._array import ArrayLike, check_same_backend, restore
-from latentalign.base import BaseEstimator
-from latentalign.persistence import Persistable
 from latentalign._validation import check_array, check_choice, check_is_fitted, check_n_features, check_number
-from latentalign.exceptions import ConvergenceWarning
-from latentalign.functional.procrustes import polar_factor
+from latentalign.base import BaseEstimator
+from latentalign.functional.gpa import generalized_procrustes, procrustes_onto
+from latentalign.persistence import Persistable
 from latentalign.preprocessing import make_preprocessor
 
 __all__ = ["UniversalSpace"]
 
 _F64 = torch.float64
-
-
-def _procrustes_onto(A: torch.Tensor, B: torch.Tensor, scale: bool) -> tuple[torch.Tensor, float]:
-    """(Semi-)orthogonal ``R`` and scale ``s`` minimising ``||s A R - B||_F`` (no centring: inputs are)."""
-    R, S = polar_factor(A.T @ B)
-    if not scale:
-        return R, 1.0
-    norm = float((A * A).sum())
-    return R, (float(S.sum()) / norm if norm > 0 else 1.0)
 
 
 class UniversalSpace(Persistable, BaseEstimator):
@@ -170,41 +159,11 @@ class UniversalSpace(Persistable, BaseEstimator):
         devices = {str(t.device) for t in data.values()}
         if len(devices) > 1:
             raise ValueError(f"The embeddings are on several devices ({sorted(devices)}); move them to one device.")
-        width = max(t.shape[1] for t in data.values())
-        padded = {k: torch.nn.functional.pad(t, (0, width - t.shape[1])) for k, t in data.items()}
-
-        mean = padded[names[0]].clone()
-        history: list[float] = []
-        converged = False
-        rotations: dict[str, torch.Tensor] = {}
-        scales: dict[str, float] = {}
-        for _ in range(int(self.max_iter)):
-            aligned = []
-            for name in names:
-                R, s = _procrustes_onto(padded[name], mean, bool(self.scale))
-                rotations[name], scales[name] = R, s
-                aligned.append(s * padded[name] @ R)
-            new_mean = torch.stack(aligned).mean(0)
-            if self.scale:  # fix the overall size (GPA with scaling would otherwise shrink towards 0)
-                ref = float(torch.stack([padded[k].norm() for k in names]).mean())
-                new_mean = new_mean * (ref / float(new_mean.norm().clamp_min(1e-300)))
-            change = float((new_mean - mean).norm() / new_mean.norm().clamp_min(1e-300))
-            history.append(change)
-            mean = new_mean
-            if change <= self.tol:
-                converged = True
-                break
-        if not converged:
-            warnings.warn(
-                f"UniversalSpace (GPA) stopped after max_iter={self.max_iter} rounds without converging (last "
-                f"relative change of the mean shape {history[-1]:.2e} > tol={self.tol:g}). Increase max_iter "
-                "or tol.",
-                ConvergenceWarning,
-                stacklevel=2,
-            )
-        # Final alignment of every model onto the final mean shape.
-        for name in names:
-            rotations[name], scales[name] = _procrustes_onto(padded[name], mean, bool(self.scale))
+        gpa = generalized_procrustes(
+            [data[k] for k in names], scale=bool(self.scale), max_iter=self.max_iter, tol=self.tol,
+            label="UniversalSpace (GPA)",
+        )
+        rotations, mean, width = dict(zip(names, gpa.rotations)), gpa.mean_shape, gpa.mean_shape.shape[1]
         dim = width if self.dim is None else int(self.dim)
         if dim < width:
             centred = mean - mean.mean(0)
@@ -214,14 +173,14 @@ class UniversalSpace(Persistable, BaseEstimator):
             basis = torch.eye(width, dim, dtype=_F64, device=mean.device)
         self.names_ = names
         self.weights_ = {k: (rotations[k] @ basis)[: data[k].shape[1]].contiguous() for k in names}
-        self.scales_ = {k: float(scales[k]) for k in names}
+        self.scales_ = dict(zip(names, gpa.scales))
         self.preprocessors_ = preps
         self.n_features_ = {k: int(data[k].shape[1]) for k in names}
         self.mean_shape_ = mean @ basis
         self.dim_ = dim
-        self.history_ = history
-        self.converged_ = converged
-        self.n_iter_ = len(history)
+        self.history_ = gpa.history
+        self.converged_ = gpa.converged
+        self.n_iter_ = gpa.n_iter
         return self
 
     def add(self, name: str, X_anchors: ArrayLike) -> UniversalSpace:
@@ -243,7 +202,7 @@ class UniversalSpace(Persistable, BaseEstimator):
             )
         t, prep, _ = self._prepare(name, X_anchors, int(self.mean_shape_.shape[0]))
         target = self.mean_shape_.to(device=t.device)
-        R, s = _procrustes_onto(t, target, bool(self.scale))
+        R, s = procrustes_onto(t, target, bool(self.scale))
         self.names_ = [*self.names_, name]
         self.weights_ = {**self.weights_, name: R}
         self.scales_ = {**self.scales_, name: float(s)}
