@@ -1,8 +1,9 @@
 """Stateful representation-similarity evaluation (torchmetrics style).
 
 :class:`SimilarityEvaluator` streams paired row batches of two embedding sets. ``linear_cka``,
-``unbiased_cka``, ``svcca`` and ``procrustes_distance`` only accumulate float64 second moments
-(``O((d1 + d2)^2)`` memory, whatever the number of rows); ``mutual_knn`` and ``cknna`` need the whole
+``unbiased_cka``, ``svcca`` and ``procrustes_distance`` only accumulate float64 moments (the mergeable
+:class:`~latentalign.functional.moments.CrossStats` of each batch, merged; ``O((d1 + d2)^2)`` memory,
+whatever the number of rows); ``mutual_knn`` and ``cknna`` need the whole
 k-NN graph, so when they are requested the rows themselves are kept until :meth:`compute`. The result
 equals :func:`latentalign.functional.similarity.similarity_scores` on all rows at once.
 """
@@ -15,18 +16,18 @@ import torch
 
 from latentalign._array import ArrayLike
 from latentalign._validation import check_choice, check_number, check_pair
+from latentalign.functional.moments import CrossStats
 from latentalign.functional.similarity import (
     KNN_METRICS,
     MOMENT_METRICS,
     PROCRUSTES_KINDS,
     SIMILARITY_METRICS,
-    Moments,
     check_metrics,
     check_variance_fraction,
     cknna,
-    compute_moments,
+    moment_stats,
     mutual_knn,
-    scores_from_moments,
+    scores_from_stats,
 )
 
 __all__ = ["SimilarityEvaluator"]
@@ -77,8 +78,8 @@ class SimilarityEvaluator:
 
     def reset(self) -> SimilarityEvaluator:
         """Forget every row seen so far."""
-        self._moments: Moments | None = None
-        self._shift: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._stats: CrossStats | None = None
+        self._dims: tuple[int, int] | None = None
         self._rows: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._n = 0
         return self
@@ -91,22 +92,17 @@ class SimilarityEvaluator:
     def update(self, X: ArrayLike, Y: ArrayLike) -> SimilarityEvaluator:
         """Add a batch of paired rows (row ``i`` of ``X`` and of ``Y`` describe the same item)."""
         Xt, Yt, _ = check_pair(X, Y)
-        if self._shift is not None:
-            for name, t, ref in (("X", Xt, self._shift[0]), ("Y", Yt, self._shift[1])):
-                if t.shape[1] != ref.shape[0]:
+        if self._dims is not None:
+            for name, t, width in (("X", Xt, self._dims[0]), ("Y", Yt, self._dims[1])):
+                if t.shape[1] != width:
                     raise ValueError(
-                        f"{name} has {t.shape[1]} features, but earlier batches had {ref.shape[0]}. Pass "
+                        f"{name} has {t.shape[1]} features, but earlier batches had {width}. Pass "
                         "embeddings from the same models in every update, or call reset()."
                     )
+        self._dims = (Xt.shape[1], Yt.shape[1])
         if set(MOMENT_METRICS) & set(self.metrics):
-            if self._shift is None:
-                # Every moment-based measure is translation invariant: shifting by the first batch's mean
-                # only keeps the float64 sums well conditioned.
-                self._shift = (Xt.to(torch.float64).mean(0), Yt.to(torch.float64).mean(0))
-            part = compute_moments(Xt, Yt, *self._shift)
-            self._moments = part if self._moments is None else self._moments + part
-        elif self._shift is None:
-            self._shift = (torch.zeros(Xt.shape[1]), torch.zeros(Yt.shape[1]))
+            part = moment_stats(Xt, Yt, self.metrics)
+            self._stats = part if self._stats is None else self._stats.merge(part)
         if set(KNN_METRICS) & set(self.metrics):
             self._rows.append((Xt.detach().clone(), Yt.detach().clone()))
         self._n += Xt.shape[0]
@@ -122,8 +118,8 @@ class SimilarityEvaluator:
                 f"{self._n} rows were accumulated, but {', '.join(self.metrics)} needs at least {min_rows}."
             )
         out: dict[str, float] = {}
-        if self._moments is not None:
-            out.update(scores_from_moments(self._moments, self.metrics, self.variance, self.procrustes))
+        if self._stats is not None:
+            out.update(scores_from_stats(self._stats, self.metrics, self.variance, self.procrustes))
         if self._rows:
             X = torch.cat([x for x, _ in self._rows])
             Y = torch.cat([y for _, y in self._rows])

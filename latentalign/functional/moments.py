@@ -1,26 +1,37 @@
-"""Streamed, mergeable sufficient statistics of paired data (the whole data pass of Procrustes and Affine).
+"""Streamed, mergeable sufficient statistics of paired data: the one moments accumulator of the package.
 
 :class:`CrossStats` holds, for paired rows ``x_i`` (``d_x`` features) and ``y_i`` (``d_y`` features):
 
 - ``n``: the number of rows,
 - ``mean_x``, ``mean_y``: the column means,
 - ``cxy = sum_i (x_i - mean_x)^T (y_i - mean_y)``: the centred cross-product matrix, ``(d_x, d_y)``,
-- optionally ``ssx``, ``ssy``: the centred per-column sums of squares (for scaling and standardising),
-- optionally ``cxx = sum_i (x_i - mean_x)^T (x_i - mean_x)``: the centred Gram matrix (for least squares).
+- optionally (``squares=True``) ``ssx``, ``ssy``: the centred per-column sums of squares,
+- optionally (``gram=True``) ``cxx = sum_i (x_i - mean_x)^T (x_i - mean_x)``: the centred Gram matrix of ``X``,
+- optionally (``gram_y=True``) ``cyy``: the centred Gram matrix of ``Y``,
+- optionally (``fourth=True``) the fourth-order sums of the unbiased HSIC. With ``u_i = x_i - mean_x``,
+  ``v_i = y_i - mean_y``, ``a_i = ||u_i||^2`` and ``b_i = ||v_i||^2``: the scalars ``saa = sum a_i^2``,
+  ``sbb = sum b_i^2``, ``sab = sum a_i b_i`` and the vectors ``sxa = sum a_i u_i``, ``sxb = sum b_i u_i``
+  (``d_x``), ``sya = sum a_i v_i``, ``syb = sum b_i v_i`` (``d_y``). They depend on the centre, and moving
+  them to another centre needs both Gram matrices, so ``fourth=True`` also computes ``cxx`` and ``cyy``.
+
+Procrustes needs ``cxy`` (and the sums of squares to scale or standardise), least squares ``cxx`` too,
+and the similarity measures of :mod:`latentalign.functional.similarity` both Gram matrices (plus the
+fourth-order sums for the unbiased CKA). Each part costs time only when asked for.
 
 Everything is float64. The statistics of two disjoint sets of rows combine exactly with :meth:`merge`
-(Chan, Golub and LeVeque's pairwise update of centred moments), so chunks of a stream, or shards computed
-on different machines, give the statistics of the whole data up to float64 rounding.
+(Chan, Golub and LeVeque's pairwise update of centred moments, extended to the fourth-order sums by
+re-centring each side on the common mean), so chunks of a stream, or shards computed on different
+machines, give the statistics of the whole data up to float64 rounding.
 
 How one call reads the data (:func:`compute_stats`): rows are processed in blocks of a few thousand. Each
 block is shifted by a fixed reference row mean ``K`` (the mean of the first block) into two reused,
 cache-sized buffers ``x - K_x`` and ``y - K_y``; one GEMM ``(x - K_x)^T (y - K_y)`` (plus
-``(x - K_x)^T (x - K_x)`` for the Gram matrix) and the buffers' column sums follow. The GEMM runs in the
-input dtype (float32 data runs at the float32 GEMM rate) and accumulates in that dtype over at most
-``flush_rows`` rows before being added into float64. The inputs are never copied whole: the extra memory
-is the two ``(block_rows, d)`` buffers plus ``O(d^2)`` accumulators. The shift makes the float32 products
-as accurate as products of exactly centred data (it removes the mean, the cause of cancellation); the
-exact centring is applied in float64 at the end.
+``(x - K_x)^T (x - K_x)`` and ``(y - K_y)^T (y - K_y)`` for the Gram matrices) and the buffers' column sums
+follow. The GEMM runs in the input dtype (float32 data runs at the float32 GEMM rate) and accumulates in
+that dtype over at most ``flush_rows`` rows before being added into float64. The inputs are never copied
+whole: the extra memory is the two ``(block_rows, d)`` buffers plus ``O(d^2)`` accumulators. The shift
+makes the float32 products as accurate as products of exactly centred data (it removes the mean, the cause
+of cancellation); the exact centring is applied in float64 at the end.
 
 On the CPU the shifts and sums run single-threaded in numpy and only the GEMM is multi-threaded (torch):
 on a machine shared with other processes, each multi-threaded element-wise op waits at its barrier for
@@ -43,13 +54,13 @@ Examples
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["CrossStats", "compute_stats", "is_finite", "BLOCK_BYTES", "FLUSH_ROWS"]
+__all__ = ["CrossStats", "compute_stats", "shift_fourth", "is_finite", "BLOCK_BYTES", "FLUSH_ROWS", "FOURTH_ORDER"]
 
 #: Target size in bytes of the two per-block centring buffers together (they stay in the last-level cache).
 BLOCK_BYTES = 8 * 2**20
@@ -57,6 +68,8 @@ BLOCK_BYTES = 8 * 2**20
 MIN_BLOCK_ROWS, MAX_BLOCK_ROWS = 2048, 16384
 #: Rows accumulated by the GEMM in the input dtype before the partial sum is added into float64.
 FLUSH_ROWS = 65536
+#: Names of the fourth-order sums (``fourth=True``), in the order of the module docstring.
+FOURTH_ORDER = ("saa", "sbb", "sab", "sxa", "sxb", "sya", "syb")
 
 _F64 = torch.float64
 
@@ -75,7 +88,13 @@ class CrossStats:
     ssx, ssy : torch.Tensor of shape (d_x,), (d_y,) or None
         Centred per-column sums of squares, present when computed with ``squares=True``.
     cxx : torch.Tensor of shape (d_x, d_x) or None
-        Centred Gram matrix, present when computed with ``gram=True``.
+        Centred Gram matrix of ``X``, present when computed with ``gram=True`` (or ``fourth=True``).
+    cyy : torch.Tensor of shape (d_y, d_y) or None
+        Centred Gram matrix of ``Y``, present when computed with ``gram_y=True`` (or ``fourth=True``).
+    saa, sbb, sab : torch.Tensor of shape () or None
+    sxa, sxb : torch.Tensor of shape (d_x,) or None
+    sya, syb : torch.Tensor of shape (d_y,) or None
+        Fourth-order sums about the means, present when computed with ``fourth=True``.
     """
 
     n: int
@@ -85,6 +104,14 @@ class CrossStats:
     ssx: torch.Tensor | None = None
     ssy: torch.Tensor | None = None
     cxx: torch.Tensor | None = None
+    cyy: torch.Tensor | None = None
+    saa: torch.Tensor | None = None
+    sbb: torch.Tensor | None = None
+    sab: torch.Tensor | None = None
+    sxa: torch.Tensor | None = None
+    sxb: torch.Tensor | None = None
+    sya: torch.Tensor | None = None
+    syb: torch.Tensor | None = None
 
     @property
     def dim_x(self) -> int:
@@ -106,6 +133,40 @@ class CrossStats:
         """Whether the source Gram matrix is present."""
         return self.cxx is not None
 
+    @property
+    def has_gram_y(self) -> bool:
+        """Whether the target Gram matrix is present."""
+        return self.cyy is not None
+
+    @property
+    def has_fourth(self) -> bool:
+        """Whether the fourth-order sums are present (with both Gram matrices, which moving them needs)."""
+        return self.has_gram and self.has_gram_y and all(getattr(self, k) is not None for k in FOURTH_ORDER)
+
+    def squares(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(ssx, ssy)``; raises ``ValueError`` when they were not computed."""
+        if self.ssx is None or self.ssy is None:
+            raise ValueError(_missing("the per-column sums of squares", "squares=True"))
+        return self.ssx, self.ssy
+
+    def gram(self) -> torch.Tensor:
+        """``cxx``; raises ``ValueError`` when it was not computed."""
+        if self.cxx is None:
+            raise ValueError(_missing("the Gram matrix X^T X", "gram=True"))
+        return self.cxx
+
+    def gram_y(self) -> torch.Tensor:
+        """``cyy``; raises ``ValueError`` when it was not computed."""
+        if self.cyy is None:
+            raise ValueError(_missing("the Gram matrix Y^T Y", "gram_y=True"))
+        return self.cyy
+
+    def fourth(self) -> dict[str, torch.Tensor]:
+        """The fourth-order sums by name (:data:`FOURTH_ORDER`); raises ``ValueError`` when absent."""
+        if not self.has_fourth:
+            raise ValueError(_missing("the fourth-order sums", "fourth=True"))
+        return {k: _present(getattr(self, k)) for k in FOURTH_ORDER}
+
     def merge(self, other: CrossStats) -> CrossStats:
         """Statistics of the union of two disjoint sets of rows (exact up to float64 rounding).
 
@@ -113,12 +174,23 @@ class CrossStats:
         ----------
         other : CrossStats
             Statistics of other rows, with the same dimensions. Optional parts (sums of squares, Gram
-            matrix) are kept only when both sides have them.
+            matrices, fourth-order sums) are kept only when both sides have them.
 
         Returns
         -------
         CrossStats
             A new object; neither input is modified.
+
+        Examples
+        --------
+        >>> import torch
+        >>> g = torch.Generator().manual_seed(0)
+        >>> X = torch.randn(50, 3, generator=g, dtype=torch.float64) + 4.0
+        >>> Y = torch.randn(50, 2, generator=g, dtype=torch.float64)
+        >>> whole = compute_stats(X, Y, fourth=True)
+        >>> merged = compute_stats(X[:20], Y[:20], fourth=True) + compute_stats(X[20:], Y[20:], fourth=True)
+        >>> bool(torch.allclose(whole.sxa, merged.sxa, atol=1e-9)), merged.has_fourth
+        (True, True)
         """
         if not isinstance(other, CrossStats):
             raise TypeError(f"Can only merge CrossStats with CrossStats, got {type(other).__name__}.")
@@ -136,12 +208,20 @@ class CrossStats:
         weight = self.n * other.n / n
         dx = other.mean_x - self.mean_x
         dy = other.mean_y - self.mean_y
-        ssx = ssy = cxx = None
-        if self.has_squares and other.has_squares:
+        ssx = ssy = cxx = cyy = None
+        if self.ssx is not None and self.ssy is not None and other.ssx is not None and other.ssy is not None:
             ssx = self.ssx + other.ssx + weight * dx * dx
             ssy = self.ssy + other.ssy + weight * dy * dy
-        if self.has_gram and other.has_gram:
+        if self.cxx is not None and other.cxx is not None:
             cxx = self.cxx + other.cxx + weight * torch.outer(dx, dx)
+        if self.cyy is not None and other.cyy is not None:
+            cyy = self.cyy + other.cyy + weight * torch.outer(dy, dy)
+        fourth: dict[str, torch.Tensor] = {}
+        if self.has_fourth and other.has_fourth:
+            # Move both sides to the common mean (each is centred on its own, so its sums of u are 0), add.
+            mine = _recentre(self, dx * (other.n / n), dy * (other.n / n))
+            theirs = _recentre(other, dx * (-self.n / n), dy * (-self.n / n))
+            fourth = {k: mine[k] + theirs[k] for k in FOURTH_ORDER}
         return CrossStats(
             n=n,
             mean_x=self.mean_x + dx * (other.n / n),
@@ -150,18 +230,17 @@ class CrossStats:
             ssx=ssx,
             ssy=ssy,
             cxx=cxx,
+            cyy=cyy,
+            **fourth,
         )
 
     __add__ = merge
 
     def to(self, device: torch.device | str) -> CrossStats:
         """The same statistics with every tensor on ``device``."""
-        moved = {
-            f.name: (v.to(device) if isinstance(v, torch.Tensor) else v)
-            for f in fields(self)
-            for v in [getattr(self, f.name)]
-        }
-        return replace(self, **moved)
+        tensors = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "n"}
+        moved: dict[str, Any] = {k: (v.to(device) if v is not None else None) for k, v in tensors.items()}
+        return CrossStats(n=self.n, **moved)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (tensors and an int) for saving; optional parts that are absent are left out."""
@@ -170,7 +249,79 @@ class CrossStats:
     @classmethod
     def from_dict(cls, state: dict[str, Any]) -> CrossStats:
         """Inverse of :meth:`to_dict`."""
-        return cls(**{k: (int(v) if k == "n" else v) for k, v in state.items()})
+        values: dict[str, Any] = {k: (int(v) if k == "n" else v) for k, v in state.items()}
+        return cls(**values)
+
+
+def _missing(what: str, flag: str) -> str:
+    return f"These statistics were accumulated without {what}; compute them with {flag}."
+
+
+def _present(t: torch.Tensor | None) -> torch.Tensor:
+    if t is None:  # callers check has_* first; reaching this is a bug in this module
+        raise RuntimeError("a statistic checked as present is missing")
+    return t
+
+
+def _recentre(stats: CrossStats, dx: torch.Tensor, dy: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The fourth-order sums of centred ``stats`` about the centre ``mean + (dx, dy)``."""
+    zx, zy = torch.zeros_like(dx), torch.zeros_like(dy)
+    return shift_fourth(
+        stats.fourth(), stats.n, zx, zy, stats.gram(), stats.gram_y(), stats.cxy, dx, dy
+    )
+
+
+def shift_fourth(
+    sums: dict[str, torch.Tensor],
+    n: int,
+    sx: torch.Tensor,
+    sy: torch.Tensor,
+    gxx: torch.Tensor,
+    gyy: torch.Tensor,
+    gxy: torch.Tensor,
+    dx: torch.Tensor,
+    dy: torch.Tensor,
+) -> dict[str, torch.Tensor]:
+    """Move the fourth-order sums from the centre ``K`` to ``K + (dx, dy)`` (exact algebra, float64).
+
+    Every input is about the old centre: ``u_i = x_i - K_x``, ``v_i = y_i - K_y``; ``sx = sum u_i``,
+    ``sy = sum v_i``, ``gxx = sum u_i u_i^T``, ``gyy = sum v_i v_i^T``, ``gxy = sum u_i v_i^T`` and ``sums``
+    (names of :data:`FOURTH_ORDER`) built from ``a_i = ||u_i||^2``, ``b_i = ||v_i||^2``. Expanding
+    ``a'_i = a_i - 2 dx.u_i + |dx|^2`` (likewise ``b'_i``) and ``u'_i = u_i - dx`` gives the new sums from
+    these alone.
+
+    Examples
+    --------
+    >>> import torch
+    >>> u = torch.tensor([[1.0, 2.0], [3.0, -1.0]], dtype=torch.float64)
+    >>> a = (u * u).sum(1)
+    >>> sums = {"saa": a @ a, "sbb": a @ a, "sab": a @ a, "sxa": u.T @ a, "sxb": u.T @ a,
+    ...         "sya": u.T @ a, "syb": u.T @ a}
+    >>> d = torch.tensor([0.5, 0.25], dtype=torch.float64)
+    >>> moved = shift_fourth(sums, 2, u.sum(0), u.sum(0), u.T @ u, u.T @ u, u.T @ u, d, d)
+    >>> a2 = ((u - d) ** 2).sum(1)
+    >>> bool(torch.isclose(moved["saa"], a2 @ a2)), bool(torch.allclose(moved["sxa"], (u - d).T @ a2))
+    (True, True)
+    """
+    sa, sb = torch.trace(gxx), torch.trace(gyy)
+    cx, cy = dx @ dx, dy @ dy
+    gdx, gdy = gxx @ dx, gyy @ dy
+    gxy_dy, gyx_dx = gxy @ dy, gxy.T @ dx
+    dsx, dsy = dx @ sx, dy @ sy
+    saa, sbb, sab = sums["saa"], sums["sbb"], sums["sab"]
+    sxa, sxb, sya, syb = sums["sxa"], sums["sxb"], sums["sya"], sums["syb"]
+    return {
+        "saa": saa - 4 * (dx @ sxa) + 4 * (dx @ gdx) + 2 * cx * sa - 4 * cx * dsx + n * cx * cx,
+        "sbb": sbb - 4 * (dy @ syb) + 4 * (dy @ gdy) + 2 * cy * sb - 4 * cy * dsy + n * cy * cy,
+        "sab": (
+            sab - 2 * (dy @ sya) - 2 * (dx @ sxb) + 4 * (dx @ gxy_dy)
+            + cy * sa + cx * sb - 2 * cy * dsx - 2 * cx * dsy + n * cx * cy
+        ),
+        "sxa": sxa - sa * dx - 2 * gdx + 2 * dsx * dx + cx * sx - n * cx * dx,
+        "syb": syb - sb * dy - 2 * gdy + 2 * dsy * dy + cy * sy - n * cy * dy,
+        "sxb": sxb - sb * dx - 2 * gxy_dy + 2 * dsy * dx + cy * sx - n * cy * dx,
+        "sya": sya - sa * dy - 2 * gyx_dx + 2 * dsx * dy + cx * sy - n * cx * dy,
+    }
 
 
 def compute_stats(
@@ -179,6 +330,8 @@ def compute_stats(
     *,
     squares: bool = False,
     gram: bool = False,
+    gram_y: bool = False,
+    fourth: bool = False,
     product_dtype: torch.dtype | None = None,
     block_rows: int | None = None,
     flush_rows: int = FLUSH_ROWS,
@@ -194,6 +347,11 @@ def compute_stats(
         Also accumulate the centred per-column sums of squares.
     gram : bool
         Also accumulate the centred Gram matrix of ``X`` (for least squares).
+    gram_y : bool
+        Also accumulate the centred Gram matrix of ``Y``.
+    fourth : bool
+        Also accumulate the fourth-order sums of the unbiased HSIC (implies ``gram`` and ``gram_y``). The
+        row norms they are built from are computed in ``product_dtype``, their sums in float64.
     product_dtype : torch.dtype, optional
         Dtype of the block GEMMs: by default float64 when either input is float64, else float32.
     block_rows : int, optional
@@ -205,10 +363,20 @@ def compute_stats(
     -------
     CrossStats
         Non-finite inputs give non-finite statistics (callers check, see :func:`is_finite`).
+
+    Examples
+    --------
+    >>> import torch
+    >>> X = torch.tensor([[0.0], [1.0], [2.0], [3.0]], dtype=torch.float64)
+    >>> stats = compute_stats(X, 2 * X, gram_y=True)
+    >>> float(stats.cxy[0, 0]), float(stats.gram_y()[0, 0]), stats.has_gram
+    (10.0, 20.0, False)
     """
     n, d_x = X.shape
     d_y = Y.shape[1]
     device = X.device
+    gram = gram or fourth
+    gram_y = gram_y or fourth
     if product_dtype is None:
         product_dtype = _F64 if _F64 in (X.dtype, Y.dtype) else torch.float32
     if block_rows is None:
@@ -220,7 +388,7 @@ def compute_stats(
     # Reference shift: the mean of the first block (float64), kept in the product dtype for the buffers.
     shift_x = X[:block_rows].to(_F64).mean(0)
     shift_y = Y[:block_rows].to(_F64).mean(0)
-    ops = _NumpyOps() if device.type == "cpu" else _TorchOps()
+    ops: _NumpyOps | _TorchOps = _NumpyOps() if device.type == "cpu" else _TorchOps()
     kx = ops.vector(shift_x.to(product_dtype))
     ky = ops.vector(shift_y.to(product_dtype))
     buf_x = torch.empty((block_rows, d_x), dtype=product_dtype, device=device)
@@ -231,10 +399,19 @@ def compute_stats(
     def zeros(*shape: int, dtype: torch.dtype = product_dtype) -> torch.Tensor:
         return torch.zeros(shape, dtype=dtype, device=device)
 
-    acc_xy, total_xy = zeros(d_x, d_y), zeros(d_x, d_y, dtype=_F64)
-    acc_xx, total_xx = (zeros(d_x, d_x), zeros(d_x, d_x, dtype=_F64)) if gram else (None, None)
+    # Products: name -> (block GEMM operands, in-dtype partial sum, float64 total).
+    products = {"xy": (buf_x, buf_y)}
+    if gram:
+        products["xx"] = (buf_x, buf_x)
+    if gram_y:
+        products["yy"] = (buf_y, buf_y)
+    partial = {k: zeros(a.shape[1], b.shape[1]) for k, (a, b) in products.items()}
+    total = {k: zeros(a.shape[1], b.shape[1], dtype=_F64) for k, (a, b) in products.items()}
     sums_x, sums_y = zeros(d_x, dtype=_F64), zeros(d_y, dtype=_F64)
     sq_x, sq_y = (zeros(d_x, dtype=_F64), zeros(d_y, dtype=_F64)) if squares else (None, None)
+    sums4 = {k: zeros(*shape, dtype=_F64) for k, shape in (
+        ("saa", ()), ("sbb", ()), ("sab", ()), ("sxa", (d_x,)), ("sxb", (d_x,)), ("sya", (d_y,)), ("syb", (d_y,))
+    )} if fourth else {}
 
     # Non-finite inputs are expected here (callers test the statistics with is_finite): numpy's
     # inf - inf warnings would only repeat that.
@@ -245,44 +422,65 @@ def compute_stats(
             rows = stop - start
             ops.shift_into(vx[:rows], src_x[start:stop], kx)
             ops.shift_into(vy[:rows], src_y[start:stop], ky)
-            bx, by = buf_x[:rows], buf_y[:rows]
-            acc_xy.addmm_(bx.T, by)
-            if gram:
-                acc_xx.addmm_(bx.T, bx)
-            sums_x += ops.column_sums(vx[:rows], device)
-            sums_y += ops.column_sums(vy[:rows], device)
-            if squares:
-                sq_x += ops.column_squares(vx[:rows], device)
-                sq_y += ops.column_squares(vy[:rows], device)
+            for k, (a, b) in products.items():
+                partial[k].addmm_(a[:rows].T, b[:rows])
+            sums_x += ops.column_sums(vx[:rows])
+            sums_y += ops.column_sums(vy[:rows])
+            if sq_x is not None and sq_y is not None:
+                sq_x += ops.column_squares(vx[:rows])
+                sq_y += ops.column_squares(vy[:rows])
+            if fourth:
+                _add_fourth(sums4, buf_x[:rows], buf_y[:rows], ops.row_squares(vx[:rows]),
+                            ops.row_squares(vy[:rows]))
             pending += 1
             if pending == flush_blocks or stop == n:
-                total_xy += acc_xy
-                acc_xy.zero_()
-                if gram:
-                    total_xx += acc_xx
-                    acc_xx.zero_()
+                for k in products:
+                    total[k] += partial[k]
+                    partial[k].zero_()
                 pending = 0
 
-    # Shifted sums S = sum (x-K)(y-K)^T and s = sum (x-K); centre exactly in float64.
+    # Shifted sums S = sum (x-K)(y-K)^T and s = sum (x-K); centre exactly in float64 (the fourth-order
+    # sums first: moving them reads the shifted Gram matrices).
     mx = sums_x / n
     my = sums_y / n
-    cxx = None
+    if fourth:
+        sums4 = shift_fourth(sums4, int(n), sums_x, sums_y, total["xx"], total["yy"], total["xy"], mx, my)
+    cxx = cyy = None
     if gram:
-        cxx = total_xx - torch.outer(sums_x, mx)
+        cxx = total["xx"] - torch.outer(sums_x, mx)
         cxx = (cxx + cxx.T) / 2
+    if gram_y:
+        cyy = total["yy"] - torch.outer(sums_y, my)
+        cyy = (cyy + cyy.T) / 2
     ssx = ssy = None
-    if squares:
+    if sq_x is not None and sq_y is not None:
         ssx = sq_x - sums_x * mx
         ssy = sq_y - sums_y * my
     return CrossStats(
         n=int(n),
         mean_x=shift_x + mx,
         mean_y=shift_y + my,
-        cxy=total_xy - torch.outer(sums_x, my),
+        cxy=total["xy"] - torch.outer(sums_x, my),
         ssx=ssx,
         ssy=ssy,
         cxx=cxx,
+        cyy=cyy,
+        **sums4,
     )
+
+
+def _add_fourth(
+    sums: dict[str, torch.Tensor], bx: torch.Tensor, by: torch.Tensor, a: torch.Tensor, b: torch.Tensor
+) -> None:
+    """Add one block's fourth-order sums (``a``, ``b``: the row norms of the shifted blocks ``bx``, ``by``)."""
+    a64, b64 = a.to(_F64), b.to(_F64)
+    sums["saa"] += a64 @ a64
+    sums["sbb"] += b64 @ b64
+    sums["sab"] += a64 @ b64
+    sums["sxa"] += bx.T @ a
+    sums["sxb"] += bx.T @ b
+    sums["sya"] += by.T @ a
+    sums["syb"] += by.T @ b
 
 
 class _NumpyOps:
@@ -301,12 +499,16 @@ class _NumpyOps:
         np.subtract(block, shift, out=out, casting="same_kind")
 
     @staticmethod
-    def column_sums(block: Any, device: torch.device) -> torch.Tensor:
+    def column_sums(block: Any) -> torch.Tensor:
         return torch.from_numpy(np.add.reduce(block, axis=0, dtype=block.dtype))
 
     @staticmethod
-    def column_squares(block: Any, device: torch.device) -> torch.Tensor:
+    def column_squares(block: Any) -> torch.Tensor:
         return torch.from_numpy(np.einsum("ij,ij->j", block, block))
+
+    @staticmethod
+    def row_squares(block: Any) -> torch.Tensor:
+        return torch.from_numpy(np.einsum("ij,ij->i", block, block))
 
 
 class _TorchOps:
@@ -329,15 +531,19 @@ class _TorchOps:
             out.sub_(shift)
 
     @staticmethod
-    def column_sums(block: torch.Tensor, device: torch.device) -> torch.Tensor:
+    def column_sums(block: torch.Tensor) -> torch.Tensor:
         return block.sum(0)
 
     @staticmethod
-    def column_squares(block: torch.Tensor, device: torch.device) -> torch.Tensor:
+    def column_squares(block: torch.Tensor) -> torch.Tensor:
         return block.square().sum(0)
+
+    @staticmethod
+    def row_squares(block: torch.Tensor) -> torch.Tensor:
+        return block.square().sum(1)
 
 
 def is_finite(stats: CrossStats) -> bool:
     """Whether every statistic is finite (a NaN or infinity anywhere in the inputs makes them not)."""
-    parts = [stats.mean_x, stats.mean_y, stats.cxy, stats.ssx, stats.ssy, stats.cxx]
+    parts = [getattr(stats, f.name) for f in fields(stats) if f.name != "n"]
     return all(bool(torch.isfinite(p).all()) for p in parts if p is not None)

@@ -23,13 +23,18 @@ function                 range        definition
 
 Cost and memory
 ---------------
-``linear_cka``, ``unbiased_cka``, ``svcca`` and ``procrustes_distance`` are computed from second moments
-(``X^T X``, ``Y^T Y``, ``X^T Y`` and a few vectors) accumulated over row chunks in float64: time
-``O(n (d1 + d2)^2)``, memory ``O((d1 + d2)^2)``, never an ``n x n`` Gram matrix. The unbiased HSIC is
+``linear_cka``, ``unbiased_cka``, ``svcca`` and ``procrustes_distance`` are computed from the package's one
+moments accumulator, :class:`~latentalign.functional.moments.CrossStats` (``X^T X``, ``Y^T Y``, ``X^T Y``
+about the means and, for the unbiased CKA only, a few fourth-order sums), accumulated in one pass over row
+blocks with float64 products: time ``O(n (d1 + d2)^2)``, memory ``O((d1 + d2)^2)``, never an ``n x n`` Gram
+matrix. Each measure asks only for the parts it reads (:func:`moment_flags`). The unbiased HSIC is
 rewritten exactly in that form (for the linear kernel every sum over the Gram matrix is a sum over
-features). Because all four are invariant to translating ``X`` or ``Y``, rows are shifted by the column
-means first, which keeps float64 accurate. ``mutual_knn`` and ``cknna`` run two chunked exact k-NN
-searches (``O(n^2 d)`` time, ``O(n k)`` memory); CKNNA's HSIC is evaluated on the ``n k`` kNN entries only.
+features). All four are invariant to translating ``X`` or ``Y``, so they are evaluated on the centred
+statistics; the accumulator shifts rows by a reference mean before multiplying, which keeps float64
+accurate. The statistics of separate batches merge exactly, which is how
+:class:`~latentalign.evaluation.SimilarityEvaluator` streams. ``mutual_knn`` and ``cknna`` run two
+chunked exact k-NN searches (``O(n^2 d)`` time, ``O(n k)`` memory); CKNNA's HSIC is evaluated on the
+``n k`` kNN entries only.
 
 Differences from the Platonic Representation Hypothesis code (``minyoungg/platonic-rep``, ``metrics.py``)
 ------------------------------------------------------------------------------------------------------
@@ -43,13 +48,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
 
 from latentalign._array import ArrayLike
 from latentalign._validation import check_choice, check_number, check_pair
+from latentalign.functional.moments import CrossStats, compute_stats
 from latentalign.functional.retrieval import METRICS, knn_tensors
 
 __all__ = [
@@ -69,7 +74,6 @@ SIMILARITY_METRICS = ("linear_cka", "unbiased_cka", "mutual_knn", "cknna", "svcc
 MOMENT_METRICS = ("linear_cka", "unbiased_cka", "svcca", "procrustes_distance")
 KNN_METRICS = ("mutual_knn", "cknna")
 PROCRUSTES_KINDS = ("angular", "euclidean")
-MOMENT_CHUNK_ROWS = 8192
 
 
 def _check_xy(X: Any, Y: Any, min_rows: int, purpose: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -78,127 +82,76 @@ def _check_xy(X: Any, Y: Any, min_rows: int, purpose: str) -> tuple[torch.Tensor
 
 
 # --------------------------------------------------------------------------------------------------------
-# Second moments (additive over row chunks, so the streaming evaluator uses the same code)
+# Measures from the moments accumulator (CrossStats is mergeable, so the streaming evaluator reads the same)
 # --------------------------------------------------------------------------------------------------------
-@dataclass
-class Moments:
-    """Sums over rows of the shifted data ``x = X - shift_x``, ``y = Y - shift_y`` (float64).
+def moment_flags(metrics: Sequence[str]) -> dict[str, bool]:
+    """The optional parts of :func:`~latentalign.functional.moments.compute_stats` that ``metrics`` read.
 
-    ``a_i = ||x_i||^2`` and ``b_i = ||y_i||^2``. Two ``Moments`` of the same shifts add up (``+``).
+    Examples
+    --------
+    >>> moment_flags(["procrustes_distance"])
+    {'squares': True, 'gram': False, 'gram_y': False, 'fourth': False}
     """
-
-    n: int
-    sx: torch.Tensor
-    sy: torch.Tensor
-    cxx: torch.Tensor
-    cyy: torch.Tensor
-    cxy: torch.Tensor
-    sa: torch.Tensor
-    sb: torch.Tensor
-    saa: torch.Tensor
-    sbb: torch.Tensor
-    sab: torch.Tensor
-    sxa: torch.Tensor
-    sxb: torch.Tensor
-    sya: torch.Tensor
-    syb: torch.Tensor
-
-    def __add__(self, other: Moments) -> Moments:
-        values = {f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)}
-        return Moments(**values)
+    grams = bool({"linear_cka", "unbiased_cka", "svcca"} & set(metrics))
+    return {"squares": True, "gram": grams, "gram_y": grams, "fourth": "unbiased_cka" in metrics}
 
 
-def compute_moments(
-    X: torch.Tensor, Y: torch.Tensor, shift_x: torch.Tensor, shift_y: torch.Tensor, chunk_rows: int = MOMENT_CHUNK_ROWS
-) -> Moments:
-    """Accumulate :class:`Moments` of ``X - shift_x`` and ``Y - shift_y`` over row chunks, in float64."""
-    f64 = torch.float64
-    d1, d2 = X.shape[1], Y.shape[1]
-    dev = X.device
-    z = lambda *shape: torch.zeros(*shape, dtype=f64, device=dev)  # noqa: E731
-    m = Moments(X.shape[0], z(d1), z(d2), z(d1, d1), z(d2, d2), z(d1, d2), z(()), z(()), z(()), z(()), z(()),
-                z(d1), z(d1), z(d2), z(d2))
-    shift_x, shift_y = shift_x.to(device=dev, dtype=f64), shift_y.to(device=dev, dtype=f64)
+def moment_stats(X: torch.Tensor, Y: torch.Tensor, metrics: Sequence[str]) -> CrossStats:
+    """The statistics ``metrics`` need, with float64 products whatever the input dtype.
+
+    Examples
+    --------
+    >>> import torch
+    >>> X = torch.arange(8.0).reshape(4, 2)
+    >>> moment_stats(X, X, ["linear_cka"]).has_fourth
+    False
+    """
     with torch.no_grad():
-        for start in range(0, X.shape[0], chunk_rows):
-            x = X[start : start + chunk_rows].to(f64) - shift_x
-            y = Y[start : start + chunk_rows].to(f64) - shift_y
-            a, b = (x * x).sum(1), (y * y).sum(1)
-            m.sx += x.sum(0)
-            m.sy += y.sum(0)
-            m.cxx += x.T @ x
-            m.cyy += y.T @ y
-            m.cxy += x.T @ y
-            m.sa += a.sum()
-            m.sb += b.sum()
-            m.saa += (a * a).sum()
-            m.sbb += (b * b).sum()
-            m.sab += (a * b).sum()
-            m.sxa += x.T @ a
-            m.sxb += x.T @ b
-            m.sya += y.T @ a
-            m.syb += y.T @ b
-    return m
+        return compute_stats(X, Y, product_dtype=torch.float64, **moment_flags(metrics))
 
 
-def column_means(X: torch.Tensor, chunk_rows: int = MOMENT_CHUNK_ROWS) -> torch.Tensor:
-    """Column means in float64, accumulated over row chunks."""
-    total = torch.zeros(X.shape[1], dtype=torch.float64, device=X.device)
-    for start in range(0, X.shape[0], chunk_rows):
-        total += X[start : start + chunk_rows].to(torch.float64).sum(0)
-    return total / X.shape[0]
-
-
-def _moments_of(X: torch.Tensor, Y: torch.Tensor) -> Moments:
-    return compute_moments(X, Y, column_means(X), column_means(Y))
-
-
-def _centered(m: Moments) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    cxx = m.cxx - torch.outer(m.sx, m.sx) / m.n
-    cyy = m.cyy - torch.outer(m.sy, m.sy) / m.n
-    cxy = m.cxy - torch.outer(m.sx, m.sy) / m.n
-    return cxx, cyy, cxy
-
-
-def _check_variance(cxx: torch.Tensor, cyy: torch.Tensor, what: str) -> None:
-    for name, c in (("X", cxx), ("Y", cyy)):
-        if float(torch.trace(c)) <= 0:
+def _check_variance(stats: CrossStats, what: str) -> tuple[float, float]:
+    """Total variances ``tr(Xc^T Xc)``, ``tr(Yc^T Yc)`` (from the sums of squares); both must be positive."""
+    ssx, ssy = stats.squares()
+    totals = float(ssx.sum()), float(ssy.sum())
+    for name, total in zip(("X", "Y"), totals):
+        if total <= 0:
             raise ValueError(
                 f"{name} has zero variance (all rows are identical), so {what} is undefined. Check that the "
                 "embeddings were extracted correctly."
             )
+    return totals
 
 
-def cka_from_moments(m: Moments) -> float:
-    """Linear CKA from :class:`Moments`."""
-    cxx, cyy, cxy = _centered(m)
-    _check_variance(cxx, cyy, "linear CKA")
+def cka_from_stats(stats: CrossStats) -> float:
+    """Linear CKA from :class:`~latentalign.functional.moments.CrossStats` (with both Gram matrices)."""
+    _check_variance(stats, "linear CKA")
+    cxy = stats.cxy
     num = (cxy * cxy).sum()
-    den = torch.linalg.matrix_norm(cxx) * torch.linalg.matrix_norm(cyy)
+    den = torch.linalg.matrix_norm(stats.gram()) * torch.linalg.matrix_norm(stats.gram_y())
     return float(num / den)
 
 
-def _hsic_u(n: int, c: torch.Tensor, sp: torch.Tensor, sq: torch.Tensor, spb: torch.Tensor, sqa: torch.Tensor,
-            sab: torch.Tensor, sa: torch.Tensor, sb: torch.Tensor) -> torch.Tensor:
-    """Unbiased HSIC (Song et al. 2012, eq. 5) of linear kernels, from feature-space sums.
+def _hsic_u(n: int, c: torch.Tensor, sab: torch.Tensor, sa: torch.Tensor, sb: torch.Tensor) -> torch.Tensor:
+    """Unbiased HSIC (Song et al. 2012, eq. 5) of linear kernels of centred rows, from feature-space sums.
 
-    With ``K~ = P P^T - diag``, ``L~ = Q Q^T - diag`` and ``a_i = K_ii``, ``b_i = L_ii``:
-    ``tr(K~ L~) = ||P^T Q||_F^2 - sum a b``, ``1^T K~ 1 = ||sum p||^2 - sum a``,
-    ``1^T K~ L~ 1 = sp^T (P^T Q) sq - sp . sum(p b) - sq . sum(q a) + sum a b``.
+    With centred rows ``p_i``, ``q_i``, ``K~ = P P^T - diag``, ``L~ = Q Q^T - diag``, ``a_i = K_ii``,
+    ``b_i = L_ii`` and ``c = P^T Q``: ``tr(K~ L~) = ||c||_F^2 - sum a b``, ``1^T K~ 1 = -sum a`` and
+    ``1^T K~ L~ 1 = sum a b`` (the terms with ``sum p = 0`` vanish). The estimator is invariant to
+    translating either side, so centring loses nothing.
     """
     trace = (c * c).sum() - sab
-    k_sum = sp @ sp - sa
-    l_sum = sq @ sq - sb
-    cross = sp @ c @ sq - sp @ spb - sq @ sqa + sab
-    return (trace + k_sum * l_sum / ((n - 1) * (n - 2)) - 2.0 * cross / (n - 2)) / (n * (n - 3))
+    return (trace + sa * sb / ((n - 1) * (n - 2)) - 2.0 * sab / (n - 2)) / (n * (n - 3))
 
 
-def unbiased_cka_from_moments(m: Moments) -> float:
-    """Unbiased linear CKA from :class:`Moments` (needs ``n >= 4``)."""
-    n = m.n
-    kl = _hsic_u(n, m.cxy, m.sx, m.sy, m.sxb, m.sya, m.sab, m.sa, m.sb)
-    kk = _hsic_u(n, m.cxx, m.sx, m.sx, m.sxa, m.sxa, m.saa, m.sa, m.sa)
-    ll = _hsic_u(n, m.cyy, m.sy, m.sy, m.syb, m.syb, m.sbb, m.sb, m.sb)
+def unbiased_cka_from_stats(stats: CrossStats) -> float:
+    """Unbiased linear CKA from :class:`~latentalign.functional.moments.CrossStats` (``fourth=True``, ``n >= 4``)."""
+    n, f = stats.n, stats.fourth()
+    cxx, cyy = stats.gram(), stats.gram_y()
+    sa, sb = torch.trace(cxx), torch.trace(cyy)
+    kl = _hsic_u(n, stats.cxy, f["sab"], sa, sb)
+    kk = _hsic_u(n, cxx, f["saa"], sa, sa)
+    ll = _hsic_u(n, cyy, f["sbb"], sb, sb)
     _check_positive_hsic(kk, ll, "unbiased CKA")
     return float(kl / torch.sqrt(kk * ll))
 
@@ -224,21 +177,18 @@ def _whitening(c: torch.Tensor, variance: float) -> torch.Tensor:
     return evecs[:, :keep] / torch.sqrt(evals[:keep])
 
 
-def svcca_from_moments(m: Moments, variance: float = 0.99) -> float:
-    """SVCCA from :class:`Moments`."""
-    cxx, cyy, cxy = _centered(m)
-    _check_variance(cxx, cyy, "SVCCA")
-    wx, wy = _whitening(cxx, variance), _whitening(cyy, variance)
-    rho = torch.linalg.svdvals(wx.T @ cxy @ wy).clamp(0.0, 1.0)
+def svcca_from_stats(stats: CrossStats, variance: float = 0.99) -> float:
+    """SVCCA from :class:`~latentalign.functional.moments.CrossStats` (with both Gram matrices)."""
+    _check_variance(stats, "SVCCA")
+    wx, wy = _whitening(stats.gram(), variance), _whitening(stats.gram_y(), variance)
+    rho = torch.linalg.svdvals(wx.T @ stats.cxy @ wy).clamp(0.0, 1.0)
     return float(rho[: min(wx.shape[1], wy.shape[1])].mean())
 
 
-def procrustes_from_moments(m: Moments, kind: str = "angular") -> float:
-    """Procrustes shape distance from :class:`Moments`."""
-    cxx, cyy, cxy = _centered(m)
-    _check_variance(cxx, cyy, "the Procrustes distance")
-    similarity = torch.linalg.svdvals(cxy).sum() / torch.sqrt(torch.trace(cxx) * torch.trace(cyy))
-    similarity = float(similarity.clamp(0.0, 1.0))
+def procrustes_from_stats(stats: CrossStats, kind: str = "angular") -> float:
+    """Procrustes shape distance from :class:`~latentalign.functional.moments.CrossStats` (``squares=True``)."""
+    total_x, total_y = _check_variance(stats, "the Procrustes distance")
+    similarity = float((torch.linalg.svdvals(stats.cxy).sum() / math.sqrt(total_x * total_y)).clamp(0.0, 1.0))
     if kind == "angular":
         return math.acos(similarity)
     return math.sqrt(max(0.0, 2.0 - 2.0 * similarity))
@@ -263,7 +213,7 @@ def linear_cka(X: ArrayLike, Y: ArrayLike) -> float:
     1.0
     """
     Xt, Yt = _check_xy(X, Y, 2, "linear CKA")
-    return cka_from_moments(_moments_of(Xt, Yt))
+    return cka_from_stats(moment_stats(Xt, Yt, ("linear_cka",)))
 
 
 def unbiased_cka(X: ArrayLike, Y: ArrayLike) -> float:
@@ -282,7 +232,7 @@ def unbiased_cka(X: ArrayLike, Y: ArrayLike) -> float:
     1.0
     """
     Xt, Yt = _check_xy(X, Y, 4, "the unbiased HSIC estimator")
-    return unbiased_cka_from_moments(_moments_of(Xt, Yt))
+    return unbiased_cka_from_stats(moment_stats(Xt, Yt, ("unbiased_cka",)))
 
 
 def check_variance_fraction(variance: Any) -> float:
@@ -313,7 +263,7 @@ def svcca(X: ArrayLike, Y: ArrayLike, *, variance: float = 0.99) -> float:
     """
     variance = check_variance_fraction(variance)
     Xt, Yt = _check_xy(X, Y, 2, "SVCCA")
-    return svcca_from_moments(_moments_of(Xt, Yt), variance)
+    return svcca_from_stats(moment_stats(Xt, Yt, ("svcca",)), variance)
 
 
 def procrustes_distance(X: ArrayLike, Y: ArrayLike, *, kind: str = "angular") -> float:
@@ -334,7 +284,7 @@ def procrustes_distance(X: ArrayLike, Y: ArrayLike, *, kind: str = "angular") ->
     """
     check_choice(kind, "kind", PROCRUSTES_KINDS)
     Xt, Yt = _check_xy(X, Y, 2, "the Procrustes distance")
-    return procrustes_from_moments(_moments_of(Xt, Yt), kind)
+    return procrustes_from_stats(moment_stats(Xt, Yt, ("procrustes_distance",)), kind)
 
 
 def _check_knn_k(k: Any, n: int, low: int = 1) -> int:
@@ -488,7 +438,7 @@ def similarity_scores(
     Xt, Yt = _check_xy(X, Y, min_rows, ", ".join(metrics))
     out: dict[str, float] = {}
     if set(MOMENT_METRICS) & set(metrics):
-        out.update(scores_from_moments(_moments_of(Xt, Yt), metrics, variance, procrustes))
+        out.update(scores_from_stats(moment_stats(Xt, Yt, metrics), metrics, variance, procrustes))
     if "mutual_knn" in metrics:
         out["mutual_knn"] = mutual_knn(Xt, Yt, k=k, chunk_size=chunk_size)
     if "cknna" in metrics:
@@ -514,15 +464,17 @@ def check_metrics(metrics: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(metrics))
 
 
-def scores_from_moments(m: Moments, metrics: Sequence[str], variance: float, procrustes: str) -> dict[str, float]:
-    """The moment-based measures named in ``metrics``."""
+def scores_from_stats(
+    stats: CrossStats, metrics: Sequence[str], variance: float, procrustes: str
+) -> dict[str, float]:
+    """The moment-based measures named in ``metrics``, from statistics holding what they read (:func:`moment_flags`)."""
     out: dict[str, float] = {}
     if "linear_cka" in metrics:
-        out["linear_cka"] = cka_from_moments(m)
+        out["linear_cka"] = cka_from_stats(stats)
     if "unbiased_cka" in metrics:
-        out["unbiased_cka"] = unbiased_cka_from_moments(m)
+        out["unbiased_cka"] = unbiased_cka_from_stats(stats)
     if "svcca" in metrics:
-        out["svcca"] = svcca_from_moments(m, variance)
+        out["svcca"] = svcca_from_stats(stats, variance)
     if "procrustes_distance" in metrics:
-        out["procrustes_distance"] = procrustes_from_moments(m, procrustes)
+        out["procrustes_distance"] = procrustes_from_stats(stats, procrustes)
     return out
