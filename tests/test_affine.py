@@ -1,5 +1,6 @@
 """Affine (least squares / ridge): planted maps, scikit-learn Ridge/LinearRegression on the same inputs,
-scipy's gelsd at n = 1e5 in float32 (the torch.linalg.lstsq pitfall in DESIGN.md), warnings and errors."""
+scipy's gelsd at n = 1e5 in float32 (where torch.linalg.lstsq's default CPU driver drops directions), warnings
+and errors."""
 
 from __future__ import annotations
 
@@ -224,7 +225,7 @@ def relative_residual(X, Y, W, b):
 
 @pytest.mark.slow
 def test_residual_matches_scipy_gelsd_at_1e5_rows_in_float32():
-    # DESIGN.md pitfall: torch.linalg.lstsq's default CPU driver drops directions at this size; the
+    # torch.linalg.lstsq's default CPU driver truncates rank at ~1.2e-7 x n and drops directions at this size; the
     # float64 normal equations must reach gelsd's residual (computed in float64 on the float32 data).
     X, Y = ill_conditioned_float32(100_000, 64)
     aligner = Affine().fit(X, Y)

@@ -439,7 +439,7 @@ class Decoder:
         tol = float(s.max()) * max(M.shape) * torch.finfo(A_c.dtype).eps if s.numel() else 0.0
         self.rank = int((s > tol).sum())
         # pinv is the minimum-norm least-squares solution (SVD based; not the lstsq driver that
-        # truncates rank at float32 eps, see DESIGN.md).
+        # truncates rank at ~1.2e-7 x n in float32).
         self.pinv_T = torch.linalg.pinv(M).T.contiguous()  # (k, d)
 
     def warn_if_underdetermined(self, stacklevel: int = 3) -> None:
