@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, TypeAlias
 
 import numpy as np
 import torch
 
 __all__ = ["ArrayLike", "ArraySpec", "as_tensor", "restore", "backend_of", "check_same_backend"]
 
-ArrayLike = Union[np.ndarray, torch.Tensor]
+ArrayLike: TypeAlias = np.ndarray | torch.Tensor
 
 _FLOAT_DTYPES = (torch.float32, torch.float64)
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+from pathlib import Path
 from types import ModuleType
 
 from latentalign.exceptions import MissingDependencyError
 
-__all__ = ["import_optional", "library_versions"]
+__all__ = ["import_optional", "library_versions", "package_dir"]
 
 
 def import_optional(module: str, extra: str, *, purpose: str | None = None) -> ModuleType:
@@ -31,6 +32,39 @@ def import_optional(module: str, extra: str, *, purpose: str | None = None) -> M
             f"The optional dependency {module!r} is needed{what} but could not be imported ({exc}). "
             f"Install it with: pip install 'latentalign[{extra}]'"
         ) from exc
+
+
+def package_dir(package: ModuleType) -> Path:
+    """The folder of an imported package, for the data files installed with it.
+
+    Parameters
+    ----------
+    package : module
+        An imported regular package (one with an ``__init__.py``).
+
+    Returns
+    -------
+    pathlib.Path
+        The folder holding the package's ``__init__.py``.
+
+    Raises
+    ------
+    MissingDependencyError
+        When ``package`` has no ``__file__`` (a namespace package: an incomplete installation).
+
+    Examples
+    --------
+    >>> import json
+    >>> (package_dir(json) / "decoder.py").exists()
+    True
+    """
+    if package.__file__ is None:
+        raise MissingDependencyError(
+            f"package must be an installed regular package, but {package.__name__!r} has no __file__ (a "
+            f"namespace package: its installation is incomplete). Reinstall it: pip install --force-reinstall "
+            f"{package.__name__}"
+        )
+    return Path(package.__file__).parent
 
 
 def library_versions(*packages: str) -> dict[str, str]:

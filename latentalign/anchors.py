@@ -95,6 +95,7 @@ def select_anchors(
             "method='stratified'."
         )
     rng = np.random.default_rng(int(seed))
+    idx: np.ndarray | list[int]
     if method == "uniform":
         idx = rng.choice(N, size=int(n), replace=False)
     elif method == "fps":

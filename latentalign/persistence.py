@@ -18,7 +18,7 @@ import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import torch
@@ -48,7 +48,7 @@ _FORMAT1_CLASSES = {
     "Chain": "latentalign.preprocessing:Chain",
 }
 
-E = TypeVar("E", bound=BaseEstimator)
+P = TypeVar("P", bound="Persistable")
 
 
 def class_path(klass: type) -> str:
@@ -164,7 +164,7 @@ def save(estimator: BaseEstimator, path: str | os.PathLike[str]) -> Path:
 def load(
     path: str | os.PathLike[str],
     *,
-    expected: type[E] | None = None,
+    expected: type | None = None,
     trusted_modules: Iterable[str] = (),
 ) -> Any:
     """Load an estimator saved with :func:`save` (or an estimator's ``.save``), whatever its class.
@@ -245,12 +245,12 @@ class Persistable:
         pathlib.Path
             The file written.
         """
-        return save(self, path)  # type: ignore[arg-type]
+        return save(cast(BaseEstimator, self), path)  # only ever mixed into a BaseEstimator
 
     @classmethod
-    def load(cls: type[E], path: str | os.PathLike[str], *, trusted_modules: Iterable[str] = ()) -> E:
+    def load(cls: type[P], path: str | os.PathLike[str], *, trusted_modules: Iterable[str] = ()) -> P:
         """Load an estimator of this class saved with :meth:`save` (see :func:`latentalign.load`)."""
-        obj: E = load(path, expected=cls, trusted_modules=trusted_modules)
+        obj: P = load(path, expected=cls, trusted_modules=trusted_modules)
         return obj
 
 

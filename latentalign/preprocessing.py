@@ -11,13 +11,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-
 from sklearn.base import TransformerMixin
 
 from latentalign._array import ArrayLike, restore
+from latentalign._validation import check_array, check_choice, check_is_fitted, check_n_features, check_number
 from latentalign.base import BaseEstimator, feature_names
 from latentalign.persistence import Persistable
-from latentalign._validation import check_array, check_choice, check_is_fitted, check_n_features, check_number
 
 __all__ = [
     "Preprocessor",
@@ -186,7 +185,7 @@ class Chain(Preprocessor):
         t, _ = check_array(X, "X")
         self.n_features_in_ = int(t.shape[1])
         fitted = []
-        current = t
+        current: ArrayLike = t
         for step in self.steps:
             step = step.clone()
             current = step.fit(current).transform(current)

@@ -15,6 +15,7 @@ import pytest
 from latentalign._paths import data_dir
 from latentalign.datasets import (
     LEXNAMES,
+    _fetch,
     list_datasets,
     load_dataset,
     load_digits,
@@ -27,7 +28,6 @@ from latentalign.datasets import (
     load_wordnet_glosses,
     parse_caption_file,
 )
-from latentalign.datasets import _fetch
 from latentalign.exceptions import DataUnavailableError, PersistenceError
 
 REPO = Path(__file__).resolve().parents[1]

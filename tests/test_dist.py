@@ -73,7 +73,8 @@ def _home(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def ray_cluster():
     """One local Ray instance for the module: 2 CPUs, 200 MB object store, shut down at the end."""
-    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray")
+    import ray
     import ray.data
 
     saved = {k: os.environ.get(k) for k in RAY_ENV}

@@ -385,7 +385,7 @@ def test_more_store_error_messages(tmp_path):
     meta = store.path / "metadata" / "metadata_00001.parquet"
     pq.write_table(pa.table({"id": ["only-one"]}), meta)
     with pytest.raises(PersistenceError, match="holds 1 ids but the shard has 2 rows"):
-        EmbeddingStore(store.path, verify=None).ids
+        _ = EmbeddingStore(store.path, verify=None).ids
     meta.write_bytes(b"not parquet")
     with pytest.raises(PersistenceError, match="the id file of shard 1 .* cannot be read"):
         EmbeddingStore(store.path, verify=None).shard_ids(1)

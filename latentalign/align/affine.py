@@ -10,12 +10,12 @@ import torch
 from latentalign._validation import check_choice, check_number
 from latentalign.align.procrustes import StreamingAligner
 from latentalign.exceptions import IllConditionedWarning
-from latentalign.functional.moments import CrossStats
 from latentalign.functional.affine import (
     least_squares_from_stats,
     warn_pseudo_inverse,
     warn_underdetermined,
 )
+from latentalign.functional.moments import CrossStats
 
 __all__ = ["Affine", "MAX_INVERSE_COND"]
 

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import torch
 
 from latentalign._array import ArrayLike
-from latentalign._validation import check_choice
+from latentalign._validation import check_choice, check_is_fitted
 from latentalign.align.base import Aligner, cast_like
 from latentalign.functional.moments import CrossStats
 from latentalign.functional.procrustes import paired_stats, procrustes_from_stats
@@ -111,12 +111,8 @@ class StreamingAligner(Aligner):
 
     def get_stats(self) -> CrossStats:
         """The accumulated :class:`CrossStats` (mergeable with other shards' statistics)."""
-        state = vars(self).get("stats_")
-        if state is None:
-            from latentalign._validation import check_is_fitted
-
-            check_is_fitted(self, ["stats_"])
-        return CrossStats.from_dict(state)
+        check_is_fitted(self, ["stats_"])
+        return CrossStats.from_dict(self.stats_)
 
     # -- internals ----------------------------------------------------------------------------------
     def _check_chunk_dims(self, stats: CrossStats) -> None:

@@ -13,9 +13,9 @@ from latentalign.anchors import check_anchors
 from latentalign.functional.relative import (
     Decoder,
     MetricSpec,
+    check_anchor_norms,
     check_n_anchors,
     check_relative_options,
-    check_anchor_norms,
     parse_metrics,
     pick_invertible_block,
     project,
@@ -264,8 +264,9 @@ class RelativeProjection(Aligner):
         if cache is None or cache[0] != key:
             decoder = Decoder(self.target_anchors_ - self.target_mean_, metrics[block])
             decoder.warn_if_underdetermined(stacklevel=6)  # the caller of inverse_transform
-            self._decoder_cache = (key, decoder)
-        return block, self._decoder_cache[1]
+            cache = (key, decoder)
+            self._decoder_cache = cache
+        return block, cache[1]
 
     def _inverse_transform(self, Z: torch.Tensor) -> torch.Tensor:
         block, decoder = self._decoder()

@@ -20,6 +20,7 @@ import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
+from typing import IO, cast
 
 from latentalign._paths import data_dir
 from latentalign.exceptions import DataUnavailableError, PersistenceError
@@ -139,18 +140,20 @@ def _apt_download(src: DebianSource, name: str, workdir: Path) -> Path:
 def _extract(deb: Path, src: DebianSource, dest: Path) -> None:
     """Stream the package's data tarball and write only the kept members under ``dest``."""
     proc = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE)
+    stdout = cast(IO[bytes], proc.stdout)  # stdout=PIPE: never None
     try:
-        with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
+        with tarfile.open(fileobj=stdout, mode="r|") as tar:
             for member in tar:
                 rel = _kept(member.name, src) if member.isfile() else None
                 if rel is None:
                     continue
                 out = dest / rel
                 out.parent.mkdir(parents=True, exist_ok=True)
-                with tar.extractfile(member) as fin, open(out, "wb") as fout:
+                # a regular file (isfile() above), so extractfile returns its stream, never None
+                with cast(IO[bytes], tar.extractfile(member)) as fin, open(out, "wb") as fout:
                     shutil.copyfileobj(fin, fout)
     finally:
-        proc.stdout.close()
+        stdout.close()
         if proc.wait() != 0:
             raise DataUnavailableError(f"`dpkg-deb --fsys-tarfile {deb}` failed.")
 

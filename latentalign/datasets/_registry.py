@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from latentalign.datasets.freedict import load_freedict_en_fr
 from latentalign.datasets.imagenet import load_imagenet_classes

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from latentalign._optional import import_optional
+from latentalign._optional import import_optional, package_dir
 
 __all__ = ["ImageNetClasses", "load_imagenet_classes"]
 
@@ -50,7 +49,7 @@ class ImageNetClasses:
 def load_imagenet_classes() -> ImageNetClasses:
     """Load the 1,000 ImageNet-1k class names, synonyms and descriptions (offline, from PyPI)."""
     package = import_optional("imagenet_classes", "assets", purpose="the ImageNet class names")
-    root = Path(package.__file__).parent
+    root = package_dir(package)
 
     def read(name: str):
         return json.loads((root / name).read_text(encoding="utf-8"))

@@ -50,8 +50,8 @@ def _shard_stats(parts: list[dict[str, Any]], options: dict[str, Any]) -> CrossS
     for part in parts:
         X = _load_rows(*part["x"])
         Y = np.empty((X.shape[0], part["dim_y"]), dtype=part["dtype_y"])
-        for y_file, dest, local in part["y"]:
-            Y[dest] = _load_rows(*y_file, take=local)
+        for (y_path, y_rows, y_dim, y_dtype), dest, local in part["y"]:
+            Y[dest] = _load_rows(y_path, y_rows, y_dim, y_dtype, take=local)
         stats, _, _ = paired_stats(X, Y, **options)
         total = stats if total is None else total.merge(stats)
     return total

@@ -12,9 +12,13 @@ import shutil
 import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from latentalign._paths import models_dir
 from latentalign.exceptions import MissingDependencyError, PersistenceError
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 __all__ = ["package_file", "package_version", "mpnet_dir", "MPNET_PARTS"]
 
@@ -79,7 +83,7 @@ class _ConcatReader(io.RawIOBase):
         self._pos = max(0, base + offset)
         return self._pos
 
-    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def,override]
+    def readinto(self, buffer: WriteableBuffer) -> int:
         view = memoryview(buffer).cast("B")
         done = 0
         while done < len(view) and self._pos < self._total:

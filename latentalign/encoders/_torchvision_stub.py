@@ -26,6 +26,7 @@ import importlib.util
 import sys
 import threading
 import types
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -51,6 +52,11 @@ _MODULES = (
 class FrozenBatchNorm2d(nn.Module):
     """BatchNorm2d with fixed statistics and affine parameters (torchvision.ops.misc.FrozenBatchNorm2d)."""
 
+    weight: torch.Tensor
+    bias: torch.Tensor
+    running_mean: torch.Tensor
+    running_var: torch.Tensor
+
     def __init__(self, num_features: int, eps: float = 1e-5) -> None:
         super().__init__()
         self.eps = eps
@@ -59,7 +65,7 @@ class FrozenBatchNorm2d(nn.Module):
         self.register_buffer("running_mean", torch.zeros(num_features))
         self.register_buffer("running_var", torch.ones(num_features))
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
         state_dict.pop(prefix + "num_batches_tracked", None)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
@@ -87,7 +93,7 @@ def _placeholder(qualname: str) -> type:
     return _PlaceholderMeta(qualname.rsplit(".", 1)[-1], (), {"__init__": __init__, "__qualname__": qualname})
 
 
-def _module_getattr(modname: str):  # type: ignore[no-untyped-def]
+def _module_getattr(modname: str) -> Callable[[str], Any]:
     def __getattr__(item: str) -> Any:
         if item.startswith("__"):
             raise AttributeError(item)
@@ -104,8 +110,8 @@ def _build_stub() -> dict[str, types.ModuleType]:
         is_pkg = name in _PACKAGES
         mod.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=is_pkg)
         if is_pkg:
-            mod.__path__ = []  # type: ignore[attr-defined]
-        mod.__getattr__ = _module_getattr(name)  # type: ignore[method-assign]
+            mod.__path__ = []
+        mod.__dict__["__getattr__"] = _module_getattr(name)  # a module-level __getattr__ (PEP 562)
         mods[name] = mod
     mods["torchvision"].__version__ = "0.0.0+latentalign.stub"  # type: ignore[attr-defined]
     mods["torchvision.ops.misc"].FrozenBatchNorm2d = FrozenBatchNorm2d  # type: ignore[attr-defined]

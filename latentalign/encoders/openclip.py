@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -86,6 +86,7 @@ class OpenCLIPEncoder(BaseEncoder):
         self.seed = seed
         self._checkpoint: str | None = None
         self._checkpoint_sha: str | None = None
+        self.pretrained: str | None
         if model is not None:
             self.pretrained = "module"
         elif pretrained is None:
@@ -108,11 +109,12 @@ class OpenCLIPEncoder(BaseEncoder):
         else:
             model = open_clip.create_model(model_name, pretrained=str(pretrained), device="cpu")
             self.pretrained = str(pretrained)
-        self.model = model.to(self.device).eval()
+        # an open_clip model: encode_text, encode_image and visual are not on nn.Module's type
+        self.model: Any = model.to(self.device).eval()
         self.dim = int(open_clip.get_model_config(model_name)["embed_dim"])
         if modality == "text":
             self.tokenizer = open_clip.get_tokenizer(model_name)
-            self.preprocess = None
+            self.preprocess: Callable[[Any], torch.Tensor] | None = None
         else:
             self.tokenizer = None
             self.preprocess = preprocess if preprocess is not None else self._default_preprocess()
@@ -173,5 +175,6 @@ class OpenCLIPEncoder(BaseEncoder):
         if self.modality == "text":
             tokens = self.tokenizer(list(batch)).to(self.device)
             return self.model.encode_text(tokens)
-        pixels = self.preprocess(batch).to(self.device, dtype=next(self.model.parameters()).dtype)
+        preprocess = cast(Callable[[Any], torch.Tensor], self.preprocess)  # set when modality="image"
+        pixels = preprocess(batch).to(self.device, dtype=next(self.model.parameters()).dtype)
         return self.model.encode_image(pixels)

@@ -71,14 +71,17 @@ class TimmEncoder(BaseEncoder):
         if pooling not in _POOLINGS:
             raise ValueError(f"pooling must be one of {_POOLINGS}, got {pooling!r}.")
         self.seed = seed
+        # a timm model: forward_features, forward_head and num_features are not on nn.Module's type
+        net: Any
         if isinstance(model, str):
             if not timm.list_models(model):
                 raise ValueError(f"unknown timm model {model!r}; see timm.list_models() for the names.")
             self.model_name = model
             with seeded(seed):
-                model = timm.create_model(model, pretrained=pretrained, num_classes=0, **model_kwargs)
+                net = timm.create_model(model, pretrained=pretrained, num_classes=0, **model_kwargs)
         elif isinstance(model, torch.nn.Module):
             self.model_name = getattr(model, "default_cfg", {}).get("architecture", type(model).__name__)
+            net = model
         else:
             raise TypeError(f"model must be a timm model name or an nn.Module, got {type(model).__name__}.")
         self._checkpoint: str | None = None
@@ -86,21 +89,21 @@ class TimmEncoder(BaseEncoder):
         if checkpoint is not None:
             state = load_state_dict_file(checkpoint)
             # strict=False: a classifier head in the checkpoint is ignored (the encoder has num_classes=0)
-            missing, _ = model.load_state_dict(state, strict=False)
+            missing, _ = net.load_state_dict(state, strict=False)
             if missing:
                 raise ValueError(
                     f"checkpoint {str(checkpoint)!r} does not match timm model {self.model_name!r}: "
                     f"{len(missing)} missing keys (e.g. {missing[:3]}). Pass the architecture it was saved from."
                 )
             self._checkpoint = str(Path(checkpoint).resolve())
-        if pooling == "cls" and not getattr(model, "num_prefix_tokens", 0):
+        if pooling == "cls" and not getattr(net, "num_prefix_tokens", 0):
             raise ValueError(f"pooling='cls' needs a model with a class token; {self.model_name!r} has none.")
         self.pretrained = bool(pretrained)
         self.pooling = pooling
         self.device = resolve_device(device)
-        self.model = model.to(self.device).eval()
-        self.dim = int(getattr(model, "head_hidden_size", None) or model.num_features) \
-            if pooling == "head" else int(model.num_features)
+        self.model: Any = net.to(self.device).eval()
+        self.dim = int(getattr(net, "head_hidden_size", None) or net.num_features) \
+            if pooling == "head" else int(net.num_features)
         self._timm = timm
         self.preprocess = preprocess if preprocess is not None else self._default_preprocess()
         self.name = name or self.model_name

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from latentalign._optional import import_optional, library_versions
+from latentalign._optional import import_optional, library_versions, package_dir
 from latentalign.encoders._weights import array_fingerprint
 from latentalign.encoders.base import BaseEncoder
 
@@ -108,7 +108,7 @@ class WordVectorEncoder(BaseEncoder):
         import_optional("spacy", "assets", purpose=f"reading the vectors of {package!r}")
         from spacy.vocab import Vocab
 
-        base = Path(pkg.__file__).parent
+        base = package_dir(pkg)
         found = sorted(glob.glob(str(base / f"{package}-*" / "vocab")))
         vocab_dir = Path(found[-1]) if found else base / "vocab"
         if not (vocab_dir / "vectors").exists():

@@ -110,7 +110,7 @@ class RetrievalEvaluator:
 
     def compute(self) -> dict[str, float]:
         """Metrics over every query seen since construction or the last :meth:`reset`."""
-        if not self._best:
+        if not self._best or self._ks is None:  # update() sets both
             raise RuntimeError(
                 "RetrievalEvaluator.compute() was called before any update(); call update(Q, K) first."
             )

@@ -55,7 +55,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
-from typing import Any, Union
+from typing import Any, TypeAlias
 
 import torch
 
@@ -77,7 +77,7 @@ RELATIVE_METRICS: tuple[str, ...] = ("cosine", "angular", "euclidean", "l1", "li
 INVERTIBLE_METRICS: tuple[str, ...] = ("euclidean", "cosine", "angular")
 AGGREGATIONS: tuple[str, ...] = ("concat", "concat_norm", "sum")
 
-MetricSpec = Union[str, Sequence[str]]
+MetricSpec: TypeAlias = str | Sequence[str]
 
 _LAYER_NORM_EPS = 1e-5
 # Elements of the per-chunk working set (chunk rows x (k + d)); 2**25 float32 values = 128 MiB.

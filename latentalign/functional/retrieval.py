@@ -43,7 +43,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import torch
@@ -136,18 +136,20 @@ class _Scorer:
         return self.K.shape[0]
 
     def block(self, start: int, stop: int) -> torch.Tensor:
+        # build() sets q_aux and k_aux for the two metrics that read them
+        q_aux, k_aux = cast(torch.Tensor, self.q_aux), cast(torch.Tensor, self.k_aux)
         if self.metric == "cosine":  # scale the small query block, then one pass over the scores
-            S = (self.Q[start:stop] * self.q_aux[start:stop, None]) @ self.K.T
-            S.mul_(self.k_aux[None, :])
+            S = (self.Q[start:stop] * q_aux[start:stop, None]) @ self.K.T
+            S.mul_(k_aux[None, :])
             return self._penalise(S, start, stop)
         S = self.Q[start:stop] @ self.K.T
         if self.metric == "l2":
-            S.mul_(2.0).sub_(self.q_aux[start:stop, None]).sub_(self.k_aux[None, :]).clamp_(max=0.0)
+            S.mul_(2.0).sub_(q_aux[start:stop, None]).sub_(k_aux[None, :]).clamp_(max=0.0)
         return self._penalise(S, start, stop)
 
     def _penalise(self, S: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-        if self.q_pen is not None:  # CSLS
-            S.mul_(2.0).sub_(self.q_pen[start:stop, None]).sub_(self.k_pen[None, :])
+        if self.q_pen is not None:  # CSLS; k_pen is always set with q_pen
+            S.mul_(2.0).sub_(self.q_pen[start:stop, None]).sub_(cast(torch.Tensor, self.k_pen)[None, :])
         return S
 
 
@@ -214,14 +216,14 @@ def _faiss_search(
         searcher.train(Kf)
         searcher.nprobe = nprobe
     searcher.add(Kf)
-    D, I = searcher.search(Qf, k)
-    if (I < 0).any():
-        missing = int((I < 0).any(axis=1).sum())
+    D, found = searcher.search(Qf, k)
+    if (found < 0).any():
+        missing = int((found < 0).any(axis=1).sum())
         raise ValueError(
             f"index='faiss-ivf' found fewer than {k} neighbours for {missing} queries (it scanned {nprobe} of "
             f"{nlist} lists). Increase nprobe, decrease nlist, or use index='faiss' (exact)."
         )
-    return D, I
+    return D, found
 
 
 def _faiss_topk(
@@ -245,11 +247,11 @@ def _faiss_topk(
         Qf, Kf = _to_faiss(Q), _to_faiss(K)
     if q_pen is not None:  # CSLS as one inner product: [2 q, -1] . [k, r_Q(k)] = 2 cos - r_Q(k)
         Qf = np.hstack([2.0 * Qf, -np.ones((Qf.shape[0], 1), np.float32)])
-        Kf = np.hstack([Kf, _to_faiss(k_pen[:, None])])
+        Kf = np.hstack([Kf, _to_faiss(cast(torch.Tensor, k_pen)[:, None])])  # passed with q_pen
     depth = k + 1 if exclude_self else k
-    D, I = _faiss_search(Qf, Kf, depth, metric != "l2", index, nlist, nprobe)
+    D, found = _faiss_search(Qf, Kf, depth, metric != "l2", index, nlist, nprobe)
     values = torch.from_numpy(D).to(device=Q.device, dtype=Q.dtype)
-    indices = torch.from_numpy(I).to(device=Q.device)
+    indices = torch.from_numpy(found).to(device=Q.device)
     if metric == "l2":
         values = -values
     if exclude_self:
