@@ -106,10 +106,12 @@ def run_stitch(
     X, Y = np.asarray(load_matrix(a_test, "A_TEST")), np.asarray(load_matrix(b_test, "B_TEST"))
     labels = read_labels(labels_path, "LABELS", label_column)
     method = type(aligner).__name__
-    if isinstance(aligner, Aligner):  # the head reads what the map's transform_target gives for B
-        to_head_space, space = aligner.transform_target, f"{method}.transform_target of B's embeddings"
-    else:  # a UniversalSpace translates into B's own space
-        to_head_space, space = np.asarray, "B's own embeddings"
+    # the head reads what the map's transform_target gives for B; a UniversalSpace translates into B's own space
+    space = f"{method}.transform_target of B's embeddings" if isinstance(aligner, Aligner) else "B's own embeddings"
+
+    def to_head_space(Z: np.ndarray) -> np.ndarray:
+        return np.asarray(aligner.transform_target(Z)) if isinstance(aligner, Aligner) else Z
+
     if train is not None:
         Y_train = np.asarray(load_matrix(train, "--train"))
         train_y = read_labels(train_labels, "--train-labels", label_column)  # type: ignore[arg-type]
@@ -117,16 +119,17 @@ def run_stitch(
             raise ValueError(
                 f"--train-labels has {len(train_y)} labels but --train has {Y_train.shape[0]} rows; give one per row."
             )
-        head, classes = fit_head(np.asarray(to_head_space(Y_train)), train_y)
+        head, fitted_classes = fit_head(to_head_space(Y_train), train_y)
+        classes: list[Any] | None = fitted_classes
         echo(
-            f"fitted a logistic-regression head on {Y_train.shape[0]} rows of {train} ({len(classes)} classes; "
+            f"fitted a logistic-regression head on {Y_train.shape[0]} rows of {train} ({len(fitted_classes)} classes; "
             f"features: {space})"
         )
         if save_head_path is not None:
-            echo(f"saved head to {save_head(head, classes, save_head_path, str(train))}")
+            echo(f"saved head to {save_head(head, fitted_classes, save_head_path, str(train))}")
     else:
         head, classes = load_head(head_path)  # type: ignore[arg-type]
-    width = np.asarray(to_head_space(Y)).shape[1]
+    width = to_head_space(Y).shape[1]
     if head.in_features != width:
         raise ValueError(
             f"the head reads {head.in_features}-d inputs, but B_TEST gives {width}-d ones ({space}); use a "
@@ -137,7 +140,7 @@ def run_stitch(
     pair = f"{a_test.stem} -> {b_test.stem}"
     rows = []
     for kind in ("native", "absolute", "stitched"):
-        s = scores[kind] or {"accuracy": None, "macro_f1": None}
+        s: dict[str, float | None] = {"accuracy": None, "macro_f1": None, **(scores[kind] or {})}
         rows.append(
             {
                 "pair": pair,
