@@ -116,7 +116,7 @@ def least_squares_from_stats(
             "gram=True."
         )
     n = stats.n
-    A = stats.cxx
+    A = stats.gram()
     B = stats.cxy
     if not fit_intercept:
         A = A + n * torch.outer(stats.mean_x, stats.mean_x)

@@ -38,6 +38,7 @@ __all__ = [
     "procrustes_from_stats",
     "polar_factor",
     "paired_stats",
+    "sums_of_squares",
 ]
 
 _F64 = torch.float64
@@ -133,14 +134,12 @@ def procrustes_from_stats(
     n = stats.n
     M = stats.cxy
     mean_x, mean_y = stats.mean_x, stats.mean_y
-    ssx, ssy = stats.ssx, stats.ssy
+    squares = sums_of_squares(stats, center=center) if stats.has_squares else None
     if not center:
         M = M + n * torch.outer(mean_x, mean_y)
-        if stats.has_squares:
-            ssx = ssx + n * mean_x * mean_x
-            ssy = ssy + n * mean_y * mean_y
         mean_x, mean_y = torch.zeros_like(mean_x), torch.zeros_like(mean_y)
-    if standardize:
+    if standardize and squares is not None:  # squares are present whenever standardize is set (checked above)
+        ssx, ssy = squares
         std_x = _safe_std(ssx, n)
         std_y = _safe_std(ssy, n)
         M = M / std_x[:, None] / std_y[None, :]
@@ -148,7 +147,7 @@ def procrustes_from_stats(
     else:
         std_x = torch.ones_like(mean_x)
         std_y = torch.ones_like(mean_y)
-        norm_x = float(ssx.sum()) if ssx is not None else float("nan")
+        norm_x = float(squares[0].sum()) if squares is not None else float("nan")
     if not bool(M.abs().max() > 0):
         raise ValueError(
             "X and Y have zero cross-covariance (every column of one side is constant over the rows), so no "
@@ -168,6 +167,36 @@ def procrustes_from_stats(
         "std_y": std_y,
         "singular_values": S,
     }
+
+
+def sums_of_squares(stats: CrossStats, *, center: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-column sums of squares of ``X`` and ``Y`` about their means, or about 0 when ``center=False``.
+
+    Parameters
+    ----------
+    stats : CrossStats
+        Computed with ``squares=True``.
+    center : bool
+        About the column means (the stored sums) or about the origin.
+
+    Returns
+    -------
+    ssx, ssy : torch.Tensor of shape (d_x,), (d_y,), float64
+
+    Examples
+    --------
+    >>> import torch
+    >>> from latentalign.functional.moments import compute_stats
+    >>> X = torch.tensor([[1.0], [3.0]], dtype=torch.float64)
+    >>> stats = compute_stats(X, X, squares=True)
+    >>> [float(s[0]) for s in sums_of_squares(stats)], [float(s[0]) for s in sums_of_squares(stats, center=False)]
+    ([2.0, 2.0], [10.0, 10.0])
+    """
+    ssx, ssy = stats.squares()
+    if not center:
+        ssx = ssx + stats.n * stats.mean_x * stats.mean_x
+        ssy = ssy + stats.n * stats.mean_y * stats.mean_y
+    return ssx, ssy
 
 
 def _safe_std(ss: torch.Tensor, n: int) -> torch.Tensor:
@@ -243,10 +272,7 @@ def procrustes_residual(X: ArrayLike, Y: ArrayLike, *, center: bool = True, scal
     """
     stats, _, _ = paired_stats(X, Y, squares=True, min_rows=2 if center else 1)
     sol = procrustes_from_stats(stats, center=center, scale=scale)
-    ssx, ssy = stats.ssx, stats.ssy
-    if not center:
-        ssx = ssx + stats.n * stats.mean_x**2
-        ssy = ssy + stats.n * stats.mean_y**2
+    ssx, ssy = sums_of_squares(stats, center=center)
     nx, ny, nuc = float(ssx.sum()), float(ssy.sum()), float(sol["singular_values"].sum())
     s = sol["scale"]
     return max(s * s * nx - 2.0 * s * nuc + ny, 0.0) ** 0.5
