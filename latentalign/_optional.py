@@ -58,13 +58,14 @@ def package_dir(package: ModuleType) -> Path:
     >>> (package_dir(json) / "decoder.py").exists()
     True
     """
-    if package.__file__ is None:
+    file = getattr(package, "__file__", None)
+    if file is None:
         raise MissingDependencyError(
             f"package must be an installed regular package, but {package.__name__!r} has no __file__ (a "
             f"namespace package: its installation is incomplete). Reinstall it: pip install --force-reinstall "
             f"{package.__name__}"
         )
-    return Path(package.__file__).parent
+    return Path(file).parent
 
 
 def library_versions(*packages: str) -> dict[str, str]:
