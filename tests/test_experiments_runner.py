@@ -1,0 +1,103 @@
+"""The experiment runner: packaged configs, the config-directory override, where results go, error messages."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from latentalign.experiments import find_config, list_experiments, load_config, run_experiment
+from latentalign.experiments.runner import CONFIG_ENV, DEFAULT_RESULTS_DIR, config_dir
+
+PACKAGED = Path(__file__).resolve().parents[1] / "latentalign" / "experiments" / "configs"
+
+# A runner of its own (a real module on sys.path): one row, one passing check, a detail for the record.
+RUNNER = """
+from latentalign.experiments import Check, ExperimentResult
+
+def run(config, *, out_dir):
+    n = config["setup"]["n"]
+    return ExperimentResult(rows=[{"n": n, "square": n * n}], checks=[Check("n squared", "9", str(n * n), n * n == 9)],
+                            notes=["tiny"], details={"n_seen": n})
+"""
+CONFIG = """runner = "tiny_runner:run"
+title = "Tiny"
+
+[paper]
+citation = "Nobody. Nothing. 2024"
+table = "Table 0"
+
+[setup]
+n = 3
+
+[reduced]
+n = 2
+"""
+
+
+@pytest.fixture()
+def tiny(tmp_path, monkeypatch):
+    (tmp_path / "tiny_runner.py").write_text(RUNNER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    (folder / "tiny.toml").write_text(CONFIG)
+    return folder
+
+
+def test_the_packaged_configs_are_all_listed_and_load():
+    names = list_experiments()
+    assert names == sorted(p.stem for p in PACKAGED.glob("*.toml")) and len(names) >= 8
+    for name in names:
+        config = load_config(name)
+        assert config["name"] == name and config["config_file"] == f"latentalign/experiments/configs/{name}.toml"
+    assert (config_dir() / "word_translation_ot.toml").is_file()
+
+
+def test_a_name_a_packaged_path_and_a_user_path_all_resolve(tiny):
+    assert find_config("mutual_knn").name == "mutual_knn.toml"
+    assert find_config("experiments/mutual_knn.toml").name == "mutual_knn.toml"  # the path before the move
+    config = load_config(tiny / "tiny.toml", reduced=True)
+    assert config["name"] == "tiny" and config["setup"]["n"] == 2 and config["config_file"] == str(tiny / "tiny.toml")
+
+
+def test_the_environment_variable_replaces_the_packaged_configs(tiny, monkeypatch):
+    monkeypatch.setenv(CONFIG_ENV, str(tiny))
+    assert list_experiments() == ["tiny"]
+    assert load_config("tiny")["config_file"] == str(tiny / "tiny.toml")
+    with pytest.raises(
+        FileNotFoundError, match=r"No experiment config 'mutual_knn'; known experiments in .*\['tiny'\]"
+    ):
+        find_config("mutual_knn")
+    monkeypatch.setenv(CONFIG_ENV, str(tiny / "missing"))
+    with pytest.raises(FileNotFoundError, match=r"does not exist; unset \$LATENTALIGN_EXPERIMENTS or point it"):
+        list_experiments()
+
+
+def test_unknown_names_list_the_known_experiments():
+    with pytest.raises(FileNotFoundError, match=r"No experiment config 'nope'.*word_translation_csls.*Pass one of"):
+        load_config("nope")
+
+
+def test_a_broken_config_names_the_file_and_the_problem(tmp_path):
+    (tmp_path / "bad.toml").write_text("runner = \n")
+    with pytest.raises(ValueError, match=r"bad\.toml' is not valid TOML"):
+        load_config(tmp_path / "bad.toml")
+    (tmp_path / "short.toml").write_text('runner = "m:run"\ntitle = "t"\n[setup]\n')
+    with pytest.raises(ValueError, match=r"short\.toml' lacks the required key 'paper'"):
+        load_config(tmp_path / "short.toml")
+
+
+def test_results_go_to_runs_experiments_under_the_current_directory(tiny, tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    result, page = run_experiment(tiny / "tiny.toml")
+    assert page.resolve() == (work / DEFAULT_RESULTS_DIR / "tiny.md").resolve()
+    assert result.passed and result.rows == [{"n": 3, "square": 9}]
+    record = json.loads((work / DEFAULT_RESULTS_DIR / "tiny.json").read_text())
+    assert record["details"] == {"n_seen": 3} and record["checks"][0]["passed"] is True
+    assert f"Config: `{tiny / 'tiny.toml'}`" in page.read_text()
+    _, page = run_experiment(tiny / "tiny.toml", reduced=True, out_dir=tmp_path / "elsewhere")
+    assert page == tmp_path / "elsewhere" / "tiny.md" and "(reduced run)" in page.read_text()
