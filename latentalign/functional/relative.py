@@ -137,8 +137,8 @@ def check_n_anchors(n_anchors: int, name: str = "anchors") -> None:
     """Raise unless there are at least 2 anchors (one similarity carries no relative information)."""
     if n_anchors < 2:
         raise ValueError(
-            f"{name} has {n_anchors} row(s) (n_samples = {n_anchors}), but relative projection needs at least 2 anchors (a single "
-            "similarity carries no relative information). Pass more anchor rows; hundreds are typical, "
+            f"{name} has {n_anchors} row(s), but relative projection needs at least 2 anchors (n_samples = "
+            f"{n_anchors}; a single similarity carries no relative information). Pass more anchor rows; hundreds are typical, "
             "see latentalign.anchors.select_anchors."
         )
 
