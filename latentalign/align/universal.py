@@ -320,7 +320,8 @@ class UniversalSpace(Persistable, BaseEstimator):
             raise ValueError(f"Model {dst!r} has a zero scale, so from_universal cannot invert it.")
         F64 = torch.float64
         W = torch.eye(self.dim_, dtype=F64, device=self.mean_shape_.device)
-        before = after = torch.nn.Sequential()
+        before: torch.nn.Module = torch.nn.Sequential()
+        after: torch.nn.Module = torch.nn.Sequential()
         if src is not None:
             before = preprocessor_module(self.preprocessors_[src])
             W = self.scales_[src] * self.weights_[src].to(F64)

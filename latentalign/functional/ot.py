@@ -196,6 +196,8 @@ def _cost_scale(M_or_pair: Any, normalize: str | None, metric: str | None = None
     if normalize is None:
         return 1.0
     if isinstance(M_or_pair, tuple):
+        if metric is None:
+            raise TypeError("_cost_scale needs the metric when given the (X, Y) pair instead of a cost matrix.")
         X, Y = M_or_pair
         scale = _mean_cost(X, Y, metric) if normalize == "mean" else _max_cost(X, Y, metric)
     else:
@@ -472,7 +474,7 @@ def gw_plan_tensors(
     p, q = _marginals(a, b, X.shape[0], Y.shape[0], C1)
     tol = default_tol(C1.dtype) if tol is None else tol
     fused = M is not None
-    if fused:
+    if M is not None:
         M = M / _cost_scale(M, normalize_cost)
     if G0 is not None:
         G0 = _fit_marginals(G0.to(C1.dtype), p, q)
