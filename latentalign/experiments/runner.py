@@ -272,8 +272,8 @@ def write_summary(out_dir: str | os.PathLike[str] | None = None, *, names: list[
     summary.write_text(
         "# Reproductions: summary\n\n"
         f"{passed} of {total} checks pass. Each experiment's page has the setup, the differences from the "
-        "paper's and the full results; regenerate with `latentalign run all` (re-runs everything) or "
-        "`latentalign run all --summary-only` (rebuilds this table from the JSON records).\n\n"
+        "paper's and the full results; regenerate with `latentalign run all -o DIR` (re-runs everything) or "
+        "`latentalign run all --summary-only -o DIR` (rebuilds this table from the JSON records in DIR).\n\n"
         + rows_to_markdown(rows) + "\n"
     )
     return summary
