@@ -15,8 +15,8 @@ from sklearn.linear_model import LinearRegression, Ridge
 from latentalign.align import make_aligner
 from latentalign.align.affine import Affine
 from latentalign.exceptions import IllConditionedWarning
-from latentalign.functional.moments import compute_stats
 from latentalign.functional.affine import least_squares, least_squares_from_stats
+from latentalign.functional.moments import compute_stats
 
 
 def planted(n=400, d_x=10, d_y=6, *, seed=0, noise=0.0, dtype=np.float64):

@@ -457,7 +457,7 @@ def test_inputs_on_different_devices_are_rejected():
 
 def test_unknown_attribute_still_raises_attribute_error():
     with pytest.raises(AttributeError, match="has no attribute 'rotation_'"):
-        Procrustes().rotation_
+        _ = Procrustes().rotation_
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
