@@ -21,6 +21,7 @@ The table goes to ``benchmarks/results/bench_stitcher.txt`` with the machine and
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -30,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from _common import gemm_rate, limit_threads, machine_summary, print_table
+from _common import gemm_rate, limit_threads, machine_summary, print_table  # noqa: E402
 
 DIM = 768
 N_CLASSES = 10
@@ -70,9 +71,38 @@ def build(method: str):
     stitcher = Stitcher(None, aligner, head)
     linear = torch.nn.Linear(DIM, DIM)
     with torch.no_grad():
-        linear.weight.copy_(stitcher.map.weight.T)
+        linear.weight.copy_(stitcher.map.weight)
         linear.bias.copy_(stitcher.map.bias)
     return aligner, stitcher, linear, head
+
+
+def fixed_overhead(quick: bool) -> dict[str, float]:
+    """Median per-call times with a 4-dimensional map, where the arithmetic is negligible."""
+    import torch
+
+    from latentalign import Affine
+    from latentalign.stitching import Stitcher
+
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(100, 4, generator=g)
+    head = torch.nn.Linear(4, 3)
+    stitcher = Stitcher(None, Affine().fit(X, 2 * X + 1), head)
+    linear = torch.nn.Linear(4, 4)
+    x = torch.randn(1, 4)
+    med = interleaved_medians(
+        {
+            "linear": lambda: head(linear(x)),
+            "map": lambda: head(stitcher.map(x)),
+            "stitcher": lambda: stitcher(x),
+        },
+        2000 if quick else 20000,
+    )
+    return {
+        "nn.Linear + head (us)": med["linear"] * 1e6,
+        "map module + head (us)": med["map"] * 1e6,
+        "Stitcher (us)": med["stitcher"] * 1e6,
+        "Stitcher - (map + head) (us)": (med["stitcher"] - med["map"]) * 1e6,
+    }
 
 
 def main() -> None:
@@ -82,6 +112,8 @@ def main() -> None:
     args = parser.parse_args()
     limit_threads(args.threads)
     import torch
+
+    load_at_start = ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
     rate = gemm_rate("float32", size=2048, backend="torch")
     rows = []
@@ -109,14 +141,19 @@ def main() -> None:
                 "transform + head (us)": med["transform"] * 1e6,
                 "GFLOP/s": 2.0 * n * DIM * DIM / med["stitcher"] / 1e9,
             })
+    overhead = fixed_overhead(args.quick)
     columns = list(rows[0])
     title = (
         f"Stitcher forward vs hand-written nn.Linear (float32, {DIM} -> {DIM}, head {DIM} -> {N_CLASSES}, "
         f"no_grad, medians of interleaved runs)"
     )
     table = print_table(rows, columns, title=title)
+    table += "\n" + print_table(
+        [overhead], list(overhead),
+        title="Fixed per-call cost of the Stitcher (map 4 -> 4, head 4 -> 3, batch 1: Python, not arithmetic)",
+    )
     footer = (
-        f"\nMachine: {machine_summary()}\nSquare float32 GEMM (2048^3, torch): {rate:.1f} GFLOP/s\n"
+        f"\nMachine: {machine_summary()} (at the end; at the start: {load_at_start})\nSquare float32 GEMM (2048^3, torch): {rate:.1f} GFLOP/s\n"
         f"torch {torch.__version__}{' (--quick)' if args.quick else ''}\n"
     )
     print(footer)

@@ -233,12 +233,12 @@ def test_torch_compile_fullgraph_relative(fitted):
     torch.testing.assert_close(compiled(x), module(x))
 
 
-def test_linear_map_is_one_addmm_of_the_fitted_map(fitted):
+def test_linear_map_holds_the_fitted_map_in_nn_linear_layout(fitted):
     aligners, _, _ = fitted
     affine = aligners["affine"]
     module = affine.to_module(dtype=F64)
     assert isinstance(module, LinearMap)
-    assert torch.equal(module.weight, affine.coef_) and torch.equal(module.bias, affine.intercept_)
+    assert torch.equal(module.weight, affine.coef_.T) and torch.equal(module.bias, affine.intercept_)
 
 
 # -- UniversalSpace -----------------------------------------------------------------------------------------
@@ -266,7 +266,7 @@ def test_universal_translate_module_fuses_the_two_maps(universal):
     space, _ = universal
     module = space.to_module(src="a", dst="c")
     linear = [m for m in module.modules() if isinstance(m, LinearMap)]
-    assert len(linear) == 1 and tuple(linear[0].weight.shape) == (6, 4)
+    assert len(linear) == 1 and tuple(linear[0].weight.shape) == (4, 6)
 
 
 def test_universal_module_errors(universal):
@@ -319,7 +319,7 @@ def test_module_description_errors():
     with pytest.raises(TypeError, match="dtype must be a floating torch.dtype"):
         finalize_module(nn.Identity(), dtype=torch.int64)
     with pytest.raises(ValueError, match="LinearMap needs weight of shape"):
-        LinearMap(torch.zeros(3, 2), torch.zeros(3))
+        LinearMap(torch.zeros(3, 2), torch.zeros(2))
 
 
 @pytest.mark.parametrize("name", ["relative-euclidean", "ot-emd-preprocessed"])

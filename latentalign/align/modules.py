@@ -10,9 +10,8 @@ inputs must be tensors of the module's dtype and device (as for ``nn.Linear``).
 Modules
 -------
 :class:`LinearMap`
-    ``x @ weight + bias`` with ``weight`` of shape ``(in_features, out_features)`` (the aligner's ``W``,
-    not transposed as in ``nn.Linear``); one ``torch.addmm``. Procrustes, Affine, the maps of OTAligner
-    and SelfLearning, and UniversalSpace.
+    ``x @ weight.T + bias``, laid out as ``nn.Linear`` (``weight`` is the transpose of the aligner's
+    ``W``); one ``addmm``. Procrustes, Affine, the maps of OTAligner and SelfLearning, and UniversalSpace.
 :class:`RelativeMap`
     Similarities to anchors (RelativeProjection): the formulas of
     :mod:`latentalign.functional.relative`, in one pass over the batch.
@@ -73,11 +72,17 @@ def _store(module: nn.Module, name: str, value: torch.Tensor, trainable: bool) -
 
 
 class LinearMap(nn.Module):
-    """The affine map ``x @ weight + bias`` (one ``torch.addmm``).
+    """The affine map ``x @ weight.T + bias``, laid out as ``nn.Linear`` (one ``addmm`` per call).
+
+    An aligner's ``transform`` is ``X @ W + b`` with ``W`` of shape ``(in_features, out_features)``; this
+    module holds ``weight = W.T`` of shape ``(out_features, in_features)``, as ``nn.Linear`` does, so its
+    ``state_dict`` loads into ``nn.Linear(in_features, out_features)`` and the matrix product runs in the
+    same memory layout (``torch.nn.functional.linear``), which is measurably faster than ``X @ W`` with a
+    row-major ``W`` for small batches on CPU.
 
     Parameters
     ----------
-    weight : torch.Tensor of shape (in_features, out_features)
+    weight : torch.Tensor of shape (out_features, in_features)
     bias : torch.Tensor of shape (out_features,)
     trainable : bool, default False
         Hold ``weight`` and ``bias`` as ``nn.Parameter`` (else as buffers, which receive no gradient).
@@ -86,10 +91,14 @@ class LinearMap(nn.Module):
     --------
     >>> import torch
     >>> W, b = torch.randn(3, 2), torch.randn(2)
-    >>> m = LinearMap(W, b)
+    >>> m = LinearMap(W.T, b)
     >>> x = torch.randn(4, 3)
     >>> bool(torch.allclose(m(x), x @ W + b)), sorted(m.state_dict())
     (True, ['bias', 'weight'])
+    >>> linear = torch.nn.Linear(3, 2)
+    >>> _ = linear.load_state_dict(m.state_dict())
+    >>> bool(torch.equal(linear(x), m(x)))
+    True
     """
 
     weight: torch.Tensor
@@ -97,9 +106,9 @@ class LinearMap(nn.Module):
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor, *, trainable: bool = False) -> None:
         super().__init__()
-        if weight.ndim != 2 or bias.shape != (weight.shape[1],):
+        if weight.ndim != 2 or bias.shape != (weight.shape[0],):
             raise ValueError(
-                f"LinearMap needs weight of shape (in_features, out_features) and bias of shape "
+                f"LinearMap needs weight of shape (out_features, in_features) and bias of shape "
                 f"(out_features,), got {tuple(weight.shape)} and {tuple(bias.shape)}."
             )
         _store(self, "weight", weight, trainable)
@@ -108,16 +117,16 @@ class LinearMap(nn.Module):
     @property
     def in_features(self) -> int:
         """Input dimension."""
-        return int(self.weight.shape[0])
+        return int(self.weight.shape[1])
 
     @property
     def out_features(self) -> int:
         """Output dimension."""
-        return int(self.weight.shape[1])
+        return int(self.weight.shape[0])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map a batch ``x`` of shape ``(n, in_features)``."""
-        return torch.addmm(self.bias, x, self.weight)
+        return nn.functional.linear(x, self.weight, self.bias)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}"
@@ -129,7 +138,7 @@ class LinearMap(nn.Module):
     @classmethod
     def from_config(cls, config: dict[str, Any], trainable: bool) -> LinearMap:
         """An empty module of the described shape (fill it with ``load_state_dict``)."""
-        return cls(torch.zeros(config["in_features"], config["out_features"]),
+        return cls(torch.zeros(config["out_features"], config["in_features"]),
                    torch.zeros(config["out_features"]), trainable=trainable)
 
 
@@ -562,7 +571,7 @@ def module_config(module: nn.Module) -> dict[str, Any]:
     Examples
     --------
     >>> import torch
-    >>> m = LinearMap(torch.randn(3, 2), torch.randn(2))
+    >>> m = LinearMap(torch.randn(2, 3), torch.randn(2))
     >>> copy = module_from_config(module_config(m))
     >>> _ = copy.load_state_dict(m.state_dict())
     >>> x = torch.randn(4, 3)

@@ -177,7 +177,7 @@ class StreamingAligner(Aligner):
 
         self._ensure_solved()
         W, b = self._backward_map() if inverse else self._forward_map()
-        return LinearMap(W, b, trainable=trainable)
+        return LinearMap(W.T, b, trainable=trainable)
 
     def _forward_map(self) -> tuple[torch.Tensor, torch.Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -329,7 +329,7 @@ class UniversalSpace(Persistable, BaseEstimator):
             after = preprocessor_module(self.preprocessors_[dst], inverse=True)
             W_dst = self.weights_[dst].to(device=W.device, dtype=F64)
             W = W @ W_dst.T / self.scales_[dst]
-        core = LinearMap(W, torch.zeros(W.shape[1], dtype=F64, device=W.device), trainable=bool(trainable))
+        core = LinearMap(W.T, torch.zeros(W.shape[1], dtype=F64, device=W.device), trainable=bool(trainable))
         return finalize_module(sandwich(before, core, after), dtype=dtype, device=device)
 
     def _to_universal(self, X: torch.Tensor, name: str) -> torch.Tensor:
