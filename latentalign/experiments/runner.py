@@ -191,10 +191,21 @@ def _page(config: dict[str, Any], result: ExperimentResult, elapsed: float, plot
         lines += ["Differences from the paper's setup: " + paper["differences"], ""]
     if paper.get("verified"):
         lines += ["Published figures checked: " + paper["verified"], ""]
-    lines += ["## Checks", "", rows_to_markdown([
-        {"claim": c.claim, "paper": c.paper, "ours": c.ours, "verdict": "pass" if c.passed else "FAIL"}
-        for c in result.checks
-    ]), "", "## Results", "", rows_to_markdown(result.rows), ""]
+    lines += [
+        "## Checks",
+        "",
+        rows_to_markdown(
+            [
+                {"claim": c.claim, "paper": c.paper, "ours": c.ours, "verdict": "pass" if c.passed else "FAIL"}
+                for c in result.checks
+            ]
+        ),
+        "",
+        "## Results",
+        "",
+        rows_to_markdown(result.rows),
+        "",
+    ]
     if result.notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in result.notes] + [""]
     lines += [f"![{p.stem}]({p.name})" for p in plots]
@@ -220,10 +231,18 @@ def run_experiment(
     page = out / f"{config['name']}.md"
     page.write_text(_page(config, result, elapsed, result.plots))
     record = make_record(
-        f"experiment:{config['name']}", result.rows, settings=config["setup"], seed=config["setup"].get("seed"),
-        extra={"checks": [c.__dict__ for c in result.checks], "passed": result.passed,
-               "elapsed_s": round(elapsed, 1), "paper": config["paper"], "reduced": reduced,
-               **({"details": result.details} if result.details else {})},
+        f"experiment:{config['name']}",
+        result.rows,
+        settings=config["setup"],
+        seed=config["setup"].get("seed"),
+        extra={
+            "checks": [c.__dict__ for c in result.checks],
+            "passed": result.passed,
+            "elapsed_s": round(elapsed, 1),
+            "paper": config["paper"],
+            "reduced": reduced,
+            **({"details": result.details} if result.details else {}),
+        },
     )
     write_record(record, out, config["name"])
     return result, page
@@ -265,15 +284,24 @@ def write_summary(out_dir: str | os.PathLike[str] | None = None, *, names: list[
         for check in record["checks"]:
             total += 1
             passed += bool(check["passed"])
-            rows.append({"experiment": f"[{name}]({name}.md)", "paper": record["paper"].get("citation", ""),
-                         "claim": check["claim"], "paper number": check["paper"], "ours": check["ours"],
-                         "verdict": "pass" if check["passed"] else "FAIL", "run": run})
+            rows.append(
+                {
+                    "experiment": f"[{name}]({name}.md)",
+                    "paper": record["paper"].get("citation", ""),
+                    "claim": check["claim"],
+                    "paper number": check["paper"],
+                    "ours": check["ours"],
+                    "verdict": "pass" if check["passed"] else "FAIL",
+                    "run": run,
+                }
+            )
     summary = out / "SUMMARY.md"
     summary.write_text(
         "# Reproductions: summary\n\n"
         f"{passed} of {total} checks pass. Each experiment's page has the setup, the differences from the "
         "paper's and the full results; regenerate with `latentalign run all -o DIR` (re-runs everything) or "
         "`latentalign run all --summary-only -o DIR` (rebuilds this table from the JSON records in DIR).\n\n"
-        + rows_to_markdown(rows) + "\n"
+        + rows_to_markdown(rows)
+        + "\n"
     )
     return summary
