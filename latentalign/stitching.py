@@ -249,16 +249,18 @@ class Stitcher(nn.Module):
 
     def forward(self, inputs: Any) -> torch.Tensor:
         """Head B's output on model A's embeddings of ``inputs``, mapped into B's space."""
-        Z = self.embed(inputs)
-        if self.map is None:
+        fast = self.encoder_a is None and isinstance(inputs, torch.Tensor) and inputs.is_floating_point()
+        Z = inputs if fast else self.embed(inputs)
+        mapping = self.map
+        if mapping is None:
             Z = map_embeddings(self.aligner, Z, src=self.src, dst=self.dst)
         else:
             location = self._map_location
             if location is not None:
                 ref = getattr(*location)
-                if Z.dtype != ref.dtype or Z.device != ref.device:
+                if Z.dtype is not ref.dtype or Z.device != ref.device:
                     Z = Z.to(device=ref.device, dtype=ref.dtype)
-            Z = self.map(Z)
+            Z = mapping(Z)
         if self._head_is_module:
             return self.head_b(Z)
         return apply_head(self.head_b, Z)
