@@ -35,8 +35,16 @@ TEXTS = [
     f"{a} {b} {c}."
     for a in ("A man", "The cat", "Two children", "An old woman", "The red car", "A small dog", "The committee")
     for b in ("is playing", "quickly crossed", "was looking at", "never liked", "painted")
-    for c in ("the guitar", "a busy street in the rain", "the mountains behind the village", "the new report",
-              "an empty house at the end of the road", "the sea", "a bowl of soup", "the stars")
+    for c in (
+        "the guitar",
+        "a busy street in the rain",
+        "the mountains behind the village",
+        "the new report",
+        "an empty house at the end of the road",
+        "the sea",
+        "a bowl of soup",
+        "the stars",
+    )
 ]
 
 
@@ -56,7 +64,9 @@ def timed(fn: Callable[[], object]) -> tuple[float, float]:
     return time.perf_counter() - w, time.process_time() - c
 
 
-def paired(bare: Callable[[], object], wrapped: Callable[[], object], repeats: int) -> tuple[tuple[float, float], tuple[float, float]]:
+def paired(
+    bare: Callable[[], object], wrapped: Callable[[], object], repeats: int
+) -> tuple[tuple[float, float], tuple[float, float]]:
     """Interleave the two so drifting machine load hits both alike; return the minimum wall and CPU time
     of each. With one torch thread, CPU time is the work done, little affected by other processes."""
     bare(), wrapped()  # warm-up
@@ -133,8 +143,9 @@ def case_onnx_int8(n: int, bs: int):
             e = tok.encode_batch(texts[i : i + bs])
             ids = np.asarray([x.ids for x in e], dtype=np.int64)
             mask = np.asarray([x.attention_mask for x in e], dtype=np.int64)
-            h = sess.run(["last_hidden_state"], {"input_ids": ids, "attention_mask": mask,
-                                                 "token_type_ids": np.zeros_like(ids)})[0]
+            h = sess.run(
+                ["last_hidden_state"], {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+            )[0]
             m = mask[..., None].astype(np.float32)
             out.append((h * m).sum(1) / m.sum(1))
         return np.concatenate(out)
@@ -154,7 +165,11 @@ def case_effnet(n: int, bs: int):
                 out.append(model.extract_features(pre(imgs[i : i + bs])).mean((2, 3)).numpy())
         return np.concatenate(out)
 
-    return f"EfficientNet-Lite0, 28x28 gray -> 224 RGB (n={n})", bare, lambda: enc.encode(imgs, batch_size=bs, progress=False)
+    return (
+        f"EfficientNet-Lite0, 28x28 gray -> 224 RGB (n={n})",
+        bare,
+        lambda: enc.encode(imgs, batch_size=bs, progress=False),
+    )
 
 
 # ---------------------------------------------------------------------------------------- cache
@@ -185,10 +200,17 @@ def main() -> None:
     n_txt = 64 if args.quick else 192
     n_img = 16 if args.quick else 48
     bs = args.batch_size
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch_size={bs}, min of {reps} interleaved runs\n")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch_size={bs}, min of {reps} interleaved runs\n"
+    )
 
-    cases = [(case_mlp, 2048 if args.quick else 8192), (case_hf_minilm, n_txt), (case_st_minilm, n_txt), (case_onnx_int8, n_txt),
-             (case_effnet, n_img)]
+    cases = [
+        (case_mlp, 2048 if args.quick else 8192),
+        (case_hf_minilm, n_txt),
+        (case_st_minilm, n_txt),
+        (case_onnx_int8, n_txt),
+        (case_effnet, n_img),
+    ]
     rows = []
     for make, n in cases:
         try:
@@ -199,8 +221,10 @@ def main() -> None:
         tb, tw = paired(bare, wrapped, reps)
         rows.append((label, tb, tw))
 
-    print(f"{'encode overhead vs a bare model(batch) loop':<52}{'bare wall':>10}{'encode wall':>12}{'ratio':>7}"
-          f"{'bare cpu':>10}{'encode cpu':>11}{'ratio':>7}  target <= 1.05")
+    print(
+        f"{'encode overhead vs a bare model(batch) loop':<52}{'bare wall':>10}{'encode wall':>12}{'ratio':>7}"
+        f"{'bare cpu':>10}{'encode cpu':>11}{'ratio':>7}  target <= 1.05"
+    )
     for label, (bw, bc), (ew, ec) in rows:
         print(f"{label:<52}{bw:>10.3f}{ew:>12.3f}{ew / bw:>7.3f}{bc:>10.3f}{ec:>11.3f}{ec / bc:>7.3f}")
 

@@ -141,8 +141,7 @@ def method_call(method: str, X, Y):
     if method.startswith("latentalign Affine"):
         from latentalign.align.affine import Affine
 
-        model = Affine(alpha=1.0 if "alpha" in method else 0.0,
-                       products="input" if "products" in method else "float64")
+        model = Affine(alpha=1.0 if "alpha" in method else 0.0, products="input" if "products" in method else "float64")
         return lambda: model.fit(X, Y)
     raise ValueError(f"unknown method {method!r}")
 
@@ -266,15 +265,20 @@ def bench_procrustes(script: str, sizes: list[int], dims: list[int], threads: in
                 if mem_available_gb() < need_gb:
                     group.append({"method": method, "n": n, "d": d, "error": "skipped: not enough free RAM"})
                     continue
-                case = {"group": "procrustes", "method": method, "n": n, "d": d,
-                        "repeats": REPEATS.get(n, 1), "threads": threads}
+                case = {
+                    "group": "procrustes",
+                    "method": method,
+                    "n": n,
+                    "d": d,
+                    "repeats": REPEATS.get(n, 1),
+                    "threads": threads,
+                }
                 group.append(run_isolated(script, case))
             _rate_columns(group, 2.0 * n * d * d, peak32, PROCRUSTES_METHODS[-1])
             rows.extend(group)
     print_table(
         rows,
-        ["method", "n", "d", "seconds", "GFLOP/s", "% of GEMM", "% of X^T Y", "time / ours", "extra_mb",
-         "error"],
+        ["method", "n", "d", "seconds", "GFLOP/s", "% of GEMM", "% of X^T Y", "time / ours", "extra_mb", "error"],
         title="Procrustes fit, float32 data (scipy timed on pre-centred data; extra_mb: peak RSS added)",
     )
 
@@ -286,30 +290,47 @@ def bench_affine(script: str, sizes: list[int], dims: list[int], threads: int, p
             group = []
             for method in AFFINE_METHODS:
                 reps = 1 if (method.startswith("sklearn") and n >= 100_000) else REPEATS.get(n, 1)
-                case = {"group": "affine", "method": method, "n": n, "d": d, "repeats": reps,
-                        "threads": threads}
+                case = {"group": "affine", "method": method, "n": n, "d": d, "repeats": reps, "threads": threads}
                 group.append(run_isolated(script, case))
             _rate_columns(group, 2.0 * n * d * (2 * d), peak32, "latentalign Affine")
             rows.extend(group)
     print_table(
         rows,
-        ["method", "n", "d", "seconds", "GFLOP/s", "% of GEMM", "time / ours", "residual", "extra_mb",
-         "error"],
+        ["method", "n", "d", "seconds", "GFLOP/s", "% of GEMM", "time / ours", "residual", "extra_mb", "error"],
         title="Affine fit, float32 data (ours: float64 products unless products='input'; 'time / ours': vs Affine(alpha=0))",
     )
 
 
 def bench_stream(script: str, n: int, d: int, chunk: int, threads: int, peak32: float) -> None:
-    case = {"group": "stream", "method": "Procrustes.partial_fit", "n": n, "d": d, "chunk": chunk,
-            "repeats": 1, "threads": threads}
+    case = {
+        "group": "stream",
+        "method": "Procrustes.partial_fit",
+        "n": n,
+        "d": d,
+        "chunk": chunk,
+        "repeats": 1,
+        "threads": threads,
+    }
     r = run_isolated(script, case)
     if "seconds" in r:
         r["GFLOP/s"] = 2.0 * n * d * d / r["seconds"] / 1e9
         r["% of GEMM"] = 100.0 * r["GFLOP/s"] / peak32
     print_table(
         [r],
-        ["method", "n", "d", "chunk", "seconds", "solve_seconds", "GFLOP/s", "% of GEMM", "extra_mb",
-         "chunk_mb", "max_rotation_error", "error"],
+        [
+            "method",
+            "n",
+            "d",
+            "chunk",
+            "seconds",
+            "solve_seconds",
+            "GFLOP/s",
+            "% of GEMM",
+            "extra_mb",
+            "chunk_mb",
+            "max_rotation_error",
+            "error",
+        ],
         title="Streaming: partial_fit over chunks made on the fly (extra_mb includes the chunk_mb buffers)",
     )
 

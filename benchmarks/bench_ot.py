@@ -91,8 +91,9 @@ def worker(impl: str, case: str, n: int) -> dict:
         else:
             C1, C2 = ot.dist(X.double(), X.double()), ot.dist(Y.double(), Y.double())
             C1, C2 = C1 / C1.mean(), C2 / C2.mean()
-            out = ot.gromov.gromov_wasserstein(C1, C2, a.double(), a.double(), symmetric=True,
-                                               tol_rel=1e-8, tol_abs=1e-8)
+            out = ot.gromov.gromov_wasserstein(
+                C1, C2, a.double(), a.double(), symmetric=True, tol_rel=1e-8, tol_abs=1e-8
+            )
     else:
         if case.startswith("sinkhorn") and case != "sinkhorn-lazy":
             out = ot_plan(X, Y, reg=s["reg"], max_iter=s["max_iter"], tol=s["tol"], log_domain=s["log"])
@@ -110,8 +111,12 @@ def worker(impl: str, case: str, n: int) -> dict:
 
 def run(impl: str, case: str, n: int) -> dict:
     cmd = [sys.executable, __file__, "--worker", impl, case, str(n)]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                                        os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            [os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.environ.get("PYTHONPATH", "")]
+        ),
+    }
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if done.returncode != 0:
         return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"rc {done.returncode}"}
@@ -129,10 +134,14 @@ def main() -> None:
         impl, case, n = args.worker
         print(json.dumps(worker(impl, case, int(n))))
         return
-    header = (f"{'case':<14}{'n':>7}  {'POT s':>9}{'latentalign s':>15}{'ratio':>7}  "
-              f"{'POT MB':>9}{'latentalign MB':>16}{'ratio':>7}")
-    print(f"OT couplings, float32 data (n x {D}), torch threads={os.environ.get('BENCH_THREADS', '2')}; "
-          "time = best of repeats, memory = peak RSS above the data")
+    header = (
+        f"{'case':<14}{'n':>7}  {'POT s':>9}{'latentalign s':>15}{'ratio':>7}  "
+        f"{'POT MB':>9}{'latentalign MB':>16}{'ratio':>7}"
+    )
+    print(
+        f"OT couplings, float32 data (n x {D}), torch threads={os.environ.get('BENCH_THREADS', '2')}; "
+        "time = best of repeats, memory = peak RSS above the data"
+    )
     print(header)
     print("-" * len(header))
     for case in args.cases:
@@ -148,16 +157,20 @@ def main() -> None:
                 if errors:
                     cells[impl] = {"error": errors[0]}
                     continue
-                cells[impl] = {"seconds": min(r["seconds"] for r in results),
-                               "peak_mb": min(r["peak_mb"] for r in results)}
+                cells[impl] = {
+                    "seconds": min(r["seconds"] for r in results),
+                    "peak_mb": min(r["peak_mb"] for r in results),
+                }
             if any("error" in c for c in cells.values()):
                 failed = "; ".join(f"{k}: {c['error']}" for k, c in cells.items() if "error" in c)
                 print(f"{case:<14}{n:>7}  failed: {failed}")
                 continue
-            p, l = cells["pot"], cells["latentalign"]
-            print(f"{case:<14}{n:>7}  {p['seconds']:>9.2f}{l['seconds']:>15.2f}{l['seconds'] / p['seconds']:>7.2f}  "
-                  f"{p['peak_mb']:>9.0f}{l['peak_mb']:>16.0f}{l['peak_mb'] / max(p['peak_mb'], 1.0):>7.2f}",
-                  flush=True)
+            pot, ours = cells["pot"], cells["latentalign"]
+            print(
+                f"{case:<14}{n:>7}  {pot['seconds']:>9.2f}{ours['seconds']:>15.2f}{ours['seconds'] / pot['seconds']:>7.2f}  "
+                f"{pot['peak_mb']:>9.0f}{ours['peak_mb']:>16.0f}{ours['peak_mb'] / max(pot['peak_mb'], 1.0):>7.2f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

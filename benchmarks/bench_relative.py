@@ -139,8 +139,15 @@ def run_dim(n: int, k: int, d: int, args: argparse.Namespace, square_rate: float
     runs: dict[str, list[dict]] = {m: [] for m in METHODS}
     for _ in range(args.rounds):
         for i, method in enumerate(METHODS):
-            case = {"method": method, "n": n, "k": k, "d": d, "device": args.device, "threads": args.threads,
-                    "sample_path": os.path.join(tmp, f"{d}_{i}.npy")}
+            case = {
+                "method": method,
+                "n": n,
+                "k": k,
+                "d": d,
+                "device": args.device,
+                "threads": args.threads,
+                "sample_path": os.path.join(tmp, f"{d}_{i}.npy"),
+            }
             runs[method].append(run_isolated(__file__, case))
     rows = []
     for i, method in enumerate(METHODS):
@@ -149,13 +156,15 @@ def run_dim(n: int, k: int, d: int, args: argparse.Namespace, square_rate: float
             first = runs[method][0]
             rows.append({"d": d, "method": method, "seconds": first.get("skipped") or first.get("error")})
             continue
-        rows.append({
-            "d": d,
-            "method": method,
-            "seconds": min(r["seconds"] for r in done),
-            "extra MB": float(np.median([r["extra_mb"] for r in done])),
-            "sample": os.path.join(tmp, f"{d}_{i}.npy"),
-        })
+        rows.append(
+            {
+                "d": d,
+                "method": method,
+                "seconds": min(r["seconds"] for r in done),
+                "extra MB": float(np.median([r["extra_mb"] for r in done])),
+                "sample": os.path.join(tmp, f"{d}_{i}.npy"),
+            }
+        )
     by_name = {r["method"]: r for r in rows}
     gemm = by_name["GEMM (same shape)"].get("seconds")
     for row in rows:
@@ -191,15 +200,26 @@ def main() -> None:
     square = gemm_rate("float32", backend="torch")
     print(f"square 4096^3 float32 torch GEMM: {square:.1f} GFLOP/s (CPU)")
     output_mb = args.n * args.k * 4 / 2**20
-    columns = ["d", "method", "seconds", "GFLOP/s", "% GEMM", "time / GEMM", "extra MB", "time / ref",
-               "memory / ref", "max |diff| vs ref"]
+    columns = [
+        "d",
+        "method",
+        "seconds",
+        "GFLOP/s",
+        "% GEMM",
+        "time / GEMM",
+        "extra MB",
+        "time / ref",
+        "memory / ref",
+        "max |diff| vs ref",
+    ]
     all_rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for d in args.dims:
             rows = run_dim(args.n, args.k, d, args, square, tmp)
             all_rows.extend(rows)
-            print_table(rows, columns, title=f"n={args.n}, k={args.k}, d={d}, float32, {args.device}, "
-                                             f"output {output_mb:.0f} MB")
+            print_table(
+                rows, columns, title=f"n={args.n}, k={args.k}, d={d}, float32, {args.device}, output {output_mb:.0f} MB"
+            )
     print_table(all_rows, columns, title="## All sizes")
     print(f"\n# done ({machine_summary()})")
 

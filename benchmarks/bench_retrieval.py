@@ -127,8 +127,10 @@ def run_case(n_q: int, n_k: int, d: int, device: str, tmp: str, repeat: int) -> 
 
 
 def print_table(results: list[tuple[int, int, int, list[dict]]], device: str) -> None:
-    print(f"\nTop-{K_NEIGHBOURS} cosine retrieval, float32, device={device}, torch threads={_threads()}, "
-          f"load average {os.getloadavg()[0]:.1f}\n")
+    print(
+        f"\nTop-{K_NEIGHBOURS} cosine retrieval, float32, device={device}, torch threads={_threads()}, "
+        f"load average {os.getloadavg()[0]:.1f}\n"
+    )
     header = "| n_queries | n_keys | d | method | time (s) | peak extra (MiB) | time / ours | memory / ours | agree |"
     print(header)
     print("|---:|---:|---:|---|---:|---:|---:|---:|---:|")

@@ -52,7 +52,7 @@ def interleaved_medians(fns: dict, runs: int, warmup: int = 20) -> dict[str, flo
         items = list(fns.items())
         for i in range(runs):
             # rotate the order, so that no function always runs right after the same other one
-            for name, fn in items[i % len(items):] + items[: i % len(items)]:
+            for name, fn in items[i % len(items) :] + items[: i % len(items)]:
                 start = time.perf_counter()
                 fn()
                 times[name].append(time.perf_counter() - start)
@@ -60,9 +60,7 @@ def interleaved_medians(fns: dict, runs: int, warmup: int = 20) -> dict[str, flo
     # paired ratios: calls of one iteration run back to back, so a burst of load hits both sides of a pair
     names = list(fns)
     for other in names[1:]:
-        medians[f"{other}/{names[0]}"] = statistics.median(
-            b / a for a, b in zip(times[names[0]], times[other])
-        )
+        medians[f"{other}/{names[0]}"] = statistics.median(b / a for a, b in zip(times[names[0]], times[other]))
     return medians
 
 
@@ -141,16 +139,18 @@ def main() -> None:
                 },
                 runs,
             )
-            rows.append({
-                "map": method,
-                "batch": n,
-                "runs": runs,
-                "nn.Linear + head (us)": med["linear"] * 1e6,
-                "Stitcher (us)": med["stitcher"] * 1e6,
-                "ratio": med["stitcher/linear"],
-                "transform + head (us)": med["transform"] * 1e6,
-                "GFLOP/s": 2.0 * n * DIM * DIM / med["stitcher"] / 1e9,
-            })
+            rows.append(
+                {
+                    "map": method,
+                    "batch": n,
+                    "runs": runs,
+                    "nn.Linear + head (us)": med["linear"] * 1e6,
+                    "Stitcher (us)": med["stitcher"] * 1e6,
+                    "ratio": med["stitcher/linear"],
+                    "transform + head (us)": med["transform"] * 1e6,
+                    "GFLOP/s": 2.0 * n * DIM * DIM / med["stitcher"] / 1e9,
+                }
+            )
     overhead = fixed_overhead(args.quick)
     columns = list(rows[0])
     title = (
@@ -159,7 +159,8 @@ def main() -> None:
     )
     table = print_table(rows, columns, title=title)
     table += "\n" + print_table(
-        [overhead], list(overhead),
+        [overhead],
+        list(overhead),
         title="Fixed per-call cost of the Stitcher (map 4 -> 4, head 4 -> 3, batch 1: Python, not arithmetic)",
     )
     footer = (

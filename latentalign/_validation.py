@@ -227,9 +227,11 @@ def check_n_features(X: torch.Tensor, expected: int, owner: str, name: str = "X"
 
 def check_is_fitted(estimator: Any, attributes: Iterable[str] | None = None) -> None:
     """Raise :class:`NotFittedError` unless ``estimator`` has its fitted attributes."""
-    attrs = list(attributes) if attributes is not None else [
-        a for a in vars(estimator) if a.endswith("_") and not a.startswith("_")
-    ]
+    attrs = (
+        list(attributes)
+        if attributes is not None
+        else [a for a in vars(estimator) if a.endswith("_") and not a.startswith("_")]
+    )
     if not attrs or not all(getattr(estimator, a, None) is not None for a in attrs):
         raise NotFittedError(
             f"This {type(estimator).__name__} instance is not fitted yet. Call 'fit' with paired data "

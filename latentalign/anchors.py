@@ -215,9 +215,7 @@ def _stratified(labels: Any, N: int, n: int, rng: np.random.Generator) -> list[i
         raise ValueError("method='stratified' needs labels: pass labels=<array of one class per row of X>.")
     y = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
     if y.ndim != 1 or y.shape[0] != N:
-        raise ValueError(
-            f"labels must be a 1-D array with one label per row of X ({N}), got shape {y.shape}."
-        )
+        raise ValueError(f"labels must be a 1-D array with one label per row of X ({N}), got shape {y.shape}.")
     classes, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
     C = len(classes)
     quota = np.zeros(C, dtype=np.int64)
@@ -394,15 +392,11 @@ def distinct_rows(*matrices: Any) -> np.ndarray:
     """
     if not matrices:
         raise TypeError("distinct_rows needs at least one matrix.")
-    arrays = [
-        m.detach().cpu().numpy() if isinstance(m, torch.Tensor) else np.asarray(m) for m in matrices
-    ]
+    arrays = [m.detach().cpu().numpy() if isinstance(m, torch.Tensor) else np.asarray(m) for m in matrices]
     n = len(arrays[0])
     for i, arr in enumerate(arrays):
         if arr.ndim != 2 or len(arr) != n:
-            raise ValueError(
-                f"matrices[{i}] must be 2-D with {n} rows like matrices[0], got shape {arr.shape}."
-            )
+            raise ValueError(f"matrices[{i}] must be 2-D with {n} rows like matrices[0], got shape {arr.shape}.")
     keep = np.ones(n, dtype=bool)
     for arr in arrays:
         first = np.zeros(n, dtype=bool)

@@ -153,8 +153,7 @@ class ZeroPad(Preprocessor):
         check_number(self.dim, "dim", integer=True, low=1)
         if self.dim < X.shape[1]:
             raise ValueError(
-                f"ZeroPad(dim={self.dim}) cannot pad X with {X.shape[1]} features to fewer; "
-                f"use dim >= {X.shape[1]}."
+                f"ZeroPad(dim={self.dim}) cannot pad X with {X.shape[1]} features to fewer; use dim >= {X.shape[1]}."
             )
         self.pad_ = int(self.dim - X.shape[1])
 

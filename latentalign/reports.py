@@ -35,8 +35,18 @@ __all__ = [
 
 
 #: Distributions whose versions a run record lists (those installed), besides Python.
-RECORDED_LIBRARIES = ("latentalign", "torch", "numpy", "scipy", "scikit-learn", "pot", "faiss-cpu",
-                      "sentence-transformers", "transformers", "onnxruntime")
+RECORDED_LIBRARIES = (
+    "latentalign",
+    "torch",
+    "numpy",
+    "scipy",
+    "scikit-learn",
+    "pot",
+    "faiss-cpu",
+    "sentence-transformers",
+    "transformers",
+    "onnxruntime",
+)
 
 
 def make_record(
@@ -155,15 +165,15 @@ def write_report(
     paths["csv"].write_text(rows_to_csv(rows))
     plotted = [r for r in rows if isinstance(r.get(metric), (int, float))]
     if plotted:
-        plot = plot_metric(plotted, out / f"{metric.replace('@', '_at_')}.png", metric=metric, group=group, series=series)
+        plot = plot_metric(
+            plotted, out / f"{metric.replace('@', '_at_')}.png", metric=metric, group=group, series=series
+        )
         if plot is not None:
             paths["plot"] = plot
     return paths
 
 
-def plot_metric(
-    rows: Sequence[dict[str, Any]], path: Path, *, metric: str, group: str, series: str
-) -> Path | None:
+def plot_metric(rows: Sequence[dict[str, Any]], path: Path, *, metric: str, group: str, series: str) -> Path | None:
     """Grouped bar chart of ``metric``: one group per ``group`` value, one bar per ``series`` value."""
     try:
         import matplotlib

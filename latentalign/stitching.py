@@ -205,8 +205,12 @@ class Stitcher(nn.Module):
                 f"encoder_a must be a torch module, an Encoder with .encode, a callable or None, "
                 f"got {type(encoder_a).__name__}."
             )
-        if not (isinstance(head_b, nn.Module) or callable(head_b) or hasattr(head_b, "decision_function")
-                or hasattr(head_b, "predict_proba")):
+        if not (
+            isinstance(head_b, nn.Module)
+            or callable(head_b)
+            or hasattr(head_b, "decision_function")
+            or hasattr(head_b, "predict_proba")
+        ):
             raise TypeError(
                 f"head_b must be a torch.nn.Module, a scikit-learn classifier or a callable, got "
                 f"{type(head_b).__name__}."
@@ -220,9 +224,7 @@ class Stitcher(nn.Module):
         self.encoder_a = encoder_a
         self.head_b = head_b
         self.src, self.dst = src, dst
-        module = map_module(
-            aligner, src=src, dst=dst, trainable=trainable_map, dtype=dtype, device=device
-        )
+        module = map_module(aligner, src=src, dst=dst, trainable=trainable_map, dtype=dtype, device=device)
         self.map = module
         self.aligner = aligner if module is None else None
         self._head_is_module = isinstance(head_b, nn.Module)

@@ -173,7 +173,9 @@ def test_duplicates_are_an_error_with_their_indices():
     A[6] = A[1]
     A[9] = A[1]
     A[8] = A[3]
-    with pytest.raises(ValueError, match=r"exactly duplicated rows \(row indices that repeat each other: \[1, 6, 9\]; \[3, 8\]\)"):
+    with pytest.raises(
+        ValueError, match=r"exactly duplicated rows \(row indices that repeat each other: \[1, 6, 9\]; \[3, 8\]\)"
+    ):
         check_anchors(A)
     B = pool(11, n=4, d=3)
     B[2] = B[0]
@@ -188,11 +190,16 @@ def test_negative_zero_counts_as_a_duplicate():
 
 
 def test_rank_and_count_warnings():
-    with pytest.warns(IllConditionedWarning, match="3 anchors of dimension 6 with numerical rank 3 \\(fewer anchors than dimensions\\)"):
+    with pytest.warns(
+        IllConditionedWarning,
+        match="3 anchors of dimension 6 with numerical rank 3 \\(fewer anchors than dimensions\\)",
+    ):
         report = check_anchors(pool(12, n=3, d=6))
     assert not report.full_rank and report.condition_number > 0
     low_rank = pool(13, n=20, d=2) @ np.random.default_rng(0).standard_normal((2, 5))
-    with pytest.warns(IllConditionedWarning, match="20 anchors of dimension 5 with numerical rank 2: they span only 2 of 5"):
+    with pytest.warns(
+        IllConditionedWarning, match="20 anchors of dimension 5 with numerical rank 2: they span only 2 of 5"
+    ):
         report = check_anchors(low_rank)
     assert report.rank == 2 and report.condition_number == float("inf")
     with warnings.catch_warnings():
@@ -203,7 +210,9 @@ def test_rank_and_count_warnings():
 def test_cosine_checks():
     A = pool(14, n=8, d=4)
     A[5] = 3.0 * A[2]
-    with pytest.warns(IllConditionedWarning, match=r"1 pair\(s\) of rows point in the same direction \(e.g. rows \[2, 5\]\)"):
+    with pytest.warns(
+        IllConditionedWarning, match=r"1 pair\(s\) of rows point in the same direction \(e.g. rows \[2, 5\]\)"
+    ):
         report = check_anchors(A, metric="cosine")
     assert report.parallel_pairs == ((2, 5),)
     A[5] = 0.0
@@ -239,7 +248,9 @@ def test_select_anchors_errors():
         select_anchors(X, 3, labels=np.zeros(10))
     with pytest.raises(ValueError, match="method='stratified' needs labels"):
         select_anchors(X, 3, method="stratified")
-    with pytest.raises(ValueError, match=r"labels must be a 1-D array with one label per row of X \(10\), got shape \(9,\)"):
+    with pytest.raises(
+        ValueError, match=r"labels must be a 1-D array with one label per row of X \(10\), got shape \(9,\)"
+    ):
         select_anchors(X, 3, method="stratified", labels=np.zeros(9))
     Xz = X.copy()
     Xz[4] = 0.0

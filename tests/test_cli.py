@@ -91,13 +91,13 @@ def test_every_command_has_help_with_an_example():
 # Real offline encoders: GloVe-50 word vectors (model A) and paraphrase-MiniLM-L3 ONNX (model B).
 WORD_CLASSES = {
     "animal": "dog cat horse cow sheep pig goat lion tiger bear wolf fox rabbit mouse deer elephant monkey zebra "
-              "giraffe camel donkey squirrel leopard kangaroo otter",
+    "giraffe camel donkey squirrel leopard kangaroo otter",
     "color": "red blue green yellow orange purple pink brown black white gray violet crimson scarlet turquoise "
-             "beige maroon magenta cyan indigo lavender tan olive teal navy",
+    "beige maroon magenta cyan indigo lavender tan olive teal navy",
     "country": "france germany italy spain japan china india brazil canada mexico russia egypt kenya peru chile "
-               "norway sweden poland greece turkey iran iraq vietnam thailand argentina",
+    "norway sweden poland greece turkey iran iraq vietnam thailand argentina",
     "body": "arm leg hand foot head neck shoulder knee elbow finger toe ankle wrist chest stomach back hip thumb "
-            "ear nose mouth eye lip chin forehead",
+    "ear nose mouth eye lip chin forehead",
 }
 
 
@@ -130,7 +130,9 @@ def words(tmp_path_factory):
         write_lines(tmp / f"{split}.txt", [w for w, _ in rows])
         write_lines(tmp / f"{split}_y.txt", [c for _, c in rows])
         for model, tag in (("glove-50", "a"), ("minilm-l3-onnx", "b")):
-            out = invoke("embed", model, tmp / f"{split}.txt", "-o", tmp / f"{tag}_{split}.safetensors", "--no-progress")
+            out = invoke(
+                "embed", model, tmp / f"{split}.txt", "-o", tmp / f"{tag}_{split}.safetensors", "--no-progress"
+            )
             assert f"saved embeddings to {tmp / f'{tag}_{split}.safetensors'}" in out
     return tmp, train, test
 
@@ -204,8 +206,19 @@ def test_embed_reads_a_csv_column_with_ids_and_normalizes(tmp_path):
 
     (tmp_path / "t.csv").write_text("key,word\nk1,Cat\nk2,dog\n")
     out = tmp_path / "t.safetensors"
-    invoke("embed", "glove-50", tmp_path / "t.csv", "--column", "word", "--id-column", "key", "--normalize",
-           "-o", out, "--no-progress")
+    invoke(
+        "embed",
+        "glove-50",
+        tmp_path / "t.csv",
+        "--column",
+        "word",
+        "--id-column",
+        "key",
+        "--normalize",
+        "-o",
+        out,
+        "--no-progress",
+    )
     X = load_matrix_file(out)
     np.testing.assert_allclose(np.linalg.norm(X, axis=1), 1.0, rtol=1e-6)
     assert EmbeddingStore(tmp_path / "t.store").ids == ["k1", "k2"]
@@ -235,8 +248,14 @@ def test_embed_errors(tmp_path):
     fails("embed", "glove-50", good, "--device", "cpu", "-o", tmp_path / "o.npy", match=r"takes no --device")
     (tmp_path / "t.csv").write_text("word\ncat\n")
     fails("embed", "glove-50", tmp_path / "t.csv", match=r"name the column to embed with --column")
-    fails("embed", "glove-50", tmp_path / "t.csv", "--column", "text",
-          match=r"has no column 'text'; its columns are \['word'\]")
+    fails(
+        "embed",
+        "glove-50",
+        tmp_path / "t.csv",
+        "--column",
+        "text",
+        match=r"has no column 'text'; its columns are \['word'\]",
+    )
     fails("embed", "glove-50", tmp_path / "missing.txt", match=r"does not exist")
     fails("embed", "glove-50", tmp_path, match=r"is a directory, but a word encoder needs")
     unknown = write_lines(tmp_path / "u.txt", ["cat", "qqxzvbnonword"])
@@ -251,9 +270,22 @@ def test_fit_and_stitch_glove_into_minilm_head_end_to_end(words):
     tmp, train, test = words
     out = invoke("fit", tmp / "a_train.safetensors", tmp / "b_train.safetensors", "-o", tmp / "a2b.safetensors")
     assert f"saved map to {tmp / 'a2b.safetensors'}" in out
-    out = invoke("stitch", tmp / "a_test.safetensors", tmp / "b_test.safetensors", tmp / "test_y.txt",
-                 "--map", tmp / "a2b.safetensors", "--train", tmp / "b_train.safetensors",
-                 "--train-labels", tmp / "train_y.txt", "--save-head", tmp / "head.safetensors", "-o", tmp / "runs")
+    out = invoke(
+        "stitch",
+        tmp / "a_test.safetensors",
+        tmp / "b_test.safetensors",
+        tmp / "test_y.txt",
+        "--map",
+        tmp / "a2b.safetensors",
+        "--train",
+        tmp / "b_train.safetensors",
+        "--train-labels",
+        tmp / "train_y.txt",
+        "--save-head",
+        tmp / "head.safetensors",
+        "-o",
+        tmp / "runs",
+    )
     assert f"wrote run record {tmp / 'runs' / 'stitch.json'}" in out
     assert f"saved head to {tmp / 'head.safetensors'}" in out
     record = json.loads((tmp / "runs" / "stitch.json").read_text())
@@ -263,8 +295,9 @@ def test_fit_and_stitch_glove_into_minilm_head_end_to_end(words):
     assert rows["absolute"]["accuracy"] is None  # 50-d GloVe cannot feed a 384-d head unmapped
     # Reference: scikit-learn's own classifier on the same embeddings, and on A's mapped embeddings.
     Xa, Yb = load_matrix_file(tmp / "a_test.safetensors"), load_matrix_file(tmp / "b_test.safetensors")
-    clf = LogisticRegression(max_iter=2000).fit(load_matrix_file(tmp / "b_train.safetensors").astype(np.float64),
-                                                [c for _, c in train])
+    clf = LogisticRegression(max_iter=2000).fit(
+        load_matrix_file(tmp / "b_train.safetensors").astype(np.float64), [c for _, c in train]
+    )
     y = np.array([c for _, c in test])
     mapped = np.asarray(load_map(tmp / "a2b.safetensors").transform(Xa), dtype=np.float64)
     assert rows["native"]["accuracy"] == pytest.approx((clf.predict(Yb.astype(np.float64)) == y).mean())
@@ -272,8 +305,20 @@ def test_fit_and_stitch_glove_into_minilm_head_end_to_end(words):
     assert rows["native"]["accuracy"] >= 0.9
     assert rows["stitched (Procrustes)"]["accuracy"] >= 0.8  # 4 classes: chance is 0.25
     # The saved head gives the same scores when passed back with --head.
-    invoke("stitch", tmp / "a_test.safetensors", tmp / "b_test.safetensors", tmp / "test_y.txt",
-           "--map", tmp / "a2b.safetensors", "--head", tmp / "head.safetensors", "-o", tmp / "runs", "--name", "again")
+    invoke(
+        "stitch",
+        tmp / "a_test.safetensors",
+        tmp / "b_test.safetensors",
+        tmp / "test_y.txt",
+        "--map",
+        tmp / "a2b.safetensors",
+        "--head",
+        tmp / "head.safetensors",
+        "-o",
+        tmp / "runs",
+        "--name",
+        "again",
+    )
     again = json.loads((tmp / "runs" / "again.json").read_text())
     assert again["rows"] == record["rows"] and again["settings"]["head"] == "file"
     out = invoke("report", tmp / "runs", "-o", tmp / "report", "--metric", "accuracy")
@@ -288,8 +333,15 @@ def clustered_files(tmp_path):
     Y = centres[labels] + rng.standard_normal((300, 8))
     Q, _ = np.linalg.qr(rng.standard_normal((8, 8)))
     X = Y @ Q.T  # model A sees a rotated copy of B's space
-    for name, arr in (("a_fit", X[:100]), ("b_fit", Y[:100]), ("b_train", Y[100:200]), ("a_test", X[200:]),
-                      ("b_test", Y[200:]), ("y_train", labels[100:200]), ("y_test", labels[200:])):
+    for name, arr in (
+        ("a_fit", X[:100]),
+        ("b_fit", Y[:100]),
+        ("b_train", Y[100:200]),
+        ("a_test", X[200:]),
+        ("b_test", Y[200:]),
+        ("y_train", labels[100:200]),
+        ("y_test", labels[200:]),
+    ):
         np.save(tmp_path / f"{name}.npy", arr)
     invoke("fit", tmp_path / "a_fit.npy", tmp_path / "b_fit.npy", "-o", tmp_path / "map.safetensors")
     return tmp_path
@@ -297,8 +349,20 @@ def clustered_files(tmp_path):
 
 def test_stitch_recovers_native_accuracy_on_a_planted_rotation(clustered_files):
     tmp = clustered_files
-    invoke("stitch", tmp / "a_test.npy", tmp / "b_test.npy", tmp / "y_test.npy", "--map", tmp / "map.safetensors",
-           "--train", tmp / "b_train.npy", "--train-labels", tmp / "y_train.npy", "-o", tmp / "runs")
+    invoke(
+        "stitch",
+        tmp / "a_test.npy",
+        tmp / "b_test.npy",
+        tmp / "y_test.npy",
+        "--map",
+        tmp / "map.safetensors",
+        "--train",
+        tmp / "b_train.npy",
+        "--train-labels",
+        tmp / "y_train.npy",
+        "-o",
+        tmp / "runs",
+    )
     rows = {r["method"]: r for r in json.loads((tmp / "runs" / "stitch.json").read_text())["rows"]}
     assert rows["native"]["accuracy"] > 0.9
     assert rows["stitched (Procrustes)"]["accuracy"] == pytest.approx(rows["native"]["accuracy"], abs=1e-12)
@@ -308,8 +372,20 @@ def test_stitch_recovers_native_accuracy_on_a_planted_rotation(clustered_files):
 def test_stitch_with_a_relative_projection_fits_the_head_on_relative_coordinates(clustered_files):
     tmp = clustered_files
     invoke("fit", tmp / "a_fit.npy", tmp / "b_fit.npy", "-m", "relative", "-o", tmp / "rel.safetensors")
-    invoke("stitch", tmp / "a_test.npy", tmp / "b_test.npy", tmp / "y_test.npy", "--map", tmp / "rel.safetensors",
-           "--train", tmp / "b_train.npy", "--train-labels", tmp / "y_train.npy", "-o", tmp / "runs")
+    invoke(
+        "stitch",
+        tmp / "a_test.npy",
+        tmp / "b_test.npy",
+        tmp / "y_test.npy",
+        "--map",
+        tmp / "rel.safetensors",
+        "--train",
+        tmp / "b_train.npy",
+        "--train-labels",
+        tmp / "y_train.npy",
+        "-o",
+        tmp / "runs",
+    )
     rows = {r["method"]: r for r in json.loads((tmp / "runs" / "stitch.json").read_text())["rows"]}
     assert rows["stitched (RelativeProjection)"]["accuracy"] == pytest.approx(rows["native"]["accuracy"], abs=0.03)
 
@@ -328,17 +404,49 @@ def test_stitch_errors(clustered_files):
     save_file({"weight": np.ones((2, 8), np.float32)}, str(tmp / "two.safetensors"))
     fails(*base, "--head", tmp / "two.safetensors", match=r"class indices 0\.\.1 .* got e\.g\. \[2")
     write_lines(tmp / "names.txt", ["x", "y"] * 50)
-    fails(*base, "--train", tmp / "b_train.npy", "--train-labels", tmp / "names.txt",
-          match=r"LABELS has 3 label\(s\) the head has no class for .* classes are \['x', 'y'\]")
-    fails("stitch", tmp / "a_test.npy", tmp / "b_test.npy", tmp / "y_test.npy", "--map", tmp / "a_test.npy",
-          "--head", tmp / "two.safetensors", match=r"--map must be a \.safetensors map written by `latentalign fit`")
-    fails(*base[:5], tmp / "two.safetensors", "--head", tmp / "two.safetensors",
-          match=r"is a safetensors file but was not written by latentalign's save\(\)")
+    fails(
+        *base,
+        "--train",
+        tmp / "b_train.npy",
+        "--train-labels",
+        tmp / "names.txt",
+        match=r"LABELS has 3 label\(s\) the head has no class for .* classes are \['x', 'y'\]",
+    )
+    fails(
+        "stitch",
+        tmp / "a_test.npy",
+        tmp / "b_test.npy",
+        tmp / "y_test.npy",
+        "--map",
+        tmp / "a_test.npy",
+        "--head",
+        tmp / "two.safetensors",
+        match=r"--map must be a \.safetensors map written by `latentalign fit`",
+    )
+    fails(
+        *base[:5],
+        tmp / "two.safetensors",
+        "--head",
+        tmp / "two.safetensors",
+        match=r"is a safetensors file but was not written by latentalign's save\(\)",
+    )
     np.save(tmp / "y_float.npy", np.zeros(100))
-    fails(*base[:3], tmp / "y_float.npy", *base[4:], "--head", tmp / "two.safetensors",
-          match=r"has dtype float64; labels must be integers")
-    fails(*base[:1], tmp / "map.safetensors", *base[2:], "--head", tmp / "two.safetensors",
-          match=r"A_TEST .* is a fitted map .*not embeddings")
+    fails(
+        *base[:3],
+        tmp / "y_float.npy",
+        *base[4:],
+        "--head",
+        tmp / "two.safetensors",
+        match=r"has dtype float64; labels must be integers",
+    )
+    fails(
+        *base[:1],
+        tmp / "map.safetensors",
+        *base[2:],
+        "--head",
+        tmp / "two.safetensors",
+        match=r"A_TEST .* is a fitted map .*not embeddings",
+    )
 
 
 def test_map_and_embedding_files_are_not_confused(clustered_files, tmp_path):
@@ -349,8 +457,14 @@ def test_map_and_embedding_files_are_not_confused(clustered_files, tmp_path):
     fails("fit", tmp / "a_fit.npy", tmp / "b_fit.txt", match=r"must be a \.npy or \.safetensors file")
     src = write_lines(tmp_path / "w.txt", ["cat", "dog"])
     invoke("embed", "glove-50", src, "-o", tmp_path / "w.safetensors", "--no-progress")
-    fails("evaluate", tmp_path / "w.safetensors", tmp_path / "w.safetensors", "--map", tmp_path / "w.safetensors",
-          match=r"holds embeddings \(written by `latentalign embed`\), not a fitted map")
+    fails(
+        "evaluate",
+        tmp_path / "w.safetensors",
+        tmp_path / "w.safetensors",
+        "--map",
+        tmp_path / "w.safetensors",
+        match=r"holds embeddings \(written by `latentalign embed`\), not a fitted map",
+    )
 
 
 def test_library_errors_exit_non_zero_with_a_message_not_a_traceback(pair_files):
@@ -372,9 +486,22 @@ def test_a_saved_map_loads_in_a_fresh_process(pair_files):
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": str(root)}
     proc = subprocess.run(
-        [sys.executable, "-m", "latentalign.cli", "evaluate", str(tmp / "a.npy"), str(tmp / "b.npy"),
-         "--map", str(tmp / "m.safetensors"), "-o", str(tmp / "fresh")],
-        capture_output=True, text=True, env=env, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "latentalign.cli",
+            "evaluate",
+            str(tmp / "a.npy"),
+            str(tmp / "b.npy"),
+            "--map",
+            str(tmp / "m.safetensors"),
+            "-o",
+            str(tmp / "fresh"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     assert f"wrote run record {tmp / 'fresh' / 'evaluate.json'}" in proc.stdout
@@ -389,15 +516,17 @@ def test_diagnose_prints_a_verdict_and_writes_the_report(pair_files):
     np.save(tmp / "x.npy", X)
     np.save(tmp / "y.npy", (X @ Q + 0.01 * rng.standard_normal((400, 6))).astype(np.float32))
     np.save(tmp / "noise.npy", rng.standard_normal((400, 6)).astype(np.float32))
-    out = invoke("diagnose", tmp / "x.npy", tmp / "y.npy", "-m", "procrustes", "-b", "10", "-b", "100",
-                 "-o", tmp / "diag")
+    out = invoke(
+        "diagnose", tmp / "x.npy", tmp / "y.npy", "-m", "procrustes", "-b", "10", "-b", "100", "-o", tmp / "diag"
+    )
     assert "Verdict: likely to stitch well" in out
     doc = json.loads((tmp / "diag" / "report.json").read_text())
     assert doc["verdict"] == "likely to stitch well"
     assert (tmp / "diag" / "anchor_budget_curve.png").stat().st_size > 0
     assert str(tmp / "diag" / "report.md") in out
-    out = invoke("diagnose", tmp / "x.npy", tmp / "noise.npy", "-m", "procrustes", "-b", "10", "-b", "100",
-                 "-o", tmp / "diag2")
+    out = invoke(
+        "diagnose", tmp / "x.npy", tmp / "noise.npy", "-m", "procrustes", "-b", "10", "-b", "100", "-o", tmp / "diag2"
+    )
     assert "Verdict: unlikely to stitch well" in out
 
 
@@ -408,9 +537,12 @@ def test_run_all_summary_only_rebuilds_the_table_from_records(tmp_path):
     names = list_experiments()
     for i, name in enumerate(names):
         check = {"claim": f"claim {i}", "paper": "1.0", "ours": "0.9", "passed": i % 2 == 0}
-        record = make_record(f"experiment:{name}", [{"x": 1}], settings={},
-                             extra={"checks": [check], "paper": {"citation": "Someone 2023"}, "elapsed_s": 12.0,
-                                    "reduced": False})
+        record = make_record(
+            f"experiment:{name}",
+            [{"x": 1}],
+            settings={},
+            extra={"checks": [check], "paper": {"citation": "Someone 2023"}, "elapsed_s": 12.0, "reduced": False},
+        )
         write_record(record, tmp_path, name)
     out = invoke("run", "all", "--summary-only", "-o", tmp_path)
     summary = (tmp_path / "SUMMARY.md").read_text()

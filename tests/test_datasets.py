@@ -62,7 +62,12 @@ def copied_source(tmp_path, monkeypatch):
 
 def test_list_datasets_names_every_loader():
     assert list_datasets() == [
-        "digits", "fashion_mnist", "freedict_en_fr", "imagenet_classes", "mnist", "tuxpaint",
+        "digits",
+        "fashion_mnist",
+        "freedict_en_fr",
+        "imagenet_classes",
+        "mnist",
+        "tuxpaint",
         "wordnet_glosses",
     ]
 
@@ -231,7 +236,9 @@ def test_imagenet_classes_are_wordnet_nouns():
 
 
 def test_download_false_gives_the_fetch_command(empty_data_dir):
-    with pytest.raises(DataUnavailableError, match=r"not in .* and download=False. Fetch it with `python data/fetch.py wordnet`"):
+    with pytest.raises(
+        DataUnavailableError, match=r"not in .* and download=False. Fetch it with `python data/fetch.py wordnet`"
+    ):
         load_wordnet_glosses(download=False)
 
 
@@ -239,7 +246,10 @@ def test_checksum_mismatch_names_the_file(copied_source):
     root = copied_source("freedict_eng_fra")
     with open(root / "freedict-eng-fra.index", "ab") as handle:
         handle.write(b"x")
-    with pytest.raises(PersistenceError, match=r"Checksum mismatch for .*freedict-eng-fra\.index.*python data/fetch.py freedict_eng_fra"):
+    with pytest.raises(
+        PersistenceError,
+        match=r"Checksum mismatch for .*freedict-eng-fra\.index.*python data/fetch.py freedict_eng_fra",
+    ):
         load_freedict_en_fr(download=False)
 
 
@@ -259,7 +269,11 @@ def test_manifest_matches_sources():
     manifest = json.loads(_fetch.manifest_path().read_text())
     assert set(manifest) == set(_fetch.SOURCES)
     assert {k: len(v["files"]) for k, v in manifest.items()} == {
-        "fashion_mnist": 4, "freedict_eng_fra": 2, "freedict_fra_eng": 2, "tuxpaint": 1996, "wordnet": 4,
+        "fashion_mnist": 4,
+        "freedict_eng_fra": 2,
+        "freedict_fra_eng": 2,
+        "tuxpaint": 1996,
+        "wordnet": 4,
     }
 
 
@@ -278,14 +292,14 @@ def test_fetch_script_reports_paths_and_sizes():
     _fetch.ensure("freedict_eng_fra")
     out = subprocess.run(
         [sys.executable, str(REPO / "data" / "fetch.py"), "freedict_eng_fra", "digits"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert "freedict_eng_fra" in out and "2 files" in out and str(data_dir() / "freedict_eng_fra") in out
     assert "digits" in out and "PyPI module sklearn.datasets" in out
 
 
 def test_fetch_script_rejects_unknown_names():
-    result = subprocess.run(
-        [sys.executable, str(REPO / "data" / "fetch.py"), "cifar"], capture_output=True, text=True
-    )
+    result = subprocess.run([sys.executable, str(REPO / "data" / "fetch.py"), "cifar"], capture_output=True, text=True)
     assert result.returncode == 2 and "unknown dataset 'cifar'" in result.stderr

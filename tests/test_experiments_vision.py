@@ -139,8 +139,10 @@ def test_relative_heads_stitch_across_seeds_on_planted_features(one_thread):
     anchors = X_train[:60]
     kw = dict(latent_dim=16, hidden=16, epochs=15, batch_size=50, lr=3e-3, weight_decay=1e-2)
     for kind in ("absolute", "relative"):
-        models = [train_classifier(kind, X_train, y_train, anchors if kind == "relative" else None, seed=s, **kw)
-                  for s in (0, 1)]
+        models = [
+            train_classifier(kind, X_train, y_train, anchors if kind == "relative" else None, seed=s, **kw)
+            for s in (0, 1)
+        ]
         scores = stitching_scores(models, X_test, y_test, anchors if kind == "relative" else None)
         assert set(scores) == {(0, 0), (0, 1), (1, 0), (1, 1)}
         assert min(scores[(i, i)]["macro_f1"] for i in (0, 1)) > 0.9, kind

@@ -49,8 +49,11 @@ def test_scales_undo_a_planted_size_difference():
 def test_agrees_with_universal_space_on_the_same_inputs():
     rng = np.random.default_rng(2)
     A = rng.normal(size=(25, 4))
-    emb = {"a": A, "b": A @ np.linalg.qr(rng.normal(size=(4, 4)))[0] + 0.1 * rng.normal(size=(25, 4)),
-           "c": rng.normal(size=(25, 2))}
+    emb = {
+        "a": A,
+        "b": A @ np.linalg.qr(rng.normal(size=(4, 4)))[0] + 0.1 * rng.normal(size=(25, 4)),
+        "c": rng.normal(size=(25, 2)),
+    }
     space = UniversalSpace().fit(emb)  # default preprocessing: centring
     out = generalized_procrustes([space.preprocessors_[k].transform(torch.from_numpy(X)) for k, X in emb.items()])
     assert out.history == space.history_ and (out.converged, out.n_iter) == (space.converged_, space.n_iter_)

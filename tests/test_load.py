@@ -18,8 +18,12 @@ def test_every_aligner_loads_in_a_fresh_process(tmp_path):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(80, 6))
     Y = X @ np.linalg.qr(rng.normal(size=(6, 6)))[0]
-    names = {"procrustes": make_aligner("procrustes"), "affine": make_aligner("affine"),
-             "relative": make_aligner("relative"), "self_learning": SelfLearning(init=Procrustes(), n_iter=2)}
+    names = {
+        "procrustes": make_aligner("procrustes"),
+        "affine": make_aligner("affine"),
+        "relative": make_aligner("relative"),
+        "self_learning": SelfLearning(init=Procrustes(), n_iter=2),
+    }
     expected = {}
     for key, aligner in names.items():
         if key == "self_learning":
@@ -28,13 +32,14 @@ def test_every_aligner_loads_in_a_fresh_process(tmp_path):
             aligner.fit(X, Y)
         aligner.save(tmp_path / f"{key}.safetensors")
         expected[key] = type(aligner).__name__
-    script = (
-        "import sys, latentalign\n"
-        "for path in sys.argv[1:]:\n"
-        "    print(type(latentalign.load(path)).__name__)\n"
-    )
+    script = "import sys, latentalign\nfor path in sys.argv[1:]:\n    print(type(latentalign.load(path)).__name__)\n"
     paths = [str(tmp_path / f"{key}.safetensors") for key in names]
-    done = subprocess.run([sys.executable, "-c", script, *paths], capture_output=True, text=True, cwd=REPO,
-                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    done = subprocess.run(
+        [sys.executable, "-c", script, *paths],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == list(expected.values())

@@ -59,15 +59,15 @@ ALIGNERS = {
     "relative-cosine": lambda X, Y: RelativeProjection().fit(X[:40], Y[:40]),
     "relative-angular-uncentred": lambda X, Y: RelativeProjection(metric="angular", center=False).fit(X[:40], Y[:40]),
     "relative-euclidean": lambda X, Y: RelativeProjection(metric="euclidean").fit(X[:40], Y[:40]),
-    "relative-product-concat": lambda X, Y: RelativeProjection(
-        metric=["cosine", "euclidean", "l1", "linf"]
-    ).fit(X[:40], Y[:40]),
+    "relative-product-concat": lambda X, Y: RelativeProjection(metric=["cosine", "euclidean", "l1", "linf"]).fit(
+        X[:40], Y[:40]
+    ),
     "relative-product-norm-topk": lambda X, Y: RelativeProjection(
         metric=["cosine", "euclidean"], aggregate="concat_norm", top_k=10, power=2.0
     ).fit(X[:40], Y[:40]),
-    "relative-sum-power": lambda X, Y: RelativeProjection(
-        metric=["angular", "l1"], aggregate="sum", power=0.5
-    ).fit(X[:40], Y[:40]),
+    "relative-sum-power": lambda X, Y: RelativeProjection(metric=["angular", "l1"], aggregate="sum", power=0.5).fit(
+        X[:40], Y[:40]
+    ),
     "ot-emd-preprocessed": lambda X, Y: OTAligner(method="emd", preprocess=["center", "l2"]).fit(
         X[:60], Y[:60], pairs=identity_pairs(10)
     ),
@@ -76,7 +76,13 @@ ALIGNERS = {
         X, Y, pairs=identity_pairs(20)
     ),
 }
-INVERTIBLE = ["procrustes", "procrustes-scale-standardize", "affine", "ot-emd-preprocessed", "self-learning-standardized"]
+INVERTIBLE = [
+    "procrustes",
+    "procrustes-scale-standardize",
+    "affine",
+    "ot-emd-preprocessed",
+    "self-learning-standardized",
+]
 
 
 @pytest.fixture(scope="module")
@@ -124,8 +130,9 @@ def test_inverse_module_equals_inverse_transform(fitted, name):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, F64])
-@pytest.mark.parametrize("name", ["relative-cosine", "relative-angular-uncentred", "relative-euclidean",
-                                  "relative-product-concat"])
+@pytest.mark.parametrize(
+    "name", ["relative-cosine", "relative-angular-uncentred", "relative-euclidean", "relative-product-concat"]
+)
 def test_relative_inverse_module_equals_inverse_transform(fitted, name, dtype):
     aligners, X, _ = fitted
     aligner = aligners[name]
@@ -255,8 +262,12 @@ def test_universal_modules_equal_the_methods(universal):
     Z = space.to_universal(X, "a")
     for dtype, tol in ((F64, 1e-10), (torch.float32, 1e-4)):
         x, z = X.to(dtype), Z.to(dtype)
-        torch.testing.assert_close(space.to_module(src="a", dtype=dtype)(x), space.to_universal(x, "a"), atol=tol, rtol=tol)
-        torch.testing.assert_close(space.to_module(dst="c", dtype=dtype)(z), space.from_universal(z, "c"), atol=tol, rtol=tol)
+        torch.testing.assert_close(
+            space.to_module(src="a", dtype=dtype)(x), space.to_universal(x, "a"), atol=tol, rtol=tol
+        )
+        torch.testing.assert_close(
+            space.to_module(dst="c", dtype=dtype)(z), space.from_universal(z, "c"), atol=tol, rtol=tol
+        )
         torch.testing.assert_close(
             space.to_module(src="a", dst="c", dtype=dtype)(x), space.translate(x, "a", "c"), atol=tol, rtol=tol
         )
@@ -282,8 +293,10 @@ def test_universal_module_errors(universal):
 # -- building blocks ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("steps", [[Center()], [StandardScale()], [L2Normalize()], [ZeroPad(dim=9)],
-                                   [Center(), L2Normalize(), ZeroPad(dim=8)]])
+@pytest.mark.parametrize(
+    "steps",
+    [[Center()], [StandardScale()], [L2Normalize()], [ZeroPad(dim=9)], [Center(), L2Normalize(), ZeroPad(dim=8)]],
+)
 def test_preprocessor_modules_equal_the_steps(steps):
     X, _ = planted(n=30)
     chain = Chain(steps=steps).fit(X)

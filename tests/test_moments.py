@@ -23,8 +23,18 @@ def direct(X: np.ndarray, Y: np.ndarray, centre_x=None, centre_y=None) -> dict[s
     v = Y - (Y.mean(0) if centre_y is None else centre_y)
     a, b = (u * u).sum(1), (v * v).sum(1)
     return {
-        "cxx": u.T @ u, "cyy": v.T @ v, "cxy": u.T @ v, "ssx": (u * u).sum(0), "ssy": (v * v).sum(0),
-        "saa": a @ a, "sbb": b @ b, "sab": a @ b, "sxa": u.T @ a, "sxb": u.T @ b, "sya": v.T @ a, "syb": v.T @ b,
+        "cxx": u.T @ u,
+        "cyy": v.T @ v,
+        "cxy": u.T @ v,
+        "ssx": (u * u).sum(0),
+        "ssy": (v * v).sum(0),
+        "saa": a @ a,
+        "sbb": b @ b,
+        "sab": a @ b,
+        "sxa": u.T @ a,
+        "sxb": u.T @ b,
+        "sya": v.T @ a,
+        "syb": v.T @ b,
     }
 
 

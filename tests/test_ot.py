@@ -151,8 +151,15 @@ def test_ot_aligner_map_agrees_with_pot_da(kind):
     else:
         da = ot.da.SinkhornTransport(reg_e=reg * mean_cost(X, Y), max_iter=5000, tol=1e-12).fit(Xs=X, Xt=Y)
     with pytest.warns(ConvergenceWarning, match="a single round cannot be compared"):
-        aligner = OTAligner(method=kind, reg=reg, init="identity", n_iter=1, refine="affine", tol=1e-12,
-                            max_iter=5000 if kind == "sinkhorn" else None).fit(X, Y)
+        aligner = OTAligner(
+            method=kind,
+            reg=reg,
+            init="identity",
+            n_iter=1,
+            refine="affine",
+            tol=1e-12,
+            max_iter=5000 if kind == "sinkhorn" else None,
+        ).fit(X, Y)
     reference = Affine().fit(X, da.transform(Xs=X))
     Xnew = rng.normal(size=(20, 6))
     np.testing.assert_allclose(aligner.transform(Xnew), reference.transform(Xnew), atol=1e-6)

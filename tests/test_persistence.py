@@ -114,8 +114,11 @@ def test_only_latentalign_estimator_classes_are_resolved(name, match):
 def test_a_file_naming_an_untrusted_class_is_refused_before_importing_it(tmp_path):
     path = tmp_path / "evil.safetensors"
     doc = {"class": "subprocess:Popen", "params": {}, "state": {}}
-    save_file({"x": torch.zeros(1)}, str(path), metadata={
-        "format": "latentalign", "format_version": "2", "library_version": "0", "estimator": json.dumps(doc)})
+    save_file(
+        {"x": torch.zeros(1)},
+        str(path),
+        metadata={"format": "latentalign", "format_version": "2", "library_version": "0", "estimator": json.dumps(doc)},
+    )
     with pytest.raises(PersistenceError, match="names the class 'subprocess:Popen', outside latentalign"):
         latentalign.load(path)
 

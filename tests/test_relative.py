@@ -104,7 +104,9 @@ def test_summed_product_invariant_to_signed_permutation_translation_and_scaling(
 
 def test_distances_are_not_scale_invariant_without_sum_aggregation():
     X, A = data(0)
-    assert not np.allclose(relative_projection(2 * X, 2 * A, metric="euclidean"), relative_projection(X, A, metric="euclidean"))
+    assert not np.allclose(
+        relative_projection(2 * X, 2 * A, metric="euclidean"), relative_projection(X, A, metric="euclidean")
+    )
 
 
 # -- hand-computed cases and reference implementations ------------------------------------------------
@@ -295,8 +297,12 @@ def test_inverse_errors():
     with pytest.raises(NotImplementedError, match=r"metric=\['l1', 'linf'\] has no linear inverse"):
         relative_inverse(relative_projection(X, A, metric=("l1", "linf")), A, metric=("l1", "linf"))
     with pytest.raises(NotImplementedError, match="standardises each block per row"):
-        relative_inverse(relative_projection(X, A, metric=("cosine", "l1"), aggregate="sum"), A,
-                         metric=("cosine", "l1"), aggregate="sum")
+        relative_inverse(
+            relative_projection(X, A, metric=("cosine", "l1"), aggregate="sum"),
+            A,
+            metric=("cosine", "l1"),
+            aggregate="sum",
+        )
 
 
 # -- argument errors of the function ------------------------------------------------------------------
@@ -332,7 +338,9 @@ def test_function_errors():
         relative_projection(X, A, chunk_size=0)
     with pytest.raises(ValueError, match="center='median' is not supported"):
         relative_projection(X, A, center="median")
-    with pytest.raises(ValueError, match=r"center must be a vector of length 5 \(the number of features\), got shape \(3,\)"):
+    with pytest.raises(
+        ValueError, match=r"center must be a vector of length 5 \(the number of features\), got shape \(3,\)"
+    ):
         relative_projection(X, A, center=np.zeros(3))
     A0 = A.copy()
     A0[4] = 0.0
@@ -416,7 +424,9 @@ def test_estimator_inverse_round_trip_to_the_target_space():
     cos = RelativeProjection().fit(X[:60], Y[:60])
     back = cos.inverse_transform(cos.transform(X)) - cos.target_mean_.numpy()
     y = Y - cos.target_mean_.numpy()
-    np.testing.assert_allclose(np.sum(back * y, 1) / np.linalg.norm(back, axis=1) / np.linalg.norm(y, axis=1), 1.0, atol=1e-9)
+    np.testing.assert_allclose(
+        np.sum(back * y, 1) / np.linalg.norm(back, axis=1) / np.linalg.norm(y, axis=1), 1.0, atol=1e-9
+    )
 
 
 def test_estimator_inverse_warns_when_anchors_do_not_span_the_target():
@@ -462,11 +472,16 @@ def test_fit_copies_its_inputs():
 
 def test_estimator_errors():
     X, Y, _ = planted_pair()
-    with pytest.raises(ValueError, match=r"X \(the source anchors\) has 1 row\(s\), but relative projection needs at least 2"):
+    with pytest.raises(
+        ValueError, match=r"X \(the source anchors\) has 1 row\(s\), but relative projection needs at least 2"
+    ):
         RelativeProjection().fit(X[:1], Y[:1])
     Xd = X[:10].copy()
     Xd[7] = Xd[2]
-    with pytest.raises(ValueError, match=r"X \(the source anchors\) has exactly duplicated rows \(row indices that repeat each other: \[2, 7\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"X \(the source anchors\) has exactly duplicated rows \(row indices that repeat each other: \[2, 7\]",
+    ):
         RelativeProjection().fit(Xd, Y[:10])
     Yd = Y[:10].copy()
     Yd[9] = Yd[0]

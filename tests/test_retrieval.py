@@ -152,15 +152,29 @@ def test_ties_pessimistic_and_optimistic_by_hand():
     # pessimistic positions: q0 -> 2 ; q1 -> 2, 3
     assert_metrics_close(
         pess,
-        {"recall@1": 0.0, "recall@2": 1.0, "precision@1": 0.0, "precision@2": (1 / 2 + 1 / 2) / 2,
-         "mrr": 0.5, "mean_rank": 2.0, "median_rank": 2.0},
+        {
+            "recall@1": 0.0,
+            "recall@2": 1.0,
+            "precision@1": 0.0,
+            "precision@2": (1 / 2 + 1 / 2) / 2,
+            "mrr": 0.5,
+            "mean_rank": 2.0,
+            "median_rank": 2.0,
+        },
     )
     opt = retrieval_scores(Q, K, gold=gold, k=(1, 2), metric="dot", ties="optimistic")
     # optimistic positions: q0 -> 1 ; q1 -> 1, 2
     assert_metrics_close(
         opt,
-        {"recall@1": 1.0, "recall@2": 1.0, "precision@1": 1.0, "precision@2": (1 / 2 + 1) / 2,
-         "mrr": 1.0, "mean_rank": 1.0, "median_rank": 1.0},
+        {
+            "recall@1": 1.0,
+            "recall@2": 1.0,
+            "precision@1": 1.0,
+            "precision@2": (1 / 2 + 1) / 2,
+            "mrr": 1.0,
+            "mean_rank": 1.0,
+            "median_rank": 1.0,
+        },
     )
 
 

@@ -191,8 +191,12 @@ def test_save_and_load_round_trip(tmp_path):
     X, Y = rotated_pair()
     torch.manual_seed(0)
     encoder = torch.nn.Linear(5, 8).double()
-    stitched = Stitcher(encoder, RelativeProjection(metric=["cosine", "euclidean"]).fit(X[:20], Y[:20]),
-                        torch.nn.Linear(40, 3).double(), trainable_map=True)
+    stitched = Stitcher(
+        encoder,
+        RelativeProjection(metric=["cosine", "euclidean"]).fit(X[:20], Y[:20]),
+        torch.nn.Linear(40, 3).double(),
+        trainable_map=True,
+    )
     with torch.no_grad():
         stitched.map.anchors.add_(0.01)  # a fine-tuned map: the file must hold the trained values
     path = stitched.save(tmp_path / "stitched")

@@ -209,8 +209,7 @@ def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_result(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)])}
     # imported as a module (not run as __main__): the preprocessing's qualified name is part of the cache key
     code = f"import resume_worker; resume_worker.main({str(store_dir)!r})"
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.time() + 240
         while _shards_listed(store_dir) < 3:
@@ -242,8 +241,9 @@ def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_result(tmp_path):
     resumed = embed(enc, X, ids, store_dir=store_dir, shard_size=20, batch_size=10, progress=False)
     assert enc.preprocess.rows == 400 - 20 * done  # finished shards were not recomputed
     assert resumed.ids == ids and len(set(resumed.ids)) == 400
-    clean = embed(resume_worker.build(), X, ids, store_dir=tmp_path / "clean", shard_size=20, batch_size=10,
-                  progress=False)
+    clean = embed(
+        resume_worker.build(), X, ids, store_dir=tmp_path / "clean", shard_size=20, batch_size=10, progress=False
+    )
     np.testing.assert_array_equal(resumed.to_numpy(), clean.to_numpy())
     resumed.verify()
     assert not (store_dir / ".lock").exists()
@@ -272,7 +272,9 @@ def test_truncated_shard_is_detected(tmp_path):
     store = write_embeddings(tmp_path / "s", X, ids, shard_size=10)
     shard = store.path / "embeddings" / "emb_00001.npy"
     shard.write_bytes(shard.read_bytes()[:-7])
-    with pytest.raises(PersistenceError, match=r"emb_00001.npy' is truncated or corrupt: \d+ bytes, the manifest records"):
+    with pytest.raises(
+        PersistenceError, match=r"emb_00001.npy' is truncated or corrupt: \d+ bytes, the manifest records"
+    ):
         EmbeddingStore(store.path)
     with pytest.raises(PersistenceError, match="cannot be read|has shape"):
         EmbeddingStore(store.path, verify=None).shard(1)
@@ -354,7 +356,9 @@ def test_pair_stores_mismatched_ids_error_and_intersect(tmp_path):
 
 
 def test_align_by_id_arrays():
-    ids, A, B = align_by_id(["p", "q", "r"], np.array([[1.0], [2.0], [3.0]]), ["r", "p", "q"], np.array([[30.0], [10.0], [20.0]]))
+    ids, A, B = align_by_id(
+        ["p", "q", "r"], np.array([[1.0], [2.0], [3.0]]), ["r", "p", "q"], np.array([[30.0], [10.0], [20.0]])
+    )
     assert ids == ["p", "q", "r"]
     np.testing.assert_array_equal(B.ravel(), [10.0, 20.0, 30.0])
     with pytest.raises(ValueError, match=r"1 only in the first \(e\.g\. \['r'\]\), 0 only in the second"):

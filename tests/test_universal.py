@@ -32,8 +32,9 @@ def copies(n: int = 200, d: int = 16, k: int = 4, noise: float = 1e-5, seed: int
     """k rotated, shifted, noisy copies of one anchor set."""
     rng = np.random.default_rng(seed)
     base = rng.exponential(size=(n, d)) @ rng.normal(size=(d, d))
-    return base, {f"m{i}": base @ rotation(d, rng) + rng.normal(size=d) + noise * rng.normal(size=(n, d))
-                  for i in range(k)}
+    return base, {
+        f"m{i}": base @ rotation(d, rng) + rng.normal(size=d) + noise * rng.normal(size=(n, d)) for i in range(k)
+    }
 
 
 def test_gpa_puts_four_rotated_noisy_copies_in_one_space():

@@ -103,9 +103,7 @@ class Affine(StreamingAligner):
 
     def _solve(self, stats: CrossStats) -> dict[str, Any]:
         alpha = float(self.alpha)
-        warned = warn_underdetermined(
-            stats.n, stats.dim_x, alpha, fit_intercept=bool(self.fit_intercept), stacklevel=5
-        )
+        warned = warn_underdetermined(stats.n, stats.dim_x, alpha, fit_intercept=bool(self.fit_intercept), stacklevel=5)
         sol = least_squares_from_stats(stats, alpha=alpha, fit_intercept=bool(self.fit_intercept))
         if sol["method"] != "cholesky" and not warned:
             warn_pseudo_inverse(stacklevel=5)

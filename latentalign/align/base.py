@@ -79,9 +79,7 @@ class Aligner(Persistable, TwoViewMixin, TransformerMixin, BaseEstimator):
             tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
 
-    def _validate_pair(
-        self, X: Any, Y: Any, *, min_rows: int = 1
-    ) -> tuple[torch.Tensor, torch.Tensor, ArraySpec]:
+    def _validate_pair(self, X: Any, Y: Any, *, min_rows: int = 1) -> tuple[torch.Tensor, torch.Tensor, ArraySpec]:
         """Check a paired fit input; return both as tensors (common dtype, one device) and ``X``'s spec.
 
         Also records ``feature_names_in_`` when ``X`` is a DataFrame (scikit-learn's convention).

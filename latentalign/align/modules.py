@@ -138,8 +138,11 @@ class LinearMap(nn.Module):
     @classmethod
     def from_config(cls, config: dict[str, Any], trainable: bool) -> LinearMap:
         """An empty module of the described shape (fill it with ``load_state_dict``)."""
-        return cls(torch.zeros(config["out_features"], config["in_features"]),
-                   torch.zeros(config["out_features"]), trainable=trainable)
+        return cls(
+            torch.zeros(config["out_features"], config["in_features"]),
+            torch.zeros(config["out_features"]),
+            trainable=trainable,
+        )
 
 
 class RelativeMap(nn.Module):
@@ -352,8 +355,12 @@ class RelativeInverse(nn.Module):
     @classmethod
     def from_config(cls, config: dict[str, Any], trainable: bool) -> RelativeInverse:
         """An empty module of the described shape (fill it with ``load_state_dict``)."""
-        return cls(torch.zeros(config["n_anchors"], config["n_features"]), torch.zeros(config["n_features"]),
-                   metric=config["metric"], block=config["block"])
+        return cls(
+            torch.zeros(config["n_anchors"], config["n_features"]),
+            torch.zeros(config["n_features"]),
+            metric=config["metric"],
+            block=config["block"],
+        )
 
 
 class Shift(nn.Module):

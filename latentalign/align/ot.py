@@ -211,9 +211,19 @@ class OTAligner(Aligner):
     def _check_params(self) -> None:
         check_choice(self.refine, "refine", _REFINES)
         check_ot_rounds_options(
-            method=self.method, reg=self.reg, n_iter=self.n_iter, init=self.init, metric=self.metric,
-            alpha=self.alpha, max_samples=self.max_samples, gw_samples=self.gw_samples, max_iter=self.max_iter,
-            tol=self.tol, batch_size=self.batch_size, sample=self.sample, random_state=self.random_state,
+            method=self.method,
+            reg=self.reg,
+            n_iter=self.n_iter,
+            init=self.init,
+            metric=self.metric,
+            alpha=self.alpha,
+            max_samples=self.max_samples,
+            gw_samples=self.gw_samples,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            batch_size=self.batch_size,
+            sample=self.sample,
+            random_state=self.random_state,
         )
 
     # -- fitting ------------------------------------------------------------------------------------
@@ -246,10 +256,24 @@ class OTAligner(Aligner):
             return mapping._transform, mapping
 
         rounds = ot_alignment_rounds(
-            prep_x._forward(Xt), prep_y._forward(Yt), fit_map, pairs=P, method=self.method, reg=self.reg,
-            n_iter=self.n_iter, init=self.init, metric=self.metric, alpha=self.alpha,
-            max_samples=self.max_samples, gw_samples=self.gw_samples, max_iter=self.max_iter, tol=self.tol,
-            batch_size=self.batch_size, sample=self.sample, random_state=self.random_state, label="OTAligner",
+            prep_x._forward(Xt),
+            prep_y._forward(Yt),
+            fit_map,
+            pairs=P,
+            method=self.method,
+            reg=self.reg,
+            n_iter=self.n_iter,
+            init=self.init,
+            metric=self.metric,
+            alpha=self.alpha,
+            max_samples=self.max_samples,
+            gw_samples=self.gw_samples,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            batch_size=self.batch_size,
+            sample=self.sample,
+            random_state=self.random_state,
+            label="OTAligner",
         )
         self.preprocess_x_ = prep_x
         self.preprocess_y_ = prep_y
@@ -272,7 +296,8 @@ class OTAligner(Aligner):
     def _module(self, *, trainable: bool, inverse: bool) -> torch.nn.Module:
         from latentalign.align.modules import preprocessor_module, sandwich
 
-        before, after = (self.preprocess_y_, self.preprocess_x_) if inverse else (self.preprocess_x_, self.preprocess_y_)
+        before, after = (
+            (self.preprocess_y_, self.preprocess_x_) if inverse else (self.preprocess_x_, self.preprocess_y_)
+        )
         core = self.map_.to_module(trainable=trainable, inverse=inverse, dtype=torch.float64)
         return sandwich(preprocessor_module(before), core, preprocessor_module(after, inverse=True))
-

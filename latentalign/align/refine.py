@@ -150,8 +150,14 @@ class SelfLearning(Aligner):
             return started[0]._transform, started[0]
 
         rounds = self_learning_rounds(
-            prep_x._forward(Xt), prep_y._forward(Yt), fit_map, pairs=P, start=start, n_iter=self.n_iter,
-            csls_k=self.csls_k, label="SelfLearning",
+            prep_x._forward(Xt),
+            prep_y._forward(Yt),
+            fit_map,
+            pairs=P,
+            start=start,
+            n_iter=self.n_iter,
+            csls_k=self.csls_k,
+            label="SelfLearning",
         )
         self.preprocess_x_ = prep_x
         self.preprocess_y_ = prep_y
@@ -175,6 +181,8 @@ class SelfLearning(Aligner):
     def _module(self, *, trainable: bool, inverse: bool) -> torch.nn.Module:
         from latentalign.align.modules import preprocessor_module, sandwich
 
-        before, after = (self.preprocess_y_, self.preprocess_x_) if inverse else (self.preprocess_x_, self.preprocess_y_)
+        before, after = (
+            (self.preprocess_y_, self.preprocess_x_) if inverse else (self.preprocess_x_, self.preprocess_y_)
+        )
         core = self.map_.to_module(trainable=trainable, inverse=inverse, dtype=torch.float64)
         return sandwich(preprocessor_module(before), core, preprocessor_module(after, inverse=True))

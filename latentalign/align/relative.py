@@ -179,8 +179,14 @@ class RelativeProjection(Aligner):
         shift = cast_like(mean, Z) if self.center else None
         A_c = A - shift if shift is not None else A
         return project(
-            Z, A_c, parse_metrics(self.metric), shift=shift, top_k=self.top_k, power=self.power,
-            aggregate=self.aggregate, chunk_size=self.chunk_size,
+            Z,
+            A_c,
+            parse_metrics(self.metric),
+            shift=shift,
+            top_k=self.top_k,
+            power=self.power,
+            aggregate=self.aggregate,
+            chunk_size=self.chunk_size,
         )
 
     def _transform(self, X: torch.Tensor) -> torch.Tensor:
@@ -193,13 +199,22 @@ class RelativeProjection(Aligner):
             block, decoder = self._decoder()  # raises where inverse_transform raises
             euclidean = decoder.metric == "euclidean"
             return RelativeInverse(
-                decoder.pinv_T, self.target_mean_, metric=decoder.metric, block=block,
-                sq=decoder.sq if euclidean else None, mid=decoder.mid if euclidean else None,
+                decoder.pinv_T,
+                self.target_mean_,
+                metric=decoder.metric,
+                block=block,
+                sq=decoder.sq if euclidean else None,
+                mid=decoder.mid if euclidean else None,
                 scale=1.0 if euclidean else decoder.scale,
             )
         return RelativeMap(
-            self.source_anchors_, self.source_mean_, metrics=parse_metrics(self.metric), top_k=self.top_k,
-            power=self.power, aggregate=self.aggregate, trainable=trainable,
+            self.source_anchors_,
+            self.source_mean_,
+            metrics=parse_metrics(self.metric),
+            top_k=self.top_k,
+            power=self.power,
+            aggregate=self.aggregate,
+            trainable=trainable,
         )
 
     def transform(self, X: ArrayLike) -> ArrayLike:

@@ -160,7 +160,10 @@ class UniversalSpace(Persistable, BaseEstimator):
         if len(devices) > 1:
             raise ValueError(f"The embeddings are on several devices ({sorted(devices)}); move them to one device.")
         gpa = generalized_procrustes(
-            [data[k] for k in names], scale=bool(self.scale), max_iter=self.max_iter, tol=self.tol,
+            [data[k] for k in names],
+            scale=bool(self.scale),
+            max_iter=self.max_iter,
+            tol=self.tol,
             label="UniversalSpace (GPA)",
         )
         rotations, mean, width = dict(zip(names, gpa.rotations)), gpa.mean_shape, gpa.mean_shape.shape[1]

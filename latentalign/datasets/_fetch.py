@@ -52,9 +52,7 @@ class DebianSource:
 
 SOURCES: dict[str, DebianSource] = {
     "fashion_mnist": DebianSource("dataset-fashion-mnist", "usr/share/datasets/fashion-mnist", ("*.gz",)),
-    "tuxpaint": DebianSource(
-        "tuxpaint-stamps-default", "usr/share/tuxpaint/stamps", ("*.png", "*.svg", "*.txt")
-    ),
+    "tuxpaint": DebianSource("tuxpaint-stamps-default", "usr/share/tuxpaint/stamps", ("*.png", "*.svg", "*.txt")),
     "freedict_eng_fra": DebianSource("dict-freedict-eng-fra", "usr/share/dictd", ("*.index", "*.dict.dz")),
     "freedict_fra_eng": DebianSource("dict-freedict-fra-eng", "usr/share/dictd", ("*.index", "*.dict.dz")),
     "wordnet": DebianSource("wordnet-base", "usr/share/wordnet", ("data.noun", "data.verb", "data.adj", "data.adv")),
@@ -78,9 +76,7 @@ def _manifest() -> dict:
 
 def _source(name: str) -> DebianSource:
     if name not in SOURCES:
-        raise ValueError(
-            f"Unknown data source {name!r}. Available sources: {', '.join(sorted(SOURCES))}."
-        )
+        raise ValueError(f"Unknown data source {name!r}. Available sources: {', '.join(sorted(SOURCES))}.")
     return SOURCES[name]
 
 

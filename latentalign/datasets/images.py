@@ -20,8 +20,16 @@ from latentalign.exceptions import DataUnavailableError, PersistenceError
 __all__ = ["ImageDataset", "load_fashion_mnist", "load_mnist", "load_digits"]
 
 FASHION_MNIST_CLASSES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 )
 DIGIT_CLASSES = tuple(str(d) for d in range(10))
 

@@ -90,7 +90,9 @@ class _ConcatReader(io.RawIOBase):
             i = max(k for k, s in enumerate(self._starts) if s <= self._pos)
             fh = self._handles[i]
             fh.seek(self._pos - self._starts[i])
-            chunk = fh.readinto(view[done : done + min(len(view) - done, self._sizes[i] - (self._pos - self._starts[i]))])
+            chunk = fh.readinto(
+                view[done : done + min(len(view) - done, self._sizes[i] - (self._pos - self._starts[i]))]
+            )
             if not chunk:
                 break
             done += chunk

@@ -56,7 +56,9 @@ class ArrayEncoder(BaseEncoder):
             if ids is not None:
                 raise ValueError("pass ids only with an array of embeddings, not with a mapping.")
             ids = list(embeddings.keys())
-            embeddings = np.stack([np.asarray(embeddings[k], dtype=np.float32) for k in ids]) if ids else np.empty((0, 0))
+            embeddings = (
+                np.stack([np.asarray(embeddings[k], dtype=np.float32) for k in ids]) if ids else np.empty((0, 0))
+            )
         X = np.asarray(embeddings)
         if X.ndim != 2:
             raise ValueError(f"embeddings must be 2-D (n, dim), got shape {X.shape}.")

@@ -163,9 +163,10 @@ class BaseEncoder:
             module.eval()
         from tqdm.auto import tqdm
 
-        with torch.inference_mode(), tqdm(
-            total=n, disable=not progress, desc=f"encode {self.name}", unit="item", leave=False
-        ) as bar:
+        with (
+            torch.inference_mode(),
+            tqdm(total=n, disable=not progress, desc=f"encode {self.name}", unit="item", leave=False) as bar,
+        ):
             start = 0
             for batch in batched(inputs, batch_size):
                 emb = self._check_output(_to_float32_numpy(self._encode_batch(batch)), len(batch))
@@ -198,9 +199,7 @@ class BaseEncoder:
         if not hasattr(inputs, "__len__") or not hasattr(inputs, "__getitem__"):
             if hasattr(inputs, "__iter__"):
                 return list(inputs)
-            raise TypeError(
-                f"inputs must be a sequence (list, numpy array, tensor), got {type(inputs).__name__}."
-            )
+            raise TypeError(f"inputs must be a sequence (list, numpy array, tensor), got {type(inputs).__name__}.")
         if self.modality in ("text", "word"):
             for i, item in enumerate(inputs):
                 if not isinstance(item, str):

@@ -121,9 +121,9 @@ class HFEncoder(BaseEncoder):
 
     def _encode_batch(self, batch: Any) -> torch.Tensor:
         texts = [self.prefix + t for t in batch] if self.prefix else list(batch)
-        enc = self.tokenizer(
-            texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
-        ).to(self.device)
+        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt").to(
+            self.device
+        )
         want_all = self.layer != -1
         out = self.model(**enc, output_hidden_states=want_all, return_dict=True)
         hidden = out.hidden_states[self.layer] if want_all else out.last_hidden_state

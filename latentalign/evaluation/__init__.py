@@ -15,7 +15,8 @@ from latentalign.functional.similarity import similarity_scores
 
 __all__ = [
     "AlignabilityReport",
-    "RetrievalEvaluator", "SimilarityEvaluator",
+    "RetrievalEvaluator",
+    "SimilarityEvaluator",
     "alignability_report",
     "retrieval_scores",
     "similarity_scores",

@@ -290,8 +290,12 @@ class AlignabilityReport:
         for name in self.aligners:
             rows = self.curve_for(name)
             ax.errorbar(
-                [r["budget"] for r in rows], [r["recall@1"] for r in rows], yerr=[r["recall@1_std"] for r in rows],
-                marker="o", capsize=3, label=name,
+                [r["budget"] for r in rows],
+                [r["recall@1"] for r in rows],
+                yerr=[r["recall@1_std"] for r in rows],
+                marker="o",
+                capsize=3,
+                label=name,
             )
         ax.axhline(self.chance_recall_at_1, color="grey", linestyle="--", label="chance")
         ax.set_xscale("log")
@@ -500,8 +504,9 @@ def _new_aligner(entry: str | Aligner) -> Aligner:
     return make_aligner(entry) if isinstance(entry, str) else entry.clone()
 
 
-def _fit_and_score(entry: str | Aligner, Ax: torch.Tensor, Ay: torch.Tensor, X_eval: torch.Tensor,
-                   Y_eval: torch.Tensor) -> tuple[float, float]:
+def _fit_and_score(
+    entry: str | Aligner, Ax: torch.Tensor, Ay: torch.Tensor, X_eval: torch.Tensor, Y_eval: torch.Tensor
+) -> tuple[float, float]:
     aligner = _new_aligner(entry).fit(Ax, Ay)
     Q, K = _eval_pair(aligner, X_eval, Y_eval)
     scores = retrieval_scores(Q, K, k=1)
@@ -509,8 +514,14 @@ def _fit_and_score(entry: str | Aligner, Ax: torch.Tensor, Ay: torch.Tensor, X_e
 
 
 def _curve(
-    Xt: torch.Tensor, Yt: torch.Tensor, labelled: list[tuple[str, str | Aligner]], budgets: list[int],
-    eval_idx: np.ndarray, pool: np.ndarray, n_repeats: int, rng: np.random.Generator,
+    Xt: torch.Tensor,
+    Yt: torch.Tensor,
+    labelled: list[tuple[str, str | Aligner]],
+    budgets: list[int],
+    eval_idx: np.ndarray,
+    pool: np.ndarray,
+    n_repeats: int,
+    rng: np.random.Generator,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
     X_eval, Y_eval = _take(Xt, eval_idx), _take(Yt, eval_idx)
     scores: dict[tuple[str, int], list[tuple[float, float]]] = {}
@@ -619,8 +630,14 @@ def _anchor_reasons(check: dict[str, Any], t: VerdictThresholds) -> list[str]:
     return reasons
 
 
-def _curve_reasons(report_curve: list[dict[str, Any]], best: dict[str, Any], budgets: list[int],
-                   skipped: list[int], dims: int, t: VerdictThresholds) -> list[str]:
+def _curve_reasons(
+    report_curve: list[dict[str, Any]],
+    best: dict[str, Any],
+    budgets: list[int],
+    skipped: list[int],
+    dims: int,
+    t: VerdictThresholds,
+) -> list[str]:
     reasons = []
     if len(budgets) >= 2:
         prev = next(r for r in report_curve if r["aligner"] == best["aligner"] and r["budget"] == budgets[-2])
@@ -732,14 +749,32 @@ def alignability_report(
     chance = 1.0 / n_eval
     best = max((r for r in curve if r["budget"] == fitted[-1]), key=lambda r: r["recall@1"])
     verdict, lead = _retrieval_verdict(best, chance, thresholds)
-    reasons = [lead, *_similarity_reasons(sim, thresholds), *_anchor_reasons(checks[-1], thresholds),
-               *_curve_reasons(curve, best, fitted, skipped, max(Xt.shape[1], Yt.shape[1]), thresholds)]
+    reasons = [
+        lead,
+        *_similarity_reasons(sim, thresholds),
+        *_anchor_reasons(checks[-1], thresholds),
+        *_curve_reasons(curve, best, fitted, skipped, max(Xt.shape[1], Yt.shape[1]), thresholds),
+    ]
     return AlignabilityReport(
-        n=n, d_x=int(Xt.shape[1]), d_y=int(Yt.shape[1]), n_duplicates=n - len(usable), **sim,
-        n_eval=n_eval, chance_recall_at_1=chance, chance_mrr=_chance_mrr(n_eval),
-        aligners=[label for label, _ in labelled], budgets=fitted, budgets_skipped=skipped,
-        n_repeats=int(n_repeats), seed=int(seed), curve=curve, anchor_checks=checks, verdict=verdict,
-        reasons=reasons, notes=notes, thresholds=asdict(thresholds),
+        n=n,
+        d_x=int(Xt.shape[1]),
+        d_y=int(Yt.shape[1]),
+        n_duplicates=n - len(usable),
+        **sim,
+        n_eval=n_eval,
+        chance_recall_at_1=chance,
+        chance_mrr=_chance_mrr(n_eval),
+        aligners=[label for label, _ in labelled],
+        budgets=fitted,
+        budgets_skipped=skipped,
+        n_repeats=int(n_repeats),
+        seed=int(seed),
+        curve=curve,
+        anchor_checks=checks,
+        verdict=verdict,
+        reasons=reasons,
+        notes=notes,
+        thresholds=asdict(thresholds),
     )
 
 

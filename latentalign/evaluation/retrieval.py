@@ -97,8 +97,18 @@ class RetrievalEvaluator:
         ``gold`` is as in :func:`~latentalign.functional.retrieval.retrieval_scores` (indices into this ``K``).
         """
         found = retrieval_positions(
-            Q, K, gold=gold, k=self.k, csls=self.csls, csls_k=self.csls_k, metric=self.metric, index=self.index,
-            ties=self.ties, chunk_size=self.chunk_size, nlist=self.nlist, nprobe=self.nprobe,
+            Q,
+            K,
+            gold=gold,
+            k=self.k,
+            csls=self.csls,
+            csls_k=self.csls_k,
+            metric=self.metric,
+            index=self.index,
+            ties=self.ties,
+            chunk_size=self.chunk_size,
+            nlist=self.nlist,
+            nprobe=self.nprobe,
         )
         if self._ks is not None and found.ks != self._ks:  # pragma: no cover - ks depends only on self.k
             raise RuntimeError("k changed between updates; call reset() first.")
@@ -111,9 +121,7 @@ class RetrievalEvaluator:
     def compute(self) -> dict[str, float]:
         """Metrics over every query seen since construction or the last :meth:`reset`."""
         if not self._best or self._ks is None:  # update() sets both
-            raise RuntimeError(
-                "RetrievalEvaluator.compute() was called before any update(); call update(Q, K) first."
-            )
+            raise RuntimeError("RetrievalEvaluator.compute() was called before any update(); call update(Q, K) first.")
         return summarize_positions(torch.cat(self._best), torch.cat(self._within), self._ks, self._depth)
 
     def __repr__(self) -> str:

@@ -45,7 +45,7 @@ def load_images(dataset: str, n_train: int, n_test: int, seed: int = 0) -> dict[
                 f"n_train + n_test must be <= {len(data)} for the offline MNIST sample, got {n_train + n_test}."
             )
         order = rng.permutation(len(data))
-        tr, te = np.sort(order[:n_train]), np.sort(order[n_train:n_train + n_test])
+        tr, te = np.sort(order[:n_train]), np.sort(order[n_train : n_train + n_test])
         train_images, test_images = data.images[tr], data.images[te]
         train_labels, test_labels = data.labels[tr], data.labels[te]
     elif dataset == "fashion_mnist":
@@ -60,8 +60,12 @@ def load_images(dataset: str, n_train: int, n_test: int, seed: int = 0) -> dict[
     def scale(a: np.ndarray) -> np.ndarray:
         return (a.astype(np.float32) / 255.0)[:, None, :, :]
 
-    return {"train": scale(train_images), "test": scale(test_images),
-            "train_labels": train_labels, "test_labels": test_labels}
+    return {
+        "train": scale(train_images),
+        "test": scale(test_images),
+        "train_labels": train_labels,
+        "test_labels": test_labels,
+    }
 
 
 # ---------------------------------------------------------------------------------------------- model
@@ -110,8 +114,11 @@ def build_autoencoder(kind: str, *, latent_dim: int, anchors: Any = None, hidden
             up: list[nn.Module] = []
             # 4 -> 7 -> 14 -> 28: the first transposed conv gives 7 (output_padding 0), the others double
             for i, (a, b) in enumerate(zip(rev, outs)):
-                up += [nn.ConvTranspose2d(a, b, 3, stride=2, padding=1, output_padding=0 if i == 0 else 1),
-                       nn.BatchNorm2d(b), nn.LeakyReLU()]
+                up += [
+                    nn.ConvTranspose2d(a, b, 3, stride=2, padding=1, output_padding=0 if i == 0 else 1),
+                    nn.BatchNorm2d(b),
+                    nn.LeakyReLU(),
+                ]
             self.deconv = nn.Sequential(*up, nn.Conv2d(outs[-1], 1, 3, padding=1), nn.Sigmoid())
             self.channels = channels
 
@@ -146,8 +153,16 @@ def build_autoencoder(kind: str, *, latent_dim: int, anchors: Any = None, hidden
 
 
 def train_autoencoder(
-    kind: str, images: np.ndarray, *, seed: int, latent_dim: int, anchors: np.ndarray | None,
-    epochs: int, batch_size: int, lr: float, hidden: tuple[int, ...] = (16, 32, 64),
+    kind: str,
+    images: np.ndarray,
+    *,
+    seed: int,
+    latent_dim: int,
+    anchors: np.ndarray | None,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    hidden: tuple[int, ...] = (16, 32, 64),
 ):
     """Train one autoencoder with torch seed ``seed`` (init and shuffling) on MSE; returns it in eval mode."""
     import torch
@@ -163,7 +178,7 @@ def train_autoencoder(
     for _ in range(epochs):
         order = torch.randperm(len(X), generator=generator)
         for b in range(0, len(X), batch_size):
-            batch = X[order[b:b + batch_size]]
+            batch = X[order[b : b + batch_size]]
             loss = torch.nn.functional.mse_loss(model(batch), batch)
             opt.zero_grad()
             loss.backward()
@@ -193,14 +208,20 @@ def train_autoencoders(
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(max_workers=min(workers, len(seeds)),
-                             mp_context=multiprocessing.get_context("spawn")) as pool:
-        states = list(pool.map(_train_state, [kind] * len(seeds), [images] * len(seeds),
-                               [{**kwargs, "seed": s} for s in seeds]))
+    with ProcessPoolExecutor(
+        max_workers=min(workers, len(seeds)), mp_context=multiprocessing.get_context("spawn")
+    ) as pool:
+        states = list(
+            pool.map(_train_state, [kind] * len(seeds), [images] * len(seeds), [{**kwargs, "seed": s} for s in seeds])
+        )
     models = []
     for state in states:
-        model = build_autoencoder(kind, latent_dim=kwargs["latent_dim"], anchors=kwargs["anchors"],
-                                  hidden=tuple(kwargs.get("hidden", (16, 32, 64))))
+        model = build_autoencoder(
+            kind,
+            latent_dim=kwargs["latent_dim"],
+            anchors=kwargs["anchors"],
+            hidden=tuple(kwargs.get("hidden", (16, 32, 64))),
+        )
         model.load_state_dict(state)
         models.append(model.eval())
     return models
@@ -214,11 +235,11 @@ def reconstruction_errors(models: list[Any], images: np.ndarray, batch_size: int
     k = len(models)
     E = np.zeros((k, k))
     with torch.no_grad():
-        codes = [torch.cat([m.code(X[b:b + batch_size]) for b in range(0, len(X), batch_size)]) for m in models]
+        codes = [torch.cat([m.code(X[b : b + batch_size]) for b in range(0, len(X), batch_size)]) for m in models]
         for i, j in itertools.product(range(k), repeat=2):
             sq = 0.0
             for b in range(0, len(X), batch_size):
-                sq += float(((models[j].decode(codes[i][b:b + batch_size]) - X[b:b + batch_size]) ** 2).sum())
+                sq += float(((models[j].decode(codes[i][b : b + batch_size]) - X[b : b + batch_size]) ** 2).sum())
             E[i, j] = sq / X.numel()
     return E
 
@@ -247,8 +268,11 @@ def _plot(examples: dict[str, Any], out: Path, name: str) -> Path:
             ax.set_yticks([])
             if c == 0:
                 ax.set_ylabel(key, rotation=0, ha="right", va="center", fontsize=7)
-    fig.suptitle("Test images and reconstructions: 'AE 0' = seed 0's own decoder, '0->1' = seed 0's encoder "
-                 "stitched to seed 1's decoder", fontsize=8)
+    fig.suptitle(
+        "Test images and reconstructions: 'AE 0' = seed 0's own decoder, '0->1' = seed 0's encoder "
+        "stitched to seed 1's decoder",
+        fontsize=8,
+    )
     fig.tight_layout()
     path = out / f"{name}.png"
     fig.savefig(path, dpi=110)
@@ -287,9 +311,15 @@ def _train_and_score(setup: dict[str, Any], seeds: list[int]):
         for kind in ("absolute", "relative"):
             start = time.perf_counter()
             models = train_autoencoders(
-                kind, data["train"], seeds, workers=int(setup.get("workers", 1)),
-                latent_dim=int(setup["latent_dim"]), anchors=anchors if kind == "relative" else None,
-                epochs=int(setup["epochs"]), batch_size=int(setup["batch_size"]), lr=float(setup["lr"]),
+                kind,
+                data["train"],
+                seeds,
+                workers=int(setup.get("workers", 1)),
+                latent_dim=int(setup["latent_dim"]),
+                anchors=anchors if kind == "relative" else None,
+                epochs=int(setup["epochs"]),
+                batch_size=int(setup["batch_size"]),
+                lr=float(setup["lr"]),
                 hidden=tuple(setup.get("hidden", (16, 32, 64))),
             )
             train_s = time.perf_counter() - start
@@ -299,15 +329,20 @@ def _train_and_score(setup: dict[str, Any], seeds: list[int]):
             means.setdefault((kind, False), []).append(native)
             means.setdefault((kind, True), []).append(stitched)
             off = E[~np.eye(len(seeds), dtype=bool)]
-            rows.append({
-                "dataset": dataset, "representation": kind,
-                "mse_non_stitched_1e-3": round(1e3 * native, 3),
-                "mse_non_stitched_std_1e-3": round(1e3 * float(np.diag(E).std()), 3),
-                "mse_stitched_1e-3": round(1e3 * stitched, 3),
-                "mse_stitched_std_1e-3": round(1e3 * float(off.std()), 3),
-                "stitched_over_non_stitched": round(ratio, 2),
-                "n_models": len(seeds), "n_stitched_pairs": int(off.size), "train_s": round(train_s, 1),
-            })
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "representation": kind,
+                    "mse_non_stitched_1e-3": round(1e3 * native, 3),
+                    "mse_non_stitched_std_1e-3": round(1e3 * float(np.diag(E).std()), 3),
+                    "mse_stitched_1e-3": round(1e3 * stitched, 3),
+                    "mse_stitched_std_1e-3": round(1e3 * float(off.std()), 3),
+                    "stitched_over_non_stitched": round(ratio, 2),
+                    "n_models": len(seeds),
+                    "n_stitched_pairs": int(off.size),
+                    "train_s": round(train_s, 1),
+                }
+            )
             if len(models) > 1:  # one test image per class (first 8 classes), own and stitched decodings
                 picks = [int(np.flatnonzero(data["test_labels"] == c)[0]) for c in range(8)]
                 with torch.no_grad():
@@ -318,8 +353,15 @@ def _train_and_score(setup: dict[str, Any], seeds: list[int]):
     return rows, means, examples
 
 
-def _result(config: dict[str, Any], rows: list[dict[str, Any]], means: dict[tuple[str, bool], list[float]],
-            examples: dict[str, Any], seeds: list[int], threads: int, out: Path):
+def _result(
+    config: dict[str, Any],
+    rows: list[dict[str, Any]],
+    means: dict[tuple[str, bool], list[float]],
+    examples: dict[str, Any],
+    seeds: list[int],
+    threads: int,
+    out: Path,
+):
     from latentalign.experiments.runner import Check, ExperimentResult
 
     setup, paper = config["setup"], config["paper"]
@@ -337,14 +379,14 @@ def _result(config: dict[str, Any], rows: list[dict[str, Any]], means: dict[tupl
         Check(
             claim=f"absolute: stitched MSE >= {abs_min:g}x non-stitched (mean over datasets)",
             paper=f"{pub['absolute_stitched']} vs {pub['absolute_non_stitched']} (x1e-3), "
-                  f"{pub['absolute_stitched'] / pub['absolute_non_stitched']:.0f}x",
+            f"{pub['absolute_stitched'] / pub['absolute_non_stitched']:.0f}x",
             ours=f"{1e3 * avg('absolute', True):.2f} vs {1e3 * avg('absolute', False):.2f} (x1e-3), {abs_ratio:.1f}x",
             passed=abs_ratio >= abs_min,
         ),
         Check(
             claim=f"relative: stitched MSE <= {rel_max:g}x non-stitched (mean over datasets)",
             paper=f"{pub['relative_stitched']} vs {pub['relative_non_stitched']} (x1e-3), "
-                  f"{pub['relative_stitched'] / pub['relative_non_stitched']:.1f}x",
+            f"{pub['relative_stitched'] / pub['relative_non_stitched']:.1f}x",
             ours=f"{1e3 * avg('relative', True):.2f} vs {1e3 * avg('relative', False):.2f} (x1e-3), {rel_ratio:.1f}x",
             passed=rel_ratio <= rel_max,
         ),

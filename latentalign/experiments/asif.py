@@ -25,8 +25,14 @@ from latentalign.experiments.runner import Check, ExperimentResult
 
 __all__ = ["run", "asif_predict"]
 
-_SHORT = {"minilm": "MiniLM", "mpnet": "MPNet", "e5-small": "e5-small", "efficientnet-lite0": "EffNet-L0",
-          "efficientnet-lite1": "EffNet-L1", "efficientnet-lite2": "EffNet-L2"}
+_SHORT = {
+    "minilm": "MiniLM",
+    "mpnet": "MPNet",
+    "e5-small": "e5-small",
+    "efficientnet-lite0": "EffNet-L0",
+    "efficientnet-lite1": "EffNet-L1",
+    "efficientnet-lite2": "EffNet-L2",
+}
 
 
 def asif_predict(
@@ -58,8 +64,15 @@ def _accuracy(pred: np.ndarray, y: np.ndarray) -> float:
     return float((pred == y).mean())
 
 
-def _choose(image: np.ndarray, text: np.ndarray, prompts: np.ndarray, labels: np.ndarray, pool: np.ndarray,
-            setup: dict[str, Any], seed: int) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+def _choose(
+    image: np.ndarray,
+    text: np.ndarray,
+    prompts: np.ndarray,
+    labels: np.ndarray,
+    pool: np.ndarray,
+    setup: dict[str, Any],
+    seed: int,
+) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
     """Pick (top_k, power, center) for the sparse variant and center for the dense one on validation stamps."""
     rng = np.random.default_rng(seed + 7)
     order = rng.permutation(pool)
@@ -67,22 +80,30 @@ def _choose(image: np.ndarray, text: np.ndarray, prompts: np.ndarray, labels: np
     val, anchors = np.sort(order[:cut]), np.sort(order[cut:])
     grid = []
     for center in (False, True):
-        dense = _accuracy(asif_predict(image[anchors], text[anchors], image[val], prompts, top_k=None, power=1.0,
-                                       center=center), labels[val])
+        dense = _accuracy(
+            asif_predict(image[anchors], text[anchors], image[val], prompts, top_k=None, power=1.0, center=center),
+            labels[val],
+        )
         grid.append({"variant": "dense", "top_k": None, "power": 1.0, "center": center, "val_accuracy": dense})
         for k in setup["k_grid"]:
             for p in setup["p_grid"]:
-                acc = _accuracy(asif_predict(image[anchors], text[anchors], image[val], prompts, top_k=int(k),
-                                             power=float(p), center=center), labels[val])
-                grid.append({"variant": "sparse", "top_k": int(k), "power": float(p), "center": center,
-                             "val_accuracy": acc})
+                acc = _accuracy(
+                    asif_predict(
+                        image[anchors], text[anchors], image[val], prompts, top_k=int(k), power=float(p), center=center
+                    ),
+                    labels[val],
+                )
+                grid.append(
+                    {"variant": "sparse", "top_k": int(k), "power": float(p), "center": center, "val_accuracy": acc}
+                )
     best_sparse = max((g for g in grid if g["variant"] == "sparse"), key=lambda g: g["val_accuracy"])
     best_dense = max((g for g in grid if g["variant"] == "dense"), key=lambda g: g["val_accuracy"])
     return best_sparse, best_dense, grid
 
 
-def _plot(sweep: list[dict[str, Any]], main: str, chance: float, majority: float, out_dir: Path,
-          name: str) -> list[Path]:
+def _plot(
+    sweep: list[dict[str, Any]], main: str, chance: float, majority: float, out_dir: Path, name: str
+) -> list[Path]:
     try:
         import matplotlib
 
@@ -97,8 +118,9 @@ def _plot(sweep: list[dict[str, Any]], main: str, chance: float, majority: float
         ys = np.asarray([r["accuracy"] for r in sub])
         sd = np.asarray([r["accuracy_std"] for r in sub])
         cfg = sub[0]
-        label = (f"sparse (top-k={cfg['top_k']}, p={cfg['power']:g})" if variant == "sparse"
-                 else "dense (all anchors, p=1)")
+        label = (
+            f"sparse (top-k={cfg['top_k']}, p={cfg['power']:g})" if variant == "sparse" else "dense (all anchors, p=1)"
+        )
         ax1.plot(xs, ys, marker="o", color=colour, label=label)
         ax1.fill_between(xs, ys - sd, ys + sd, color=colour, alpha=0.15)
     for ax in (ax1, ax2):
@@ -114,15 +136,18 @@ def _plot(sweep: list[dict[str, Any]], main: str, chance: float, majority: float
     pairs = list(dict.fromkeys(r["pair"] for r in sweep))
     x = np.arange(len(pairs))
     for j, (variant, colour) in enumerate((("sparse", "#1f77b4"), ("dense", "#ff7f0e"))):
-        vals = [next(r["accuracy"] for r in sweep if r["pair"] == p and r["variant"] == variant
-                     and r["n_anchors"] == full) for p in pairs]
+        vals = [
+            next(r["accuracy"] for r in sweep if r["pair"] == p and r["variant"] == variant and r["n_anchors"] == full)
+            for p in pairs
+        ]
         ax2.bar(x + (j - 0.5) * 0.38, vals, 0.38, color=colour, label=variant)
     ax2.set_xticks(x)
     ax2.set_xticklabels([p.replace("efficientnet-", "EffNet-").replace(" x ", "\nx ") for p in pairs], fontsize=7)
     ax2.set_title(f"every encoder pair, all {full} anchors", fontsize=9)
     ax2.legend(fontsize=7, loc="upper left")
-    fig.suptitle("ASIF zero-shot classification of Tux Paint stamps: sparse vs dense relative representations",
-                 fontsize=10)
+    fig.suptitle(
+        "ASIF zero-shot classification of Tux Paint stamps: sparse vs dense relative representations", fontsize=10
+    )
     fig.tight_layout()
     path = out_dir / f"{name}.png"
     fig.savefig(path, dpi=110)
@@ -143,8 +168,10 @@ def run(config: dict[str, Any], *, out_dir: Path) -> ExperimentResult:
     spaces = embed_models(image_models + text_models, ids, paths, captions, notes)
     keep = distinct_rows(spaces[image_models[0]])
     if len(keep) < len(ids):
-        notes.append(f"{len(ids) - len(keep)} stamps dropped: their picture repeats an earlier stamp's exactly "
-                     f"({', '.join(ids[i] for i in sorted(set(range(len(ids))) - set(keep.tolist())))}).")
+        notes.append(
+            f"{len(ids) - len(keep)} stamps dropped: their picture repeats an earlier stamp's exactly "
+            f"({', '.join(ids[i] for i in sorted(set(range(len(ids))) - set(keep.tolist())))})."
+        )
         spaces = {m: X[keep] for m, X in spaces.items()}
         ids, folders = [ids[i] for i in keep], [folders[i] for i in keep]
     phrases: dict[str, str] = dict(setup["class_phrases"])
@@ -155,8 +182,9 @@ def run(config: dict[str, Any], *, out_dir: Path) -> ExperimentResult:
     classes = sorted(set(tops))
     labels = np.asarray([classes.index(t) for t in tops], dtype=np.int64)
     prompts_text = [str(setup["prompt"]).format(phrases[c]) for c in classes]
-    prompts = {t: np.asarray(load_encoder(t).encode(prompts_text, progress=False), dtype=np.float32)
-               for t in text_models}
+    prompts = {
+        t: np.asarray(load_encoder(t).encode(prompts_text, progress=False), dtype=np.float32) for t in text_models
+    }
 
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(ids))
@@ -165,9 +193,11 @@ def run(config: dict[str, Any], *, out_dir: Path) -> ExperimentResult:
     y = labels[test]
     counts = np.bincount(y, minlength=len(classes))
     chance, majority = 1 / len(classes), counts.max() / counts.sum()
-    notes.append(f"{len(ids)} stamps: {len(test)} test, {len(pool)} in the anchor pool; {len(classes)} classes "
-                 f"{classes}; chance 1/{len(classes)} = {chance:.3f}, majority class on the test stamps "
-                 f"{majority:.3f}. Prompts: {prompts_text}.")
+    notes.append(
+        f"{len(ids)} stamps: {len(test)} test, {len(pool)} in the anchor pool; {len(classes)} classes "
+        f"{classes}; chance 1/{len(classes)} = {chance:.3f}, majority class on the test stamps "
+        f"{majority:.3f}. Prompts: {prompts_text}."
+    )
 
     main = f"{setup['main_pair'][0]} x {setup['main_pair'][1]}"
     counts_grid = sorted({min(int(c), len(pool)) for c in setup["anchor_counts"]} | {len(pool)})
@@ -187,24 +217,45 @@ def run(config: dict[str, Any], *, out_dir: Path) -> ExperimentResult:
                 for _ in range(draws):
                     anchors = np.sort(draw_rng.choice(pool, size=n_anchors, replace=False))
                     for variant, cfg in (("sparse", sparse_cfg), ("dense", dense_cfg)):
-                        pred = asif_predict(image[anchors], text[anchors], image[test], P, top_k=cfg["top_k"],
-                                            power=cfg["power"], center=cfg["center"])
+                        pred = asif_predict(
+                            image[anchors],
+                            text[anchors],
+                            image[test],
+                            P,
+                            top_k=cfg["top_k"],
+                            power=cfg["power"],
+                            center=cfg["center"],
+                        )
                         accs[variant].append(_accuracy(pred, y))
                 for variant, values in accs.items():
                     cfg = sparse_cfg if variant == "sparse" else dense_cfg
-                    sweep.append({"pair": pair, "variant": variant, "n_anchors": n_anchors,
-                                  "accuracy": float(np.mean(values)), "accuracy_std": float(np.std(values)),
-                                  "draws": draws, "top_k": cfg["top_k"], "power": cfg["power"],
-                                  "center": cfg["center"], "majority_class": float(majority)})
+                    sweep.append(
+                        {
+                            "pair": pair,
+                            "variant": variant,
+                            "n_anchors": n_anchors,
+                            "accuracy": float(np.mean(values)),
+                            "accuracy_std": float(np.std(values)),
+                            "draws": draws,
+                            "top_k": cfg["top_k"],
+                            "power": cfg["power"],
+                            "center": cfg["center"],
+                            "majority_class": float(majority),
+                        }
+                    )
     rows = [r for r in sweep if r["pair"] == main]
     rows += [r for r in sweep if r["pair"] != main and r["n_anchors"] == len(pool)]
     sparse_cfg, dense_cfg = chosen[main]
-    notes.append(f"chosen on validation stamps from the pool ({main}): sparse top_k={sparse_cfg['top_k']}, "
-                 f"p={sparse_cfg['power']:g}, center={sparse_cfg['center']} "
-                 f"(val acc {sparse_cfg['val_accuracy']:.3f}); "
-                 f"dense center={dense_cfg['center']} (val acc {dense_cfg['val_accuracy']:.3f}).")
-    notes.append("Rows: the whole sweep for the main pair, then every pair at the full anchor pool. Accuracy is the "
-                 f"mean over {setup['n_draws']} random anchor draws (one draw at the full pool).")
+    notes.append(
+        f"chosen on validation stamps from the pool ({main}): sparse top_k={sparse_cfg['top_k']}, "
+        f"p={sparse_cfg['power']:g}, center={sparse_cfg['center']} "
+        f"(val acc {sparse_cfg['val_accuracy']:.3f}); "
+        f"dense center={dense_cfg['center']} (val acc {dense_cfg['val_accuracy']:.3f})."
+    )
+    notes.append(
+        "Rows: the whole sweep for the main pair, then every pair at the full anchor pool. Accuracy is the "
+        f"mean over {setup['n_draws']} random anchor draws (one draw at the full pool)."
+    )
 
     main_sparse = [r for r in sweep if r["pair"] == main and r["variant"] == "sparse"]
     main_dense = {r["n_anchors"]: r["accuracy"] for r in sweep if r["pair"] == main and r["variant"] == "dense"}
@@ -212,16 +263,21 @@ def run(config: dict[str, Any], *, out_dir: Path) -> ExperimentResult:
     tol, gain = float(setup["rise_tolerance_points"]) / 100, float(setup["rise_min_gain_points"]) / 100
     rises = all(b >= a - tol for a, b in zip(accs, accs[1:])) and accs[-1] - accs[0] >= gain
     full_sparse, full_dense = accs[-1], main_dense[len(pool)]
-    pairs_sparse_wins = [p for p in chosen
-                         if next(r["accuracy"] for r in sweep if r["pair"] == p and r["variant"] == "sparse"
-                                 and r["n_anchors"] == len(pool))
-                         >= next(r["accuracy"] for r in sweep if r["pair"] == p and r["variant"] == "dense"
-                                 and r["n_anchors"] == len(pool))]
+    pairs_sparse_wins = [
+        p
+        for p in chosen
+        if next(
+            r["accuracy"] for r in sweep if r["pair"] == p and r["variant"] == "sparse" and r["n_anchors"] == len(pool)
+        )
+        >= next(
+            r["accuracy"] for r in sweep if r["pair"] == p and r["variant"] == "dense" and r["n_anchors"] == len(pool)
+        )
+    ]
     paper = config["paper"]
     checks = [
         Check(
             claim=f"{main}: accuracy rises with the number of anchors (each step >= previous - "
-                  f"{setup['rise_tolerance_points']:g} pt, largest >= smallest + {setup['rise_min_gain_points']:g} pt)",
+            f"{setup['rise_tolerance_points']:g} pt, largest >= smallest + {setup['rise_min_gain_points']:g} pt)",
             paper=paper.get("claim_anchors", ""),
             ours=", ".join(f"{r['n_anchors']}: {r['accuracy']:.3f}" for r in main_sparse),
             passed=bool(rises),
@@ -230,10 +286,11 @@ def run(config: dict[str, Any], *, out_dir: Path) -> ExperimentResult:
             claim=f"{main}: sparse (top-k, power p) >= dense relative representation, full anchor pool",
             paper=paper.get("claim_sparse", ""),
             ours=f"sparse {full_sparse:.3f} vs dense {full_dense:.3f} ({len(pool)} anchors); sparse >= dense for "
-                 f"{len(pairs_sparse_wins)}/{len(chosen)} encoder pairs",
+            f"{len(pairs_sparse_wins)}/{len(chosen)} encoder pairs",
             passed=bool(full_sparse >= full_dense),
         ),
     ]
     notes += [f"Reading of the results (written after the full run): {n}" for n in config.get("notes", [])]
-    return ExperimentResult(rows=rows, checks=checks, notes=notes,
-                            plots=_plot(sweep, main, chance, majority, Path(out_dir), config["name"]))
+    return ExperimentResult(
+        rows=rows, checks=checks, notes=notes, plots=_plot(sweep, main, chance, majority, Path(out_dir), config["name"])
+    )

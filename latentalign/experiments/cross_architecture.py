@@ -98,7 +98,6 @@ def embed_subset(model: str, subset: FmnistSubset, echo: Any = None) -> np.ndarr
     return np.ascontiguousarray(np.concatenate(parts))
 
 
-
 # ---------------------------------------------------------------------------------------------- methods
 METHODS = ("absolute", "relative", "affine", "ortho")
 
@@ -132,9 +131,7 @@ class ScaledAffine:
     the map is refitted on all anchors; no test data is seen.
     """
 
-    def __init__(
-        self, alphas: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5), seed: int = 0
-    ) -> None:
+    def __init__(self, alphas: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5), seed: int = 0) -> None:
         self.alphas = alphas
         self.seed = seed
 
@@ -144,7 +141,7 @@ class ScaledAffine:
 
         rng = np.random.default_rng(self.seed)
         order = rng.permutation(len(X))
-        held, kept = order[: len(X) // 5], order[len(X) // 5:]
+        held, kept = order[: len(X) // 5], order[len(X) // 5 :]
         errors = []
         for alpha in self.alphas:
             sx, sy = StandardScale().fit(X[kept]), StandardScale().fit(Y[kept])
@@ -162,8 +159,14 @@ class ScaledAffine:
 
 
 def stitch_pair(
-    src: dict[str, np.ndarray], tgt: dict[str, np.ndarray], anchors: np.ndarray, y_train: np.ndarray,
-    y_test: np.ndarray, *, head_seed: int = 0, heads: dict[str, Any] | None = None,
+    src: dict[str, np.ndarray],
+    tgt: dict[str, np.ndarray],
+    anchors: np.ndarray,
+    y_train: np.ndarray,
+    y_test: np.ndarray,
+    *,
+    head_seed: int = 0,
+    heads: dict[str, Any] | None = None,
 ) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
     """Score the target's linear head on the source's test embeddings mapped by each method.
 
@@ -201,8 +204,14 @@ def _plot(summary: dict[str, tuple[float, float]], published: dict[str, float], 
     keys = ["no_stitch", *METHODS]
     fig, ax = plt.subplots(figsize=(6, 3.2))
     x = np.arange(len(keys))
-    ax.bar(x - 0.2, [summary[k][0] for k in keys], 0.4, yerr=[summary[k][1] for k in keys], capsize=3,
-           label="ours (mean +- std over ordered pairs)")
+    ax.bar(
+        x - 0.2,
+        [summary[k][0] for k in keys],
+        0.4,
+        yerr=[summary[k][1] for k in keys],
+        capsize=3,
+        label="ours (mean +- std over ordered pairs)",
+    )
     ax.bar(x + 0.2, [published.get(k, np.nan) for k in keys], 0.4, label="Maiorca et al. 2023, Table 1 (F-MNIST)")
     ax.set_xticks(x, [k.replace("_", "-") for k in keys])
     ax.set_ylabel("macro F1")
@@ -239,24 +248,41 @@ def run(config: dict[str, Any], *, out_dir: Any):
         per_method: dict[str, list[float]] = {k: [] for k in ("no_stitch", *METHODS)}
         heads: dict[str, dict[str, Any]] = {m: {} for m in setup["models"]}
         for src, tgt in itertools.permutations(setup["models"], 2):
-            scores, info = stitch_pair(emb[src], emb[tgt], anchors, train.labels, test.labels,
-                                       head_seed=int(setup["seed"]), heads=heads[tgt])
+            scores, info = stitch_pair(
+                emb[src], emb[tgt], anchors, train.labels, test.labels, head_seed=int(setup["seed"]), heads=heads[tgt]
+            )
             for method in ("no_stitch", *METHODS):
                 per_method[method].append(scores[method]["macro_f1"])
-                rows.append({"source": src, "target": tgt, "method": method.replace("_", "-"),
-                             "macro_f1": round(scores[method]["macro_f1"], 4),
-                             "accuracy": round(scores[method]["accuracy"], 4),
-                             "weighted_f1": round(scores[method]["weighted_f1"], 4)})
-            notes.append(f"{src} -> {tgt}: ridge alpha of the affine map chosen on held-out anchors: "
-                         f"{info['affine_alpha']:g}; relative head on the target's own relative coordinates: "
-                         f"macro F1 {scores['relative_no_stitch']['macro_f1']:.3f}.")
+                rows.append(
+                    {
+                        "source": src,
+                        "target": tgt,
+                        "method": method.replace("_", "-"),
+                        "macro_f1": round(scores[method]["macro_f1"], 4),
+                        "accuracy": round(scores[method]["accuracy"], 4),
+                        "weighted_f1": round(scores[method]["weighted_f1"], 4),
+                    }
+                )
+            notes.append(
+                f"{src} -> {tgt}: ridge alpha of the affine map chosen on held-out anchors: "
+                f"{info['affine_alpha']:g}; relative head on the target's own relative coordinates: "
+                f"macro F1 {scores['relative_no_stitch']['macro_f1']:.3f}."
+            )
     finally:
         restore_threads(threads)
 
     summary = {k: (float(np.mean(v)), float(np.std(v))) for k, v in per_method.items()}
     for k in ("no_stitch", *METHODS):
-        rows.append({"source": "mean over pairs", "target": "", "method": k.replace("_", "-"),
-                     "macro_f1": round(summary[k][0], 4), "accuracy": None, "weighted_f1": None})
+        rows.append(
+            {
+                "source": "mean over pairs",
+                "target": "",
+                "method": k.replace("_", "-"),
+                "macro_f1": round(summary[k][0], 4),
+                "accuracy": None,
+                "weighted_f1": None,
+            }
+        )
     pub = paper["published"]
     margin = float(setup["max_gap_to_no_stitch"])
     much = float(setup["min_relative_over_absolute"])
@@ -267,27 +293,44 @@ def run(config: dict[str, Any], *, out_dir: Any):
         return f"{x:.2f}"
 
     checks = [
-        Check(f"ortho within {100 * margin:.0f} points of no-stitch (mean macro F1 over ordered pairs)",
-              f"{f(pub['ortho'])} vs {f(pub['no_stitch'])}", f"{f(mean['ortho'])} vs {f(mean['no_stitch'])}",
-              mean["no_stitch"] - mean["ortho"] <= margin),
-        Check(f"affine within {100 * margin:.0f} points of no-stitch",
-              f"{f(pub['affine'])} vs {f(pub['no_stitch'])}", f"{f(mean['affine'])} vs {f(mean['no_stitch'])}",
-              mean["no_stitch"] - mean["affine"] <= margin),
-        Check(f"affine ~ ortho (|difference| <= {100 * close:.0f} points)",
-              f"{f(pub['affine'])} vs {f(pub['ortho'])}", f"{f(mean['affine'])} vs {f(mean['ortho'])}",
-              abs(mean["affine"] - mean["ortho"]) <= close),
-        Check("affine > relative and ortho > relative",
-              f"{f(pub['affine'])}, {f(pub['ortho'])} > {f(pub['relative'])}",
-              f"{f(mean['affine'])}, {f(mean['ortho'])} vs {f(mean['relative'])}",
-              mean["affine"] > mean["relative"] and mean["ortho"] > mean["relative"]),
-        Check(f"relative >> absolute (by >= {100 * much:.0f} points)",
-              f"{f(pub['relative'])} vs {f(pub['absolute'])}", f"{f(mean['relative'])} vs {f(mean['absolute'])}",
-              mean["relative"] - mean["absolute"] >= much),
+        Check(
+            f"ortho within {100 * margin:.0f} points of no-stitch (mean macro F1 over ordered pairs)",
+            f"{f(pub['ortho'])} vs {f(pub['no_stitch'])}",
+            f"{f(mean['ortho'])} vs {f(mean['no_stitch'])}",
+            mean["no_stitch"] - mean["ortho"] <= margin,
+        ),
+        Check(
+            f"affine within {100 * margin:.0f} points of no-stitch",
+            f"{f(pub['affine'])} vs {f(pub['no_stitch'])}",
+            f"{f(mean['affine'])} vs {f(mean['no_stitch'])}",
+            mean["no_stitch"] - mean["affine"] <= margin,
+        ),
+        Check(
+            f"affine ~ ortho (|difference| <= {100 * close:.0f} points)",
+            f"{f(pub['affine'])} vs {f(pub['ortho'])}",
+            f"{f(mean['affine'])} vs {f(mean['ortho'])}",
+            abs(mean["affine"] - mean["ortho"]) <= close,
+        ),
+        Check(
+            "affine > relative and ortho > relative",
+            f"{f(pub['affine'])}, {f(pub['ortho'])} > {f(pub['relative'])}",
+            f"{f(mean['affine'])}, {f(mean['ortho'])} vs {f(mean['relative'])}",
+            mean["affine"] > mean["relative"] and mean["ortho"] > mean["relative"],
+        ),
+        Check(
+            f"relative >> absolute (by >= {100 * much:.0f} points)",
+            f"{f(pub['relative'])} vs {f(pub['absolute'])}",
+            f"{f(mean['relative'])} vs {f(mean['absolute'])}",
+            mean["relative"] - mean["absolute"] >= much,
+        ),
     ]
-    notes.insert(0, (
-        f"Fashion-MNIST rows: {len(train.ids)} training images (classifier and anchor pool), {len(test.ids)} test "
-        f"images; {len(anchors)} anchors; {len(setup['models'])} encoders, "
-        f"{len(per_method['ortho'])} ordered pairs. Embedding (or reading the cache) took {embed_s:.0f} s."
-    ))
+    notes.insert(
+        0,
+        (
+            f"Fashion-MNIST rows: {len(train.ids)} training images (classifier and anchor pool), {len(test.ids)} test "
+            f"images; {len(anchors)} anchors; {len(setup['models'])} encoders, "
+            f"{len(per_method['ortho'])} ordered pairs. Embedding (or reading the cache) took {embed_s:.0f} s."
+        ),
+    )
     plots = [_plot(summary, pub, out, config["name"])]
     return ExperimentResult(rows=rows, checks=checks, notes=notes, plots=plots)

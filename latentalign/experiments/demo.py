@@ -59,7 +59,9 @@ def _embed(name: str, inputs: Any, ids: list[str], dataset: str, echo: Callable[
     start = time.perf_counter()
     store = embed(load_encoder(name), inputs, ids, dataset=dataset, progress=True)
     X = store.get(ids)
-    echo(f"  {name:<18} {dataset:<24} {X.shape[0]:>5} x {X.shape[1]:<4} ({time.perf_counter() - start:5.1f} s)  {store.path}")
+    echo(
+        f"  {name:<18} {dataset:<24} {X.shape[0]:>5} x {X.shape[1]:<4} ({time.perf_counter() - start:5.1f} s)  {store.path}"
+    )
     return np.ascontiguousarray(X, dtype=np.float32)
 
 
@@ -138,14 +140,16 @@ def stitching_rows(
         clf = absolute_head if features is Y_train else head(features)
         scores = evaluate_stitching(clf, X_test, Y_test, labels_test, aligner)
         picked = scores["absolute"] if method == "absolute" else scores["stitched"]
-        rows.append({
-            "task": "stitching",
-            "pair": pair,
-            "method": method,
-            "n_test": int(len(labels_test)),
-            "accuracy": picked["accuracy"] if picked else None,
-            "native_accuracy": scores["native"]["accuracy"],
-        })
+        rows.append(
+            {
+                "task": "stitching",
+                "pair": pair,
+                "method": method,
+                "n_test": int(len(labels_test)),
+                "accuracy": picked["accuracy"] if picked else None,
+                "native_accuracy": scores["native"]["accuracy"],
+            }
+        )
     return rows
 
 
@@ -211,22 +215,40 @@ def run_demo(
     anchors = np.sort(rng.choice(candidates, config.fmnist_anchors, replace=False))
     rows += stitching_rows(
         "EffNet-L0 -> EffNet-L1 head (F-MNIST)",
-        a_train, b_train, fm_train.labels[tr], a_test, b_test, fm_test.labels[te], anchors, config,
+        a_train,
+        b_train,
+        fm_train.labels[tr],
+        a_test,
+        b_test,
+        fm_test.labels[te],
+        anchors,
+        config,
     )
 
     elapsed = time.perf_counter() - started
     columns = ["task", "pair", "method", "n_test", "recall@1", "recall@5", "mrr", "accuracy", "native_accuracy"]
     echo("")
     echo(rows_to_markdown(rows, columns))
-    echo(f"\nchance recall@1 on the held-out Tux Paint pairs: {1 / len(test):.4f}; "
-         f"stitching: B's head on B's own embeddings is 'native_accuracy'.")
-    echo(f"'ot' knows only {config.ot_pairs} of the training pairs; optimal transport matches the other rows "
-         "(unpaired) and the map is refined on those matches. The other methods use every training pair.")
+    echo(
+        f"\nchance recall@1 on the held-out Tux Paint pairs: {1 / len(test):.4f}; "
+        f"stitching: B's head on B's own embeddings is 'native_accuracy'."
+    )
+    echo(
+        f"'ot' knows only {config.ot_pairs} of the training pairs; optimal transport matches the other rows "
+        "(unpaired) and the map is refined on those matches. The other methods use every training pair."
+    )
     record = make_record(
-        "demo", rows, seed=seed,
+        "demo",
+        rows,
+        seed=seed,
         settings={k: getattr(config, k) for k in config.__dataclass_fields__},
-        inputs={"tuxpaint_pairs": n_tux, "tux_train": int(len(train)), "tux_test": int(len(test)),
-                "fashion_mnist_train": config.fmnist_train, "fashion_mnist_test": config.fmnist_test},
+        inputs={
+            "tuxpaint_pairs": n_tux,
+            "tux_train": int(len(train)),
+            "tux_test": int(len(test)),
+            "fashion_mnist_train": config.fmnist_train,
+            "fashion_mnist_test": config.fmnist_test,
+        },
         extra={"elapsed_s": round(elapsed, 1)},
     )
     out = Path(out_dir)

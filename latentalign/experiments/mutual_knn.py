@@ -20,8 +20,14 @@ from latentalign.experiments.runner import Check, ExperimentResult
 
 __all__ = ["run", "tuxpaint_pairs", "parameter_count"]
 
-_SHORT = {"minilm": "MiniLM", "mpnet": "MPNet", "e5-small": "e5-small", "efficientnet-lite0": "EffNet-L0",
-          "efficientnet-lite1": "EffNet-L1", "efficientnet-lite2": "EffNet-L2"}
+_SHORT = {
+    "minilm": "MiniLM",
+    "mpnet": "MPNet",
+    "e5-small": "e5-small",
+    "efficientnet-lite0": "EffNet-L0",
+    "efficientnet-lite1": "EffNet-L1",
+    "efficientnet-lite2": "EffNet-L2",
+}
 
 
 def tuxpaint_pairs(limit: int | None, seed: int) -> tuple[list[str], list[Path], list[str], list[str]]:
@@ -37,8 +43,12 @@ def tuxpaint_pairs(limit: int | None, seed: int) -> tuple[list[str], list[Path],
     unique = unique_caption_rows(tux.captions["en"], tux.captions["fr"])
     n = len(unique) if limit is None else min(int(limit), len(unique))
     keep = np.sort(np.random.default_rng(seed).permutation(unique)[:n])
-    return ([tux.ids[i] for i in keep], [tux.image_paths[i] for i in keep],
-            [tux.captions["en"][i] for i in keep], [tux.categories[i] for i in keep])
+    return (
+        [tux.ids[i] for i in keep],
+        [tux.image_paths[i] for i in keep],
+        [tux.captions["en"][i] for i in keep],
+        [tux.categories[i] for i in keep],
+    )
 
 
 def parameter_count(name: str) -> int | None:
@@ -72,13 +82,23 @@ def embed_models(
             inputs, dataset = captions, "tuxpaint/en"
         store = embed(load_encoder(name), inputs, ids, dataset=dataset, shard_size=128, progress=False)
         out[name] = np.ascontiguousarray(store.get(ids), dtype=np.float32)
-        notes.append(f"embedded {dataset} with {name}: {out[name].shape[0]} x {out[name].shape[1]} in "
-                     f"{time.perf_counter() - start:.0f} s (cached after the first run)")
+        notes.append(
+            f"embedded {dataset} with {name}: {out[name].shape[0]} x {out[name].shape[1]} in "
+            f"{time.perf_counter() - start:.0f} s (cached after the first run)"
+        )
     return out
 
 
-def _plot(matrix: np.ndarray, models: list[str], image_models: list[str], text_models: list[str],
-          sizes: dict[str, int | None], chance: float, out_dir: Path, name: str) -> list[Path]:
+def _plot(
+    matrix: np.ndarray,
+    models: list[str],
+    image_models: list[str],
+    text_models: list[str],
+    sizes: dict[str, int | None],
+    chance: float,
+    out_dir: Path,
+    name: str,
+) -> list[Path]:
     try:
         import matplotlib
 
@@ -97,8 +117,15 @@ def _plot(matrix: np.ndarray, models: list[str], image_models: list[str], text_m
     for i in range(len(models)):
         for j in range(len(models)):
             if i != j:
-                ax1.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                         color="white" if matrix[i, j] < 0.3 else "black")
+                ax1.text(
+                    j,
+                    i,
+                    f"{matrix[i, j]:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if matrix[i, j] < 0.3 else "black",
+                )
     fig.colorbar(im, ax=ax1, fraction=0.046)
     ax1.set_title(f"mutual kNN (k=10), chance {chance:.3f}", fontsize=10)
     xs = [sizes.get(m) or i for i, m in enumerate(image_models)]
@@ -107,13 +134,22 @@ def _plot(matrix: np.ndarray, models: list[str], image_models: list[str], text_m
         ys = [matrix[models.index(m), models.index(t)] for m in image_models]
         ax2.plot(np.asarray(xs) / scale, ys, marker="o", label=f"vs {_SHORT.get(t, t)}")
     mean = [np.mean([matrix[models.index(m), models.index(t)] for t in text_models]) for m in image_models]
-    ax2.plot(np.asarray(xs) / scale, mean, marker="s", color="black", linewidth=1.5, linestyle="--", alpha=0.7,
-             label="mean over text models")
+    ax2.plot(
+        np.asarray(xs) / scale,
+        mean,
+        marker="s",
+        color="black",
+        linewidth=1.5,
+        linestyle="--",
+        alpha=0.7,
+        label="mean over text models",
+    )
     ax2.axhline(chance, color="grey", linestyle=":", label="chance k/(n-1)")
     ax2.axhline(3 * chance, color="red", linestyle="--", linewidth=0.8, label="3 x chance (pass line)")
     for x, m in zip(xs, image_models):
-        ax2.annotate(_SHORT.get(m, m), (x / scale, 0), textcoords="offset points", xytext=(0, 4), fontsize=7,
-                     ha="center")
+        ax2.annotate(
+            _SHORT.get(m, m), (x / scale, 0), textcoords="offset points", xytext=(0, 4), fontsize=7, ha="center"
+        )
     ax2.set_xlabel("image encoder parameters (millions)" if scale > 1 else "image encoder")
     ax2.set_ylabel("image-caption mutual kNN alignment")
     ax2.set_ylim(0, None)
@@ -140,8 +176,10 @@ def run(config: dict[str, Any], *, out_dir: Path) -> ExperimentResult:
     spaces = embed_models(models, ids, paths, captions, notes)
     keep = distinct_rows(spaces[image_models[0]])
     if len(keep) < n:
-        notes.append(f"{n - len(keep)} stamps dropped: their picture repeats an earlier stamp's exactly "
-                     f"({', '.join(ids[i] for i in sorted(set(range(n)) - set(keep.tolist())))}).")
+        notes.append(
+            f"{n - len(keep)} stamps dropped: their picture repeats an earlier stamp's exactly "
+            f"({', '.join(ids[i] for i in sorted(set(range(n)) - set(keep.tolist())))})."
+        )
         spaces = {m: X[keep] for m, X in spaces.items()}
         n = len(keep)
     chance = k / (n - 1)
@@ -151,8 +189,10 @@ def run(config: dict[str, Any], *, out_dir: Path) -> ExperimentResult:
         for j in range(i + 1, len(models)):
             matrix[i, j] = matrix[j, i] = mutual_knn(spaces[a], spaces[models[j]], k=k)
     rng = np.random.default_rng(seed)
-    shuffled = [mutual_knn(spaces[image_models[0]], spaces[text_models[0]][rng.permutation(n)], k=k)
-                for _ in range(int(setup["n_shuffles"]))]
+    shuffled = [
+        mutual_knn(spaces[image_models[0]], spaces[text_models[0]][rng.permutation(n)], k=k)
+        for _ in range(int(setup["n_shuffles"]))
+    ]
     sizes = {m: parameter_count(m) for m in image_models}
 
     rows = []
@@ -162,13 +202,17 @@ def run(config: dict[str, Any], *, out_dir: Path) -> ExperimentResult:
         rows.append(row)
     cross = {(a, t): float(matrix[models.index(a), models.index(t)]) for a in image_models for t in text_models}
     mean_by_image = {a: float(np.mean([cross[(a, t)] for t in text_models])) for a in image_models}
-    notes.append(f"n = {n} image-caption pairs, k = {k}: chance overlap k/(n-1) = {chance:.4f}; a shuffled "
-                 f"pairing ({image_models[0]} vs {text_models[0]}, {len(shuffled)} shuffles) gives "
-                 f"{np.mean(shuffled):.4f} +- {np.std(shuffled):.4f}.")
-    notes.append("Parameters (image encoders): " + ", ".join(f"{m} {sizes[m] / 1e6:.2f} M" for m in image_models
-                                                            if sizes.get(m)))
-    notes.append("Mean cross-modal score per image encoder: "
-                 + ", ".join(f"{m} {mean_by_image[m]:.3f}" for m in image_models))
+    notes.append(
+        f"n = {n} image-caption pairs, k = {k}: chance overlap k/(n-1) = {chance:.4f}; a shuffled "
+        f"pairing ({image_models[0]} vs {text_models[0]}, {len(shuffled)} shuffles) gives "
+        f"{np.mean(shuffled):.4f} +- {np.std(shuffled):.4f}."
+    )
+    notes.append(
+        "Parameters (image encoders): " + ", ".join(f"{m} {sizes[m] / 1e6:.2f} M" for m in image_models if sizes.get(m))
+    )
+    notes.append(
+        "Mean cross-modal score per image encoder: " + ", ".join(f"{m} {mean_by_image[m]:.3f}" for m in image_models)
+    )
 
     factor = float(setup["min_over_chance"])
     worst = min(cross, key=cross.get)
@@ -181,12 +225,12 @@ def run(config: dict[str, Any], *, out_dir: Path) -> ExperimentResult:
             claim=f"every image-text mutual kNN >= {factor:g} x chance (chance k/(n-1) = {chance:.4f})",
             paper=paper.get("claim_above_chance", ""),
             ours=f"min {cross[worst]:.3f} ({worst[0]} vs {worst[1]}) = {cross[worst] / chance:.1f} x chance; "
-                 f"max {max(cross.values()):.3f}",
+            f"max {max(cross.values()):.3f}",
             passed=bool(all(v >= factor * chance for v in cross.values())),
         ),
         Check(
             claim="cross-modal alignment (mean over text models) rises with image-model size "
-                  f"({' < '.join(_SHORT.get(m, m) for m in order)})",
+            f"({' < '.join(_SHORT.get(m, m) for m in order)})",
             paper=paper.get("claim_trend", ""),
             ours=" -> ".join(f"{v:.3f}" for v in means),
             passed=bool(rising),

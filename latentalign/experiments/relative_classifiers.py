@@ -36,8 +36,9 @@ def _build(kind: str, in_dim: int, latent_dim: int, n_anchors: int, n_classes: i
             self.kind = kind
             self.project = nn.Sequential(nn.Linear(in_dim, latent_dim), nn.SiLU(), nn.Linear(latent_dim, latent_dim))
             head_in = n_anchors if kind == "relative" else latent_dim
-            self.head = nn.Sequential(nn.LayerNorm(head_in), nn.Linear(head_in, hidden), nn.SiLU(),
-                                      nn.Linear(hidden, n_classes))
+            self.head = nn.Sequential(
+                nn.LayerNorm(head_in), nn.Linear(head_in, hidden), nn.SiLU(), nn.Linear(hidden, n_classes)
+            )
 
         def code(self, features: torch.Tensor, anchor_features: torch.Tensor | None) -> torch.Tensor:
             """What the head reads: the latent (absolute) or its cosine similarities to the anchors."""
@@ -55,8 +56,18 @@ def _build(kind: str, in_dim: int, latent_dim: int, n_anchors: int, n_classes: i
 
 
 def train_classifier(
-    kind: str, features: np.ndarray, labels: np.ndarray, anchor_features: np.ndarray | None, *, seed: int,
-    latent_dim: int, hidden: int, epochs: int, batch_size: int, lr: float, weight_decay: float,
+    kind: str,
+    features: np.ndarray,
+    labels: np.ndarray,
+    anchor_features: np.ndarray | None,
+    *,
+    seed: int,
+    latent_dim: int,
+    hidden: int,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
 ):
     """Train projection + head with torch seed ``seed`` (init and data order); returns the model in eval mode."""
     import torch
@@ -73,7 +84,7 @@ def train_classifier(
     for _ in range(epochs):
         order = torch.randperm(len(X), generator=generator)
         for b in range(0, len(X), batch_size):
-            idx = order[b:b + batch_size]
+            idx = order[b : b + batch_size]
             loss = torch.nn.functional.cross_entropy(model(X[idx], A), y[idx])
             opt.zero_grad()
             loss.backward()
@@ -81,8 +92,9 @@ def train_classifier(
     return model.eval()
 
 
-def stitching_scores(models: list[Any], features: np.ndarray, labels: np.ndarray,
-                     anchor_features: np.ndarray | None) -> dict[tuple[int, int], dict[str, float]]:
+def stitching_scores(
+    models: list[Any], features: np.ndarray, labels: np.ndarray, anchor_features: np.ndarray | None
+) -> dict[tuple[int, int], dict[str, float]]:
     """Scores of head ``j`` on encoder ``i``'s code for every ordered pair ``(i, j)`` (``i == j``: not stitched)."""
     import torch
     from sklearn.metrics import f1_score
@@ -151,10 +163,19 @@ def run(config: dict[str, Any], *, out_dir: str | Path):
         for kind in ("absolute", "relative"):
             anchors = F_anchors if kind == "relative" else None
             models = [
-                train_classifier(kind, F_train, train.labels, anchors, seed=s, latent_dim=int(setup["latent_dim"]),
-                                 hidden=int(setup["hidden"]), epochs=int(setup["epochs"]),
-                                 batch_size=int(setup["batch_size"]), lr=float(setup["lr"]),
-                                 weight_decay=float(setup["weight_decay"]))
+                train_classifier(
+                    kind,
+                    F_train,
+                    train.labels,
+                    anchors,
+                    seed=s,
+                    latent_dim=int(setup["latent_dim"]),
+                    hidden=int(setup["hidden"]),
+                    epochs=int(setup["epochs"]),
+                    batch_size=int(setup["batch_size"]),
+                    lr=float(setup["lr"]),
+                    weight_decay=float(setup["weight_decay"]),
+                )
                 for s in seeds
             ]
             scores = stitching_scores(models, F_test, test.labels, anchors)
@@ -166,13 +187,17 @@ def run(config: dict[str, Any], *, out_dir: str | Path):
                 pairs = [(i, j) for i, j in scores if (i != j) == stitched]
                 vals = {k: np.array([scores[p][k] for p in pairs]) for k in ("macro_f1", "weighted_f1", "accuracy")}
                 summary[(kind, stitched)] = list(vals["macro_f1"])
-                rows.append({
-                    "representation": kind, "stitched": stitched, "n": len(pairs),
-                    "macro_f1": round(100 * float(vals["macro_f1"].mean()), 2),
-                    "macro_f1_std": round(100 * float(vals["macro_f1"].std()), 2),
-                    "weighted_f1": round(100 * float(vals["weighted_f1"].mean()), 2),
-                    "accuracy": round(100 * float(vals["accuracy"].mean()), 2),
-                })
+                rows.append(
+                    {
+                        "representation": kind,
+                        "stitched": stitched,
+                        "n": len(pairs),
+                        "macro_f1": round(100 * float(vals["macro_f1"].mean()), 2),
+                        "macro_f1_std": round(100 * float(vals["macro_f1"].std()), 2),
+                        "weighted_f1": round(100 * float(vals["weighted_f1"].mean()), 2),
+                        "accuracy": round(100 * float(vals["accuracy"].mean()), 2),
+                    }
+                )
         train_s = time.perf_counter() - start
     finally:
         restore_threads(threads)

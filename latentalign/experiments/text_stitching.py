@@ -57,8 +57,12 @@ def wordnet_sample(per_category: int, seed: int) -> tuple[list[str], list[str], 
         if len(members):
             picked.append(rng.choice(members, size=min(per_category, len(members)), replace=False))
     idx = np.sort(np.concatenate(picked))
-    return ([wn.ids[i] for i in idx], [definition(wn.glosses[i]) for i in idx], wn.labels[idx].copy(),
-            wn.category_names)
+    return (
+        [wn.ids[i] for i in idx],
+        [definition(wn.glosses[i]) for i in idx],
+        wn.labels[idx].copy(),
+        wn.category_names,
+    )
 
 
 def _embed(name: str, inputs: Any, ids: list[str], dataset: str, notes: list[str]) -> np.ndarray:
@@ -68,8 +72,10 @@ def _embed(name: str, inputs: Any, ids: list[str], dataset: str, notes: list[str
     start = time.perf_counter()
     store = embed(load_encoder(name), inputs, ids, dataset=dataset, shard_size=256, progress=False)
     X = np.ascontiguousarray(store.get(ids), dtype=np.float32)
-    notes.append(f"embedded {dataset} with {name}: {X.shape[0]} x {X.shape[1]} in {time.perf_counter() - start:.0f} s "
-                 "(cached after the first run)")
+    notes.append(
+        f"embedded {dataset} with {name}: {X.shape[0]} x {X.shape[1]} in {time.perf_counter() - start:.0f} s "
+        "(cached after the first run)"
+    )
     return X
 
 
@@ -158,18 +164,20 @@ def stitching_table(
         }
         for method, score in results.items():
             native = native_rel if method == "relative" else native_abs
-            rows.append({
-                "task": task,
-                "encoder A (input)": a,
-                "head B": b,
-                "method": method,
-                "n_test": int(len(test)),
-                "macro_f1": None if score is None else score["macro_f1"],
-                "accuracy": None if score is None else score["accuracy"],
-                "non-stitched macro_f1": native["macro_f1"],
-                "non-stitched accuracy": native["accuracy"],
-                "note": "dimensions differ" if score is None else "",
-            })
+            rows.append(
+                {
+                    "task": task,
+                    "encoder A (input)": a,
+                    "head B": b,
+                    "method": method,
+                    "n_test": int(len(test)),
+                    "macro_f1": None if score is None else score["macro_f1"],
+                    "accuracy": None if score is None else score["accuracy"],
+                    "non-stitched macro_f1": native["macro_f1"],
+                    "non-stitched accuracy": native["accuracy"],
+                    "note": "dimensions differ" if score is None else "",
+                }
+            )
     return rows
 
 
@@ -193,10 +201,15 @@ def _tuxpaint(
     labels = np.asarray([names.index(t) for t in top], dtype=np.int64)
     spaces = {
         f"{setup['tux_head_encoder']}:{head_lang}": _embed(
-            setup["tux_head_encoder"], [tux.captions[head_lang][i] for i in keep], ids, f"tuxpaint/{head_lang}", notes),
+            setup["tux_head_encoder"], [tux.captions[head_lang][i] for i in keep], ids, f"tuxpaint/{head_lang}", notes
+        ),
         f"{setup['tux_input_encoder']}:{input_lang}": _embed(
-            setup["tux_input_encoder"], [tux.captions[input_lang][i] for i in keep], ids, f"tuxpaint/{input_lang}",
-            notes),
+            setup["tux_input_encoder"],
+            [tux.captions[input_lang][i] for i in keep],
+            ids,
+            f"tuxpaint/{input_lang}",
+            notes,
+        ),
     }
     return spaces, labels, names, keep
 
@@ -219,25 +232,55 @@ def _plot(rows: list[dict[str, Any]], out_dir: Path, name: str) -> list[Path]:
     colours = {"absolute": "#9e9e9e", "relative": "#1f77b4", "procrustes": "#ff7f0e"}
     tasks = [t for t in dict.fromkeys(r["task"] for r in rows)]
     widths = [max(3, len({(r["encoder A (input)"], r["head B"]) for r in rows if r["task"] == t})) for t in tasks]
-    fig, axes = plt.subplots(1, len(tasks), figsize=(min(16.0, 2.0 + 0.9 * sum(widths)), 5.0),
-                             gridspec_kw={"width_ratios": widths}, squeeze=False)
+    fig, axes = plt.subplots(
+        1,
+        len(tasks),
+        figsize=(min(16.0, 2.0 + 0.9 * sum(widths)), 5.0),
+        gridspec_kw={"width_ratios": widths},
+        squeeze=False,
+    )
     for ax, task in zip(axes[0], tasks):
         sub = [r for r in rows if r["task"] == task]
         pairs = list(dict.fromkeys((r["encoder A (input)"], r["head B"]) for r in sub))
         x = np.arange(len(pairs))
         width = 0.26
         for j, method in enumerate(methods):
-            vals = [next((r["macro_f1"] for r in sub if (r["encoder A (input)"], r["head B"]) == p
-                          and r["method"] == method), None) for p in pairs]
-            ax.bar(x + (j - 1) * width, [np.nan if v is None else v for v in vals], width, label=method,
-                   color=colours[method])
-        natives = [next(r["non-stitched macro_f1"] for r in sub if (r["encoder A (input)"], r["head B"]) == p
-                        and r["method"] == "relative") for p in pairs]
+            vals = [
+                next(
+                    (
+                        r["macro_f1"]
+                        for r in sub
+                        if (r["encoder A (input)"], r["head B"]) == p and r["method"] == method
+                    ),
+                    None,
+                )
+                for p in pairs
+            ]
+            ax.bar(
+                x + (j - 1) * width,
+                [np.nan if v is None else v for v in vals],
+                width,
+                label=method,
+                color=colours[method],
+            )
+        natives = [
+            next(
+                r["non-stitched macro_f1"]
+                for r in sub
+                if (r["encoder A (input)"], r["head B"]) == p and r["method"] == "relative"
+            )
+            for p in pairs
+        ]
         ax.scatter(x, natives, marker="_", s=400, color="black", zorder=3, label="non-stitched (relative head)")
         ax.set_xticks(x)
-        ax.set_xticklabels([f"{_SHORT.get(a.split(':')[0], a)}{(':' + a.split(':')[1]) if ':' in a else ''}\n"
-                            f"-> {_SHORT.get(b.split(':')[0], b)}{(':' + b.split(':')[1]) if ':' in b else ''}"
-                            for a, b in pairs], fontsize=7)
+        ax.set_xticklabels(
+            [
+                f"{_SHORT.get(a.split(':')[0], a)}{(':' + a.split(':')[1]) if ':' in a else ''}\n"
+                f"-> {_SHORT.get(b.split(':')[0], b)}{(':' + b.split(':')[1]) if ':' in b else ''}"
+                for a, b in pairs
+            ],
+            fontsize=7,
+        )
         ax.set_ylabel("macro F1 on held-out texts")
         ax.set_ylim(0, 1)
         ax.set_title(task.replace(" (", "\n("), fontsize=9)
@@ -273,22 +316,30 @@ def run(config: dict[str, Any], *, out_dir: Path) -> ExperimentResult:
     pairs = [(a, b) for b in encoders for a in encoders if a != b]
     wn_task = f"WordNet definitions -> 45 categories ({len(texts)} synsets)"
     rows = stitching_table(wn_task, spaces, labels, train, test, anchors, pairs, C=C, seed=seed)
-    notes.append(f"WordNet: {len(train)} training / {len(test)} test synsets, {len(anchors)} anchors drawn from the "
-                 f"training synsets; chance macro F1 ~ {1 / len(np.unique(labels)):.3f} (45 balanced classes).")
+    notes.append(
+        f"WordNet: {len(train)} training / {len(test)} test synsets, {len(anchors)} anchors drawn from the "
+        f"training synsets; chance macro F1 ~ {1 / len(np.unique(labels)):.3f} (45 balanced classes)."
+    )
 
     # Tux Paint: English head, French input through another (multilingual) encoder.
     tux_spaces, tux_labels, tux_names, _ = _tuxpaint(setup, notes)
     tux_train, tux_test = _split(len(tux_labels), float(setup["tux_train_fraction"]), seed)
-    tux_anchors = np.sort(np.random.default_rng(seed + 1).choice(
-        tux_train, size=min(int(setup["tux_n_anchors"]), len(tux_train)), replace=False))
+    tux_anchors = np.sort(
+        np.random.default_rng(seed + 1).choice(
+            tux_train, size=min(int(setup["tux_n_anchors"]), len(tux_train)), replace=False
+        )
+    )
     head_space, input_space = list(tux_spaces)
     tux_task = f"Tux Paint captions -> {len(tux_names)} top-level categories ({len(tux_labels)} stamps)"
-    tux_rows = stitching_table(tux_task, tux_spaces, tux_labels, tux_train, tux_test, tux_anchors,
-                               [(input_space, head_space)], C=C, seed=seed)
+    tux_rows = stitching_table(
+        tux_task, tux_spaces, tux_labels, tux_train, tux_test, tux_anchors, [(input_space, head_space)], C=C, seed=seed
+    )
     counts = np.bincount(tux_labels[tux_test], minlength=len(tux_names))
-    notes.append(f"Tux Paint: {len(tux_train)} training / {len(tux_test)} test stamps, {len(tux_anchors)} parallel "
-                 f"caption anchors; categories {tux_names}; majority-class accuracy on the test stamps "
-                 f"{counts.max() / counts.sum():.3f}.")
+    notes.append(
+        f"Tux Paint: {len(tux_train)} training / {len(tux_test)} test stamps, {len(tux_anchors)} parallel "
+        f"caption anchors; categories {tux_names}; majority-class accuracy on the test stamps "
+        f"{counts.max() / counts.sum():.3f}."
+    )
     rows += tux_rows
 
     # Checks.
@@ -297,8 +348,11 @@ def run(config: dict[str, Any], *, out_dir: Path) -> ExperimentResult:
 
     wn_rows = rows[: len(rows) - len(tux_rows)]
     wn_rel, wn_abs = get(wn_rows, "relative"), get(wn_rows, "absolute")
-    ratios_abs = {p: wn_rel[p]["macro_f1"] / max(wn_abs[p]["macro_f1"], 1e-12)
-                  for p in wn_abs if wn_abs[p]["macro_f1"] is not None}
+    ratios_abs = {
+        p: wn_rel[p]["macro_f1"] / max(wn_abs[p]["macro_f1"], 1e-12)
+        for p in wn_abs
+        if wn_abs[p]["macro_f1"] is not None
+    }
     ratios_native = {p: wn_rel[p]["macro_f1"] / wn_rel[p]["non-stitched macro_f1"] for p in wn_rel}
     worst_abs = min(ratios_abs, key=ratios_abs.get)
     worst_native = min(ratios_native, key=ratios_native.get)
@@ -309,36 +363,43 @@ def run(config: dict[str, Any], *, out_dir: Path) -> ExperimentResult:
     checks = [
         Check(
             claim=f"WordNet, every same-dimension pair: relative stitching >= {margin_abs:g}x absolute stitching "
-                  "(macro F1)",
+            "(macro F1)",
             paper=paper.get("claim_cross_architecture", ""),
             ours=f"min ratio {ratios_abs[worst_abs]:.2f} ({worst_abs[0]}->{worst_abs[1]}: "
-                 f"{wn_rel[worst_abs]['macro_f1']:.3f} vs {wn_abs[worst_abs]['macro_f1']:.3f}) "
-                 f"over {len(ratios_abs)} pairs",
+            f"{wn_rel[worst_abs]['macro_f1']:.3f} vs {wn_abs[worst_abs]['macro_f1']:.3f}) "
+            f"over {len(ratios_abs)} pairs",
             passed=bool(all(r >= margin_abs for r in ratios_abs.values())),
         ),
         Check(
             claim=f"WordNet, every pair: relative stitching >= {margin_native:.0%} of the non-stitched head",
             paper=paper.get("claim_cross_architecture", ""),
             ours=f"min {ratios_native[worst_native]:.0%} ({worst_native[0]}->{worst_native[1]}: "
-                 f"{wn_rel[worst_native]['macro_f1']:.3f} vs {wn_rel[worst_native]['non-stitched macro_f1']:.3f}); "
-                 f"{sum(r >= margin_native for r in ratios_native.values())}/{len(ratios_native)} pairs pass",
+            f"{wn_rel[worst_native]['macro_f1']:.3f} vs {wn_rel[worst_native]['non-stitched macro_f1']:.3f}); "
+            f"{sum(r >= margin_native for r in ratios_native.values())}/{len(ratios_native)} pairs pass",
             passed=bool(all(r >= margin_native for r in ratios_native.values())),
         ),
         Check(
             claim=f"Cross-lingual ({_fmt_pair(tux_rel)}): relative >= {margin_abs:g}x absolute and >= "
-                  f"{margin_native:.0%} of non-stitched",
+            f"{margin_native:.0%} of non-stitched",
             paper=paper.get("claim_cross_lingual", ""),
             ours=f"relative {tux_rel['macro_f1']:.3f}, absolute {tux_abs['macro_f1']:.3f} (x{tux_ratio_abs:.2f}), "
-                 f"non-stitched {tux_rel['non-stitched macro_f1']:.3f} ({tux_ratio_native:.0%})",
+            f"non-stitched {tux_rel['non-stitched macro_f1']:.3f} ({tux_ratio_native:.0%})",
             passed=bool(tux_ratio_abs >= margin_abs and tux_ratio_native >= margin_native),
         ),
     ]
-    notes.append("relative / non-stitched per pair (WordNet): " + ", ".join(
-        f"{a}->{b} {r:.0%}" for (a, b), r in ratios_native.items()))
-    far = [f"{a}->{b} {wn_abs[(a, b)]['macro_f1']:.3f}" for (a, b) in ratios_abs
-           if wn_abs[(a, b)]["macro_f1"] >= 5 / len(np.unique(labels))]
+    notes.append(
+        "relative / non-stitched per pair (WordNet): "
+        + ", ".join(f"{a}->{b} {r:.0%}" for (a, b), r in ratios_native.items())
+    )
+    far = [
+        f"{a}->{b} {wn_abs[(a, b)]['macro_f1']:.3f}"
+        for (a, b) in ratios_abs
+        if wn_abs[(a, b)]["macro_f1"] >= 5 / len(np.unique(labels))
+    ]
     notes.append("absolute stitching above 5x chance: " + (", ".join(far) if far else "none"))
-    notes.append("Procrustes rows use B's absolute head on A's embeddings mapped by an orthogonal map with isotropic "
-                 "scale (the encoders' norms differ) fitted on the same anchor pairs; they are reported, not checked.")
+    notes.append(
+        "Procrustes rows use B's absolute head on A's embeddings mapped by an orthogonal map with isotropic "
+        "scale (the encoders' norms differ) fitted on the same anchor pairs; they are reported, not checked."
+    )
     notes += [f"Reading of the results (written after the full run): {n}" for n in config.get("notes", [])]
     return ExperimentResult(rows=rows, checks=checks, notes=notes, plots=_plot(rows, Path(out_dir), config["name"]))

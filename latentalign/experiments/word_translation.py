@@ -54,8 +54,10 @@ def owned_words(encoder: Any, chunk: int = 50_000) -> tuple[list[str], np.ndarra
         words += [batch[i] for i in new.tolist()]
         kept = V[new] if kept is None else np.concatenate([kept, V[new]])
     if kept is None:
-        raise ValueError(f"the encoder {getattr(encoder, 'name', encoder)!r} has an empty vocabulary; "
-                         "owned_words needs at least one word.")
+        raise ValueError(
+            f"the encoder {getattr(encoder, 'name', encoder)!r} has an empty vocabulary; "
+            "owned_words needs at least one word."
+        )
     return words, kept
 
 
@@ -153,30 +155,44 @@ def _plot(rows: list[dict[str, Any]], paper: dict[str, Any], out_dir: Path, name
     directions = list(dict.fromkeys(r["direction"] for r in csls_rows))
     x = np.arange(len(directions))
     for j, (retrieval, colour) in enumerate((("NN", "#9e9e9e"), ("CSLS", "#1f77b4"))):
-        vals = [next(r["P@1"] for r in csls_rows if r["direction"] == d and r["retrieval"] == retrieval)
-                for d in directions]
+        vals = [
+            next(r["P@1"] for r in csls_rows if r["direction"] == d and r["retrieval"] == retrieval) for d in directions
+        ]
         ax1.bar(x + (j - 0.5) * 0.35, vals, 0.35, color=colour, label=f"ours, {retrieval}")
         ref = [paper.get("conneau_table1", {}).get(f"{d}_{retrieval.lower()}") for d in directions]
-        ax1.scatter(x + (j - 0.5) * 0.35, [np.nan if v is None else v / 100 for v in ref], marker="D",
-                    color="black", zorder=3, label="Conneau et al. Table 1 (left NN, right CSLS)" if j == 0 else None)
+        ax1.scatter(
+            x + (j - 0.5) * 0.35,
+            [np.nan if v is None else v / 100 for v in ref],
+            marker="D",
+            color="black",
+            zorder=3,
+            label="Conneau et al. Table 1 (left NN, right CSLS)" if j == 0 else None,
+        )
     ax1.set_xticks(x)
     ax1.set_xticklabels(directions)
     ax1.set_ylabel("precision@1")
     ax1.set_ylim(0, 1)
-    ax1.set_title("Procrustes map: nearest neighbour vs CSLS\n(diamonds: the paper's fastText/MUSE en-fr numbers)",
-                  fontsize=9)
+    ax1.set_title(
+        "Procrustes map: nearest neighbour vs CSLS\n(diamonds: the paper's fastText/MUSE en-fr numbers)", fontsize=9
+    )
     ax1.legend(fontsize=7)
     abl = [r for r in rows if r["part"] == "normalisation ablation"]
     x = np.arange(len(NORMALISATIONS))
     ref = paper.get("artetxe_table1", {})
     for j, (mapping, colour) in enumerate(zip(MAPPINGS, ("#ff7f0e", "#1f77b4"))):
-        vals = [next(r["P@1"] for r in abl if r["mapping"] == mapping and r["normalisation"] == n)
-                for n in NORMALISATIONS]
+        vals = [
+            next(r["P@1"] for r in abl if r["mapping"] == mapping and r["normalisation"] == n) for n in NORMALISATIONS
+        ]
         ax2.bar(x + (j - 0.5) * 0.35, vals, 0.35, color=colour, label=f"ours, {mapping}")
         theirs = [ref.get(f"{mapping}_{n.replace('+', '_')}") for n in NORMALISATIONS]
-        ax2.scatter(x + (j - 0.5) * 0.35, [np.nan if v is None else v / 100 for v in theirs], marker="D",
-                    color="black", zorder=3,
-                    label="Artetxe et al. Table 1, en-it (left unconstrained, right orthogonal)" if j == 0 else None)
+        ax2.scatter(
+            x + (j - 0.5) * 0.35,
+            [np.nan if v is None else v / 100 for v in theirs],
+            marker="D",
+            color="black",
+            zorder=3,
+            label="Artetxe et al. Table 1, en-it (left unconstrained, right orthogonal)" if j == 0 else None,
+        )
     ax2.set_xticks(x)
     ax2.set_xticklabels(NORMALISATIONS)
     ax2.set_ylabel("precision@1 (en -> fr, cosine NN)")
@@ -204,16 +220,20 @@ def run(config: dict[str, Any], *, out_dir: Path) -> ExperimentResult:
     en_words = glove.vocabulary[: int(setup["en_vocab"])]
     E_en = np.asarray(glove.encode(en_words, progress=False), dtype=np.float32)
     fr_words, E_fr = owned_words(load_encoder("fasttext-fr"))
-    notes.append(f"vocabularies: {len(en_words)} most frequent GloVe words, {len(fr_words)} distinct French "
-                 f"fastText vectors (loaded in {time.perf_counter() - start:.0f} s)")
+    notes.append(
+        f"vocabularies: {len(en_words)} most frequent GloVe words, {len(fr_words)} distinct French "
+        f"fastText vectors (loaded in {time.perf_counter() - start:.0f} s)"
+    )
     en_index = {w: i for i, w in enumerate(en_words)}
     fr_index: dict[str, int] = {}
     for i, w in enumerate(fr_words):
         fr_index.setdefault(w, i)
     lexicon = load_freedict_en_fr(include_fra_eng=bool(setup["include_fra_eng"]))
     pairs = [(e, f) for e, f in lexicon.pairs if e in en_index and f in fr_index]
-    notes.append(f"FreeDict: {len(lexicon)} single-word pairs, {len(pairs)} with both words in the vocabularies "
-                 f"({len({e for e, _ in pairs})} English, {len({f for _, f in pairs})} French words)")
+    notes.append(
+        f"FreeDict: {len(lexicon)} single-word pairs, {len(pairs)} with both words in the vocabularies "
+        f"({len({e for e, _ in pairs})} English, {len({f for _, f in pairs})} French words)"
+    )
 
     spaces = {"en": (en_index, E_en), "fr": (fr_index, E_fr)}
     rows: list[dict[str, Any]] = []
@@ -239,24 +259,46 @@ def run(config: dict[str, Any], *, out_dir: Path) -> ExperimentResult:
                 nn = precision_at_1(mapped_q, Tn, gold)
                 results[(direction, f"{mapping}/{norm}/NN")] = nn
                 if src == "en":
-                    rows.append({"part": "normalisation ablation", "direction": direction, "mapping": mapping,
-                                 "normalisation": norm, "retrieval": "NN", "P@1": nn, "n_train": len(train),
-                                 "n_test": len(test_words), "seconds": round(time.perf_counter() - tic, 1)})
+                    rows.append(
+                        {
+                            "part": "normalisation ablation",
+                            "direction": direction,
+                            "mapping": mapping,
+                            "normalisation": norm,
+                            "retrieval": "NN",
+                            "P@1": nn,
+                            "n_train": len(train),
+                            "n_test": len(test_words),
+                            "seconds": round(time.perf_counter() - tic, 1),
+                        }
+                    )
                 if mapping == "orthogonal" and norm == "unit+center":
                     tic = time.perf_counter()
                     mapped_vocab = np.asarray(aligner.transform(Sn))
-                    csls = precision_at_1(mapped_q, Tn, gold, csls_k=csls_k, source_vocab=mapped_vocab,
-                                          query_rows=q_rows)
+                    csls = precision_at_1(
+                        mapped_q, Tn, gold, csls_k=csls_k, source_vocab=mapped_vocab, query_rows=q_rows
+                    )
                     results[(direction, "CSLS")] = csls
                     results[(direction, "NN")] = nn
                     for retrieval, value in (("NN", nn), ("CSLS", csls)):
-                        rows.append({"part": "NN vs CSLS", "direction": direction, "mapping": mapping,
-                                     "normalisation": norm, "retrieval": retrieval, "P@1": value,
-                                     "n_train": len(train), "n_test": len(test_words),
-                                     "seconds": round(time.perf_counter() - tic, 1)})
+                        rows.append(
+                            {
+                                "part": "NN vs CSLS",
+                                "direction": direction,
+                                "mapping": mapping,
+                                "normalisation": norm,
+                                "retrieval": retrieval,
+                                "P@1": value,
+                                "n_train": len(train),
+                                "n_test": len(test_words),
+                                "seconds": round(time.perf_counter() - tic, 1),
+                            }
+                        )
         chance = float(np.mean([len(g) for g in gold])) / T.shape[0]
-        notes.append(f"{direction}: {len(train)} training pairs, {len(test_words)} test words, "
-                     f"{T.shape[0]} candidate translations (chance P@1 ~ {chance:.5f})")
+        notes.append(
+            f"{direction}: {len(train)} training pairs, {len(test_words)} test words, "
+            f"{T.shape[0]} candidate translations (chance P@1 ~ {chance:.5f})"
+        )
 
     margin = float(setup["csls_margin_points"]) / 100
     gains = {d: results[(d, "CSLS")] - results[(d, "NN")] for d in ("en->fr", "fr->en")}
@@ -270,38 +312,42 @@ def run(config: dict[str, Any], *, out_dir: Path) -> ExperimentResult:
             claim=f"CSLS beats nearest neighbour by >= {setup['csls_margin_points']:g} points P@1, en->fr",
             paper=f"Procrustes en-fr {table1.get('en->fr_nn')} NN -> {table1.get('en->fr_csls')} CSLS",
             ours=f"{100 * results[('en->fr', 'NN')]:.1f} -> {100 * results[('en->fr', 'CSLS')]:.1f} "
-                 f"({100 * gains['en->fr']:+.1f})",
+            f"({100 * gains['en->fr']:+.1f})",
             passed=bool(gains["en->fr"] >= margin),
         ),
         Check(
             claim=f"CSLS beats nearest neighbour by >= {setup['csls_margin_points']:g} points P@1, fr->en",
             paper=f"Procrustes fr-en {table1.get('fr->en_nn')} NN -> {table1.get('fr->en_csls')} CSLS",
             ours=f"{100 * results[('fr->en', 'NN')]:.1f} -> {100 * results[('fr->en', 'CSLS')]:.1f} "
-                 f"({100 * gains['fr->en']:+.1f})",
+            f"({100 * gains['fr->en']:+.1f})",
             passed=bool(gains["fr->en"] >= margin),
         ),
         Check(
             claim="Ablation (en->fr, NN): orthogonal map + length normalisation + centring is the best of the six",
             paper=f"en-it: orthogonal+unit+center {art.get('orthogonal_unit_center')} best of 6 "
-                  f"(next {art.get('unconstrained_unit_center')}, unconstrained+unit+center)",
+            f"(next {art.get('unconstrained_unit_center')}, unconstrained+unit+center)",
             ours=f"best: {best[0]}+{best[1]} {100 * ablation[best]:.1f}; orthogonal+unit+center "
-                 f"{100 * ablation[('orthogonal', 'unit+center')]:.1f}",
+            f"{100 * ablation[('orthogonal', 'unit+center')]:.1f}",
             passed=bool(best == ("orthogonal", "unit+center")),
         ),
         Check(
             claim="Ablation (en->fr, NN): orthogonal >= unconstrained under each normalisation",
             paper=f"en-it orthogonal vs unconstrained: {art.get('orthogonal_original')} vs "
-                  f"{art.get('unconstrained_original')}, {art.get('orthogonal_unit')} vs "
-                  f"{art.get('unconstrained_unit')}, "
-                  f"{art.get('orthogonal_unit_center')} vs {art.get('unconstrained_unit_center')}",
-            ours=", ".join(f"{n}: {100 * ablation[('orthogonal', n)]:.1f} vs {100 * ablation[('unconstrained', n)]:.1f}"
-                           for n in NORMALISATIONS),
+            f"{art.get('unconstrained_original')}, {art.get('orthogonal_unit')} vs "
+            f"{art.get('unconstrained_unit')}, "
+            f"{art.get('orthogonal_unit_center')} vs {art.get('unconstrained_unit_center')}",
+            ours=", ".join(
+                f"{n}: {100 * ablation[('orthogonal', n)]:.1f} vs {100 * ablation[('unconstrained', n)]:.1f}"
+                for n in NORMALISATIONS
+            ),
             passed=bool(all(ortho_wins.values())),
         ),
     ]
-    notes.append("The CSLS comparison uses the orthogonal map on length-normalised, mean-centred embeddings "
-                 "(the best preprocessing of Artetxe et al.; fixed before running). P@1 counts a hit when the "
-                 "retrieved word is any of the dictionary translations of the test word.")
+    notes.append(
+        "The CSLS comparison uses the orthogonal map on length-normalised, mean-centred embeddings "
+        "(the best preprocessing of Artetxe et al.; fixed before running). P@1 counts a hit when the "
+        "retrieved word is any of the dictionary translations of the test word."
+    )
     notes += [f"Reading of the results (written after the full run): {n}" for n in config.get("notes", [])]
     plots = _plot(rows, paper, Path(out_dir), config["name"])
     return ExperimentResult(rows=rows, checks=checks, notes=notes, plots=plots)

@@ -100,9 +100,7 @@ def solve_spd(A: torch.Tensor, B: torch.Tensor) -> tuple[torch.Tensor, str]:
     return evecs @ (inv[:, None] * (evecs.T @ B)), "eigh"
 
 
-def least_squares_from_stats(
-    stats: CrossStats, *, alpha: float = 0.0, fit_intercept: bool = True
-) -> dict[str, Any]:
+def least_squares_from_stats(stats: CrossStats, *, alpha: float = 0.0, fit_intercept: bool = True) -> dict[str, Any]:
     """Solve ridge / least squares from sufficient statistics (needs ``stats.cxx``).
 
     Returns
@@ -112,8 +110,7 @@ def least_squares_from_stats(
     """
     if not stats.has_gram:
         raise ValueError(
-            "These statistics hold no Gram matrix X^T X, which least squares needs; compute them with "
-            "gram=True."
+            "These statistics hold no Gram matrix X^T X, which least squares needs; compute them with gram=True."
         )
     n = stats.n
     A = stats.gram()
@@ -169,9 +166,7 @@ def least_squares(
     (True, True)
     """
     check_number(alpha, "alpha", low=0.0)
-    stats, spec, _ = paired_stats(
-        X, Y, gram=True, product_dtype=_F64, min_rows=2 if fit_intercept else 1
-    )
+    stats, spec, _ = paired_stats(X, Y, gram=True, product_dtype=_F64, min_rows=2 if fit_intercept else 1)
     warned = warn_underdetermined(stats.n, stats.dim_x, alpha, fit_intercept=fit_intercept)
     sol = least_squares_from_stats(stats, alpha=alpha, fit_intercept=fit_intercept)
     if sol["method"] != "cholesky" and not warned:

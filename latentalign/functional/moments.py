@@ -266,9 +266,7 @@ def _present(t: torch.Tensor | None) -> torch.Tensor:
 def _recentre(stats: CrossStats, dx: torch.Tensor, dy: torch.Tensor) -> dict[str, torch.Tensor]:
     """The fourth-order sums of centred ``stats`` about the centre ``mean + (dx, dy)``."""
     zx, zy = torch.zeros_like(dx), torch.zeros_like(dy)
-    return shift_fourth(
-        stats.fourth(), stats.n, zx, zy, stats.gram(), stats.gram_y(), stats.cxy, dx, dy
-    )
+    return shift_fourth(stats.fourth(), stats.n, zx, zy, stats.gram(), stats.gram_y(), stats.cxy, dx, dy)
 
 
 def shift_fourth(
@@ -314,8 +312,15 @@ def shift_fourth(
         "saa": saa - 4 * (dx @ sxa) + 4 * (dx @ gdx) + 2 * cx * sa - 4 * cx * dsx + n * cx * cx,
         "sbb": sbb - 4 * (dy @ syb) + 4 * (dy @ gdy) + 2 * cy * sb - 4 * cy * dsy + n * cy * cy,
         "sab": (
-            sab - 2 * (dy @ sya) - 2 * (dx @ sxb) + 4 * (dx @ gxy_dy)
-            + cy * sa + cx * sb - 2 * cy * dsx - 2 * cx * dsy + n * cx * cy
+            sab
+            - 2 * (dy @ sya)
+            - 2 * (dx @ sxb)
+            + 4 * (dx @ gxy_dy)
+            + cy * sa
+            + cx * sb
+            - 2 * cy * dsx
+            - 2 * cx * dsy
+            + n * cx * cy
         ),
         "sxa": sxa - sa * dx - 2 * gdx + 2 * dsx * dx + cx * sx - n * cx * dx,
         "syb": syb - sb * dy - 2 * gdy + 2 * dsy * dy + cy * sy - n * cy * dy,
@@ -409,9 +414,22 @@ def compute_stats(
     total = {k: zeros(a.shape[1], b.shape[1], dtype=_F64) for k, (a, b) in products.items()}
     sums_x, sums_y = zeros(d_x, dtype=_F64), zeros(d_y, dtype=_F64)
     sq_x, sq_y = (zeros(d_x, dtype=_F64), zeros(d_y, dtype=_F64)) if squares else (None, None)
-    sums4 = {k: zeros(*shape, dtype=_F64) for k, shape in (
-        ("saa", ()), ("sbb", ()), ("sab", ()), ("sxa", (d_x,)), ("sxb", (d_x,)), ("sya", (d_y,)), ("syb", (d_y,))
-    )} if fourth else {}
+    sums4 = (
+        {
+            k: zeros(*shape, dtype=_F64)
+            for k, shape in (
+                ("saa", ()),
+                ("sbb", ()),
+                ("sab", ()),
+                ("sxa", (d_x,)),
+                ("sxb", (d_x,)),
+                ("sya", (d_y,)),
+                ("syb", (d_y,)),
+            )
+        }
+        if fourth
+        else {}
+    )
 
     # Non-finite inputs are expected here (callers test the statistics with is_finite): numpy's
     # inf - inf warnings would only repeat that.
@@ -430,8 +448,7 @@ def compute_stats(
                 sq_x += ops.column_squares(vx[:rows])
                 sq_y += ops.column_squares(vy[:rows])
             if fourth:
-                _add_fourth(sums4, buf_x[:rows], buf_y[:rows], ops.row_squares(vx[:rows]),
-                            ops.row_squares(vy[:rows]))
+                _add_fourth(sums4, buf_x[:rows], buf_y[:rows], ops.row_squares(vx[:rows]), ops.row_squares(vy[:rows]))
             pending += 1
             if pending == flush_blocks or stop == n:
                 for k in products:

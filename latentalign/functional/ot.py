@@ -217,9 +217,7 @@ def _max_cost(X: torch.Tensor, Y: torch.Tensor, metric: str) -> float:
     return best
 
 
-def _marginals(
-    a: Any, b: Any, n: int, m: int, like: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _marginals(a: Any, b: Any, n: int, m: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     out = []
     for w, size, name in ((a, n, "a"), (b, m, "b")):
         if w is None:
@@ -312,8 +310,15 @@ def ot_plan_tensors(
     def solve(use_log: bool) -> tuple[Any, list[str]]:
         return _run_pot(
             lambda: ot.sinkhorn(
-                pa, pb, M, reg, method="sinkhorn_log" if use_log else "sinkhorn",
-                numItermax=max_iter, stopThr=tol, log=True, warn=False,
+                pa,
+                pb,
+                M,
+                reg,
+                method="sinkhorn_log" if use_log else "sinkhorn",
+                numItermax=max_iter,
+                stopThr=tol,
+                log=True,
+                warn=False,
             ),
             "sinkhorn",
         )
@@ -409,8 +414,17 @@ def ot_plan(
     check_choice(metric, "metric", METRICS)
     Xt, Yt, spec = _validated(X, Y, same_dim=True)
     P = ot_plan_tensors(
-        Xt, Yt, method=method, reg=float(reg), metric=metric, a=a, b=b, normalize_cost=normalize_cost,
-        max_iter=max_iter, tol=tol, log_domain=log_domain,
+        Xt,
+        Yt,
+        method=method,
+        reg=float(reg),
+        metric=metric,
+        a=a,
+        b=b,
+        normalize_cost=normalize_cost,
+        max_iter=max_iter,
+        tol=tol,
+        log_domain=log_domain,
     )
     return restore(P, spec)
 
@@ -485,13 +499,35 @@ def gw_plan_tensors(
         emd_iter = int(min(2**31 - 1, max(100_000, 10 * X.shape[0] * Y.shape[0])))
         if fused:
             call = lambda: ot.gromov.fused_gromov_wasserstein(  # noqa: E731
-                M, C1, C2, p, q, loss_fun="square_loss", symmetric=True, alpha=alpha, log=True,
-                max_iter=max_iter, tol_rel=tol, tol_abs=tol, G0=G0, numItermaxEmd=emd_iter,
+                M,
+                C1,
+                C2,
+                p,
+                q,
+                loss_fun="square_loss",
+                symmetric=True,
+                alpha=alpha,
+                log=True,
+                max_iter=max_iter,
+                tol_rel=tol,
+                tol_abs=tol,
+                G0=G0,
+                numItermaxEmd=emd_iter,
             )
         else:
             call = lambda: ot.gromov.gromov_wasserstein(  # noqa: E731
-                C1, C2, p, q, loss_fun="square_loss", symmetric=True, log=True,
-                max_iter=max_iter, tol_rel=tol, tol_abs=tol, G0=G0, numItermaxEmd=emd_iter,
+                C1,
+                C2,
+                p,
+                q,
+                loss_fun="square_loss",
+                symmetric=True,
+                log=True,
+                max_iter=max_iter,
+                tol_rel=tol,
+                tol_abs=tol,
+                G0=G0,
+                numItermaxEmd=emd_iter,
             )
         (P, log), _ = _run_pot(call, "gromov_wasserstein")
         steps = len(log.get("loss", [])) - 1
@@ -507,13 +543,35 @@ def gw_plan_tensors(
     inner = dict(numItermax=1000, stopThr=tol, warn=False)
     if fused:
         call = lambda: ot.gromov.entropic_fused_gromov_wasserstein(  # noqa: E731
-            M, C1, C2, p, q, loss_fun="square_loss", epsilon=reg, symmetric=True, alpha=alpha,
-            max_iter=max_iter, tol=tol, log=True, G0=G0, **inner,
+            M,
+            C1,
+            C2,
+            p,
+            q,
+            loss_fun="square_loss",
+            epsilon=reg,
+            symmetric=True,
+            alpha=alpha,
+            max_iter=max_iter,
+            tol=tol,
+            log=True,
+            G0=G0,
+            **inner,
         )
     else:
         call = lambda: ot.gromov.entropic_gromov_wasserstein(  # noqa: E731
-            C1, C2, p, q, loss_fun="square_loss", epsilon=reg, symmetric=True,
-            max_iter=max_iter, tol=tol, log=True, G0=G0, **inner,
+            C1,
+            C2,
+            p,
+            q,
+            loss_fun="square_loss",
+            epsilon=reg,
+            symmetric=True,
+            max_iter=max_iter,
+            tol=tol,
+            log=True,
+            G0=G0,
+            **inner,
         )
     (P, log), numerical = _run_pot(call, "entropic_gromov_wasserstein")
     total = float(P.sum()) if bool(torch.isfinite(P).all()) else math.nan
@@ -629,8 +687,18 @@ def gw_plan(
             )
         G0t = G0t.to(device=Xt.device, dtype=Xt.dtype)
     P = gw_plan_tensors(
-        Xt, Yt, reg=float(reg), metric=metric, M=Mt, alpha=float(alpha), a=a, b=b,
-        normalize_cost=normalize_cost, max_iter=max_iter, tol=tol, G0=G0t,
+        Xt,
+        Yt,
+        reg=float(reg),
+        metric=metric,
+        M=Mt,
+        alpha=float(alpha),
+        a=a,
+        b=b,
+        normalize_cost=normalize_cost,
+        max_iter=max_iter,
+        tol=tol,
+        G0=G0t,
     )
     return restore(P, spec)
 
@@ -801,8 +869,18 @@ def sinkhorn_projection_tensors(
         pot_metric, reg_eff = "sqeuclidean", 2.0 * reg_eff
     (f, g, log), _ = _run_pot(
         lambda: ot.bregman.empirical_sinkhorn(
-            Xs, Ys, reg_eff, a=a, b=b, metric=pot_metric, numIterMax=max_iter, stopThr=tol,
-            isLazy=True, batchSize=batch_size, log=True, warn=False,
+            Xs,
+            Ys,
+            reg_eff,
+            a=a,
+            b=b,
+            metric=pot_metric,
+            numIterMax=max_iter,
+            stopThr=tol,
+            isLazy=True,
+            batchSize=batch_size,
+            log=True,
+            warn=False,
         ),
         "empirical_sinkhorn",
     )
@@ -867,7 +945,13 @@ def sinkhorn_projection(
     check_number(batch_size, "batch_size", integer=True, low=1)
     Xt, Yt, spec = _validated(X, Y, same_dim=True)
     proj, best = sinkhorn_projection_tensors(
-        Xt, Yt, reg=float(reg), metric=metric, batch_size=int(batch_size), normalize_cost=normalize_cost,
-        max_iter=max_iter, tol=tol,
+        Xt,
+        Yt,
+        reg=float(reg),
+        metric=metric,
+        batch_size=int(batch_size),
+        normalize_cost=normalize_cost,
+        max_iter=max_iter,
+        tol=tol,
     )
     return restore(proj, spec), (best if spec.backend == "torch" else best.cpu().numpy())

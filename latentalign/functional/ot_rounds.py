@@ -293,8 +293,18 @@ def ot_alignment_rounds(
     (True, True, True)
     """
     check_ot_rounds_options(
-        method=method, reg=reg, n_iter=n_iter, init=init, metric=metric, alpha=alpha, max_samples=max_samples,
-        gw_samples=gw_samples, max_iter=max_iter, tol=tol, batch_size=batch_size, sample=sample,
+        method=method,
+        reg=reg,
+        n_iter=n_iter,
+        init=init,
+        metric=metric,
+        alpha=alpha,
+        max_samples=max_samples,
+        gw_samples=gw_samples,
+        max_iter=max_iter,
+        tol=tol,
+        batch_size=batch_size,
+        sample=sample,
         random_state=random_state,
     )
     P = check_pairs(pairs, X.shape[0], Y.shape[0])
@@ -345,7 +355,9 @@ def ot_alignment_rounds(
             )
         sx, sy = lin_rows
         plan = ot_plan_tensors(
-            _relative(X[sx], X[Px]), _relative(Y[sy], Y[Py]), method="emd" if method == "gw" else method,
+            _relative(X[sx], X[Px]),
+            _relative(Y[sy], Y[Py]),
+            method="emd" if method == "gw" else method,
             **solver,
         )
         transform, fitted, residual = refit(sx, barycentric_projection_tensors(plan, Y[sy]))
@@ -366,9 +378,7 @@ def ot_alignment_rounds(
         best = gy[plan.argmax(1)]
         transform, fitted, residual = refit(gx, barycentric_projection_tensors(plan, Y[gy]))
         matches[gx.cpu()] = best.cpu()
-        history.append(
-            {"round": 0, "step": "gw", "changed": None, "residual": residual, "n_coupled": int(gx.numel())}
-        )
+        history.append({"round": 0, "step": "gw", "changed": None, "residual": residual, "n_coupled": int(gx.numel())})
 
     converged = False
     rounds = 0

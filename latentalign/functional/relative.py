@@ -277,7 +277,13 @@ def relative_projection(
     A_c = At if shift is None else At - shift
     check_anchor_norms(A_c, metrics)
     out = project(
-        Xt.to(dtype), A_c, metrics, shift=shift, top_k=top_k, power=power, aggregate=aggregate,
+        Xt.to(dtype),
+        A_c,
+        metrics,
+        shift=shift,
+        top_k=top_k,
+        power=power,
+        aggregate=aggregate,
         chunk_size=chunk_size,
     )
     return restore(out, spec)

@@ -603,13 +603,10 @@ def _gold_row(entry: Any, i: int) -> list[int]:
     elif isinstance(entry, (set, frozenset, list, tuple, np.ndarray, torch.Tensor, range)):
         items = entry.tolist() if isinstance(entry, (np.ndarray, torch.Tensor)) else list(entry)
     else:
-        raise TypeError(
-            f"gold[{i}] must be a key index or a collection of key indices, got {type(entry).__name__}."
-        )
+        raise TypeError(f"gold[{i}] must be a key index or a collection of key indices, got {type(entry).__name__}.")
     if not items:
         raise ValueError(
-            f"query {i} has no gold key; every query needs at least one. Drop queries without an answer "
-            "before scoring."
+            f"query {i} has no gold key; every query needs at least one. Drop queries without an answer before scoring."
         )
     for item in items:
         if isinstance(item, bool) or not isinstance(item, (int, np.integer)) or item < 0:
@@ -682,7 +679,9 @@ def _reduce_positions(positions: torch.Tensor, ks: tuple[int, ...]) -> tuple[tor
     return best, within
 
 
-def summarize_positions(best: torch.Tensor, within: torch.Tensor, ks: tuple[int, ...], depth: int | None) -> dict[str, float]:
+def summarize_positions(
+    best: torch.Tensor, within: torch.Tensor, ks: tuple[int, ...], depth: int | None
+) -> dict[str, float]:
     """The metrics of :func:`retrieval_scores` from gold positions (see :class:`RetrievalPositions`).
 
     Examples
@@ -827,8 +826,18 @@ def retrieval_scores(
     """
     check_retrieval_options(metric, csls, index, ties, nlist, nprobe)
     found = retrieval_positions(
-        Q, K, gold=gold, k=k, csls=csls, csls_k=csls_k, metric=metric, index=index, ties=ties,
-        chunk_size=chunk_size, nlist=nlist, nprobe=nprobe,
+        Q,
+        K,
+        gold=gold,
+        k=k,
+        csls=csls,
+        csls_k=csls_k,
+        metric=metric,
+        index=index,
+        ties=ties,
+        chunk_size=chunk_size,
+        nlist=nlist,
+        nprobe=nprobe,
     )
     return summarize_positions(found.best, found.within, found.ks, found.depth)
 

@@ -218,12 +218,14 @@ def self_learning_rounds(
         if previous is not None:
             union = len(current | previous)
             changed = len(current ^ previous) / union if union else 0.0
-        history.append({
-            "round": rnd,
-            "n_matches": len(current),
-            "csls": float(scores.mean()) if scores.numel() else float("nan"),
-            "changed": changed,
-        })
+        history.append(
+            {
+                "round": rnd,
+                "n_matches": len(current),
+                "csls": float(scores.mean()) if scores.numel() else float("nan"),
+                "changed": changed,
+            }
+        )
         rounds = rnd
         if changed == 0.0:
             converged = True
@@ -238,8 +240,10 @@ def self_learning_rounds(
         previous = current
     if not converged:
         last = history[-1]["changed"]
-        detail = f"{100 * last:.1f}% of the matches changed in the last round" if last is not None else (
-            "one round cannot be compared with a previous matching"
+        detail = (
+            f"{100 * last:.1f}% of the matches changed in the last round"
+            if last is not None
+            else ("one round cannot be compared with a previous matching")
         )
         warnings.warn(
             f"{label} stopped after n_iter={n_iter} rounds without converging ({detail}). "

@@ -464,9 +464,7 @@ def check_metrics(metrics: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(metrics))
 
 
-def scores_from_stats(
-    stats: CrossStats, metrics: Sequence[str], variance: float, procrustes: str
-) -> dict[str, float]:
+def scores_from_stats(stats: CrossStats, metrics: Sequence[str], variance: float, procrustes: str) -> dict[str, float]:
     """The moment-based measures named in ``metrics``, from statistics holding what they read (:func:`moment_flags`)."""
     out: dict[str, float] = {}
     if "linear_cka" in metrics:

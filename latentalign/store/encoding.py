@@ -82,7 +82,9 @@ def embed(
     batch_size = check_number(batch_size, "batch_size", integer=True, low=1)
     for attr in ("encode", "dim", "metadata", "name"):
         if not hasattr(encoder, attr):
-            raise TypeError(f"encoder must follow the Encoder protocol (missing {attr!r}); got {type(encoder).__name__}.")
+            raise TypeError(
+                f"encoder must follow the Encoder protocol (missing {attr!r}); got {type(encoder).__name__}."
+            )
     if not hasattr(inputs, "__len__") or not hasattr(inputs, "__getitem__"):
         raise TypeError(
             f"inputs must be a sequence with len() and slicing (list, array, tensor), got {type(inputs).__name__}; "
@@ -110,20 +112,42 @@ def embed(
             return finished
         if manifest is None:
             manifest = new_manifest(
-                key=key, dim=encoder.dim, n_total=len(id_list), id_kind=id_kind, encoder_meta=encoder_meta,
-                dataset=dataset, ids_sha=ids_sha, settings=settings, shard_size=shard_size,
+                key=key,
+                dim=encoder.dim,
+                n_total=len(id_list),
+                id_kind=id_kind,
+                encoder_meta=encoder_meta,
+                dataset=dataset,
+                ids_sha=ids_sha,
+                settings=settings,
+                shard_size=shard_size,
             )
         writer = StoreWriter(directory, manifest)
         writer.write_manifest()
-        encode_into(encoder, inputs, id_list, writer, shard_size=shard_size, batch_size=batch_size,
-                    normalize=normalize, progress=progress)
+        encode_into(
+            encoder,
+            inputs,
+            id_list,
+            writer,
+            shard_size=shard_size,
+            batch_size=batch_size,
+            normalize=normalize,
+            progress=progress,
+        )
         writer.finish()
     return EmbeddingStore(directory, verify=None)
 
 
 def encode_into(
-    encoder: Any, inputs: Any, ids: list[Any], writer: StoreWriter, *, shard_size: int, batch_size: int,
-    normalize: bool, progress: bool,
+    encoder: Any,
+    inputs: Any,
+    ids: list[Any],
+    writer: StoreWriter,
+    *,
+    shard_size: int,
+    batch_size: int,
+    normalize: bool,
+    progress: bool,
 ) -> None:
     """Encode the rows the writer has not committed yet, one shard of ``shard_size`` rows at a time.
 

@@ -180,8 +180,16 @@ def shard_names(index: int) -> tuple[str, str]:
 
 
 def new_manifest(
-    *, key: str, dim: int, n_total: int, id_kind: str, encoder_meta: dict[str, Any], dataset: str | None,
-    ids_sha: str, settings: dict[str, Any], shard_size: int,
+    *,
+    key: str,
+    dim: int,
+    n_total: int,
+    id_kind: str,
+    encoder_meta: dict[str, Any],
+    dataset: str | None,
+    ids_sha: str,
+    settings: dict[str, Any],
+    shard_size: int,
 ) -> dict[str, Any]:
     """The manifest of a store with no shard written yet.
 

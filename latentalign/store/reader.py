@@ -232,7 +232,9 @@ def read_manifest(path: Path) -> dict[str, Any]:
     except (OSError, ValueError) as exc:
         raise PersistenceError(f"{str(mpath)!r} cannot be parsed ({exc}); the store is corrupt.") from exc
     if manifest.get("format") != FORMAT:
-        raise PersistenceError(f"{str(mpath)!r} is not a latentalign embedding manifest (format={manifest.get('format')!r}).")
+        raise PersistenceError(
+            f"{str(mpath)!r} is not a latentalign embedding manifest (format={manifest.get('format')!r})."
+        )
     if manifest.get("version", 0) > FORMAT_VERSION:
         raise PersistenceError(
             f"{str(mpath)!r} was written by a newer latentalign (format version {manifest['version']} > "

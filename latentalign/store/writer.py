@@ -300,9 +300,17 @@ def write_embeddings(
         meta = dict(metadata or {})
         writer = StoreWriter(
             directory,
-            new_manifest(key=arrays_key(meta, dataset, ids_sha), dim=X.shape[1], n_total=len(id_list),
-                         id_kind=id_kind, encoder_meta=meta, dataset=dataset, ids_sha=ids_sha, settings={},
-                         shard_size=shard_size),
+            new_manifest(
+                key=arrays_key(meta, dataset, ids_sha),
+                dim=X.shape[1],
+                n_total=len(id_list),
+                id_kind=id_kind,
+                encoder_meta=meta,
+                dataset=dataset,
+                ids_sha=ids_sha,
+                settings={},
+                shard_size=shard_size,
+            ),
         )
         for start in range(0, X.shape[0], shard_size):
             writer.append(X[start : start + shard_size], id_list[start : start + shard_size])
