@@ -400,9 +400,21 @@ def distinct_rows(*matrices: Any) -> np.ndarray:
     keep = np.ones(n, dtype=bool)
     for arr in arrays:
         first = np.zeros(n, dtype=bool)
-        first[np.unique(arr + 0.0, axis=0, return_index=True)[1]] = True  # + 0.0 turns -0.0 into 0.0
+        first[np.unique(_row_keys(arr), return_index=True)[1]] = True
         keep &= first
     return np.flatnonzero(keep).astype(np.int64)
+
+
+def _row_keys(arr: np.ndarray) -> np.ndarray:
+    """One opaque value per row, equal exactly when the rows' values are equal.
+
+    Comparing rows as single byte strings is ~10x faster than ``np.unique(axis=0)``, which sorts
+    column by column; ``+ 0.0`` first turns -0.0 into 0.0 so that equal numbers have equal bytes.
+    """
+    rows = np.ascontiguousarray(arr + 0.0 if arr.dtype.kind in "fc" else arr)
+    if rows.shape[1] == 0:
+        return np.zeros(len(rows), dtype=np.int8)
+    return rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).reshape(-1)
 
 
 def _duplicate_groups(A: np.ndarray) -> list[tuple[int, ...]]:

@@ -43,12 +43,12 @@ class Aligner(Persistable, TwoViewMixin, TransformerMixin, BaseEstimator):
     >>> import numpy as np
     >>> from sklearn.pipeline import make_pipeline
     >>> from sklearn.preprocessing import StandardScaler
-    >>> from latentalign import Procrustes
+    >>> from latentalign import Affine
     >>> rng = np.random.default_rng(0)
-    >>> X = rng.standard_normal((100, 5))
-    >>> Q, _ = np.linalg.qr(rng.standard_normal((5, 5)))
-    >>> pipe = make_pipeline(StandardScaler(), Procrustes()).fit(X, X @ Q)
-    >>> round(pipe.score(X, X @ Q), 6)
+    >>> X = rng.standard_normal((100, 5)) * [1.0, 2.0, 3.0, 4.0, 5.0]
+    >>> W = rng.standard_normal((5, 3))
+    >>> pipe = make_pipeline(StandardScaler(), Affine()).fit(X, X @ W + 1.0)
+    >>> round(pipe.score(X, X @ W + 1.0), 6)  # the scaler's per-column scale is undone by the affine map
     1.0
     """
 
