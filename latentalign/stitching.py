@@ -25,6 +25,13 @@ __all__ = ["Stitcher", "apply_head", "map_embeddings", "map_module"]
 
 _FORMAT = "latentalign.Stitcher"
 _FORMAT_VERSION = 1
+# the dtypes a saved map may name; anything else in the header is refused rather than looked up on torch
+_MAP_DTYPES = {
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "float32": torch.float32,
+    "float64": torch.float64,
+}
 
 
 def map_embeddings(aligner: Any, Z: torch.Tensor, *, src: str | None = None, dst: str | None = None) -> torch.Tensor:
@@ -188,6 +195,8 @@ class Stitcher(nn.Module):
     ['head_b.bias', 'head_b.weight', 'map.bias', 'map.weight']
     """
 
+    _map_location: tuple[nn.Module, str] | None
+
     def __init__(
         self,
         encoder_a: Any,
@@ -233,8 +242,9 @@ class Stitcher(nn.Module):
     def __setattr__(self, name: str, value: Any) -> None:
         super().__setattr__(name, value)
         if name == "map":
-            # where forward reads the map's dtype and device (a generator over parameters costs ~6 us)
-            super().__setattr__("_map_location", _tensor_location(value))
+            # where forward reads the map's dtype and device (a generator over parameters costs ~6 us);
+            # a plain attribute, so object's __setattr__ (nn.Module's would only forward it there)
+            object.__setattr__(self, "_map_location", _tensor_location(value))
 
     def embed(self, inputs: Any) -> torch.Tensor:
         """Model A's embeddings of ``inputs`` as a tensor."""
@@ -382,10 +392,17 @@ class Stitcher(nn.Module):
                 f"{str(path)!r} uses Stitcher format {header['format_version']}; this version reads "
                 f"{_FORMAT_VERSION}. Upgrade latentalign."
             )
+        map_dtype = header.get("map_dtype", "")
+        if map_dtype and map_dtype not in _MAP_DTYPES:
+            raise PersistenceError(
+                f"{str(path)!r} has map_dtype {map_dtype!r} in its header; expected one of "
+                f"{', '.join(_MAP_DTYPES)}. The file is damaged or was not written by Stitcher.save: "
+                "save the Stitcher again."
+            )
         names = json.loads(header["names"])
         map_ = module_from_config(json.loads(header["map"]))
-        if header.get("map_dtype"):
-            map_ = map_.to(getattr(torch, header["map_dtype"]))
+        if map_dtype:
+            map_ = map_.to(_MAP_DTYPES[map_dtype])
         reference = _first_tensor(head_b)
         if reference is None:
             reference = _first_tensor(encoder_a)

@@ -220,6 +220,29 @@ def test_load_errors(tmp_path):
         Stitcher.load(aligner.save(tmp_path / "aligner"), head_b=torch.nn.Identity())
 
 
+@pytest.mark.parametrize("bad", ["manual_seed", "int64", "load"])
+def test_load_refuses_a_map_dtype_that_is_not_a_floating_dtype(tmp_path, bad):
+    from safetensors.torch import safe_open, save_file
+
+    X, Y = rotated_pair()
+    path = Stitcher(None, Procrustes().fit(X, Y), torch.nn.Linear(8, 3).double()).save(tmp_path / "s")
+    with safe_open(str(path), framework="pt") as handle:
+        header = handle.metadata()
+        tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    assert header["map_dtype"] == "float64"
+    save_file(tensors, str(path), metadata={**header, "map_dtype": bad})
+    with pytest.raises(PersistenceError, match=f"map_dtype '{bad}'.*float16, bfloat16, float32, float64"):
+        Stitcher.load(path, head_b=torch.nn.Linear(8, 3).double())
+
+
+def test_load_accepts_each_floating_map_dtype(tmp_path):
+    X, Y = rotated_pair()
+    for dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+        stitched = Stitcher(None, Procrustes().fit(X, Y), torch.nn.Linear(8, 3).to(dtype))
+        loaded = Stitcher.load(stitched.save(tmp_path / str(dtype)), head_b=torch.nn.Linear(8, 3).to(dtype))
+        assert loaded.map.weight.dtype == dtype
+
+
 def test_torch_export_of_a_stitcher():
     X, Y = rotated_pair()
     stitched = Stitcher(None, Affine().fit(X, Y), torch.nn.Linear(8, 3)).float()
