@@ -6,8 +6,8 @@ from typing import Any
 
 import torch
 
-from latentalign._array import ArrayLike, check_same_backend, restore
-from latentalign._validation import check_array, check_is_fitted, check_n_features, check_paired
+from latentalign._array import ArrayLike, restore
+from latentalign._validation import check_array, check_is_fitted, check_n_features, check_pair
 from latentalign.align.base import Aligner, cast_like
 from latentalign.anchors import check_anchors
 from latentalign.functional.relative import (
@@ -305,14 +305,11 @@ class RelativeProjection(Aligner):
             map per row and block). Rows with constant relative coordinates count as correlation 0.
         """
         check_is_fitted(self)
-        check_same_backend(X=X, Y=Y)
-        Xt, xspec = check_array(X, "X")
-        Yt, yspec = check_array(Y, "Y")
-        check_paired(Xt, Yt)
+        Xt, Yt, _ = check_pair(X, Y)
         check_n_features(Xt, self.n_features_in_, type(self).__name__, "X")
         check_n_features(Yt, self.n_features_target_, type(self).__name__ + " (target side)", "Y")
-        zx = self._project(Xt.to(xspec.compute_dtype), self.source_anchors_, self.source_mean_)
-        zy = self._project(Yt.to(yspec.compute_dtype), self.target_anchors_, self.target_mean_)
+        zx = self._project(Xt, self.source_anchors_, self.source_mean_)
+        zy = self._project(Yt, self.target_anchors_, self.target_mean_)
         zx = zx.to(torch.float64)
         zy = zy.to(device=zx.device, dtype=torch.float64)
         n_blocks = self.n_features_out_ // self.n_anchors_

@@ -49,7 +49,7 @@ import torch
 
 from latentalign._array import ArrayLike, ArraySpec, check_same_backend, restore
 from latentalign._optional import import_optional
-from latentalign._validation import check_array, check_choice, check_number
+from latentalign._validation import check_array, check_choice, check_number, check_pair
 from latentalign.exceptions import ConvergenceWarning
 
 __all__ = [
@@ -137,18 +137,13 @@ def _mean_cost(X: torch.Tensor, Y: torch.Tensor, metric: str) -> float:
 
 
 def _validated(X: Any, Y: Any, *, same_dim: bool, min_rows: int = 1) -> tuple[torch.Tensor, torch.Tensor, ArraySpec]:
-    check_same_backend(X=X, Y=Y)
-    Xt, spec = check_array(X, "X", min_rows=min_rows)
-    Yt, _ = check_array(Y, "Y", min_rows=min_rows)
+    Xt, Yt, spec = check_pair(X, Y, paired=False, min_rows=min_rows)
     if same_dim and Xt.shape[1] != Yt.shape[1]:
         raise ValueError(
             f"X has {Xt.shape[1]} features and Y has {Yt.shape[1]}; a linear OT cost compares points of the "
             "same space. Map X into Y's space first, or use gw_plan, which compares spaces of any dimensions."
         )
-    if Xt.device != Yt.device:
-        raise ValueError(f"X is on {Xt.device} and Y is on {Yt.device}; move both to the same device first.")
-    dtype = spec.compute_dtype
-    return Xt.to(dtype), Yt.to(dtype), spec
+    return Xt, Yt, spec
 
 
 def cost_matrix(X: ArrayLike, Y: ArrayLike, *, metric: str = "sqeuclidean") -> ArrayLike:

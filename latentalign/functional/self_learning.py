@@ -19,8 +19,8 @@ from typing import Any
 
 import torch
 
-from latentalign._array import ArrayLike, check_same_backend
-from latentalign._validation import check_array, check_number
+from latentalign._array import ArrayLike
+from latentalign._validation import check_number, check_pair
 from latentalign.exceptions import ConvergenceWarning
 from latentalign.functional.ot_rounds import MIN_MAP_ROWS, FitMap, check_pairs
 from latentalign.functional.retrieval import csls_knn
@@ -84,9 +84,7 @@ def mutual_csls_matches(Z: ArrayLike, Y: ArrayLike, *, k: int = 10) -> tuple[Arr
     >>> rows.tolist(), cols.tolist()
     ([0, 1, 2], [2, 0, 1])
     """
-    check_same_backend(Z=Z, Y=Y)
-    Zt, spec = check_array(Z, "Z")
-    Yt, _ = check_array(Y, "Y")
+    Zt, Yt, spec = check_pair(Z, Y, ("Z", "Y"), paired=False, same_features=True)
     check_number(k, "k", integer=True, low=1)
     rows, cols, scores = mutual_csls_tensors(Zt, Yt, int(k))
     if spec.backend == "torch":
