@@ -52,7 +52,7 @@ def asif_predict(
         top_k = None
     # The functional form (what RelativeProjection.fit/transform compute) skips the estimator's anchor
     # rank check, an SVD per fit that would dominate the ~1,500 fits of the sweep.
-    opts = {"metric": "cosine", "top_k": top_k, "power": power, "center": True if center else None}
+    opts: dict[str, Any] = {"metric": "cosine", "top_k": top_k, "power": power, "center": True if center else None}
     Zi = np.asarray(relative_projection(images, image_anchors, **opts), dtype=np.float64)
     Zt = np.asarray(relative_projection(prompts, text_anchors, **opts), dtype=np.float64)
     Zi /= np.maximum(np.linalg.norm(Zi, axis=1, keepdims=True), 1e-12)
@@ -78,7 +78,7 @@ def _choose(
     order = rng.permutation(pool)
     cut = int(round(float(setup["validation_fraction"]) * len(pool)))
     val, anchors = np.sort(order[:cut]), np.sort(order[cut:])
-    grid = []
+    grid: list[dict[str, Any]] = []
     for center in (False, True):
         dense = _accuracy(
             asif_predict(image[anchors], text[anchors], image[val], prompts, top_k=None, power=1.0, center=center),
@@ -259,10 +259,10 @@ def run(config: dict[str, Any], *, out_dir: Path) -> ExperimentResult:
 
     main_sparse = [r for r in sweep if r["pair"] == main and r["variant"] == "sparse"]
     main_dense = {r["n_anchors"]: r["accuracy"] for r in sweep if r["pair"] == main and r["variant"] == "dense"}
-    accs = [r["accuracy"] for r in main_sparse]
+    sparse_accs = [r["accuracy"] for r in main_sparse]
     tol, gain = float(setup["rise_tolerance_points"]) / 100, float(setup["rise_min_gain_points"]) / 100
-    rises = all(b >= a - tol for a, b in zip(accs, accs[1:])) and accs[-1] - accs[0] >= gain
-    full_sparse, full_dense = accs[-1], main_dense[len(pool)]
+    rises = all(b >= a - tol for a, b in zip(sparse_accs, sparse_accs[1:])) and sparse_accs[-1] - sparse_accs[0] >= gain
+    full_sparse, full_dense = sparse_accs[-1], main_dense[len(pool)]
     pairs_sparse_wins = [
         p
         for p in chosen
