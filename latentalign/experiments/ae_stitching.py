@@ -87,6 +87,9 @@ def build_autoencoder(kind: str, *, latent_dim: int, anchors: Any = None, hidden
         raise ValueError("a relative autoencoder needs anchors (a tensor of anchor images).")
 
     class AE(nn.Module):
+        anchors: torch.Tensor  # a buffer, set for the relative kind only
+        to_latent: nn.Module
+
         def __init__(self) -> None:
             super().__init__()
             layers: list[nn.Module] = []
@@ -101,9 +104,10 @@ def build_autoencoder(kind: str, *, latent_dim: int, anchors: Any = None, hidden
                 # as the authors' VanillaRelAE: the latent is the flattened conv output, the decoder reads
                 # its cosine similarities to the anchors (normalised by a LayerNorm)
                 self.to_latent = nn.Identity()
-                self.register_buffer("anchors", torch.as_tensor(anchors, dtype=torch.float32))
-                self.rel_norm = nn.LayerNorm(self.anchors.shape[0])
-                decoder_in = self.anchors.shape[0]
+                anchor_images = torch.as_tensor(anchors, dtype=torch.float32)
+                self.register_buffer("anchors", anchor_images)
+                self.rel_norm = nn.LayerNorm(anchor_images.shape[0])
+                decoder_in = anchor_images.shape[0]
             else:
                 # as the authors' VanillaAE: Linear + GELU to a latent_dim bottleneck
                 self.to_latent = nn.Sequential(nn.Linear(numel, latent_dim), nn.GELU())
