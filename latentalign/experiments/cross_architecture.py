@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -155,7 +155,8 @@ class ScaledAffine:
         return self
 
     def transform(self, X: np.ndarray) -> np.ndarray:
-        return self.sy_.inverse_transform(self.affine_.transform(self.sx_.transform(X)))
+        # the transforms return the backend they are given: an ndarray here
+        return cast(np.ndarray, self.sy_.inverse_transform(self.affine_.transform(self.sx_.transform(X))))
 
 
 def stitch_pair(

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -147,7 +147,8 @@ def stitching_rows(
                 "method": method,
                 "n_test": int(len(labels_test)),
                 "accuracy": picked["accuracy"] if picked else None,
-                "native_accuracy": scores["native"]["accuracy"],
+                # evaluate_stitching always scores the native head; only "absolute" may be None
+                "native_accuracy": cast("dict[str, float]", scores["native"])["accuracy"],
             }
         )
     return rows
