@@ -142,7 +142,9 @@ def stitching_table(
     # Relative coordinates of every row of every space w.r.t. that space's own anchors (centred on the anchor
     # mean): what RelativeProjection(center=True).fit(X[anchors], Y[anchors]).transform / .transform_target
     # return, computed once per space instead of once per pair.
-    rel = {name: relative_projection(X, X[anchors], metric="cosine", center=True) for name, X in spaces.items()}
+    rel = {
+        name: np.asarray(relative_projection(X, X[anchors], metric="cosine", center=True)) for name, X in spaces.items()
+    }
     heads: dict[str, dict[str, Any]] = {}
     for b in {b for _, b in pairs}:
         Y = spaces[b]
@@ -354,8 +356,8 @@ def run(config: dict[str, Any], *, out_dir: Path) -> ExperimentResult:
         if wn_abs[p]["macro_f1"] is not None
     }
     ratios_native = {p: wn_rel[p]["macro_f1"] / wn_rel[p]["non-stitched macro_f1"] for p in wn_rel}
-    worst_abs = min(ratios_abs, key=ratios_abs.get)
-    worst_native = min(ratios_native, key=ratios_native.get)
+    worst_abs = min(ratios_abs, key=lambda p: ratios_abs[p])
+    worst_native = min(ratios_native, key=lambda p: ratios_native[p])
     tux_rel, tux_abs = tux_rows[1], tux_rows[0]
     tux_ratio_abs = tux_rel["macro_f1"] / max(tux_abs["macro_f1"], 1e-12)
     tux_ratio_native = tux_rel["macro_f1"] / tux_rel["non-stitched macro_f1"]
