@@ -71,6 +71,7 @@ def embed_models(
     from latentalign.store import embed
 
     images: list[np.ndarray] | None = None
+    inputs: list[np.ndarray] | list[str]
     out = {}
     for name in models:
         start = time.perf_counter()
@@ -208,14 +209,15 @@ def run(config: dict[str, Any], *, out_dir: Path) -> ExperimentResult:
         f"{np.mean(shuffled):.4f} +- {np.std(shuffled):.4f}."
     )
     notes.append(
-        "Parameters (image encoders): " + ", ".join(f"{m} {sizes[m] / 1e6:.2f} M" for m in image_models if sizes.get(m))
+        "Parameters (image encoders): "
+        + ", ".join(f"{m} {size / 1e6:.2f} M" for m in image_models if (size := sizes.get(m)))
     )
     notes.append(
         "Mean cross-modal score per image encoder: " + ", ".join(f"{m} {mean_by_image[m]:.3f}" for m in image_models)
     )
 
     factor = float(setup["min_over_chance"])
-    worst = min(cross, key=cross.get)
+    worst = min(cross, key=lambda pair: cross[pair])
     order = sorted(image_models, key=lambda m: sizes.get(m) or image_models.index(m))
     means = [mean_by_image[m] for m in order]
     rising = all(b > a for a, b in zip(means, means[1:]))
