@@ -19,6 +19,7 @@ from latentalign.experiments.text_stitching import definition
 from latentalign.experiments.word_translation import (
     _fit,
     _preprocess,
+    as_word_vectors,
     owned_words,
     precision_at_1,
     split_dictionary,
@@ -101,6 +102,15 @@ def test_owned_words_keeps_the_first_word_of_each_distinct_vector():
     words, V = owned_words(enc, chunk=3)
     assert words == ["chat", "chien"]
     np.testing.assert_array_equal(V, vectors)
+
+
+def test_as_word_vectors_returns_a_word_vector_table_and_refuses_other_encoders():
+    from latentalign.encoders import ArrayEncoder
+
+    enc = WordVectorEncoder(["chat", "chien"], np.eye(2, dtype=np.float32))
+    assert as_word_vectors(enc) is enc
+    with pytest.raises(TypeError, match="encoder must be a WordVectorEncoder.*got ArrayEncoder"):
+        as_word_vectors(ArrayEncoder(np.eye(2, dtype=np.float32), ids=["chat", "chien"]))
 
 
 def test_precision_at_1_nn_and_csls_match_brute_force():

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -29,10 +29,48 @@ import torch
 from latentalign.anchors import distinct_rows
 from latentalign.experiments.runner import Check, ExperimentResult
 
-__all__ = ["run", "owned_words", "split_dictionary", "precision_at_1"]
+if TYPE_CHECKING:
+    from latentalign.encoders.word_vectors import WordVectorEncoder
+
+__all__ = ["run", "as_word_vectors", "owned_words", "split_dictionary", "precision_at_1"]
 
 NORMALISATIONS = ("original", "unit", "unit+center")
 MAPPINGS = ("unconstrained", "orthogonal")
+
+
+def as_word_vectors(encoder: Any) -> WordVectorEncoder:
+    """``encoder`` itself, checked to be a word-vector table (which has a ``vocabulary``).
+
+    Parameters
+    ----------
+    encoder : object
+        Typically ``load_encoder("glove-50")`` or ``load_encoder("fasttext-fr")``.
+
+    Returns
+    -------
+    WordVectorEncoder
+        The same object.
+
+    Raises
+    ------
+    TypeError
+        When ``encoder`` is not a :class:`~latentalign.encoders.word_vectors.WordVectorEncoder`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from latentalign.encoders import WordVectorEncoder
+    >>> as_word_vectors(WordVectorEncoder(["chat", "chien"], np.eye(2, dtype=np.float32))).vocabulary
+    ['chat', 'chien']
+    """
+    from latentalign.encoders.word_vectors import WordVectorEncoder
+
+    if not isinstance(encoder, WordVectorEncoder):
+        raise TypeError(
+            f"encoder must be a WordVectorEncoder (a word-vector table with a vocabulary), got "
+            f"{type(encoder).__name__}; load a word-vector model such as load_encoder('glove-50')."
+        )
+    return encoder
 
 
 def owned_words(encoder: Any, chunk: int = 50_000) -> tuple[list[str], np.ndarray]:
@@ -125,17 +163,19 @@ def precision_at_1(
     from latentalign.functional.retrieval import csls_penalties
 
     Q, K = _unit(queries), _unit(keys)
-    r_q = r_k = None
+    penalties: tuple[torch.Tensor, torch.Tensor] | None = None  # (r_S of the queries, r_T of the keys)
     if csls_k is not None:
         if source_vocab is None or query_rows is None:
             raise ValueError("CSLS needs source_vocab and query_rows (the queries' rows in it).")
-        r_vocab, r_k = csls_penalties(_unit(source_vocab), K, k=csls_k)
-        r_q = r_vocab[torch.as_tensor(query_rows)]
+        # tensors in, tensors out
+        r_vocab, r_k = cast("tuple[torch.Tensor, torch.Tensor]", csls_penalties(_unit(source_vocab), K, k=csls_k))
+        penalties = (r_vocab[torch.as_tensor(query_rows)], r_k)
     hits = 0
     with torch.no_grad():
         for start in range(0, Q.shape[0], chunk):
             S = Q[start : start + chunk] @ K.T
-            if r_q is not None:
+            if penalties is not None:
+                r_q, r_k = penalties
                 S = 2 * S - r_q[start : start + chunk, None] - r_k[None, :]
             best = S.argmax(dim=1).tolist()
             hits += sum(b in gold[start + i] for i, b in enumerate(best))
@@ -216,7 +256,7 @@ def run(config: dict[str, Any], *, out_dir: Path) -> ExperimentResult:
     n_train, n_test = int(setup["n_train"]), int(setup["n_test"])
     notes: list[str] = []
     start = time.perf_counter()
-    glove = load_encoder("glove-50")
+    glove = as_word_vectors(load_encoder("glove-50"))
     en_words = glove.vocabulary[: int(setup["en_vocab"])]
     E_en = np.asarray(glove.encode(en_words, progress=False), dtype=np.float32)
     fr_words, E_fr = owned_words(load_encoder("fasttext-fr"))
@@ -303,7 +343,7 @@ def run(config: dict[str, Any], *, out_dir: Path) -> ExperimentResult:
     margin = float(setup["csls_margin_points"]) / 100
     gains = {d: results[(d, "CSLS")] - results[(d, "NN")] for d in ("en->fr", "fr->en")}
     ablation = {(m, n): results[("en->fr", f"{m}/{n}/NN")] for m in MAPPINGS for n in NORMALISATIONS}
-    best = max(ablation, key=ablation.get)
+    best = max(ablation, key=lambda cell: ablation[cell])
     ortho_wins = {n: ablation[("orthogonal", n)] >= ablation[("unconstrained", n)] for n in NORMALISATIONS}
     table1 = paper.get("conneau_table1", {})
     art = paper.get("artetxe_table1", {})

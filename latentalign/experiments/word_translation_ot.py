@@ -43,6 +43,7 @@ from latentalign.encoders import load_encoder
 from latentalign.exceptions import ConvergenceWarning
 from latentalign.experiments.common import restore_threads, set_threads
 from latentalign.experiments.runner import Check, ExperimentResult
+from latentalign.experiments.word_translation import as_word_vectors
 from latentalign.functional.ot import gw_loss, gw_plan
 from latentalign.functional.retrieval import retrieval_scores
 from latentalign.preprocessing import make_preprocessor
@@ -89,8 +90,8 @@ def _frequent(words: list[str], n: int) -> list[str]:
 
 def load_word_spaces(n_words: int = 5000) -> WordSpaces:
     """GloVe-50 English and fastText French, ``n_words`` frequent words each, plus FreeDict pairs."""
-    glove = load_encoder("glove-50")
-    fasttext = load_encoder("fasttext-fr")
+    glove = as_word_vectors(load_encoder("glove-50"))
+    fasttext = as_word_vectors(load_encoder("fasttext-fr"))
     en = _frequent(glove.vocabulary[:100_000], n_words)
     # the first 20k keys of the spaCy table are its own rows in frequency order (later keys are pruned
     # words mapped onto those rows)
@@ -168,6 +169,11 @@ def gw_diagnostic(data: WordSpaces, n: int) -> dict[str, float]:
         except FloatingPointError:  # POT's entropic GW underflows at this reg: keep the last plan
             break
         out["annealed_to"] = reg
+    if annealed is None:
+        raise FloatingPointError(
+            f"POT's entropic GW underflowed already at the first annealing step (reg={ANNEALING[0]}), so there is "
+            "no annealed plan to start from; begin ANNEALING at a larger reg."
+        )
     starts = {"default": None, "truth": eye, "annealed": annealed / annealed.sum()}
     for name, G0 in starts.items():
         P = gw_plan(Xs, Ys, metric=GW_METRIC, G0=G0)
