@@ -87,6 +87,24 @@ def check_unpaired(X: ArrayLike, Y: ArrayLike) -> tuple[torch.Tensor, torch.Tens
     return Xt, Yt
 
 
+#: OTAligner parameters passed on to :func:`~latentalign.functional.ot_rounds.ot_alignment_rounds`.
+_ROUND_OPTIONS = (
+    "method",
+    "reg",
+    "n_iter",
+    "init",
+    "metric",
+    "alpha",
+    "max_samples",
+    "gw_samples",
+    "max_iter",
+    "tol",
+    "batch_size",
+    "sample",
+    "random_state",
+)
+
+
 class OTAligner(Aligner):
     """Align two spaces from unpaired (or partly paired) rows with optimal transport (POT).
 
@@ -210,21 +228,11 @@ class OTAligner(Aligner):
     # -- parameters ---------------------------------------------------------------------------------
     def _check_params(self) -> None:
         check_choice(self.refine, "refine", _REFINES)
-        check_ot_rounds_options(
-            method=self.method,
-            reg=self.reg,
-            n_iter=self.n_iter,
-            init=self.init,
-            metric=self.metric,
-            alpha=self.alpha,
-            max_samples=self.max_samples,
-            gw_samples=self.gw_samples,
-            max_iter=self.max_iter,
-            tol=self.tol,
-            batch_size=self.batch_size,
-            sample=self.sample,
-            random_state=self.random_state,
-        )
+        check_ot_rounds_options(**self._round_options())
+
+    def _round_options(self) -> dict[str, Any]:
+        """The parameters the OT rounds take, as keyword arguments."""
+        return {name: getattr(self, name) for name in _ROUND_OPTIONS}
 
     # -- fitting ------------------------------------------------------------------------------------
     def fit(self, X: ArrayLike, Y: ArrayLike, pairs: ArrayLike | None = None) -> OTAligner:
@@ -260,19 +268,7 @@ class OTAligner(Aligner):
             prep_y._forward(Yt),
             fit_map,
             pairs=P,
-            method=self.method,
-            reg=self.reg,
-            n_iter=self.n_iter,
-            init=self.init,
-            metric=self.metric,
-            alpha=self.alpha,
-            max_samples=self.max_samples,
-            gw_samples=self.gw_samples,
-            max_iter=self.max_iter,
-            tol=self.tol,
-            batch_size=self.batch_size,
-            sample=self.sample,
-            random_state=self.random_state,
+            **self._round_options(),
             label="OTAligner",
         )
         self.preprocess_x_ = prep_x
