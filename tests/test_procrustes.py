@@ -399,10 +399,23 @@ def test_rejected_chunk_leaves_the_statistics_untouched():
     assert aligner.get_stats().n == 100
 
 
-def test_overflowing_float32_products_are_reported():
-    X = np.full((10, 3), 1e30, dtype=np.float32)
+@pytest.mark.parametrize("magnitude", [1e-30, 1e-20, 1e20, 1e30])
+def test_float32_inputs_of_extreme_magnitude_recover_the_planted_rotation(magnitude):
+    # float32 products of such values overflow or fall into the subnormal range; the fit redoes them in float64
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((300, 8))
+    Q, _ = np.linalg.qr(rng.standard_normal((8, 8)))
+    Xs, Ys = (X * magnitude).astype(np.float32), (X @ Q * magnitude).astype(np.float32)
+    aligner = Procrustes().fit(Xs, Ys)
+    np.testing.assert_allclose(aligner.rotation_, Q, atol=1e-5)
+    streamed = Procrustes().partial_fit(Xs[:150], Ys[:150]).partial_fit(Xs[150:], Ys[150:])
+    np.testing.assert_allclose(streamed.rotation_, Q, atol=1e-5)
+
+
+def test_products_overflowing_even_float64_are_reported():
+    X = np.full((10, 3), 1e200)
     X[::2] *= -1
-    with pytest.raises(ValueError, match="The products of X and Y overflowed"):
+    with pytest.raises(ValueError, match="The products of X and Y overflowed even in float64"):
         orthogonal_procrustes(X, X)
 
 

@@ -38,6 +38,7 @@ __all__ = [
     "procrustes_from_stats",
     "polar_factor",
     "paired_stats",
+    "products_underflowed",
     "sums_of_squares",
 ]
 
@@ -69,9 +70,35 @@ def paired_stats(
     """
     Xt, Yt, spec = check_pair(X, Y, min_rows=min_rows, ensure_finite=False)
     stats = compute_stats(Xt, Yt, squares=squares, gram=gram, product_dtype=product_dtype)
+    narrow = (product_dtype or Xt.dtype) != _F64
+    if narrow and (not is_finite(stats) or products_underflowed(stats)):
+        # float32 products of very large (> ~1e19) or very small (< ~1e-15) values overflow or lose their
+        # digits in float32's subnormal range; float64 products hold any float32 magnitude exactly enough.
+        stats = compute_stats(Xt, Yt, squares=squares, gram=gram, product_dtype=_F64)
     if not is_finite(stats):
         raise_non_finite(X, Y)
     return stats, spec, Xt
+
+
+#: A second moment whose largest mean product is below this was computed (partly) in float32's subnormal
+#: range (below 1.2e-38), where relative precision is lost: recompute in float64.
+FLOAT32_PRODUCT_FLOOR = 1e-30
+
+
+def products_underflowed(stats: CrossStats) -> bool:
+    """Whether the second moments in ``stats`` are so small that float32 products underflowed.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from latentalign.functional.moments import compute_stats
+    >>> X = torch.randn(100, 3)
+    >>> products_underflowed(compute_stats(X, X)), products_underflowed(compute_stats(X * 1e-20, X * 1e-20))
+    (False, True)
+    """
+    floor = FLOAT32_PRODUCT_FLOOR * max(stats.n, 1)
+    parts = (stats.cxy, stats.ssx, stats.ssy, stats.cxx, stats.cyy)
+    return any(p is not None and p.numel() > 0 and float(p.abs().max()) < floor for p in parts)
 
 
 def raise_non_finite(X: Any, Y: Any) -> None:
@@ -79,8 +106,8 @@ def raise_non_finite(X: Any, Y: Any) -> None:
     check_array(X, "X")
     check_array(Y, "Y")
     raise ValueError(
-        "The products of X and Y overflowed (their values are too large for the input dtype). Rescale the "
-        "inputs, or pass them as float64."
+        "The products of X and Y overflowed even in float64 (values beyond ~1e150). Rescale the inputs, "
+        "e.g. divide both by their largest absolute value."
     )
 
 
