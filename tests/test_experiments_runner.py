@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 
+import latentalign.experiments
 from latentalign.experiments import find_config, list_experiments, load_config, run_experiment
 from latentalign.experiments.runner import CONFIG_ENV, DEFAULT_RESULTS_DIR, config_dir
 
 PACKAGED = Path(__file__).resolve().parents[1] / "latentalign" / "experiments" / "configs"
 
-# A runner of its own (a real module on sys.path): one row, one passing check, a detail for the record.
+# A runner of its own (a real module, imported as latentalign.experiments.tiny_runner from a temporary folder
+# added to the package's path): one row, one passing check, a detail for the record.
 RUNNER = """
 from latentalign.experiments import Check, ExperimentResult
 
@@ -21,7 +24,7 @@ def run(config, *, out_dir):
     return ExperimentResult(rows=[{"n": n, "square": n * n}], checks=[Check("n squared", "9", str(n * n), n * n == 9)],
                             notes=["tiny"], details={"n_seen": n})
 """
-CONFIG = """runner = "tiny_runner:run"
+CONFIG = """runner = "latentalign.experiments.tiny_runner:run"
 title = "Tiny"
 
 [paper]
@@ -39,7 +42,9 @@ n = 2
 @pytest.fixture()
 def tiny(tmp_path, monkeypatch):
     (tmp_path / "tiny_runner.py").write_text(RUNNER)
-    monkeypatch.syspath_prepend(str(tmp_path))
+    package = latentalign.experiments
+    monkeypatch.setattr(package, "__path__", [*package.__path__, str(tmp_path)])
+    monkeypatch.delitem(sys.modules, "latentalign.experiments.tiny_runner", raising=False)
     folder = tmp_path / "configs"
     folder.mkdir()
     (folder / "tiny.toml").write_text(CONFIG)
@@ -101,3 +106,62 @@ def test_results_go_to_runs_experiments_under_the_current_directory(tiny, tmp_pa
     assert f"Config: `{tiny / 'tiny.toml'}`" in page.read_text()
     _, page = run_experiment(tiny / "tiny.toml", reduced=True, out_dir=tmp_path / "elsewhere")
     assert page == tmp_path / "elsewhere" / "tiny.md" and "(reduced run)" in page.read_text()
+
+
+# A function that leaves a trace when called, importable from outside the experiments package.
+MARKER = """
+from pathlib import Path
+
+def run(config, *, out_dir):
+    Path(config["setup"]["marker"]).write_text("called")
+"""
+
+
+@pytest.mark.parametrize(
+    ("runner", "problem"),
+    [
+        ("os:system", "which is not allowed"),
+        ("marker_module:run", "which is not allowed"),
+        ("latentalign.experimentsx.marker:run", "which is not allowed"),
+        ("latentalign.experiments.mutual_knn:_private", "which is not allowed"),
+        ("latentalign.experiments.mutual_knn", "which is not allowed"),
+        (
+            "latentalign.experiments.no_such_module:run",
+            "but there is no module 'latentalign.experiments.no_such_module'",
+        ),
+        (
+            "latentalign.experiments.tiny_runner:nothing",
+            "but 'latentalign.experiments.tiny_runner' defines no function 'nothing'",
+        ),
+        (
+            "latentalign.experiments.tiny_runner:Check",
+            "but 'latentalign.experiments.tiny_runner' defines no function 'Check'",
+        ),  # imported, not defined there
+    ],
+)
+def test_a_runner_outside_the_experiments_package_is_refused_and_not_called(
+    tiny, tmp_path, monkeypatch, runner, problem
+):
+    (tmp_path / "marker_module.py").write_text(MARKER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "marker_module", raising=False)
+    marker = tmp_path / "called.txt"
+    config = tmp_path / "evil.toml"
+    setup = f"[setup]\nmarker = {str(marker)!r}\n"
+    config.write_text(f'runner = "{runner}"\ntitle = "t"\n[paper]\ncitation = "c"\n{setup}')
+    with pytest.raises(
+        ValueError, match=rf"evil\.toml' names the runner '{runner}', {problem}.*inside latentalign\.experiments"
+    ):
+        run_experiment(config, out_dir=tmp_path / "out")
+    assert not marker.exists()
+    assert not (tmp_path / "out" / "evil.md").exists()
+
+
+def test_os_system_named_by_a_config_is_never_called(tmp_path, monkeypatch):
+    called = []
+    monkeypatch.setattr("os.system", lambda command: called.append(command))
+    config = tmp_path / "shell.toml"
+    config.write_text('runner = "os:system"\ntitle = "t"\n[paper]\ncitation = "c"\n[setup]\n')
+    with pytest.raises(ValueError, match=r"shell\.toml' names the runner 'os:system', which is not allowed"):
+        run_experiment(config, out_dir=tmp_path / "out")
+    assert called == []

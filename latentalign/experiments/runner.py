@@ -12,6 +12,7 @@ import importlib
 import importlib.resources
 import json
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -37,12 +38,20 @@ __all__ = [
     "config_dir",
     "CONFIG_ENV",
     "DEFAULT_RESULTS_DIR",
+    "RUNNER_PACKAGE",
 ]
 
 #: Environment variable naming a directory of ``*.toml`` configs to use instead of the packaged ones.
 CONFIG_ENV = "LATENTALIGN_EXPERIMENTS"
 #: Where results go when no directory is given: relative to the current directory, beside ``runs/demo``.
 DEFAULT_RESULTS_DIR = Path("runs") / "experiments"
+#: The package every runner must come from: a config is data, so it may not name arbitrary code to run.
+RUNNER_PACKAGE = "latentalign.experiments"
+_RUNNER_PATTERN = re.compile(r"latentalign\.experiments(\.[A-Za-z][A-Za-z0-9_]*)+:[A-Za-z][A-Za-z0-9_]*")
+_RUNNER_RULE = (
+    f"a runner must be 'module:function' with the module inside {RUNNER_PACKAGE} (for example "
+    f"'{RUNNER_PACKAGE}.mutual_knn:run') and the function defined in that module"
+)
 
 
 @dataclass
@@ -167,12 +176,38 @@ def load_config(name_or_path: str | os.PathLike[str], *, reduced: bool = False) 
     config["config_file"] = f"latentalign/experiments/configs/{path.name}" if packaged else str(path)
     config["setup"] = {**config["setup"], **(config.get("reduced", {}) if reduced else {})}
     config["reduced_run"] = reduced
+    _check_runner_name(config)
     return config
 
 
+def _runner_error(config: dict[str, Any], problem: str) -> ValueError:
+    return ValueError(
+        f"{config['config_file']!r} names the runner {config['runner']!r}, {problem}; {_RUNNER_RULE}. "
+        "Move the runner into that package or fix the config's runner key."
+    )
+
+
+def _check_runner_name(config: dict[str, Any]) -> None:
+    """Reject, before anything is imported, a runner string outside :data:`RUNNER_PACKAGE`."""
+    runner = config["runner"]
+    if not isinstance(runner, str) or _RUNNER_PATTERN.fullmatch(runner) is None:
+        raise _runner_error(config, "which is not allowed")
+
+
 def _runner(config: dict[str, Any]):
-    module_name, _, func = config["runner"].partition(":")
-    return getattr(importlib.import_module(module_name), func)
+    """Import the config's runner; only functions defined in a module of :data:`RUNNER_PACKAGE` qualify."""
+    _check_runner_name(config)
+    module_name, _, func_name = config["runner"].partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (exc.name == module_name or module_name.startswith(exc.name + ".")):
+            raise _runner_error(config, f"but there is no module {module_name!r}") from None
+        raise
+    func = getattr(module, func_name, None)
+    if not callable(func) or getattr(func, "__module__", None) != module_name:
+        raise _runner_error(config, f"but {module_name!r} defines no function {func_name!r}")
+    return func
 
 
 def _page(config: dict[str, Any], result: ExperimentResult, elapsed: float, plots: list[Path]) -> str:
