@@ -62,6 +62,7 @@ import torch
 from latentalign._array import ArrayLike, restore
 from latentalign._validation import check_array, check_choice, check_number, check_same_backend
 from latentalign.exceptions import IllConditionedWarning
+from latentalign.functional.norms import row_norms
 
 __all__ = [
     "RELATIVE_METRICS",
@@ -170,7 +171,7 @@ def _as_row(v: Any) -> Any:
 
 
 def _zero_rows(A: torch.Tensor) -> list[int]:
-    return torch.nonzero(torch.linalg.vector_norm(A, dim=1) == 0).flatten().tolist()
+    return torch.nonzero(row_norms(A) == 0).flatten().tolist()
 
 
 def check_anchor_norms(A: torch.Tensor, metrics: tuple[str, ...], name: str = "anchors") -> None:
@@ -350,7 +351,7 @@ def project(
 
 def _prepare(metric: str, A_c: torch.Tensor) -> dict[str, torch.Tensor]:
     if metric in ("cosine", "angular"):
-        return {"unit": A_c / torch.linalg.vector_norm(A_c, dim=1, keepdim=True)}
+        return {"unit": A_c / row_norms(A_c, keepdim=True)}
     if metric == "euclidean":
         mid = A_c.mean(0)
         A_s = A_c - mid
@@ -362,7 +363,7 @@ def _fill(metric: str, xc: torch.Tensor, prep: dict[str, torch.Tensor], out: tor
     """Write the ``metric`` block of chunk ``xc`` into ``out``; return the count of zero-norm rows."""
     if metric in ("cosine", "angular"):
         # normalising the (chunk x d) rows is cheaper than dividing the (chunk x k) output when d < k
-        norms = torch.linalg.vector_norm(xc, dim=1, keepdim=True)
+        norms = row_norms(xc, keepdim=True)
         torch.mm(xc / norms.clamp_min(torch.finfo(out.dtype).tiny), prep["unit"].T, out=out)
         if metric == "angular":
             out.clamp_(-1.0, 1.0).arccos_().mul_(-1.0 / math.pi).add_(1.0)
@@ -438,7 +439,7 @@ class Decoder:
             M = A - self.mid
             self.sq = torch.linalg.vector_norm(M, dim=1).square()
         else:
-            norms = torch.linalg.vector_norm(A, dim=1)
+            norms = row_norms(A)
             M = A / norms[:, None]
             self.scale = float(norms.mean()) if scale is None else float(scale)
         s = torch.linalg.svdvals(M)
