@@ -9,14 +9,25 @@ trusts explicitly), and builds the class only when it is a :class:`~latentalign.
 file cannot make ``load`` import or run arbitrary code, and a user class that happens to share a name with
 a library class never replaces it. Files of format version 1 (which named classes by their bare name) still
 load.
+
+Integrity. Format 3 (written since this version) stores in its header a BLAKE2b digest of the estimator
+description and of every tensor (name, dtype, shape and bytes, in sorted name order); :func:`load` recomputes
+it and refuses a file whose digest differs, so one flipped bit is caught. Files of formats 1 and 2 have no
+digest and still load (a digest found in them is verified). Whatever the format, loading also checks that
+the header has the expected JSON types (nesting at most :data:`MAX_DEPTH` levels), that every floating-point
+tensor is finite, that the constructor parameters are valid and that the main fitted arrays of the library's
+linear maps have the shapes their ``n_features_in_``/``n_features_out_`` say. Every malformed file raises
+:class:`~latentalign.exceptions.PersistenceError`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import os
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -27,11 +38,40 @@ from latentalign._version import __version__
 from latentalign.base import BaseEstimator
 from latentalign.exceptions import PersistenceError
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "Persistable", "load", "save", "resolve_class"]
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "MAX_DEPTH",
+    "Persistable",
+    "check_finite_tensors",
+    "content_digest",
+    "load",
+    "parse_format_version",
+    "resolve_class",
+    "save",
+]
 
 FORMAT_NAME = "latentalign"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+#: The first format whose files must carry a ``checksum`` in their header.
+CHECKSUM_SINCE = 3
 SUFFIX = ".safetensors"
+#: Deepest nesting of lists/dicts accepted in a saved estimator description.
+MAX_DEPTH = 32
+_DIGEST = "blake2b-256"
+
+#: Shapes of the main fitted arrays of the library's linear maps, in terms of n_features_in_ ("in") and
+#: n_features_out_ ("out"): a file whose arrays disagree would transform to garbage or fail deep inside.
+_STATE_SHAPES: dict[str, dict[str, tuple[str, ...]]] = {
+    "latentalign.align.procrustes:Procrustes": {
+        "rotation_": ("in", "out"),
+        "mean_x_": ("in",),
+        "mean_y_": ("out",),
+        "std_x_": ("in",),
+        "std_y_": ("out",),
+    },
+    "latentalign.align.affine:Affine": {"coef_": ("in", "out"), "intercept_": ("out",)},
+}
 
 #: Format 1 named classes by their bare name; these are the classes that format could hold.
 _FORMAT1_CLASSES = {
@@ -113,6 +153,114 @@ def resolve_class(path: str, *, trusted_modules: Iterable[str] = ()) -> type[Bas
     return obj
 
 
+def content_digest(tensors: Mapping[str, torch.Tensor], text: str = "") -> str:
+    """BLAKE2b digest of ``text`` and of every tensor's name, dtype, shape and bytes, in sorted name order.
+
+    Saved files store it in their header; loading recomputes it, so any change to the description or to
+    one byte of one tensor is caught. Every field is length-prefixed, so no two different contents hash
+    the same input.
+
+    Parameters
+    ----------
+    tensors : mapping of str to torch.Tensor
+        The tensors of the file (any dtype, on any device).
+    text : str
+        Header text covered by the digest as well (e.g. the JSON description of the estimator).
+
+    Returns
+    -------
+    str
+        ``"blake2b-256:"`` followed by 64 hexadecimal digits.
+
+    Examples
+    --------
+    >>> import torch
+    >>> a = content_digest({"w": torch.zeros(2, 2)}, "doc")
+    >>> a == content_digest({"w": torch.zeros(2, 2)}, "doc"), a == content_digest({"w": torch.zeros(4)}, "doc")
+    (True, False)
+    >>> a.startswith("blake2b-256:")
+    True
+    """
+    h = hashlib.blake2b(digest_size=32)
+
+    def field(data: bytes) -> None:
+        h.update(len(data).to_bytes(8, "little"))
+        h.update(data)
+
+    field(text.encode())
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().to("cpu").contiguous()
+        field(name.encode())
+        field(str(tensor.dtype).encode())
+        field(json.dumps(list(tensor.shape)).encode())
+        field(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return f"{_DIGEST}:{h.hexdigest()}"
+
+
+def parse_format_version(value: Any, source: str, *, newest: int) -> int:
+    """The format version a header states, as an int; a PersistenceError unless it is 1 to ``newest``.
+
+    Parameters
+    ----------
+    value : Any
+        The header's ``format_version`` entry (a decimal integer string when the file is sound).
+    source : str
+        What the header belongs to, for the message (e.g. the file's path).
+    newest : int
+        The newest format this version of latentalign reads.
+
+    Examples
+    --------
+    >>> parse_format_version("2", "map.safetensors", newest=3)
+    2
+    >>> parse_format_version("2.0", "map.safetensors", newest=3)
+    Traceback (most recent call last):
+    ...
+    latentalign.exceptions.PersistenceError: map.safetensors has format_version '2.0' in its header; expected a decimal integer from 1 to 3. The file is damaged or was not written by latentalign: save it again.
+    """
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,6}", value):
+        version = int(value)
+        if 1 <= version <= newest:
+            return version
+        if version > newest:
+            raise PersistenceError(
+                f"{source} uses save format {value!r}; this version of latentalign reads formats 1 to "
+                f"{newest}. Install the latentalign version that wrote it, or refit and save again."
+            )
+    raise PersistenceError(
+        f"{source} has format_version {value!r} in its header; expected a decimal integer from 1 to "
+        f"{newest}. The file is damaged or was not written by latentalign: save it again."
+    )
+
+
+def check_finite_tensors(tensors: Mapping[str, torch.Tensor], source: str) -> None:
+    """Raise a PersistenceError naming the first floating-point tensor that holds NaN or infinity.
+
+    Parameters
+    ----------
+    tensors : mapping of str to torch.Tensor
+        The tensors read from a file.
+    source : str
+        What the tensors belong to, for the message (e.g. the file's path).
+
+    Examples
+    --------
+    >>> import torch
+    >>> check_finite_tensors({"w": torch.ones(2)}, "map.safetensors")
+    >>> check_finite_tensors({"w": torch.tensor([1.0, float("nan")])}, "map.safetensors")
+    Traceback (most recent call last):
+    ...
+    latentalign.exceptions.PersistenceError: map.safetensors holds the tensor 'w' with NaN or infinite values; a fitted map never does, so the file is damaged or was saved from a failed fit. Fit again and save again.
+    """
+    for name in sorted(tensors):
+        tensor = tensors[name]
+        if (tensor.is_floating_point() or tensor.is_complex()) and not bool(torch.isfinite(tensor).all()):
+            raise PersistenceError(
+                f"{source} holds the tensor {name!r} with NaN or infinite values; a fitted map never does, so "
+                "the file is damaged or was saved from a failed fit. Fit again and save again."
+            )
+
+
 def save(estimator: BaseEstimator, path: str | os.PathLike[str]) -> Path:
     """Save ``estimator``'s parameters and fitted state to one ``.safetensors`` file, atomically.
 
@@ -147,12 +295,13 @@ def save(estimator: BaseEstimator, path: str | os.PathLike[str]) -> Path:
         raise TypeError(f"estimator must be a latentalign estimator, got {type(estimator).__name__}.")
     path = _with_suffix(Path(path))
     tensors: dict[str, torch.Tensor] = {}
-    doc = _to_document(estimator, "", tensors)
+    doc = json.dumps(_to_document(estimator, "", tensors))
     header = {
         "format": FORMAT_NAME,
         "format_version": str(FORMAT_VERSION),
         "library_version": __version__,
-        "estimator": json.dumps(doc),
+        "estimator": doc,
+        "checksum": content_digest(tensors, doc),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -181,8 +330,9 @@ def load(
     Raises
     ------
     PersistenceError
-        When the file is missing, corrupted, not a latentalign file, from a newer format version, names a
-        class outside the trusted modules, or holds another class than ``expected``.
+        When the file is missing, truncated or corrupted (checksum mismatch, NaN or infinite weights, wrong
+        JSON types or shapes, invalid parameters), not a latentalign file, from a newer format version, names
+        a class outside the trusted modules, or holds another class than ``expected``.
     """
     from safetensors import SafetensorError
     from safetensors.torch import safe_open
@@ -201,26 +351,30 @@ def load(
             f"{str(path)!r} is not a readable safetensors file ({exc}). It may be truncated or corrupted: "
             "save the estimator again."
         ) from None
+    source = repr(str(path))
     if header.get("format") != FORMAT_NAME or "estimator" not in header:
         raise PersistenceError(
-            f"{str(path)!r} is a safetensors file but was not written by latentalign's save() "
+            f"{source} is a safetensors file but was not written by latentalign's save() "
             f"(header keys: {sorted(header)})."
         )
+    version = parse_format_version(header.get("format_version"), source, newest=FORMAT_VERSION)
+    text = header["estimator"]
+    if "checksum" in header or version >= CHECKSUM_SINCE:
+        stored = header.get("checksum")
+        if stored != content_digest(tensors, text):
+            raise PersistenceError(
+                f"{source} fails its integrity check: the checksum in its header ({stored!r}) does not match "
+                "its contents, so the file was changed or damaged after it was saved. Save the estimator again."
+            )
+    check_finite_tensors(tensors, source)
     try:
-        version = int(header.get("format_version", "-1"))
-    except ValueError:
-        version = -1
-    if version > FORMAT_VERSION or version < 1:
-        raise PersistenceError(
-            f"{str(path)!r} uses latentalign save format {header.get('format_version')!r} (written by "
-            f"latentalign {header.get('library_version', '?')}); this version reads formats 1 to "
-            f"{FORMAT_VERSION}. Install the latentalign version that wrote it, or refit and save again."
-        )
-    try:
-        doc = json.loads(header["estimator"])
+        doc = json.loads(text)
+        _check_depth(doc, MAX_DEPTH)
         obj = _from_document(doc, tensors, tuple(trusted_modules))
-    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
-        raise PersistenceError(f"{str(path)!r} has a corrupted estimator description ({exc!r}).") from None
+    except PersistenceError as exc:
+        raise PersistenceError(f"{source}: {exc}") from None
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError, OverflowError) as exc:
+        raise PersistenceError(f"{source} has a corrupted estimator description ({exc!r}).") from None
     if expected is not None and not isinstance(obj, expected):
         raise PersistenceError(
             f"{str(path)!r} holds a {type(obj).__name__}, not a {expected.__name__}. "
@@ -267,18 +421,71 @@ def _to_document(estimator: BaseEstimator, prefix: str, tensors: dict[str, torch
     }
 
 
-def _from_document(doc: dict[str, Any], tensors: dict[str, torch.Tensor], trusted: tuple[str, ...]) -> Any:
-    klass = resolve_class(doc["class"], trusted_modules=trusted)
-    params = _decode(doc["params"], tensors, trusted)
+def _check_depth(doc: Any, limit: int) -> None:
+    """Raise unless ``doc`` nests lists/dicts at most ``limit`` deep (checked without recursion)."""
+    stack = [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            if depth > limit:
+                raise PersistenceError(
+                    f"the estimator description nests deeper than {limit} levels; no saved estimator does, "
+                    "so the file is damaged or forged."
+                )
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, depth + 1) for child in children)
+
+
+def _expect(value: Any, kind: type | tuple[type, ...], what: str) -> Any:
+    if not isinstance(value, kind):
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise PersistenceError(f"{what} should be a JSON {names}, got {type(value).__name__}.")
+    return value
+
+
+def _from_document(doc: Any, tensors: dict[str, torch.Tensor], trusted: tuple[str, ...]) -> Any:
+    _expect(doc, dict, "an estimator description")
+    name = _expect(doc.get("class"), str, "the estimator's 'class'")
+    klass = resolve_class(name, trusted_modules=trusted)
+    params = _expect(_decode(_expect(doc.get("params"), dict, "'params'"), tensors, trusted), dict, "'params'")
+    state = _expect(_decode(_expect(doc.get("state"), dict, "'state'"), tensors, trusted), dict, "'state'")
     try:
         obj = klass(**params)
-    except TypeError as exc:
-        raise PersistenceError(
-            f"The saved parameters of {doc['class']} do not match this version's constructor ({exc})."
-        ) from None
-    for key, value in _decode(doc["state"], tensors, trusted).items():
+        check = getattr(obj, "_check_params", None)  # the estimator's own parameter validation
+        if callable(check):
+            check()
+    except (TypeError, ValueError) as exc:
+        raise PersistenceError(f"the saved parameters of {name} are not valid for this version ({exc}).") from None
+    for key, value in state.items():
+        if not (key.isidentifier() and key.endswith("_") and not key.startswith("_")):
+            raise PersistenceError(f"the saved state of {name} has the entry {key!r}, not a fitted attribute name.")
         setattr(obj, key, value)
+    _check_state_shapes(obj, class_path(klass))
     return obj
+
+
+def _check_state_shapes(obj: BaseEstimator, name: str) -> None:
+    sizes: dict[str, int] = {}
+    for side, attr in (("in", "n_features_in_"), ("out", "n_features_out_")):
+        if hasattr(obj, attr):
+            value = getattr(obj, attr)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise PersistenceError(f"the saved {attr} of {name} is {value!r}; expected a positive integer.")
+            sizes[side] = value
+    rules = _STATE_SHAPES.get(name, {})
+    if len(sizes) < 2:
+        return
+    for attr, dims in rules.items():
+        value = getattr(obj, attr, None)
+        if value is None:
+            continue
+        expected = tuple(sizes[d] for d in dims)
+        shape = tuple(getattr(value, "shape", ()))
+        if shape != expected:
+            raise PersistenceError(
+                f"the saved {attr} of {name} has shape {shape}; expected {expected} "
+                f"(n_features_in_={sizes['in']}, n_features_out_={sizes['out']})."
+            )
 
 
 def _encode(value: Any, key: str, tensors: dict[str, torch.Tensor]) -> Any:
@@ -315,17 +522,21 @@ def _encode(value: Any, key: str, tensors: dict[str, torch.Tensor]) -> Any:
 def _decode(value: Any, tensors: dict[str, torch.Tensor], trusted: tuple[str, ...]) -> Any:
     if isinstance(value, dict):
         if "__tensor__" in value:
-            return _get(tensors, value["__tensor__"])
+            return _get(tensors, _expect(value["__tensor__"], str, "a tensor reference"))
         if "__ndarray__" in value:
-            return _get(tensors, value["__ndarray__"]).numpy()
+            return _get(tensors, _expect(value["__ndarray__"], str, "an array reference")).numpy()
         if "__strings__" in value:
-            return np.asarray(value["__strings__"], dtype=object)
+            strings = _expect(value["__strings__"], list, "a string array")
+            if not all(isinstance(v, str) for v in strings):
+                raise PersistenceError("a saved string array holds values that are not strings.")
+            return np.asarray(strings, dtype=object)
         if "__estimator__" in value:
             return _from_document(value["__estimator__"], tensors, trusted)
         if "__dict__" in value:
-            return {k: _decode(v, tensors, trusted) for k, v in value["__dict__"].items()}
+            items = _expect(value["__dict__"], dict, "a saved dictionary")
+            return {k: _decode(v, tensors, trusted) for k, v in items.items()}
         if "__tuple__" in value:
-            return tuple(_decode(v, tensors, trusted) for v in value["__tuple__"])
+            return tuple(_decode(v, tensors, trusted) for v in _expect(value["__tuple__"], list, "a saved tuple"))
         return {k: _decode(v, tensors, trusted) for k, v in value.items()}
     if isinstance(value, list):
         return [_decode(v, tensors, trusted) for v in value]
@@ -336,4 +547,4 @@ def _get(tensors: dict[str, torch.Tensor], key: str) -> torch.Tensor:
     try:
         return tensors[key]
     except KeyError:
-        raise PersistenceError(f"The saved file is missing the tensor {key!r}; it is corrupted.") from None
+        raise PersistenceError(f"the file is missing the tensor {key!r}; it is corrupted.") from None
