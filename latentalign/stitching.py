@@ -24,7 +24,9 @@ from latentalign.exceptions import PersistenceError
 __all__ = ["Stitcher", "apply_head", "map_embeddings", "map_module"]
 
 _FORMAT = "latentalign.Stitcher"
-_FORMAT_VERSION = 1
+# format 2 adds a checksum of the tensors and of the header's description (format 1 files still load)
+_FORMAT_VERSION = 2
+_CHECKSUM_SINCE = 2
 # the dtypes a saved map may name; anything else in the header is refused rather than looked up on torch
 _MAP_DTYPES = {
     "float16": torch.float16,
@@ -289,6 +291,8 @@ class Stitcher(nn.Module):
         The file's header describes the map module (its classes and shapes, see
         :func:`latentalign.align.modules.module_config`), so :meth:`load` rebuilds it without the aligner.
         Encoders and heads that are not torch modules are not saved: pass them again to :meth:`load`.
+        The header also stores a checksum of the tensors and of that description (see
+        :func:`latentalign.persistence.content_digest`), which :meth:`load` verifies.
 
         Parameters
         ----------
@@ -300,9 +304,10 @@ class Stitcher(nn.Module):
         pathlib.Path
             The file written.
         """
-        from safetensors.torch import save_model
+        from safetensors.torch import safe_open, save_file, save_model
 
         from latentalign.align.modules import module_config
+        from latentalign.persistence import content_digest
 
         if self.map is None:
             raise TypeError(
@@ -322,7 +327,13 @@ class Stitcher(nn.Module):
         }
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
+        # save_model drops the aliases of shared tensors; the checksum covers exactly what it wrote, so write
+        # once, read back (memory-mapped) and write again with the checksum in the header
         save_model(self, str(tmp), metadata=header)
+        with safe_open(str(tmp), framework="pt") as handle:
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 - not a dict
+        header["checksum"] = content_digest(tensors, _described(header))
+        save_file(tensors, str(tmp), metadata=header)
         os.replace(tmp, path)
         return path
 
@@ -353,7 +364,8 @@ class Stitcher(nn.Module):
         Raises
         ------
         PersistenceError
-            When the file is missing, not a saved Stitcher, or does not match ``encoder_a``/``head_b``.
+            When the file is missing, not a saved Stitcher, damaged (checksum mismatch, NaN or infinite
+            weights, malformed header), or does not match ``encoder_a``/``head_b``.
 
         Examples
         --------
@@ -371,6 +383,7 @@ class Stitcher(nn.Module):
         from safetensors.torch import load_model, safe_open
 
         from latentalign.align.modules import module_from_config
+        from latentalign.persistence import check_finite_tensors, content_digest, parse_format_version
 
         path = Path(path)
         if not path.is_file():
@@ -378,6 +391,7 @@ class Stitcher(nn.Module):
         try:
             with safe_open(str(path), framework="pt") as handle:
                 header = handle.metadata() or {}
+                tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 - not a dict
         except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
             raise PersistenceError(
                 f"{str(path)!r} is not a readable safetensors file ({exc}); save the Stitcher again."
@@ -387,11 +401,17 @@ class Stitcher(nn.Module):
                 f"{str(path)!r} was not written by Stitcher.save (header format {header.get('format')!r}). "
                 "An aligner file loads with latentalign.load(path)."
             )
-        if int(header.get("format_version", "0")) > _FORMAT_VERSION:
-            raise PersistenceError(
-                f"{str(path)!r} uses Stitcher format {header['format_version']}; this version reads "
-                f"{_FORMAT_VERSION}. Upgrade latentalign."
-            )
+        source = repr(str(path))
+        version = parse_format_version(header.get("format_version"), source, newest=_FORMAT_VERSION)
+        if "checksum" in header or version >= _CHECKSUM_SINCE:
+            stored = header.get("checksum")
+            if stored != content_digest(tensors, _described(header)):
+                raise PersistenceError(
+                    f"{source} fails its integrity check: the checksum in its header ({stored!r}) does not "
+                    "match its contents, so the file was changed or damaged after it was saved. Save the "
+                    "Stitcher again."
+                )
+        check_finite_tensors(tensors, source)
         map_dtype = header.get("map_dtype", "")
         if map_dtype and map_dtype not in _MAP_DTYPES:
             raise PersistenceError(
@@ -399,8 +419,18 @@ class Stitcher(nn.Module):
                 f"{', '.join(_MAP_DTYPES)}. The file is damaged or was not written by Stitcher.save: "
                 "save the Stitcher again."
             )
-        names = json.loads(header["names"])
-        map_ = module_from_config(json.loads(header["map"]))
+        try:
+            names = json.loads(header["names"])
+            if not (
+                isinstance(names, dict) and all(isinstance(names.get(k), (str, type(None))) for k in ("src", "dst"))
+            ):
+                raise TypeError(f"'names' should map 'src' and 'dst' to strings or null, got {names!r}")
+            map_ = module_from_config(json.loads(header["map"]))
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError, OverflowError) as exc:
+            raise PersistenceError(
+                f"{source} has a malformed header ({exc!r}); the file is damaged or was not written by "
+                "Stitcher.save: save the Stitcher again."
+            ) from None
         if map_dtype:
             map_ = map_.to(_MAP_DTYPES[map_dtype])
         reference = _first_tensor(head_b)
@@ -417,3 +447,8 @@ class Stitcher(nn.Module):
                 "the Stitcher was saved with (same architectures)."
             ) from None
         return stitcher.eval()
+
+
+def _described(header: dict[str, str]) -> str:
+    """The header entries a Stitcher file's checksum covers besides its tensors."""
+    return json.dumps([header.get(key, "") for key in ("map", "map_dtype", "names")])
