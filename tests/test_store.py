@@ -117,17 +117,18 @@ def test_embed_equals_encode_and_second_call_is_a_cache_hit(tmp_path):
 
 def test_cache_key_is_deterministic():
     meta = {"model_id": "m", "versions": {"torch": "x"}}
-    k = cache_key(meta, "d", ["a", "b"], {"normalize": False})
-    assert k == cache_key(dict(meta), "d", ["a", "b"], {"normalize": False})
-    assert k != cache_key(meta, "d", ["a", "b"], {"normalize": True})
-    assert k != cache_key({**meta, "layer": 3}, "d", ["a", "b"], {"normalize": False})
+    texts = ["text a", "text b"]
+    k = cache_key(meta, "d", ["a", "b"], {"normalize": False}, inputs=texts)
+    assert k == cache_key(dict(meta), "d", ["a", "b"], {"normalize": False}, inputs=list(texts))
+    assert k != cache_key(meta, "d", ["a", "b"], {"normalize": True}, inputs=texts)
+    assert k != cache_key({**meta, "layer": 3}, "d", ["a", "b"], {"normalize": False}, inputs=texts)
 
 
 def test_embed_keys_its_store_with_cache_key(tmp_path):
     X, ids = data(12)
     enc = linear_encoder()
     store = embed(enc, X, ids, dataset="toy", settings={"layer": 2}, progress=False)
-    assert store.key == cache_key(enc.metadata, "toy", ids, {"normalize": False, "layer": 2})
+    assert store.key == cache_key(enc.metadata, "toy", ids, {"normalize": False, "layer": 2}, inputs=X)
     assert store.path.name.endswith(store.key[:16])
 
 

@@ -54,6 +54,7 @@ from latentalign.store.format import (
     canonical_json,
     content_key,
     ids_digest,
+    inputs_digest,
     new_manifest,
     normalize_ids,
 )
@@ -369,7 +370,10 @@ def embed_distributed(
     inputs : sequence or ray.data.Dataset
         A sequence (list, numpy array, tensor; what ``encoder.encode`` takes) with one id per item in
         ``ids``, or a Dataset with columns ``id_column`` and ``input_column`` (string / object columns are
-        passed to the encoder as lists, numeric columns as arrays).
+        passed to the encoder as lists, numeric columns as arrays). The store key hashes a sequence's
+        inputs as ``embed`` does; a Dataset's inputs are not hashed (that would read them all on the
+        driver), so after changing a Dataset's content under the same ids pass ``overwrite=True`` or a
+        ``settings`` entry naming the data version.
     ids : sequence of str or int, optional
         Required for a sequence. For a Dataset, the ids it must hold (by default they are read from
         ``id_column`` in a first pass).
@@ -449,6 +453,8 @@ def embed_distributed(
         id_list, id_kind = normalize_ids(_read_dataset_ids(inputs, id_column) if ids is None else ids)
         key_ids: list[Any] = sorted(id_list)
         key_settings = {**settings, "row_order": "dataset"}
+        # hashing a Dataset's inputs would read all of them on the driver: its key covers the ids only
+        inputs_sha = "ray.data.Dataset"
     else:
         _check_sequence(inputs)
         if ids is None:
@@ -457,6 +463,7 @@ def embed_distributed(
         if len(id_list) != len(inputs):
             raise ValueError(f"got {len(inputs)} inputs but {len(id_list)} ids; pass exactly one id per input.")
         key_ids, key_settings = id_list, settings
+        inputs_sha = inputs_digest(inputs)
 
     resources: dict[str, float] = {"num_cpus": num_cpus}
     if num_gpus:
@@ -464,7 +471,7 @@ def embed_distributed(
     info = ray.get(ray.remote(_describe).options(**resources).remote(spec))
     encoder_meta = info["metadata"]
     key_sha = ids_digest(key_ids, id_kind)
-    key = content_key(encoder_meta, dataset, len(key_ids), key_sha, key_settings)
+    key = content_key(encoder_meta, dataset, len(key_ids), key_sha, inputs_sha, key_settings)
 
     finished = finished_store(directory, key, overwrite=overwrite)
     if finished is not None:

@@ -15,6 +15,7 @@ from latentalign.store.format import (
     DEFAULT_SHARD_SIZE,
     content_key,
     ids_digest,
+    inputs_digest,
     new_manifest,
     normalize_ids,
     slug,
@@ -48,7 +49,9 @@ def embed(
     inputs : sequence
         What ``encoder.encode`` takes (texts, images, arrays, words); needs ``len`` and slicing.
     ids : sequence of str or int
-        One unique id per input; they identify the content (the cache key hashes them, not the inputs).
+        One unique id per input. The cache key hashes the ids and the inputs (see
+        :func:`~latentalign.store.format.inputs_digest`), so other inputs under the same ids are encoded
+        again, never served from the old store.
     dataset : str, optional
         Dataset name, part of the cache key and of the directory name.
     store_dir : str or pathlib.Path, optional
@@ -96,7 +99,7 @@ def embed(
     settings = {"normalize": bool(normalize), **(settings or {})}
     encoder_meta = encoder.metadata
     ids_sha = ids_digest(id_list, id_kind)
-    key = content_key(encoder_meta, dataset, len(id_list), ids_sha, settings)
+    key = content_key(encoder_meta, dataset, len(id_list), ids_sha, inputs_digest(inputs), settings)
     if store_dir is None:
         directory = embeddings_dir() / f"{slug(str(encoder.name))}__{slug(dataset or 'data')}__{key[:16]}"
     else:

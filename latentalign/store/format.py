@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import struct
 import time
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -33,6 +35,7 @@ __all__ = [
     "content_key",
     "ids_digest",
     "import_pyarrow",
+    "inputs_digest",
     "new_manifest",
     "normalize_ids",
     "shard_names",
@@ -40,7 +43,9 @@ __all__ = [
 ]
 
 FORMAT = "latentalign.embeddings"
-FORMAT_VERSION = 1
+# 2: the key hashes the inputs as well as the ids, both length-prefixed (version 1 hashed NUL-joined ids
+# only); stores of an older version are recomputed by ``embed``, never reused.
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 LOCK = ".lock"
 EMB_DIR = "embeddings"
@@ -83,21 +88,120 @@ def normalize_ids(ids: Any, name: str = "ids") -> tuple[list[Any], str]:
     return out, kind
 
 
+def _framed(tag: bytes, data: bytes) -> bytes:
+    """``tag`` + 8-byte length + ``data``: concatenations of framed items are unambiguous."""
+    return tag + struct.pack("<Q", len(data)) + data
+
+
+def _update_chunked(h: Any, parts: Iterator[bytes], chunk: int = 65536) -> None:
+    buf: list[bytes] = []
+    for part in parts:
+        buf.append(part)
+        if len(buf) == chunk:
+            h.update(b"".join(buf))
+            buf = []
+    h.update(b"".join(buf))
+
+
 def ids_digest(ids: list[Any], kind: str) -> str:
-    """sha256 of normalised ids (see :func:`normalize_ids`); order matters.
+    r"""sha256 of normalised ids (see :func:`normalize_ids`); order matters.
+
+    Every str id is length-prefixed, so no two different id lists share a digest (a NUL or any other
+    character inside an id cannot shift an id boundary).
 
     Examples
     --------
     >>> ids_digest(["a", "b"], "str") == ids_digest(["b", "a"], "str")
     False
+    >>> ids_digest(["a\x00b", "c"], "str") == ids_digest(["a", "b\x00c"], "str")
+    False
     """
-    h = hashlib.sha256(kind.encode())
+    h = hashlib.sha256(_framed(b"K", kind.encode()))
+    h.update(struct.pack("<Q", len(ids)))
     if kind == "int":
-        h.update(np.asarray(ids, dtype=np.int64).tobytes())
+        h.update(np.asarray(ids, dtype="<i8").tobytes())
     else:
-        for chunk_start in range(0, len(ids), 65536):
-            h.update("\x00".join(ids[chunk_start : chunk_start + 65536]).encode("utf-8", "surrogatepass"))
-            h.update(b"\x01")
+        _update_chunked(h, (_framed(b"s", i.encode("utf-8", "surrogatepass")) for i in ids))
+    return h.hexdigest()
+
+
+def _array_bytes(arr: np.ndarray) -> bytes:
+    arr = np.ascontiguousarray(arr)
+    if arr.dtype.hasobject:
+        raise TypeError("object array")
+    header = f"{arr.dtype.str}{arr.shape}".encode()
+    return _framed(b"A", header) + _framed(b"d", arr.tobytes())
+
+
+def _item_bytes(item: Any) -> bytes:
+    """The framed bytes that identify one input (see :func:`inputs_digest`)."""
+    if isinstance(item, str):
+        return _framed(b"s", item.encode("utf-8", "surrogatepass"))
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        return _framed(b"b", bytes(item))
+    if isinstance(item, os.PathLike):
+        path = os.fspath(item)
+        try:
+            st = os.stat(path)
+            stamp = f"{st.st_size}:{st.st_mtime_ns}"
+        except OSError:
+            stamp = "missing"
+        return _framed(b"p", f"{path}\x00{stamp}".encode("utf-8", "surrogatepass"))
+    if item is None or isinstance(item, (bool, int, float, complex, np.generic)):
+        return _framed(b"n", f"{type(item).__name__}:{item!r}".encode())
+    if isinstance(item, np.ndarray) and not item.dtype.hasobject:
+        return _array_bytes(item)
+    if type(item).__module__.startswith("torch") and hasattr(item, "detach"):
+        t = item.detach().cpu().contiguous()
+        try:
+            arr = t.numpy()
+        except TypeError:  # dtypes numpy lacks (bfloat16): their raw bits identify them as well
+            arr = t.view(-1).view(dtype=__import__("torch").uint8).numpy()
+        return _framed(b"t", str(t.dtype).encode()) + _framed(b"A", str(tuple(t.shape)).encode()) + _array_bytes(arr)
+    if hasattr(item, "tobytes") and hasattr(item, "mode") and hasattr(item, "size"):  # a PIL image
+        return _framed(b"I", f"{item.mode}{tuple(item.size)}".encode()) + _framed(b"d", item.tobytes())
+    if isinstance(item, (list, tuple)) or (isinstance(item, np.ndarray) and item.dtype.hasobject):
+        return _framed(b"L", struct.pack("<Q", len(item))) + b"".join(_item_bytes(x) for x in item)
+    if isinstance(item, dict):
+        return _framed(b"D", canonical_json(item).encode())
+    raise TypeError(
+        f"inputs hold a {type(item).__module__}.{type(item).__name__}, which the store cannot key by content "
+        "(supported: str, bytes, os.PathLike, numbers, numpy arrays, torch tensors, PIL images, and lists, "
+        "tuples or dicts of these). Convert the inputs to one of these types."
+    )
+
+
+def inputs_digest(inputs: Any) -> str:
+    r"""sha256 naming the content of ``inputs`` (what an encoder reads), item by item and length-prefixed.
+
+    What identifies an item: a str by its text (a path given as str is keyed by the path text only;
+    pass a :class:`pathlib.Path` to key by the file as well), bytes by their bytes, an
+    :class:`os.PathLike` by its path, size and modification time (cheap, and any rewrite of the file
+    changes it), a numpy array or torch tensor by dtype, shape and bytes, a PIL image by mode, size and
+    pixels. A whole numpy array or tensor is hashed in one pass.
+
+    Raises
+    ------
+    TypeError
+        An item of a type not listed above.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> inputs_digest(["a\x00b", "c"]) == inputs_digest(["a", "b\x00c"])
+    False
+    >>> X = np.zeros((2, 3), dtype=np.float32)
+    >>> inputs_digest(X) == inputs_digest(X.astype(np.float64)), inputs_digest(X) == inputs_digest(X.copy())
+    (False, True)
+    """
+    h = hashlib.sha256()
+    if isinstance(inputs, np.ndarray) and not inputs.dtype.hasobject:
+        h.update(_array_bytes(inputs))
+    elif type(inputs).__module__.startswith("torch") and hasattr(inputs, "detach"):
+        h.update(_item_bytes(inputs))
+    else:
+        h.update(struct.pack("<Q", len(inputs)))
+        _update_chunked(h, (_item_bytes(x) for x in inputs))
     return h.hexdigest()
 
 
@@ -113,16 +217,22 @@ def canonical_json(obj: Any) -> str:
 
 
 def content_key(
-    encoder_metadata: dict[str, Any], dataset: str | None, n: int, ids_sha256: str, settings: dict[str, Any]
+    encoder_metadata: dict[str, Any],
+    dataset: str | None,
+    n: int,
+    ids_sha256: str,
+    inputs_sha256: str,
+    settings: dict[str, Any],
 ) -> str:
-    """The store key from already digested ids: what :func:`cache_key` computes, for writers that hold
-    the digest anyway (it is also recorded in the manifest).
+    """The store key from already digested ids and inputs: what :func:`cache_key` computes, for writers
+    that hold the digests anyway (it is also recorded in the manifest).
 
     Examples
     --------
     >>> ids, kind = normalize_ids(["x", "y"])
-    >>> k = content_key({"model_id": "m"}, "d", 2, ids_digest(ids, kind), {"normalize": False})
-    >>> k == cache_key({"model_id": "m"}, "d", ["x", "y"], {"normalize": False})
+    >>> texts = ["first text", "second text"]
+    >>> k = content_key({"model_id": "m"}, "d", 2, ids_digest(ids, kind), inputs_digest(texts), {"normalize": False})
+    >>> k == cache_key({"model_id": "m"}, "d", ["x", "y"], {"normalize": False}, inputs=texts)
     True
     """
     payload = {
@@ -132,26 +242,40 @@ def content_key(
         "dataset": dataset,
         "n": int(n),
         "ids_sha256": ids_sha256,
+        "inputs_sha256": inputs_sha256,
         "settings": settings,
     }
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
 
 
 def cache_key(
-    encoder_metadata: dict[str, Any], dataset: str | None, ids: Sequence[Hashable], settings: dict[str, Any]
+    encoder_metadata: dict[str, Any],
+    dataset: str | None,
+    ids: Sequence[Hashable],
+    settings: dict[str, Any],
+    *,
+    inputs: Any,
 ) -> str:
-    """sha256 naming the content of a store: encoder metadata + dataset + ids + settings.
+    """sha256 naming the content of a store: encoder metadata + dataset + ids + inputs + settings.
+
+    Ids and inputs are both hashed (see :func:`ids_digest` and :func:`inputs_digest`), so new inputs
+    under the same ids never reuse the rows of old ones.
 
     Examples
     --------
-    >>> a = cache_key({"model_id": "m"}, "d", ["x", "y"], {"normalize": False})
-    >>> a == cache_key({"model_id": "m"}, "d", ["x", "y"], {"normalize": False})
+    >>> texts = ["x text", "y text"]
+    >>> a = cache_key({"model_id": "m"}, "d", ["x", "y"], {"normalize": False}, inputs=texts)
+    >>> a == cache_key({"model_id": "m"}, "d", ["x", "y"], {"normalize": False}, inputs=list(texts))
     True
-    >>> a == cache_key({"model_id": "m"}, "d", ["y", "x"], {"normalize": False})
+    >>> a == cache_key({"model_id": "m"}, "d", ["y", "x"], {"normalize": False}, inputs=texts)
+    False
+    >>> a == cache_key({"model_id": "m"}, "d", ["x", "y"], {"normalize": False}, inputs=["x text", "new"])
     False
     """
     ids_list, kind = normalize_ids(ids)
-    return content_key(encoder_metadata, dataset, len(ids_list), ids_digest(ids_list, kind), settings)
+    return content_key(
+        encoder_metadata, dataset, len(ids_list), ids_digest(ids_list, kind), inputs_digest(inputs), settings
+    )
 
 
 def arrays_key(metadata: dict[str, Any], dataset: str | None, ids_sha256: str) -> str:

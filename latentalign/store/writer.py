@@ -15,9 +15,10 @@ import hashlib
 import io
 import json
 import os
-import shutil
+import re
 import time
 import uuid
+import warnings
 from collections.abc import Hashable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from latentalign._validation import check_number
+from latentalign.exceptions import PersistenceError
 from latentalign.store.files import (
     atomic_write_bytes,
     fsync_dir,
@@ -36,6 +38,8 @@ from latentalign.store.files import (
 from latentalign.store.format import (
     DEFAULT_SHARD_SIZE,
     EMB_DIR,
+    FORMAT,
+    FORMAT_VERSION,
     MANIFEST,
     META_DIR,
     arrays_key,
@@ -48,13 +52,23 @@ from latentalign.store.format import (
 from latentalign.store.reader import EmbeddingStore, check_shard_files, read_manifest
 
 __all__ = [
+    "PrecisionLossWarning",
     "StagedShard",
     "StoreWriter",
     "finished_store",
+    "check_no_foreign_shards",
+    "check_storable",
+    "clear_store",
     "open_for_writing",
     "stage_shard",
+    "store_files",
     "write_embeddings",
 ]
+
+
+class PrecisionLossWarning(UserWarning):
+    """Nonzero values became 0 when embeddings were cast to the store's float32 (their magnitude is
+    below float32's smallest subnormal, about 1.4e-45)."""
 
 
 @dataclass(frozen=True)
@@ -204,21 +218,100 @@ class StoreWriter:
         self.write_manifest()
 
 
+# files a store writes, by name; anything else in its folders belongs to someone else and is left alone
+_SHARD_FILE = re.compile(rf"^({EMB_DIR}/emb_\d{{5,}}\.npy|{META_DIR}/metadata_\d{{5,}}\.parquet)$")
+_TEMP_PATTERNS = ((".", f".{MANIFEST}.*.tmp"), (EMB_DIR, ".stage-*.tmp"), (EMB_DIR, ".emb_*.tmp"),
+                  (META_DIR, ".stage-*.tmp"), (META_DIR, ".metadata_*.tmp"))
+
+
 def remove_temp_files(directory: Path) -> None:
     """Delete temporary files a killed writer left behind (only called while holding the lock)."""
-    for sub in (directory, directory / EMB_DIR, directory / META_DIR):
-        if sub.is_dir():
-            for tmp in sub.glob(".*.tmp"):
+    for sub, pattern in _TEMP_PATTERNS:
+        if (directory / sub).is_dir():
+            for tmp in (directory / sub).glob(pattern):
                 with contextlib.suppress(FileNotFoundError):
                     tmp.unlink()
 
 
-def clear_store(directory: Path) -> None:
-    """Remove the files a store consists of (and nothing else)."""
-    with contextlib.suppress(FileNotFoundError):
-        (directory / MANIFEST).unlink()
+def _unlisted_shard_files(directory: Path, listed: set[str]) -> list[str]:
+    found = []
     for sub in (EMB_DIR, META_DIR):
-        shutil.rmtree(directory / sub, ignore_errors=True)
+        if (directory / sub).is_dir():
+            found += [f"{sub}/{p.name}" for p in (directory / sub).iterdir() if _SHARD_FILE.match(f"{sub}/{p.name}")]
+    return sorted(set(found) - listed)
+
+
+def check_no_foreign_shards(directory: Path, listed: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+    """Raise :class:`PersistenceError` if ``directory`` holds shard-named files (``embeddings/emb_NNNNN.npy``,
+    ``metadata/metadata_NNNNN.parquet``) that no manifest lists: writing a store there would replace them."""
+    foreign = _unlisted_shard_files(directory, set(listed))
+    if foreign:
+        raise PersistenceError(
+            f"{str(directory)!r} holds {len(foreign)} shard-named files that its manifest does not list "
+            f"(e.g. {foreign[:3]}); writing a store there would replace them. Move them away, or use another "
+            "directory."
+        )
+
+
+def store_files(directory: Path) -> list[str]:
+    """The files the store at ``directory`` wrote, as its manifest lists them (relative paths, shards first).
+
+    Raises :class:`PersistenceError`, naming what was found, if ``manifest.json`` is not a latentalign
+    embedding manifest or lists a path that is not one of the store's own shard files.
+    """
+    mpath = directory / MANIFEST
+    fix = "Nothing was deleted. Move the directory's contents away, or write the store to another directory."
+    try:
+        manifest = json.loads(mpath.read_text())
+    except (OSError, ValueError) as exc:
+        raise PersistenceError(f"{str(mpath)!r} is not a latentalign embedding manifest ({exc}). {fix}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise PersistenceError(
+            f"{str(mpath)!r} is not a latentalign embedding manifest (format={found!r}, expected {FORMAT!r}), so "
+            f"overwrite will not delete anything it did not write. {fix}"
+        )
+    shards = manifest.get("shards")
+    if not isinstance(shards, list) or not all(isinstance(e, dict) for e in shards):
+        raise PersistenceError(f"{str(mpath)!r} has no valid 'shards' list, so the store's files are unknown. {fix}")
+    files = []
+    for entry in shards:
+        for field in ("embeddings", "metadata"):
+            rel = entry.get(field)
+            if not isinstance(rel, str) or not _SHARD_FILE.match(rel):
+                raise PersistenceError(
+                    f"{str(mpath)!r} lists {rel!r} as a shard file, which is not a path the store writes "
+                    f"(embeddings/emb_NNNNN.npy or metadata/metadata_NNNNN.parquet). {fix}"
+                )
+            files.append(rel)
+    return files
+
+
+def clear_store(directory: Path) -> None:
+    """Delete the files a latentalign store wrote: those its manifest lists, then the manifest.
+
+    Other files (a user's notes in ``embeddings/``, say) are left in place; the store's folders are
+    removed only when empty. Refuses (:class:`PersistenceError`, nothing deleted) a ``manifest.json`` that
+    is not latentalign's, or shard-named files the manifest does not list.
+    """
+    if not (directory / MANIFEST).exists():
+        check_no_foreign_shards(directory)
+        return
+    files = store_files(directory)
+    check_no_foreign_shards(directory, set(files))
+    for rel in files:
+        with contextlib.suppress(FileNotFoundError):
+            (directory / rel).unlink()
+    (directory / MANIFEST).unlink()
+    for sub in (EMB_DIR, META_DIR):
+        with contextlib.suppress(OSError):
+            (directory / sub).rmdir()
+
+
+def _is_stale_cache(manifest: dict[str, Any]) -> bool:
+    """True for a store ``embed`` wrote under an older format version (its key cannot be compared)."""
+    settings = manifest.get("settings")
+    return manifest.get("version", 0) < FORMAT_VERSION and isinstance(settings, dict) and "normalize" in settings
 
 
 def finished_store(directory: Path, key: str, *, overwrite: bool) -> EmbeddingStore | None:
@@ -243,22 +336,83 @@ def open_for_writing(
     """
     remove_temp_files(directory)
     if not (directory / MANIFEST).exists():
+        check_no_foreign_shards(directory)
         return None, None
     if overwrite:
         clear_store(directory)
         return None, None
     manifest = read_manifest(directory)
+    if _is_stale_cache(manifest):  # an encoder's output under an older key scheme: recompute, never reuse
+        clear_store(directory)
+        return None, None
     if manifest.get("key") != key:
         raise ValueError(
             f"store_dir {str(directory)!r} holds embeddings with another key ({str(manifest.get('key'))[:16]} "
-            f"vs {key[:16]}): a different encoder, dataset, ids or settings{mismatch_hint}. Pass overwrite=True "
-            "to replace them, or another store_dir."
+            f"vs {key[:16]}): a different encoder, dataset, ids, inputs or settings{mismatch_hint}. Pass "
+            "overwrite=True to replace them, or another store_dir."
         )
     if manifest["complete"]:
         return None, EmbeddingStore(directory, verify="size")
     for entry in manifest["shards"]:  # resuming: finished shards must be intact
         check_shard_files(directory, entry, checksum=True)
     return manifest, None
+
+
+def check_storable(X: np.ndarray, name: str = "embeddings", block_rows: int = 65536) -> None:
+    """Check that ``X`` survives the cast to the store's float32: finite after the cast, warn if nonzero
+    values flush to 0.
+
+    Checked block by block (bounded extra memory). A finite float64 beyond float32's range (about
+    3.4e38) becomes inf in the cast, so finiteness is checked on the cast values.
+
+    Raises
+    ------
+    ValueError
+        A value is NaN or infinite once cast; the message names its row and column.
+
+    Warns
+    -----
+    PrecisionLossWarning
+        Nonzero values whose magnitude is below float32's smallest subnormal (about 1.4e-45) became 0.
+
+    Examples
+    --------
+    >>> import numpy as np, warnings
+    >>> check_storable(np.ones((2, 2)))
+    >>> try:
+    ...     check_storable(np.array([[1.0, 1e39]]))
+    ... except ValueError as e:
+    ...     print(str(e)[:54])
+    embeddings[0, 1] = 1e+39 is NaN or infinite as float32
+    >>> with warnings.catch_warnings(record=True) as w:
+    ...     warnings.simplefilter("always")
+    ...     check_storable(np.array([[1.0, 1e-50]]))
+    >>> w[0].category.__name__
+    'PrecisionLossWarning'
+    """
+    if not np.issubdtype(X.dtype, np.number) or np.iscomplexobj(X):
+        raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}; convert them to float32.")
+    flushed = 0
+    for start in range(0, X.shape[0], block_rows):
+        block = X[start : start + block_rows]
+        with np.errstate(over="ignore"):  # overflow is reported below, with its row and column
+            cast = block.astype(np.float32)
+        bad = ~np.isfinite(cast)
+        if bad.any():
+            r, c = (int(v) for v in np.argwhere(bad)[0])
+            raise ValueError(
+                f"{name}[{start + r}, {c}] = {block[r, c].item()!r} is NaN or infinite as float32 (the store's "
+                f"dtype; {int(bad.sum())} such values in rows {start}..{start + block.shape[0] - 1}; finite values "
+                "beyond float32's range, |x| > 3.4e38, become inf). Clean or rescale them before storing."
+            )
+        flushed += int(np.count_nonzero((cast == 0) & (block != 0)))
+    if flushed:
+        warnings.warn(
+            f"{flushed} nonzero values of {name} are below float32's smallest magnitude (1.4e-45) and are stored "
+            "as 0. Rescale the embeddings first if these values matter.",
+            PrecisionLossWarning,
+            stacklevel=3,
+        )
 
 
 def write_embeddings(
@@ -273,6 +427,12 @@ def write_embeddings(
 ) -> EmbeddingStore:
     """Write precomputed ``(n, dim)`` embeddings with their ids as a store at ``path``.
 
+    Values are stored as float32: a value that is not finite after that cast raises ``ValueError``
+    (naming its row and column), and nonzero values that flush to 0 warn (:class:`PrecisionLossWarning`).
+    With ``overwrite=True`` an existing store at ``path`` is replaced: only the files its manifest lists
+    and the manifest are deleted; a ``manifest.json`` that is not latentalign's, or shard-named files the
+    manifest does not list, make it refuse with :class:`~latentalign.exceptions.PersistenceError`.
+
     Examples
     --------
     >>> import numpy as np, tempfile
@@ -283,8 +443,7 @@ def write_embeddings(
     X = np.asarray(embeddings)
     if X.ndim != 2:
         raise ValueError(f"embeddings must be 2-D (n, dim), got shape {X.shape}.")
-    if not np.isfinite(X).all():
-        raise ValueError("embeddings contain NaN or infinite values; clean them before storing.")
+    check_storable(X)
     shard_size = check_number(shard_size, "shard_size", integer=True, low=1)
     id_list, id_kind = normalize_ids(ids)
     if len(id_list) != X.shape[0]:
@@ -292,10 +451,10 @@ def write_embeddings(
     directory = Path(path)
     directory.mkdir(parents=True, exist_ok=True)
     with write_lock(directory):
-        if (directory / MANIFEST).exists():
-            if not overwrite:
-                raise ValueError(f"{str(directory)!r} already holds a store; pass overwrite=True to replace it.")
-            clear_store(directory)
+        remove_temp_files(directory)
+        if (directory / MANIFEST).exists() and not overwrite:
+            raise ValueError(f"{str(directory)!r} already holds a store; pass overwrite=True to replace it.")
+        clear_store(directory)
         ids_sha = ids_digest(id_list, id_kind)
         meta = dict(metadata or {})
         writer = StoreWriter(
