@@ -16,9 +16,15 @@ Writing (:func:`embed`) is shard by shard: each shard's ``.npy`` and ``.parquet`
 temporary files, fsynced and renamed into place, then ``manifest.json`` is rewritten (temp + rename)
 with the shard's row count, byte size and sha256. A job killed at any point resumes from the last
 shard the manifest lists: rows are never duplicated or lost. A store is keyed by the encoder's
-``metadata``, the dataset name, a hash of the ids and the settings; with ``store_dir=None`` that key
+``metadata``, the dataset name, length-prefixed hashes of the ids and of the inputs, and the settings; with ``store_dir=None`` that key
 picks the directory under :func:`latentalign._paths.embeddings_dir`, so calling :func:`embed` twice
 with the same arguments reads the first result back instead of running the model again.
+
+``overwrite=True`` deletes only what a store wrote: the files its ``manifest.json`` lists and the
+manifest. It refuses (:class:`~latentalign.exceptions.PersistenceError`, nothing deleted) a manifest that
+is not latentalign's, or shard-named files the manifest does not list; other files are left in place.
+Values are stored as float32; :func:`write_embeddings` rejects values that are not finite after that
+cast and warns (:class:`PrecisionLossWarning`) when nonzero values flush to 0.
 
 Reading memory-maps the shards (``np.load(mmap_mode="r")``); :meth:`EmbeddingStore.iter_batches`
 streams in bounded memory; :func:`pair_stores` aligns two stores by id.
@@ -36,12 +42,13 @@ from latentalign.store.encoding import embed
 from latentalign.store.format import FORMAT, FORMAT_VERSION, cache_key
 from latentalign.store.pairing import align_by_id, pair_stores
 from latentalign.store.reader import EmbeddingStore
-from latentalign.store.writer import write_embeddings
+from latentalign.store.writer import PrecisionLossWarning, write_embeddings
 
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
     "EmbeddingStore",
+    "PrecisionLossWarning",
     "align_by_id",
     "cache_key",
     "embed",

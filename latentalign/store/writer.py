@@ -319,7 +319,7 @@ def finished_store(directory: Path, key: str, *, overwrite: bool) -> EmbeddingSt
     if overwrite or not (directory / MANIFEST).is_file():
         return None
     existing = read_manifest(directory)
-    if existing.get("key") == key and existing["complete"]:
+    if existing.get("version") == FORMAT_VERSION and existing.get("key") == key and existing["complete"]:
         return EmbeddingStore(directory, verify="size")
     return None
 
