@@ -136,7 +136,9 @@ def test_overwrite_refuses_a_manifest_that_is_not_latentaligns(tmp_path):
     (d / "embeddings").mkdir(parents=True)
     (d / "embeddings" / "data.npy").write_bytes(b"precious")
     (d / "manifest.json").write_text(json.dumps({"name": "my web app", "icons": []}))
-    with pytest.raises(PersistenceError, match=r"not a latentalign embedding manifest \(format=None.*Nothing was deleted"):
+    with pytest.raises(
+        PersistenceError, match=r"not a latentalign embedding manifest \(format=None.*Nothing was deleted"
+    ):
         write_embeddings(d, np.ones((2, 2)), [0, 1], overwrite=True)
     X, ids = data()
     with pytest.raises(PersistenceError, match="not a latentalign embedding manifest"):

@@ -220,8 +220,13 @@ class StoreWriter:
 
 # files a store writes, by name; anything else in its folders belongs to someone else and is left alone
 _SHARD_FILE = re.compile(rf"^({EMB_DIR}/emb_\d{{5,}}\.npy|{META_DIR}/metadata_\d{{5,}}\.parquet)$")
-_TEMP_PATTERNS = ((".", f".{MANIFEST}.*.tmp"), (EMB_DIR, ".stage-*.tmp"), (EMB_DIR, ".emb_*.tmp"),
-                  (META_DIR, ".stage-*.tmp"), (META_DIR, ".metadata_*.tmp"))
+_TEMP_PATTERNS = (
+    (".", f".{MANIFEST}.*.tmp"),
+    (EMB_DIR, ".stage-*.tmp"),
+    (EMB_DIR, ".emb_*.tmp"),
+    (META_DIR, ".stage-*.tmp"),
+    (META_DIR, ".metadata_*.tmp"),
+)
 
 
 def remove_temp_files(directory: Path) -> None:
@@ -241,7 +246,7 @@ def _unlisted_shard_files(directory: Path, listed: set[str]) -> list[str]:
     return sorted(set(found) - listed)
 
 
-def check_no_foreign_shards(directory: Path, listed: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+def check_no_foreign_shards(directory: Path, listed: set[str] | frozenset[str] = frozenset()) -> None:
     """Raise :class:`PersistenceError` if ``directory`` holds shard-named files (``embeddings/emb_NNNNN.npy``,
     ``metadata/metadata_NNNNN.parquet``) that no manifest lists: writing a store there would replace them."""
     foreign = _unlisted_shard_files(directory, set(listed))
