@@ -63,6 +63,7 @@ __all__ = [
     "RetrievalPositions",
     "check_retrieval_options",
     "knn_tensors",
+    "row_norms",
     "METRICS",
     "INDEXES",
     "BLOCK_ELEMENTS",
@@ -95,8 +96,41 @@ def _row_blocks(n_q: int, n_k: int, chunk_size: int | None) -> Iterator[tuple[in
         yield start, min(n_q, start + rows)
 
 
-def _inverse_norms(X: torch.Tensor, name: str) -> torch.Tensor:
+def row_norms(X: torch.Tensor) -> torch.Tensor:
+    """Euclidean norms of the rows of ``X`` in float64, free of overflow and underflow.
+
+    The norms are computed in ``X``'s dtype when no square can overflow or underflow enough to matter;
+    otherwise the squares are summed in float64, which holds the square of any float32 value, and rows
+    whose float64 norm still overflows or underflows (float64 inputs beyond about ``1e154`` or below
+    ``1e-154``) are divided by their largest absolute entry before squaring.
+
+    Examples
+    --------
+    >>> import torch
+    >>> X = torch.tensor([[3e30, 4e30], [3e-30, 4e-30]])  # float32: the squares overflow and underflow
+    >>> torch.linalg.vector_norm(X, dim=1).tolist()
+    [inf, 0.0]
+    >>> [f"{norm:.6g}" for norm in row_norms(X).tolist()]
+    ['5e+30', '5e-30']
+    """
     norms = torch.linalg.vector_norm(X, dim=1)
+    info = torch.finfo(X.dtype)
+    # squares below tiny are lost; when every norm^2 exceeds d tiny / eps, what is lost is below rounding
+    if norms.numel() and bool(torch.isfinite(norms).all()):
+        if float(norms.min()) ** 2 >= X.shape[1] * info.tiny / info.eps:
+            return norms.to(torch.float64)
+    norms = torch.linalg.vector_norm(X, dim=1, dtype=torch.float64)
+    redo = ~torch.isfinite(norms) | (norms == 0)
+    if bool(redo.any()):
+        rows = X[redo].to(torch.float64)
+        scale = rows.abs().amax(dim=1, keepdim=True)
+        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+        norms[redo] = torch.linalg.vector_norm(rows / scale, dim=1) * scale[:, 0]
+    return norms
+
+
+def _nonzero_norms(X: torch.Tensor, name: str) -> torch.Tensor:
+    norms = row_norms(X)
     zero = norms == 0
     if bool(zero.any()):
         row = int(zero.nonzero()[0, 0])
@@ -104,7 +138,54 @@ def _inverse_norms(X: torch.Tensor, name: str) -> torch.Tensor:
             f"{name} has a zero row (row {row}), whose cosine similarity is undefined. Drop all-zero rows "
             "first, or use metric='dot' or metric='l2'."
         )
-    return norms.reciprocal()
+    return norms
+
+
+def _unit_rows(X: torch.Tensor) -> torch.Tensor:
+    """``X`` with every row scaled to unit length; each row is divided by its largest entry first, so nothing
+    overflows or underflows. Rows must be non-zero."""
+    scaled = X / X.abs().amax(dim=1, keepdim=True)
+    return scaled / torch.linalg.vector_norm(scaled, dim=1, keepdim=True)
+
+
+def _fits_scale_after_product(norms: torch.Tensor, dtype: torch.dtype) -> bool:
+    """Whether rows with these norms can be scaled to unit length after the product, in ``dtype``.
+
+    Between ``sqrt(tiny)`` and ``sqrt(max)`` of the dtype (``1e-19`` to ``1.8e19`` in float32) the
+    reciprocal norms and every partial product are normal numbers; outside, the rows are normalised first.
+    """
+    info = torch.finfo(dtype)
+    return math.sqrt(info.tiny) <= float(norms.min()) and float(norms.max()) <= math.sqrt(info.max)
+
+
+def _check_score_range(
+    Q: torch.Tensor, K: torch.Tensor, metric: str, names: tuple[str, str], dtype: torch.dtype
+) -> None:
+    """Refuse dot and l2 scores that would overflow ``dtype`` or lose their precision to underflow.
+
+    The scores are bounded by ``max ||q|| max ||k||`` (dot) and ``(max ||q|| + max ||k||)^2`` (l2); the bound
+    must lie between ``tiny / eps`` (so that scores keep full precision) and the dtype's largest value.
+    """
+    if metric == "cosine" or Q.shape[0] == 0 or K.shape[0] == 0:
+        return
+    largest_q, largest_k = float(row_norms(Q).max()), float(row_norms(K).max())
+    bound = largest_q * largest_k if metric == "dot" else (largest_q + largest_k) ** 2
+    info = torch.finfo(dtype)
+    low, high = info.tiny / info.eps, info.max
+    if bound == 0 or low <= bound <= high:
+        return
+    invariance = (
+        f"ranking by dot product does not change when {names[0]} or {names[1]} is multiplied by a positive number"
+        if metric == "dot"
+        else f"ranking by distance does not change when {names[0]} and {names[1]} are multiplied by the same "
+        "positive number"
+    )
+    raise ValueError(
+        f"metric={metric!r} scores of {names[0]} (largest row norm {largest_q:.3g}) and {names[1]} (largest row "
+        f"norm {largest_k:.3g}) reach {bound:.3g}, outside the range {low:.3g} to {high:.3g} that {dtype} "
+        f"scores can hold at full precision. Rescale the embeddings ({invariance}), pass float64 inputs, or "
+        "use metric='cosine'."
+    )
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -116,7 +197,7 @@ class _Scorer:
 
     Q: torch.Tensor
     K: torch.Tensor
-    metric: str
+    metric: str  # "cosine", "l2", "dot", or "unit" (cosine of rows already scaled to unit length)
     q_aux: torch.Tensor | None = None  # cosine: 1/||q||; l2: ||q||^2
     k_aux: torch.Tensor | None = None  # cosine: 1/||k||; l2: ||k||^2
     q_pen: torch.Tensor | None = None  # CSLS penalty r_K(q)
@@ -125,7 +206,11 @@ class _Scorer:
     @classmethod
     def build(cls, Q: torch.Tensor, K: torch.Tensor, metric: str, names: tuple[str, str] = ("Q", "K")) -> _Scorer:
         if metric == "cosine":
-            return cls(Q, K, metric, _inverse_norms(Q, names[0]), _inverse_norms(K, names[1]))
+            q_norms, k_norms = _nonzero_norms(Q, names[0]), _nonzero_norms(K, names[1])
+            if _fits_scale_after_product(q_norms, Q.dtype) and _fits_scale_after_product(k_norms, K.dtype):
+                return cls(Q, K, metric, q_norms.to(Q.dtype).reciprocal(), k_norms.to(K.dtype).reciprocal())
+            return cls(_unit_rows(Q), _unit_rows(K), "unit")  # beyond the dtype's safe range: copies
+        _check_score_range(Q, K, metric, names, Q.dtype)
         if metric == "l2":
             sq = torch.linalg.vector_norm  # no (n, d) temporary, unlike (K * K).sum(1)
             return cls(Q, K, metric, sq(Q, dim=1).square(), sq(K, dim=1).square())
@@ -142,7 +227,7 @@ class _Scorer:
             S = (self.Q[start:stop] * q_aux[start:stop, None]) @ self.K.T
             S.mul_(k_aux[None, :])
             return self._penalise(S, start, stop)
-        S = self.Q[start:stop] @ self.K.T
+        S = self.Q[start:stop] @ self.K.T  # "unit" and "dot"
         if self.metric == "l2":
             S.mul_(2.0).sub_(q_aux[start:stop, None]).sub_(k_aux[None, :]).clamp_(max=0.0)
         return self._penalise(S, start, stop)
@@ -241,9 +326,11 @@ def _faiss_topk(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """faiss search returning (similarity values higher-is-better, indices), on Q's device and dtype."""
     if metric == "cosine":  # faiss has no cosine index: normalised copies + inner product
-        Qf = _to_faiss(Q * _inverse_norms(Q, names[0])[:, None])
-        Kf = _to_faiss(K * _inverse_norms(K, names[1])[:, None])
+        _nonzero_norms(Q, names[0])
+        _nonzero_norms(K, names[1])
+        Qf, Kf = _to_faiss(_unit_rows(Q)), _to_faiss(_unit_rows(K))
     else:
+        _check_score_range(Q, K, metric, names, torch.float32)  # faiss computes in float32
         Qf, Kf = _to_faiss(Q), _to_faiss(K)
     if q_pen is not None:  # CSLS as one inner product: [2 q, -1] . [k, r_Q(k)] = 2 cos - r_Q(k)
         Qf = np.hstack([2.0 * Qf, -np.ones((Qf.shape[0], 1), np.float32)])

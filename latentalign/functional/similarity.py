@@ -110,17 +110,29 @@ def moment_stats(X: torch.Tensor, Y: torch.Tensor, metrics: Sequence[str]) -> Cr
         return compute_stats(X, Y, product_dtype=torch.float64, **moment_flags(metrics))
 
 
+def _zero_variance(name: str, what: str) -> ValueError:
+    return ValueError(
+        f"{name} has zero variance (all rows are identical), so {what} is undefined. Check that the "
+        "embeddings were extracted correctly."
+    )
+
+
 def _check_variance(stats: CrossStats, what: str) -> tuple[float, float]:
     """Total variances ``tr(Xc^T Xc)``, ``tr(Yc^T Yc)`` (from the sums of squares); both must be positive."""
     ssx, ssy = stats.squares()
     totals = float(ssx.sum()), float(ssy.sum())
     for name, total in zip(("X", "Y"), totals):
         if total <= 0:
-            raise ValueError(
-                f"{name} has zero variance (all rows are identical), so {what} is undefined. Check that the "
-                "embeddings were extracted correctly."
-            )
+            raise _zero_variance(name, what)
     return totals
+
+
+def _check_rows_differ(X: torch.Tensor, Y: torch.Tensor, what: str) -> None:
+    """Raise the zero-variance error when all rows of ``X`` or of ``Y`` are identical (every row is then
+    everyone's neighbour, and the k-NN measures would score the order ties are broken in)."""
+    for name, T in (("X", X), ("Y", Y)):
+        if bool((T == T[0]).all()):
+            raise _zero_variance(name, what)
 
 
 def cka_from_stats(stats: CrossStats) -> float:
@@ -327,6 +339,7 @@ def mutual_knn(
     check_number(chunk_size, "chunk_size", integer=True, low=1, allow_none=True)
     Xt, Yt = _check_xy(X, Y, 2, "mutual_knn")
     k = _check_knn_k(k, Xt.shape[0])
+    _check_rows_differ(Xt, Yt, "mutual_knn")
     with torch.no_grad():
         _, ia = _neighbours(Xt, k, metric, chunk_size, "X")
         _, ib = _neighbours(Yt, k, metric, chunk_size, "Y")
@@ -382,6 +395,7 @@ def cknna(X: ArrayLike, Y: ArrayLike, *, k: int = 10, chunk_size: int | None = N
     Xt, Yt = _check_xy(X, Y, 4, "CKNNA (unbiased HSIC)")
     n = Xt.shape[0]
     k = _check_knn_k(k, n, low=2)
+    _check_rows_differ(Xt, Yt, "CKNNA")
     with torch.no_grad():
         va, ia = _neighbours(Xt, k, "cosine", chunk_size, "X")
         vb, ib = _neighbours(Yt, k, "cosine", chunk_size, "Y")
