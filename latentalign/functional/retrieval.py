@@ -36,6 +36,12 @@ ranked by the negated squared distance. CSLS (Conneau et al., 2018, "Word transl
 data", the MUSE code) is ``2 cos(q, k) - r_K(q) - r_Q(k)`` where ``r_K(q)`` is the mean cosine between
 ``q`` and its ``csls_k`` nearest keys and ``r_Q(k)`` the mean cosine between ``k`` and its ``csls_k``
 nearest queries.
+
+Cosine scores do not depend on the scale of the rows, at any magnitude the dtype holds: row norms are
+computed without overflow or underflow (:func:`row_norms`), and rows whose norms lie outside
+``[sqrt(tiny), sqrt(max)]`` of the dtype (about ``1e-19`` to ``1e19`` in float32) are scaled to unit length
+before the product. ``"dot"`` and ``"l2"`` scores are the raw products, so inputs whose scores would
+overflow the dtype, or underflow below ``tiny / eps``, raise a ``ValueError`` naming the range.
 """
 
 from __future__ import annotations

@@ -328,6 +328,12 @@ def mutual_knn(
     chunk_size : int, optional
         Rows scored at once in the k-NN searches.
 
+    Raises
+    ------
+    ValueError
+        If all rows of ``X`` or of ``Y`` are identical (zero variance, as :func:`linear_cka`), or, for
+        ``metric="dot"`` / ``"l2"``, if the scores would overflow the compute dtype.
+
     Examples
     --------
     >>> import numpy as np
@@ -383,6 +389,11 @@ def cknna(X: ArrayLike, Y: ArrayLike, *, k: int = 10, chunk_size: int | None = N
         Neighbourhood size, ``2 <= k <= n - 1`` (their code rejects ``k < 2``).
     chunk_size : int, optional
         Rows scored at once in the k-NN searches.
+
+    Raises
+    ------
+    ValueError
+        If all rows of ``X`` or of ``Y`` are identical (zero variance, as :func:`linear_cka`).
 
     Examples
     --------
