@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from latentalign.evaluation import RetrievalEvaluator, SimilarityEvaluator
-from latentalign.functional.retrieval import csls_knn, knn, retrieval_scores, row_norms
+from latentalign.functional.norms import row_norms
+from latentalign.functional.retrieval import csls_knn, knn, retrieval_scores
 from latentalign.functional.similarity import cknna, linear_cka, mutual_knn, similarity_scores
 
 RNG = np.random.default_rng(0)

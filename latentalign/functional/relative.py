@@ -351,7 +351,7 @@ def project(
 
 def _prepare(metric: str, A_c: torch.Tensor) -> dict[str, torch.Tensor]:
     if metric in ("cosine", "angular"):
-        return {"unit": A_c / row_norms(A_c, keepdim=True)}
+        return {"unit": A_c / row_norms(A_c, keepdim=True).to(A_c.dtype)}
     if metric == "euclidean":
         mid = A_c.mean(0)
         A_s = A_c - mid
@@ -363,7 +363,7 @@ def _fill(metric: str, xc: torch.Tensor, prep: dict[str, torch.Tensor], out: tor
     """Write the ``metric`` block of chunk ``xc`` into ``out``; return the count of zero-norm rows."""
     if metric in ("cosine", "angular"):
         # normalising the (chunk x d) rows is cheaper than dividing the (chunk x k) output when d < k
-        norms = row_norms(xc, keepdim=True)
+        norms = row_norms(xc, keepdim=True).to(xc.dtype)
         torch.mm(xc / norms.clamp_min(torch.finfo(out.dtype).tiny), prep["unit"].T, out=out)
         if metric == "angular":
             out.clamp_(-1.0, 1.0).arccos_().mul_(-1.0 / math.pi).add_(1.0)
@@ -439,7 +439,7 @@ class Decoder:
             M = A - self.mid
             self.sq = torch.linalg.vector_norm(M, dim=1).square()
         else:
-            norms = row_norms(A)
+            norms = row_norms(A).to(A.dtype)
             M = A / norms[:, None]
             self.scale = float(norms.mean()) if scale is None else float(scale)
         s = torch.linalg.svdvals(M)

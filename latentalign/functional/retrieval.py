@@ -38,7 +38,7 @@ data", the MUSE code) is ``2 cos(q, k) - r_K(q) - r_Q(k)`` where ``r_K(q)`` is t
 nearest queries.
 
 Cosine scores do not depend on the scale of the rows, at any magnitude the dtype holds: row norms are
-computed without overflow or underflow (:func:`row_norms`), and rows whose norms lie outside
+computed without overflow or underflow (:func:`~latentalign.functional.norms.row_norms`), and rows whose norms lie outside
 ``[sqrt(tiny), sqrt(max)]`` of the dtype (about ``1e-19`` to ``1e19`` in float32) are scaled to unit length
 before the product. ``"dot"`` and ``"l2"`` scores are the raw products, so inputs whose scores would
 overflow the dtype, or underflow below ``tiny / eps``, raise a ``ValueError`` naming the range.
@@ -57,6 +57,7 @@ import torch
 from latentalign._array import ArrayLike, ArraySpec, restore
 from latentalign._optional import import_optional
 from latentalign._validation import check_choice, check_number, check_pair
+from latentalign.functional.norms import row_norms
 
 __all__ = [
     "knn",
@@ -69,7 +70,6 @@ __all__ = [
     "RetrievalPositions",
     "check_retrieval_options",
     "knn_tensors",
-    "row_norms",
     "METRICS",
     "INDEXES",
     "BLOCK_ELEMENTS",
@@ -100,39 +100,6 @@ def _row_blocks(n_q: int, n_k: int, chunk_size: int | None) -> Iterator[tuple[in
     rows = chunk_size if chunk_size is not None else max(1, min(n_q, BLOCK_ELEMENTS // max(n_k, 1)))
     for start in range(0, n_q, rows):
         yield start, min(n_q, start + rows)
-
-
-def row_norms(X: torch.Tensor) -> torch.Tensor:
-    """Euclidean norms of the rows of ``X`` in float64, free of overflow and underflow.
-
-    The norms are computed in ``X``'s dtype when no square can overflow or underflow enough to matter;
-    otherwise the squares are summed in float64, which holds the square of any float32 value, and rows
-    whose float64 norm still overflows or underflows (float64 inputs beyond about ``1e154`` or below
-    ``1e-154``) are divided by their largest absolute entry before squaring.
-
-    Examples
-    --------
-    >>> import torch
-    >>> X = torch.tensor([[3e30, 4e30], [3e-30, 4e-30]])  # float32: the squares overflow and underflow
-    >>> torch.linalg.vector_norm(X, dim=1).tolist()
-    [inf, 0.0]
-    >>> [f"{norm:.6g}" for norm in row_norms(X).tolist()]
-    ['5e+30', '5e-30']
-    """
-    norms = torch.linalg.vector_norm(X, dim=1)
-    info = torch.finfo(X.dtype)
-    # squares below tiny are lost; when every norm^2 exceeds d tiny / eps, what is lost is below rounding
-    if norms.numel() and bool(torch.isfinite(norms).all()):
-        if float(norms.min()) ** 2 >= X.shape[1] * info.tiny / info.eps:
-            return norms.to(torch.float64)
-    norms = torch.linalg.vector_norm(X, dim=1, dtype=torch.float64)
-    redo = ~torch.isfinite(norms) | (norms == 0)
-    if bool(redo.any()):
-        rows = X[redo].to(torch.float64)
-        scale = rows.abs().amax(dim=1, keepdim=True)
-        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-        norms[redo] = torch.linalg.vector_norm(rows / scale, dim=1) * scale[:, 0]
-    return norms
 
 
 def _nonzero_norms(X: torch.Tensor, name: str) -> torch.Tensor:
