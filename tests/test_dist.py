@@ -140,6 +140,17 @@ def test_embed_distributed_writes_the_store_embed_writes(ray_cluster, tmp_path):
 
 
 @pytest.mark.slow
+def interrupt(path: Path, keep: int) -> None:
+    """Turn a finished store into the one a run killed after ``keep`` shards leaves behind."""
+    manifest = json.loads((path / "manifest.json").read_text())
+    for entry in manifest["shards"][keep:]:
+        for name in entry.values():
+            if isinstance(name, str) and (path / name).is_file():
+                (path / name).unlink()
+    manifest["shards"], manifest["complete"] = manifest["shards"][:keep], False
+    (path / "manifest.json").write_text(json.dumps(manifest))
+
+
 def test_resume_across_embed_and_embed_distributed(ray_cluster, tmp_path):
     X, ids = data()
     factory = tiny_factory()
@@ -147,8 +158,8 @@ def test_resume_across_embed_and_embed_distributed(ray_cluster, tmp_path):
     X_bad = X.copy()
     X_bad[45] = np.nan  # the encoder rejects the non-finite output of row 45 (shard 2)
 
-    # 1. single-process embed stops in shard 2; embed_distributed fails on the same row, commits nothing
-    #    more, then resumes with the fixed inputs without touching the two finished shards
+    # 1. single-process embed stops in shard 2; embed_distributed fails on the same row and commits nothing
+    #    more. The fixed inputs are another job (the cache key covers the inputs): refused, not mixed in.
     with pytest.raises(ValueError, match="non-finite"):
         embed(factory(), X_bad, ids, store_dir=tmp_path / "a", shard_size=20, progress=False)
     before = shard_inodes(tmp_path / "a")
@@ -157,19 +168,30 @@ def test_resume_across_embed_and_embed_distributed(ray_cluster, tmp_path):
         embed_distributed(factory, X_bad, ids, store_dir=tmp_path / "a", shard_size=20, progress=False)
     manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
     assert not manifest["complete"] and [s["rows"] for s in manifest["shards"]] == [20, 20]
-    done = embed_distributed(factory, X, ids, store_dir=tmp_path / "a", shard_size=20, progress=False)
-    after = shard_inodes(tmp_path / "a")
+    with pytest.raises(ValueError, match="holds embeddings with another key"):
+        embed_distributed(factory, X, ids, store_dir=tmp_path / "a", shard_size=20, progress=False)
+    assert shard_inodes(tmp_path / "a") == before
+
+    # 2. a single-process run killed after two shards is resumed by embed_distributed without touching them
+    embed(factory(), X, ids, store_dir=tmp_path / "c", shard_size=20, progress=False)
+    interrupt(tmp_path / "c", keep=2)
+    before = shard_inodes(tmp_path / "c")
+    done = embed_distributed(factory, X, ids, store_dir=tmp_path / "c", shard_size=20, progress=False)
+    after = shard_inodes(tmp_path / "c")
     assert {k: after[k] for k in before} == before  # resumed: finished shards were not recomputed
-    assert len(after) == 6 and done.ids == ids and leftovers(tmp_path / "a") == []
+    assert len(after) == 6 and done.ids == ids and leftovers(tmp_path / "c") == []
     np.testing.assert_allclose(done.to_numpy(), reference, rtol=0, atol=1e-6)
 
-    # 2. a distributed run that fails leaves a prefix of shards; single-process embed resumes it
+    # 3. a distributed run that fails leaves a prefix of shards; a killed distributed run is resumed by
+    #    single-process embed
     with pytest.raises(ValueError, match="non-finite"):
         embed_distributed(factory, X_bad, ids, store_dir=tmp_path / "b", shard_size=20, num_actors=2, progress=False)
     partial = json.loads((tmp_path / "b" / "manifest.json").read_text())
     assert not partial["complete"]
     assert [s["start"] for s in partial["shards"]] == [0, 20][: len(partial["shards"])]  # a prefix, never shard 2
-    finished = embed(factory(), X, ids, store_dir=tmp_path / "b", shard_size=20, progress=False)
+    embed_distributed(factory, X, ids, store_dir=tmp_path / "d", shard_size=20, num_actors=2, progress=False)
+    interrupt(tmp_path / "d", keep=1)
+    finished = embed(factory(), X, ids, store_dir=tmp_path / "d", shard_size=20, progress=False)
     assert finished.complete and finished.ids == ids
     np.testing.assert_allclose(finished.to_numpy(), reference, rtol=0, atol=1e-6)
 
