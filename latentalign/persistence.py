@@ -47,6 +47,7 @@ __all__ = [
     "content_digest",
     "load",
     "parse_format_version",
+    "read_safetensors",
     "resolve_class",
     "save",
 ]
@@ -334,23 +335,7 @@ def load(
         JSON types or shapes, invalid parameters), not a latentalign file, from a newer format version, names
         a class outside the trusted modules, or holds another class than ``expected``.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import safe_open
-
-    path = Path(path)
-    if not path.is_file() and path.suffix == "" and _with_suffix(path).is_file():
-        path = _with_suffix(path)
-    if not path.is_file():
-        raise PersistenceError(f"No saved estimator at {str(path)!r}: the file does not exist.")
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            header = handle.metadata() or {}
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 - not a dict
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise PersistenceError(
-            f"{str(path)!r} is not a readable safetensors file ({exc}). It may be truncated or corrupted: "
-            "save the estimator again."
-        ) from None
+    path, header, tensors = read_safetensors(path, "estimator")
     source = repr(str(path))
     if header.get("format") != FORMAT_NAME or "estimator" not in header:
         raise PersistenceError(
@@ -406,6 +391,35 @@ class Persistable:
         """Load an estimator of this class saved with :meth:`save` (see :func:`latentalign.load`)."""
         obj: P = load(path, expected=cls, trusted_modules=trusted_modules)
         return obj
+
+
+def read_safetensors(path: str | os.PathLike[str], what: str) -> tuple[Path, dict[str, str], dict[str, torch.Tensor]]:
+    """Read a safetensors file whole: its path (``.safetensors`` appended when ``path`` has no suffix and
+    does not exist, as :func:`save` does), header metadata and tensors.
+
+    Raises
+    ------
+    PersistenceError
+        When the file is missing or not a readable safetensors file; ``what`` names the saved thing.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import safe_open
+
+    path = Path(path)
+    if not path.is_file() and path.suffix == "" and _with_suffix(path).is_file():
+        path = _with_suffix(path)
+    if not path.is_file():
+        raise PersistenceError(f"No saved {what} at {str(path)!r}: the file does not exist.")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            header = handle.metadata() or {}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 - not a dict
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise PersistenceError(
+            f"{str(path)!r} is not a readable safetensors file ({exc}). It may be truncated or corrupted: "
+            f"save the {what} again."
+        ) from None
+    return path, header, tensors
 
 
 def _with_suffix(path: Path) -> Path:

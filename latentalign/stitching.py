@@ -379,23 +379,17 @@ class Stitcher(nn.Module):
         >>> bool(torch.equal(back(X), s(X)))
         True
         """
-        from safetensors import SafetensorError
-        from safetensors.torch import load_model, safe_open
+        from safetensors.torch import load_model
 
         from latentalign.align.modules import module_from_config
-        from latentalign.persistence import check_finite_tensors, content_digest, parse_format_version
+        from latentalign.persistence import (
+            check_finite_tensors,
+            content_digest,
+            parse_format_version,
+            read_safetensors,
+        )
 
-        path = Path(path)
-        if not path.is_file():
-            raise PersistenceError(f"No saved Stitcher at {str(path)!r}: the file does not exist.")
-        try:
-            with safe_open(str(path), framework="pt") as handle:
-                header = handle.metadata() or {}
-                tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 - not a dict
-        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-            raise PersistenceError(
-                f"{str(path)!r} is not a readable safetensors file ({exc}); save the Stitcher again."
-            ) from None
+        path, header, tensors = read_safetensors(path, "Stitcher")
         if header.get("format") != _FORMAT:
             raise PersistenceError(
                 f"{str(path)!r} was not written by Stitcher.save (header format {header.get('format')!r}). "

@@ -302,3 +302,12 @@ def test_replacing_the_map_module_is_followed_by_forward():
     out = stitched(X)  # float64 embeddings are cast to the new map's float32
     assert out.dtype == torch.float32
     torch.testing.assert_close(out, affine.transform(X.float()))
+
+
+def test_stitcher_load_finds_what_save_wrote_without_a_suffix(tmp_path):
+    X = torch.randn(40, 3)
+    stitcher = Stitcher(None, Affine().fit(X, 2 * X + 1), torch.nn.Linear(3, 2))
+    written = stitcher.save(tmp_path / "stitched")
+    assert written.name == "stitched.safetensors"
+    back = Stitcher.load(tmp_path / "stitched", head_b=torch.nn.Linear(3, 2))
+    assert torch.equal(back(X), stitcher(X))
