@@ -57,7 +57,15 @@ import torch
 from latentalign._array import ArrayLike, ArraySpec, restore
 from latentalign._optional import import_optional
 from latentalign._validation import check_choice, check_number, check_pair
-from latentalign.functional.norms import row_norms
+from latentalign.functional.blocks import (
+    Scorer,
+    blocked_topk,
+    check_score_range,
+    count_ahead,
+    csls_pass,
+    nonzero_norms,
+    unit_rows,
+)
 
 __all__ = [
     "knn",
@@ -79,7 +87,6 @@ METRICS = ("cosine", "l2", "dot")
 INDEXES = ("exact", "faiss", "faiss-ivf")
 TIES = ("pessimistic", "optimistic")
 BLOCK_ELEMENTS = 2**25
-_COUNT_ELEMENTS = 2**20
 # Position given to padding entries of the gold table (never <= any k).
 _PAD = 2**62
 
@@ -94,141 +101,6 @@ def _check_queries_keys(Q: Any, K: Any) -> tuple[torch.Tensor, torch.Tensor, Arr
 
 def _check_chunk(chunk_size: Any) -> int | None:
     return check_number(chunk_size, "chunk_size", integer=True, low=1, allow_none=True)
-
-
-def _row_blocks(n_q: int, n_k: int, chunk_size: int | None) -> Iterator[tuple[int, int]]:
-    rows = chunk_size if chunk_size is not None else max(1, min(n_q, BLOCK_ELEMENTS // max(n_k, 1)))
-    for start in range(0, n_q, rows):
-        yield start, min(n_q, start + rows)
-
-
-def _nonzero_norms(X: torch.Tensor, name: str) -> torch.Tensor:
-    norms = row_norms(X)
-    zero = norms == 0
-    if bool(zero.any()):
-        row = int(zero.nonzero()[0, 0])
-        raise ValueError(
-            f"{name} has a zero row (row {row}), whose cosine similarity is undefined. Drop all-zero rows "
-            "first, or use metric='dot' or metric='l2'."
-        )
-    return norms
-
-
-def _unit_rows(X: torch.Tensor) -> torch.Tensor:
-    """``X`` with every row scaled to unit length; each row is divided by its largest entry first, so nothing
-    overflows or underflows. Rows must be non-zero."""
-    scaled = X / X.abs().amax(dim=1, keepdim=True)
-    return scaled / torch.linalg.vector_norm(scaled, dim=1, keepdim=True)
-
-
-def _fits_scale_after_product(norms: torch.Tensor, dtype: torch.dtype) -> bool:
-    """Whether rows with these norms can be scaled to unit length after the product, in ``dtype``.
-
-    Between ``sqrt(tiny)`` and ``sqrt(max)`` of the dtype (``1e-19`` to ``1.8e19`` in float32) the
-    reciprocal norms and every partial product are normal numbers; outside, the rows are normalised first.
-    """
-    info = torch.finfo(dtype)
-    return math.sqrt(info.tiny) <= float(norms.min()) and float(norms.max()) <= math.sqrt(info.max)
-
-
-def _check_score_range(
-    Q: torch.Tensor, K: torch.Tensor, metric: str, names: tuple[str, str], dtype: torch.dtype
-) -> None:
-    """Refuse dot and l2 scores that would overflow ``dtype`` or lose their precision to underflow.
-
-    The scores are bounded by ``max ||q|| max ||k||`` (dot) and ``(max ||q|| + max ||k||)^2`` (l2); the bound
-    must lie between ``tiny / eps`` (so that scores keep full precision) and the dtype's largest value.
-    """
-    if metric == "cosine" or Q.shape[0] == 0 or K.shape[0] == 0:
-        return
-    largest_q, largest_k = float(row_norms(Q).max()), float(row_norms(K).max())
-    bound = largest_q * largest_k if metric == "dot" else (largest_q + largest_k) ** 2
-    info = torch.finfo(dtype)
-    low, high = info.tiny / info.eps, info.max
-    if bound == 0 or low <= bound <= high:
-        return
-    invariance = (
-        f"ranking by dot product does not change when {names[0]} or {names[1]} is multiplied by a positive number"
-        if metric == "dot"
-        else f"ranking by distance does not change when {names[0]} and {names[1]} are multiplied by the same "
-        "positive number"
-    )
-    raise ValueError(
-        f"metric={metric!r} scores of {names[0]} (largest row norm {largest_q:.3g}) and {names[1]} (largest row "
-        f"norm {largest_k:.3g}) reach {bound:.3g}, outside the range {low:.3g} to {high:.3g} that {dtype} "
-        f"scores can hold at full precision. Rescale the embeddings ({invariance}), pass float64 inputs, or "
-        "use metric='cosine'."
-    )
-
-
-# --------------------------------------------------------------------------------------------------------
-# Block scorer: the one place scores are computed
-# --------------------------------------------------------------------------------------------------------
-@dataclass
-class _Scorer:
-    """Computes the (rows x n_k) block of similarities, higher = better, for a slice of query rows."""
-
-    Q: torch.Tensor
-    K: torch.Tensor
-    metric: str  # "cosine", "l2", "dot", or "unit" (cosine of rows already scaled to unit length)
-    q_aux: torch.Tensor | None = None  # cosine: 1/||q||; l2: ||q||^2
-    k_aux: torch.Tensor | None = None  # cosine: 1/||k||; l2: ||k||^2
-    q_pen: torch.Tensor | None = None  # CSLS penalty r_K(q)
-    k_pen: torch.Tensor | None = None  # CSLS penalty r_Q(k)
-
-    @classmethod
-    def build(cls, Q: torch.Tensor, K: torch.Tensor, metric: str, names: tuple[str, str] = ("Q", "K")) -> _Scorer:
-        if metric == "cosine":
-            q_norms, k_norms = _nonzero_norms(Q, names[0]), _nonzero_norms(K, names[1])
-            if _fits_scale_after_product(q_norms, Q.dtype) and _fits_scale_after_product(k_norms, K.dtype):
-                return cls(Q, K, metric, q_norms.to(Q.dtype).reciprocal(), k_norms.to(K.dtype).reciprocal())
-            return cls(_unit_rows(Q), _unit_rows(K), "unit")  # beyond the dtype's safe range: copies
-        _check_score_range(Q, K, metric, names, Q.dtype)
-        if metric == "l2":
-            sq = torch.linalg.vector_norm  # no (n, d) temporary, unlike (K * K).sum(1)
-            return cls(Q, K, metric, sq(Q, dim=1).square(), sq(K, dim=1).square())
-        return cls(Q, K, metric)
-
-    @property
-    def n_keys(self) -> int:
-        return self.K.shape[0]
-
-    def block(self, start: int, stop: int) -> torch.Tensor:
-        # build() sets q_aux and k_aux for the two metrics that read them
-        q_aux, k_aux = cast(torch.Tensor, self.q_aux), cast(torch.Tensor, self.k_aux)
-        if self.metric == "cosine":  # scale the small query block, then one pass over the scores
-            S = (self.Q[start:stop] * q_aux[start:stop, None]) @ self.K.T
-            S.mul_(k_aux[None, :])
-            return self._penalise(S, start, stop)
-        S = self.Q[start:stop] @ self.K.T  # "unit" and "dot"
-        if self.metric == "l2":
-            S.mul_(2.0).sub_(q_aux[start:stop, None]).sub_(k_aux[None, :]).clamp_(max=0.0)
-        return self._penalise(S, start, stop)
-
-    def _penalise(self, S: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-        if self.q_pen is not None:  # CSLS; k_pen is always set with q_pen
-            S.mul_(2.0).sub_(self.q_pen[start:stop, None]).sub_(cast(torch.Tensor, self.k_pen)[None, :])
-        return S
-
-
-def _exact_topk(
-    scorer: _Scorer, k: int, chunk_size: int | None, exclude_self: bool = False
-) -> tuple[torch.Tensor, torch.Tensor]:
-    n_q = scorer.Q.shape[0]
-    values = torch.empty(n_q, k, dtype=scorer.Q.dtype, device=scorer.Q.device)
-    indices = torch.empty(n_q, k, dtype=torch.int64, device=scorer.Q.device)
-    for start, stop in _row_blocks(n_q, scorer.n_keys, chunk_size):
-        S = scorer.block(start, stop)
-        if exclude_self:
-            rows = torch.arange(stop - start, device=S.device)
-            cols = rows + start
-            keep = cols < S.shape[1]
-            S[rows[keep], cols[keep]] = -math.inf
-        v, i = torch.topk(S, k, dim=1, largest=True, sorted=True)
-        values[start:stop] = v
-        indices[start:stop] = i
-        del S  # free this block before the next one is allocated
-    return values, indices
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -299,11 +171,11 @@ def _faiss_topk(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """faiss search returning (similarity values higher-is-better, indices), on Q's device and dtype."""
     if metric == "cosine":  # faiss has no cosine index: normalised copies + inner product
-        _nonzero_norms(Q, names[0])
-        _nonzero_norms(K, names[1])
-        Qf, Kf = _to_faiss(_unit_rows(Q)), _to_faiss(_unit_rows(K))
+        nonzero_norms(Q, names[0])
+        nonzero_norms(K, names[1])
+        Qf, Kf = _to_faiss(unit_rows(Q)), _to_faiss(unit_rows(K))
     else:
-        _check_score_range(Q, K, metric, names, torch.float32)  # faiss computes in float32
+        check_score_range(Q, K, metric, names, torch.float32)  # faiss computes in float32
         Qf, Kf = _to_faiss(Q), _to_faiss(K)
     if q_pen is not None:  # CSLS as one inner product: [2 q, -1] . [k, r_Q(k)] = 2 cos - r_Q(k)
         Qf = np.hstack([2.0 * Qf, -np.ones((Qf.shape[0], 1), np.float32)])
@@ -370,7 +242,7 @@ def knn_tensors(
     """
     with torch.no_grad():
         if index == "exact":
-            return _exact_topk(_Scorer.build(Q, K, metric, names), k, chunk_size, exclude_self)
+            return blocked_topk(Scorer.build(Q, K, metric, names), k, chunk_size, exclude_self)
         return _faiss_topk(Q, K, k, metric, index, nlist, nprobe, exclude_self, names=names)
 
 
@@ -454,6 +326,9 @@ def _restore_indices(indices: torch.Tensor, spec: ArraySpec) -> ArrayLike:
 def _penalties(
     Q: torch.Tensor, K: torch.Tensor, k: int, index: str, chunk_size: int | None, nlist: Any = None, nprobe: Any = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    if index == "exact":  # both penalties from one pass over the scores
+        r_q, r_k, _, _ = csls_pass(Scorer.build(Q, K, "cosine"), k, k, chunk_size)
+        return r_q, r_k
     r_q = knn_tensors(Q, K, k, "cosine", index, chunk_size, nlist=nlist, nprobe=nprobe)[0].mean(1)
     r_k = knn_tensors(K, Q, k, "cosine", index, chunk_size, nlist=nlist, nprobe=nprobe, names=("K", "Q"))[0].mean(1)
     return r_q, r_k
@@ -525,7 +400,7 @@ def csls_scores(Q: ArrayLike, K: ArrayLike, *, k: int = 10, chunk_size: int | No
     k = _check_csls_k(k, Qt, Kt, "k")
     with torch.no_grad():
         r_q, r_k = _penalties(Qt, Kt, k, "exact", chunk_size)
-        scorer = _Scorer.build(Qt, Kt, "cosine")
+        scorer = Scorer.build(Qt, Kt, "cosine")
         scorer.q_pen, scorer.k_pen = r_q, r_k
         S = scorer.block(0, Qt.shape[0])
     return restore(S, spec)
@@ -583,13 +458,39 @@ def _csls_topk(
     Q: torch.Tensor, K: torch.Tensor, k: int, csls_k: int, index: str, chunk_size: Any, nlist: Any, nprobe: Any
 ) -> tuple[torch.Tensor, torch.Tensor]:
     with torch.no_grad():
-        pen_index = "exact" if index == "exact" else "faiss"
-        r_q, r_k = _penalties(Q, K, csls_k, pen_index, chunk_size)
         if index == "exact":
-            scorer = _Scorer.build(Q, K, "cosine")
-            scorer.q_pen, scorer.k_pen = r_q, r_k
-            return _exact_topk(scorer, k, chunk_size)
+            return _exact_csls_topk(Q, K, k, csls_k, chunk_size)
+        r_q, r_k = _penalties(Q, K, csls_k, "faiss", chunk_size)
         return _faiss_topk(Q, K, k, "cosine", index, nlist, nprobe, q_pen=r_q, k_pen=r_k)
+
+
+def _exact_csls_topk(
+    Q: torch.Tensor, K: torch.Tensor, k: int, csls_k: int, chunk_size: int | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact CSLS top-k from one pass over the cosines, plus a recomputation of the rows it cannot settle.
+
+    The pass yields both penalties and each query's ``depth`` best keys by cosine. A key outside them has
+    ``cos <= cos_depth``, so its CSLS is at most ``2 cos_depth - r_K(q) - min r_Q`` (rounding is monotone, so
+    this holds for the computed values too). Where that bound is below the k-th best CSLS among the
+    candidates, the candidates hold the exact answer, ties included (an outside key can never equal it);
+    the other rows are scored against every key again.
+    """
+    scorer = Scorer.build(Q, K, "cosine")
+    depth = min(K.shape[0], max(csls_k, 2 * k + 16))
+    r_q, r_k, cand_v, cand_i = csls_pass(scorer, csls_k, depth, chunk_size)
+    # The candidates in key order, so that a stable sort ranks the lower key first among equal scores.
+    order = torch.argsort(cand_i, dim=1)
+    cand_i, cos = cand_i.gather(1, order), cand_v.gather(1, order)
+    csls = cos.mul(2.0).sub_(r_q[:, None]).sub_(r_k[cand_i])  # the operations of Scorer.tile, in its order
+    top_v, top_o = torch.sort(csls, dim=1, descending=True, stable=True)
+    values, indices = top_v[:, :k].contiguous(), cand_i.gather(1, top_o[:, :k])
+    if depth < K.shape[0]:
+        bound = cand_v[:, -1].mul(2.0).sub_(r_q).sub_(r_k.min())
+        unsettled = (bound >= values[:, -1]).nonzero().squeeze(1)
+        if unsettled.numel():
+            scorer.q_pen, scorer.k_pen = r_q, r_k
+            values[unsettled], indices[unsettled] = blocked_topk(scorer.subset(unsettled), k, chunk_size)
+    return values, indices
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -675,46 +576,22 @@ def _gold_row(entry: Any, i: int) -> list[int]:
 
 
 def _exact_positions(
-    scorer: _Scorer, gold_idx: torch.Tensor, valid: torch.Tensor, ties: str, chunk_size: int | None
+    scorer: Scorer, gold_idx: torch.Tensor, valid: torch.Tensor, ties: str, chunk_size: int | None
 ) -> torch.Tensor:
-    """Exact 1-based positions of every gold key (sorted ascending per query; padding = _PAD)."""
+    """Exact 1-based positions of every gold key (sorted ascending per query; padding = _PAD).
+
+    A gold key's position is the number of non-gold keys ranked ahead of it (scoring ``>=`` it when
+    pessimistic, ``>`` when optimistic), plus its place among the query's gold keys.
+    """
     n_q, g = gold_idx.shape
     device = scorer.Q.device
     gold_idx, valid = gold_idx.to(device), valid.to(device)
-    out = torch.empty(n_q, g, dtype=torch.int64, device=device)
-    pessimistic = ties == "pessimistic"
-    for start, stop in _row_blocks(n_q, scorer.n_keys, chunk_size):
-        S = scorer.block(start, stop)
-        gi, gv = gold_idx[start:stop], valid[start:stop]
-        gs = S.gather(1, gi).masked_fill(~gv, math.inf)  # padding: nothing scores >= +inf
-        counts = torch.empty(stop - start, g, dtype=torch.int64, device=device)
-        sub = max(1, _COUNT_ELEMENTS // scorer.n_keys)  # compare a few rows at a time: small boolean temporaries
-        for r0 in range(0, stop - start, sub):
-            rows = S[r0 : r0 + sub]
-            for t in range(g):
-                counts[r0 : r0 + sub, t] = _count_ahead(rows, gs[r0 : r0 + sub, t : t + 1], pessimistic)
-        gm = gs.masked_fill(~gv, -math.inf)  # padding is never ahead of a real gold key
-        if pessimistic:
-            gold_ahead = (gm[:, None, :] >= gm[:, :, None]).sum(2)  # gold keys scoring >= this one (incl. itself)
-        else:
-            gold_ahead = (gm[:, None, :] > gm[:, :, None]).sum(2)
-        order = torch.argsort(gm, dim=1, descending=True, stable=True)
-        place = torch.empty_like(order)
-        place.scatter_(1, order, torch.arange(1, g + 1, device=device).expand(stop - start, g).contiguous())
-        positions = (counts - gold_ahead + place).masked_fill(~gv, _PAD)
-        out[start:stop] = positions.sort(dim=1).values
-        del S, rows  # free this block (and the view into it) before the next one is allocated
-    return out
-
-
-def _count_ahead(rows: torch.Tensor, threshold: torch.Tensor, inclusive: bool) -> torch.Tensor:
-    """Per row, the number of scores ``>= threshold`` (``inclusive``) or ``> threshold``."""
-    if rows.device.type == "cpu":
-        # numpy's count_nonzero is several times faster than torch's boolean sum on the CPU (which
-        # materialises the comparison as int64); both are views, nothing is copied.
-        a, t = rows.numpy(), threshold.numpy()
-        return torch.from_numpy(np.count_nonzero(a >= t if inclusive else a > t, axis=1).astype(np.int64))
-    return (rows >= threshold).sum(1) if inclusive else (rows > threshold).sum(1)
+    counts, gm = count_ahead(scorer, gold_idx, valid, ties == "pessimistic", chunk_size)
+    order = torch.argsort(gm, dim=1, descending=True, stable=True)
+    place = torch.empty_like(order)
+    place.scatter_(1, order, torch.arange(1, g + 1, device=device).expand(n_q, g).contiguous())
+    positions = (counts + place).masked_fill(~valid, _PAD)
+    return positions.sort(dim=1).values
 
 
 def _list_positions(indices: torch.Tensor, gold_idx: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -795,7 +672,7 @@ def _positions(
     gold_idx, valid = _parse_gold(gold, Q.shape[0], K.shape[0])
     with torch.no_grad():
         if index == "exact":
-            scorer = _Scorer.build(Q, K, metric)
+            scorer = Scorer.build(Q, K, metric)
             if csls:
                 scorer.q_pen, scorer.k_pen = _penalties(Q, K, csls_k, "exact", chunk_size)
             return _exact_positions(scorer, gold_idx, valid, ties, chunk_size), None

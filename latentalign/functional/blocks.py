@@ -1,0 +1,400 @@
+"""The blocked score engine behind exact retrieval: tiles of the query x key score matrix, fused top-k.
+
+The ``n_queries x n_keys`` score matrix is never held: it is produced one tile of ``rows x cols`` scores at a
+time (a block of query rows against a block of key rows, at most :data:`TILE_ELEMENTS` scores, a few MiB:
+the tile stays in the CPU's last-level cache while it is read again). Each tile feeds
+
+* a running top-k per query (:func:`merge_topk`): the tile's keys are cut into groups of :data:`GROUP`; only
+  groups whose best score beats the query's current k-th best are gathered and merged, so after the first
+  tiles almost nothing but one max-reduction over the tile is done besides the matrix product;
+* optionally a running top-k per key (the tile transposed), for the CSLS penalties, in the same pass;
+* or per-query counts of keys scoring above a threshold (gold positions).
+
+Ties are settled exactly: among keys with equal scores the lower key index ranks first, whatever the
+tiling. The same torch code runs on CPU and GPU; memory is a few tiles whatever the input sizes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import cast
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from latentalign.functional.norms import row_norms
+
+__all__ = [
+    "GROUP",
+    "TILE_ELEMENTS",
+    "QUERY_BLOCK",
+    "Scorer",
+    "nonzero_norms",
+    "unit_rows",
+    "check_score_range",
+    "query_blocks",
+    "key_blocks",
+    "merge_topk",
+    "blocked_topk",
+    "csls_pass",
+    "count_ahead",
+]
+
+GROUP = 32
+TILE_ELEMENTS = 2**21
+QUERY_BLOCK = 1024
+
+
+# --------------------------------------------------------------------------------------------------------
+# Scores
+# --------------------------------------------------------------------------------------------------------
+def nonzero_norms(X: torch.Tensor, name: str) -> torch.Tensor:
+    """Row norms of ``X`` (float64); a zero row raises, as its cosine is undefined."""
+    norms = row_norms(X)
+    zero = norms == 0
+    if bool(zero.any()):
+        row = int(zero.nonzero()[0, 0])
+        raise ValueError(
+            f"{name} has a zero row (row {row}), whose cosine similarity is undefined. Drop all-zero rows "
+            "first, or use metric='dot' or metric='l2'."
+        )
+    return norms
+
+
+def unit_rows(X: torch.Tensor) -> torch.Tensor:
+    """``X`` with every row scaled to unit length; each row is divided by its largest entry first, so nothing
+    overflows or underflows. Rows must be non-zero."""
+    scaled = X / X.abs().amax(dim=1, keepdim=True)
+    return scaled / torch.linalg.vector_norm(scaled, dim=1, keepdim=True)
+
+
+def _fits_scale_after_product(norms: torch.Tensor, dtype: torch.dtype) -> bool:
+    """Whether rows with these norms can be scaled to unit length after the product, in ``dtype``.
+
+    Between ``sqrt(tiny)`` and ``sqrt(max)`` of the dtype (``1e-19`` to ``1.8e19`` in float32) the
+    reciprocal norms and every partial product are normal numbers; outside, the rows are normalised first.
+    """
+    info = torch.finfo(dtype)
+    return math.sqrt(info.tiny) <= float(norms.min()) and float(norms.max()) <= math.sqrt(info.max)
+
+
+def check_score_range(Q: torch.Tensor, K: torch.Tensor, metric: str, names: tuple[str, str], dtype: torch.dtype) -> None:
+    """Refuse dot and l2 scores that would overflow ``dtype`` or lose their precision to underflow.
+
+    The scores are bounded by ``max ||q|| max ||k||`` (dot) and ``(max ||q|| + max ||k||)^2`` (l2); the bound
+    must lie between ``tiny / eps`` (so that scores keep full precision) and the dtype's largest value.
+    """
+    if metric == "cosine" or Q.shape[0] == 0 or K.shape[0] == 0:
+        return
+    largest_q, largest_k = float(row_norms(Q).max()), float(row_norms(K).max())
+    bound = largest_q * largest_k if metric == "dot" else (largest_q + largest_k) ** 2
+    info = torch.finfo(dtype)
+    low, high = info.tiny / info.eps, info.max
+    if bound == 0 or low <= bound <= high:
+        return
+    invariance = (
+        f"ranking by dot product does not change when {names[0]} or {names[1]} is multiplied by a positive number"
+        if metric == "dot"
+        else f"ranking by distance does not change when {names[0]} and {names[1]} are multiplied by the same "
+        "positive number"
+    )
+    raise ValueError(
+        f"metric={metric!r} scores of {names[0]} (largest row norm {largest_q:.3g}) and {names[1]} (largest row "
+        f"norm {largest_k:.3g}) reach {bound:.3g}, outside the range {low:.3g} to {high:.3g} that {dtype} "
+        f"scores can hold at full precision. Rescale the embeddings ({invariance}), pass float64 inputs, or "
+        "use metric='cosine'."
+    )
+
+
+@dataclass
+class Scorer:
+    """Computes tiles of similarities (higher = better) between query rows and key rows.
+
+    ``metric`` is ``"cosine"``, ``"l2"`` (negated squared distance), ``"dot"``, or ``"unit"`` (cosine of rows
+    already scaled to unit length). With ``q_pen`` and ``k_pen`` set, scores are CSLS:
+    ``2 s - q_pen - k_pen``.
+    """
+
+    Q: torch.Tensor
+    K: torch.Tensor
+    metric: str
+    q_aux: torch.Tensor | None = None  # cosine: 1/||q||; l2: ||q||^2
+    k_aux: torch.Tensor | None = None  # cosine: 1/||k||; l2: ||k||^2
+    q_pen: torch.Tensor | None = None  # CSLS penalty r_K(q)
+    k_pen: torch.Tensor | None = None  # CSLS penalty r_Q(k)
+
+    @classmethod
+    def build(cls, Q: torch.Tensor, K: torch.Tensor, metric: str, names: tuple[str, str] = ("Q", "K")) -> Scorer:
+        """The scorer of ``metric`` for validated tensors (refusing zero rows and out-of-range scores).
+
+        Examples
+        --------
+        >>> import torch
+        >>> Scorer.build(torch.eye(2), 3 * torch.eye(2), "cosine").block(0, 2).tolist()
+        [[1.0, 0.0], [0.0, 1.0]]
+        """
+        if metric == "cosine":
+            q_norms, k_norms = nonzero_norms(Q, names[0]), nonzero_norms(K, names[1])
+            if _fits_scale_after_product(q_norms, Q.dtype) and _fits_scale_after_product(k_norms, K.dtype):
+                return cls(Q, K, metric, q_norms.to(Q.dtype).reciprocal(), k_norms.to(K.dtype).reciprocal())
+            return cls(unit_rows(Q), unit_rows(K), "unit")  # beyond the dtype's safe range: copies
+        check_score_range(Q, K, metric, names, Q.dtype)
+        if metric == "l2":
+            sq = torch.linalg.vector_norm  # no (n, d) temporary, unlike (K * K).sum(1)
+            return cls(Q, K, metric, sq(Q, dim=1).square(), sq(K, dim=1).square())
+        return cls(Q, K, metric)
+
+    @property
+    def n_queries(self) -> int:
+        return self.Q.shape[0]
+
+    @property
+    def n_keys(self) -> int:
+        return self.K.shape[0]
+
+    def subset(self, rows: torch.Tensor) -> Scorer:
+        """The same scorer restricted to some query rows (same scaling and penalties)."""
+
+        def pick(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t[rows]
+
+        return replace(self, Q=self.Q[rows], q_aux=pick(self.q_aux), q_pen=pick(self.q_pen))
+
+    def queries(self, start: int, stop: int) -> torch.Tensor:
+        """Query rows ``start:stop`` ready for the product (scaled to unit length for cosine)."""
+        if self.metric == "cosine":
+            return self.Q[start:stop] * cast(torch.Tensor, self.q_aux)[start:stop, None]
+        return self.Q[start:stop]
+
+    def tile(self, Qb: torch.Tensor, start: int, stop: int, keys: slice | torch.Tensor) -> torch.Tensor:
+        """Scores of the prepared queries ``Qb`` (rows ``start:stop``) against the keys ``keys``."""
+        S = Qb @ self.K[keys].T
+        q_rows = slice(start, stop)
+        if self.metric == "cosine":
+            S.mul_(cast(torch.Tensor, self.k_aux)[keys][None, :])
+        elif self.metric == "l2":
+            q_aux, k_aux = cast(torch.Tensor, self.q_aux), cast(torch.Tensor, self.k_aux)
+            S.mul_(2.0).sub_(q_aux[q_rows, None]).sub_(k_aux[keys][None, :]).clamp_(max=0.0)
+        if self.q_pen is not None:  # CSLS; k_pen is always set with q_pen
+            k_pen = cast(torch.Tensor, self.k_pen)
+            S.mul_(2.0).sub_(self.q_pen[q_rows, None]).sub_(k_pen[keys][None, :])
+        return S
+
+    def block(self, start: int, stop: int) -> torch.Tensor:
+        """Scores of query rows ``start:stop`` against every key."""
+        return self.tile(self.queries(start, stop), start, stop, slice(0, self.n_keys))
+
+
+# --------------------------------------------------------------------------------------------------------
+# Tiling
+# --------------------------------------------------------------------------------------------------------
+def query_blocks(n_q: int, chunk_size: int | None, least: int = 1) -> Iterator[tuple[int, int]]:
+    """``(start, stop)`` of the query blocks: ``chunk_size`` rows (default :data:`QUERY_BLOCK`, at least
+    ``least`` so that the first block can fill a per-key top-``least``)."""
+    rows = chunk_size if chunk_size is not None else max(QUERY_BLOCK, least)
+    for start in range(0, n_q, rows):
+        yield start, min(n_q, start + rows)
+
+
+def key_blocks(n_k: int, rows: int, least: int = 1) -> Iterator[tuple[int, int]]:
+    """``(start, stop)`` of the key blocks for query blocks of ``rows`` rows: about ``TILE_ELEMENTS / rows``
+    keys, a multiple of :data:`GROUP`, and at least ``least`` (so that the first tile fills a top-k)."""
+    cols = max(GROUP, TILE_ELEMENTS // max(rows, 1), least)
+    cols = -(-cols // GROUP) * GROUP
+    for start in range(0, n_k, cols):
+        yield start, min(n_k, start + cols)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Running top-k
+# --------------------------------------------------------------------------------------------------------
+def merge_topk(
+    vals: torch.Tensor, idx: torch.Tensor | None, S: torch.Tensor, offset: int, first: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Merge the scores ``S`` (rows x w, keys ``offset .. offset + w - 1``) into a running top-k, in place.
+
+    ``vals`` (rows x k, decreasing) and ``idx`` (their key indices, or ``None`` when only the values are
+    needed) hold the best scores so far, all of keys below ``offset``; ``first`` says they are still empty
+    (then ``S`` must hold at least ``k`` finite scores per row). Among equal scores the lower index is kept.
+
+    Examples
+    --------
+    >>> import torch
+    >>> vals, idx = torch.full((1, 2), -float("inf")), torch.zeros(1, 2, dtype=torch.int64)
+    >>> vals, idx = merge_topk(vals, idx, torch.tensor([[1.0, 3.0, 3.0]]), 0, True)
+    >>> vals, idx = merge_topk(vals, idx, torch.tensor([[3.0, 2.0]]), 3, False)
+    >>> vals.tolist(), idx.tolist()
+    ([[3.0, 3.0]], [[1, 2]])
+    """
+    rows, width = S.shape
+    k = vals.shape[1]
+    n_groups = -(-width // GROUP)
+    if n_groups * GROUP != width:
+        S = F.pad(S, (0, n_groups * GROUP - width), value=-math.inf)
+    groups = S.view(rows, n_groups, GROUP)
+    best = groups.amax(2)
+    if first:  # ties with the tile's k-th score are all gathered, so the lowest indices win
+        selected = best >= torch.topk(S, k, dim=1, sorted=False).values.amin(1, keepdim=True)
+    else:  # strictly better than the k-th so far: an equal score of a later key never displaces it
+        selected = best > vals[:, -1:]
+    hit = selected.nonzero()
+    if hit.shape[0] == 0:
+        return vals, idx
+    hit_rows, hit_groups = hit[:, 0], hit[:, 1]
+    counts = torch.bincount(hit_rows, minlength=rows)
+    touched = counts.nonzero().squeeze(1)
+    slot = torch.cumsum(counts > 0, 0) - 1
+    place = torch.arange(hit.shape[0], device=S.device) - (torch.cumsum(counts, 0) - counts)[hit_rows]
+    width_c = int(counts.max())
+    buf_v = S.new_full((touched.shape[0], width_c, GROUP), -math.inf)
+    buf_v[slot[hit_rows], place] = groups[hit_rows, hit_groups]
+    all_v = torch.cat([vals[touched], buf_v.view(touched.shape[0], -1)], dim=1)
+    if idx is None:
+        vals[touched] = torch.topk(all_v, k, dim=1).values
+        return vals, None
+    lanes = torch.arange(GROUP, device=S.device)
+    buf_i = torch.full((touched.shape[0], width_c, GROUP), -1, dtype=torch.int64, device=S.device)
+    buf_i[slot[hit_rows], place] = (offset + hit_groups * GROUP)[:, None] + lanes
+    all_i = torch.cat([idx[touched], buf_i.view(touched.shape[0], -1)], dim=1)
+    # The buffer is in increasing key order, so a stable sort puts the lower index first among ties.
+    sorted_v, order = torch.sort(all_v, dim=1, descending=True, stable=True)
+    vals[touched] = sorted_v[:, :k]
+    idx[touched] = all_i.gather(1, order[:, :k])
+    return vals, idx
+
+
+def _mask_self(S: torch.Tensor, start: int, stop: int, c0: int, c1: int) -> None:
+    rows = torch.arange(max(start, c0), min(stop, c1), device=S.device)
+    if rows.numel():
+        S[rows - start, rows - c0] = -math.inf
+
+
+def blocked_topk(
+    scorer: Scorer, k: int, chunk_size: int | None = None, exclude_self: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact top-``k`` (scores, key indices) of every query, lower key index first among equal scores.
+
+    Examples
+    --------
+    >>> import torch
+    >>> scorer = Scorer.build(torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0], [1.0, 0.0], [2.0, 0.0]]), "dot")
+    >>> values, indices = blocked_topk(scorer, 2)
+    >>> values.tolist(), indices.tolist()
+    ([[2.0, 1.0]], [[2, 1]])
+    """
+    n_q, device = scorer.n_queries, scorer.Q.device
+    values = torch.empty(n_q, k, dtype=scorer.Q.dtype, device=device)
+    indices = torch.empty(n_q, k, dtype=torch.int64, device=device)
+    least = k + 1 if exclude_self else k
+    for start, stop in query_blocks(n_q, chunk_size):
+        Qb = scorer.queries(start, stop)
+        vals = torch.full((stop - start, k), -math.inf, dtype=scorer.Q.dtype, device=device)
+        idx: torch.Tensor | None = torch.full((stop - start, k), -1, dtype=torch.int64, device=device)
+        for j, (c0, c1) in enumerate(key_blocks(scorer.n_keys, stop - start, least)):
+            S = scorer.tile(Qb, start, stop, slice(c0, c1))
+            if exclude_self:
+                _mask_self(S, start, stop, c0, c1)
+            vals, idx = merge_topk(vals, idx, S, c0, j == 0)
+        values[start:stop], indices[start:stop] = vals, cast(torch.Tensor, idx)
+    return values, indices
+
+
+def csls_pass(
+    scorer: Scorer, csls_k: int, depth: int, chunk_size: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One pass over the cosine scores: CSLS penalties and each query's top-``depth`` cosine candidates.
+
+    Returns ``(r_query, r_key, cand_values, cand_indices)``: ``r_query`` is the mean of each query's
+    ``csls_k`` best cosines to the keys, ``r_key`` the mean of each key's ``csls_k`` best cosines to the
+    queries, and the candidates are each query's ``max(depth, csls_k)`` best keys by cosine (decreasing,
+    lower index first among ties).
+
+    Examples
+    --------
+    >>> import torch
+    >>> r_q, r_k, _, idx = csls_pass(Scorer.build(torch.eye(3), torch.eye(3), "cosine"), 1, 1)
+    >>> r_q.tolist(), r_k.tolist(), idx.ravel().tolist()
+    ([1.0, 1.0, 1.0], [1.0, 1.0, 1.0], [0, 1, 2])
+    """
+    n_q, n_k, device, dtype = scorer.n_queries, scorer.n_keys, scorer.Q.device, scorer.Q.dtype
+    depth = max(depth, csls_k)
+    cand_v = torch.empty(n_q, depth, dtype=dtype, device=device)
+    cand_i = torch.empty(n_q, depth, dtype=torch.int64, device=device)
+    col_v = torch.full((n_k, csls_k), -math.inf, dtype=dtype, device=device)
+    for b, (start, stop) in enumerate(query_blocks(n_q, chunk_size, least=csls_k)):
+        Qb = scorer.queries(start, stop)
+        vals = torch.full((stop - start, depth), -math.inf, dtype=dtype, device=device)
+        idx: torch.Tensor | None = torch.full((stop - start, depth), -1, dtype=torch.int64, device=device)
+        for j, (c0, c1) in enumerate(key_blocks(n_k, stop - start, depth)):
+            S = scorer.tile(Qb, start, stop, slice(c0, c1))
+            vals, idx = merge_topk(vals, idx, S, c0, j == 0)
+            merge_topk(col_v[c0:c1], None, S.T.contiguous(), 0, b == 0)
+        cand_v[start:stop], cand_i[start:stop] = vals, cast(torch.Tensor, idx)
+    return cand_v[:, :csls_k].mean(1), col_v.mean(1), cand_v, cand_i
+
+
+# --------------------------------------------------------------------------------------------------------
+# Counting (gold positions)
+# --------------------------------------------------------------------------------------------------------
+def _count(rows: torch.Tensor, threshold: torch.Tensor, inclusive: bool) -> torch.Tensor:
+    """Per row, the number of scores ``>= threshold`` (``inclusive``) or ``> threshold``."""
+    if rows.device.type == "cpu":
+        # numpy's count_nonzero is several times faster than torch's boolean sum on the CPU (which
+        # materialises the comparison as int64); both read views, nothing is copied.
+        a, t = rows.numpy(), threshold.numpy()
+        return torch.from_numpy(np.count_nonzero(a >= t if inclusive else a > t, axis=1).astype(np.int64))
+    return (rows >= threshold).sum(1) if inclusive else (rows > threshold).sum(1)
+
+
+def _pair_scores(scorer: Scorer, Qb: torch.Tensor, start: int, gold: torch.Tensor) -> torch.Tensor:
+    """Scores of each prepared query of ``Qb`` against its own keys ``gold`` (rows x g), computed by the same
+    matrix product as the tiles, a few rows at a time."""
+    out = torch.empty(gold.shape, dtype=Qb.dtype, device=Qb.device)
+    step = max(1, int(math.sqrt(TILE_ELEMENTS / max(gold.shape[1], 1))))
+    for r0 in range(0, gold.shape[0], step):
+        r1 = min(gold.shape[0], r0 + step)
+        keys, where = torch.unique(gold[r0:r1], return_inverse=True)
+        S = scorer.tile(Qb[r0:r1], start + r0, start + r1, keys)
+        out[r0:r1] = S.gather(1, where)
+    return out
+
+
+def count_ahead(
+    scorer: Scorer, gold: torch.Tensor, valid: torch.Tensor, inclusive: bool, chunk_size: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """For every query and gold key: the number of NON-gold keys scoring ``>=`` (``inclusive``) or ``>`` it.
+
+    ``gold`` and ``valid`` are (n_queries, g) key indices and a mask of the real entries. Returns
+    ``(counts, gold_scores)``; padding entries count 0 and score ``-inf``. Gold columns are left out of the
+    counts, so a gold key is never compared with itself.
+
+    Examples
+    --------
+    >>> import torch
+    >>> scorer = Scorer.build(torch.tensor([[1.0]]), torch.tensor([[1.0], [2.0], [1.0], [0.5]]), "dot")
+    >>> counts, _ = count_ahead(scorer, torch.tensor([[0]]), torch.tensor([[True]]), inclusive=True)
+    >>> counts.tolist()
+    [[2]]
+    """
+    n_q, g = gold.shape
+    device = scorer.Q.device
+    counts = torch.zeros(n_q, g, dtype=torch.int64, device=device)
+    scores = torch.empty(n_q, g, dtype=scorer.Q.dtype, device=device)
+    for start, stop in query_blocks(n_q, chunk_size):
+        Qb = scorer.queries(start, stop)
+        gi, gv = gold[start:stop], valid[start:stop]
+        gs = _pair_scores(scorer, Qb, start, gi)
+        threshold = gs.masked_fill(~gv, math.inf)  # padding: nothing scores >= +inf
+        block = counts[start:stop]
+        for c0, c1 in key_blocks(scorer.n_keys, stop - start):
+            S = scorer.tile(Qb, start, stop, slice(c0, c1))
+            inside = gv & (gi >= c0) & (gi < c1)
+            r, t = inside.nonzero(as_tuple=True)
+            S[r, gi[r, t] - c0] = -math.inf
+            for col in range(g):
+                block[:, col] += _count(S, threshold[:, col : col + 1], inclusive).to(device)
+        scores[start:stop] = gs.masked_fill(~gv, -math.inf)
+    return counts, scores
