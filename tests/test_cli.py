@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from latentalign import load
 from latentalign.cli import app
+from latentalign.store.integrity import manifest_digest
 
 runner = CliRunner()
 
@@ -169,6 +170,7 @@ def test_embed_resumes_a_killed_run_from_its_last_finished_shard(tmp_path):
     assert [s["rows"] for s in manifest["shards"]] == [4, 4, 4, 2]
     manifest["shards"], manifest["complete"] = manifest["shards"][:2], False
     manifest.pop("finished", None)
+    manifest["manifest_sha256"] = manifest_digest(manifest)  # as the killed writer wrote it
     (store / "manifest.json").write_text(json.dumps(manifest))
     (store / "embeddings" / "emb_00003.npy").unlink()
     (store / "embeddings" / ".emb_00002.npy.999.tmp").write_bytes(b"partial")

@@ -31,6 +31,7 @@ from latentalign.dist.embed import _commit, _ShardEncoder
 from latentalign.encoders import TorchModuleEncoder
 from latentalign.exceptions import MissingDependencyError, PersistenceError
 from latentalign.store import EmbeddingStore, embed, pair_stores, write_embeddings
+from latentalign.store.integrity import manifest_digest
 from latentalign.store.writer import StoreWriter
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -148,6 +149,7 @@ def interrupt(path: Path, keep: int) -> None:
             if isinstance(name, str) and (path / name).is_file():
                 (path / name).unlink()
     manifest["shards"], manifest["complete"] = manifest["shards"][:keep], False
+    manifest["manifest_sha256"] = manifest_digest(manifest)  # as the killed writer wrote it
     (path / "manifest.json").write_text(json.dumps(manifest))
 
 
@@ -252,6 +254,7 @@ def test_embed_distributed_from_a_ray_dataset_with_a_registry_encoder(ray_cluste
     manifest = json.loads((tmp_path / "ds" / "manifest.json").read_text())
     kept = manifest["shards"][:-2]
     manifest.update(shards=kept, complete=False)
+    manifest["manifest_sha256"] = manifest_digest(manifest)  # as the killed writer wrote it
     (tmp_path / "ds" / "manifest.json").write_text(json.dumps(manifest))
     before = {e["embeddings"]: (tmp_path / "ds" / e["embeddings"]).stat().st_ino for e in kept}
     resumed = embed_distributed(

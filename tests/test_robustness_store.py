@@ -83,6 +83,7 @@ def test_a_store_of_the_previous_format_version_is_recomputed_not_misread(tmp_pa
     for entry in manifest["shards"]:
         (tmp_path / "s" / entry["embeddings"]).write_bytes((tmp_path / "o" / entry["embeddings"]).read_bytes())
     manifest["version"] = FORMAT_VERSION - 1
+    del manifest["manifest_sha256"]  # older versions wrote no digest
     (tmp_path / "s" / "manifest.json").write_text(json.dumps(manifest))
     again = embed(enc, X, ids, store_dir=tmp_path / "s", progress=False)
     assert again.manifest["version"] == FORMAT_VERSION and again.key == store.key

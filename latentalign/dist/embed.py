@@ -503,7 +503,7 @@ def embed_distributed(
             num_actors=num_actors, resources=resources, id_column=id_column, input_column=input_column,
             progress=progress, name=info["name"])
         writer.finish()
-    return EmbeddingStore(directory, verify=None)
+    return EmbeddingStore(directory)
 
 
 def _progress(total: int, initial: int, name: str, enabled: bool) -> Any:
@@ -570,7 +570,7 @@ def _run_dataset(
     expected = set(ids)
     committed: set[Any] = set()
     if writer.manifest["shards"]:
-        resumed = EmbeddingStore(writer.dir, verify=None, allow_incomplete=True)
+        resumed = EmbeddingStore(writer.dir, allow_incomplete=True)
         committed = set(resumed.ids)
     if len(committed) == n:
         return

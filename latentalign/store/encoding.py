@@ -138,7 +138,7 @@ def embed(
             progress=progress,
         )
         writer.finish()
-    return EmbeddingStore(directory, verify=None)
+    return EmbeddingStore(directory)
 
 
 def encode_into(

@@ -29,6 +29,7 @@ __all__ = [
     "LOCK",
     "MANIFEST",
     "META_DIR",
+    "SHARD_FILE",
     "arrays_key",
     "cache_key",
     "canonical_json",
@@ -51,6 +52,8 @@ LOCK = ".lock"
 EMB_DIR = "embeddings"
 META_DIR = "metadata"
 DEFAULT_SHARD_SIZE = 4096
+#: The relative paths of a store's shard files; a manifest listing any other path is refused.
+SHARD_FILE = re.compile(rf"^({EMB_DIR}/emb_\d{{5,}}\.npy|{META_DIR}/metadata_\d{{5,}}\.parquet)$")
 
 
 def normalize_ids(ids: Any, name: str = "ids") -> tuple[list[Any], str]:

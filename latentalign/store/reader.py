@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from latentalign.exceptions import PersistenceError
-from latentalign.store.files import sha256_file
 from latentalign.store.format import (
     FORMAT,
     FORMAT_VERSION,
@@ -18,6 +17,9 @@ from latentalign.store.format import (
     import_pyarrow,
     normalize_ids,
 )
+from latentalign.store.integrity import check_manifest, verify_files, verify_once
+
+_VERIFY_MODES = ("read", "size", "checksum", None)
 
 __all__ = ["EmbeddingStore", "check_shard_files", "read_manifest"]
 
@@ -30,9 +32,12 @@ class EmbeddingStore:
     ----------
     path : str or pathlib.Path
         The store directory (holding ``manifest.json``).
-    verify : {"size", "checksum", None}
-        On opening, check every listed shard's file size (cheap, catches truncation) or its sha256
-        (reads everything, catches any corruption), or nothing. :meth:`verify` runs the full check later.
+    verify : {"read", "size", "checksum", None}
+        ``"read"`` (default): on opening, check every listed shard's file size (catches truncation), then
+        each shard file's sha256 the first time this process reads it (catches any flipped byte and swapped
+        shards before a row is returned; a file already verified in this process is not hashed again).
+        ``"size"``: the size check only. ``"checksum"``: hash every shard on opening. ``None``: no check.
+        :meth:`verify` runs the full check later.
     allow_incomplete : bool
         Open a store whose writing job has not finished (only the finished shards are visible).
 
@@ -48,9 +53,13 @@ class EmbeddingStore:
     [[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]
     """
 
-    def __init__(self, path: str | Path, *, verify: str | None = "size", allow_incomplete: bool = False) -> None:
-        if verify not in ("size", "checksum", None):
-            raise ValueError(f"verify must be 'size', 'checksum' or None, got {verify!r}.")
+    def __init__(self, path: str | Path, *, verify: str | None = "read", allow_incomplete: bool = False) -> None:
+        if verify not in _VERIFY_MODES:
+            raise ValueError(
+                f"verify must be one of 'read', 'size', 'checksum' or None, got {verify!r}. 'read' (the default) "
+                "checks each shard's sha256 on its first read."
+            )
+        self._verify_on_read = verify == "read"
         self.path = Path(path)
         self.manifest = read_manifest(self.path)
         if not self.manifest["complete"] and not allow_incomplete:
@@ -104,7 +113,23 @@ class EmbeddingStore:
         """Raise :class:`PersistenceError` if a shard file is missing, truncated or (with ``checksum``)
         its bytes differ from the sha256 recorded when it was written."""
         for entry in self.manifest["shards"]:
-            check_shard_files(self.path, entry, checksum=checksum)
+            check_shard_files(self.path, entry, checksum=False)
+        if checksum:
+            verify_files(self._checks(range(self.n_shards), ("embeddings", "metadata")))
+
+    def _checks(self, indices: Iterable[int], fields: Sequence[str]) -> list[tuple[Path, str, str]]:
+        sha_of = {"embeddings": "sha256", "metadata": "meta_sha256"}
+        shards = self.manifest["shards"]
+        return [
+            (self.path / shards[i][field], shards[i][sha_of[field]], f"shard {i} {field} file")
+            for i in indices
+            for field in fields
+        ]
+
+    def _verify_read(self, indices: Iterable[int], field: str) -> None:
+        """Checksums of the shards about to be read (first read in this process only), in parallel."""
+        if self._verify_on_read:
+            verify_files(self._checks(indices, (field,)))
 
     # ------------------------------------------------------------------ reading
     def shard(self, index: int) -> np.ndarray:
@@ -113,6 +138,7 @@ class EmbeddingStore:
             raise IndexError(f"shard index {index} is out of range: the store has {self.n_shards} shards.")
         entry = self.manifest["shards"][index]
         path = self.path / entry["embeddings"]
+        self._verify_read([index], "embeddings")
         try:
             arr = np.load(path, mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError) as exc:
@@ -131,8 +157,11 @@ class EmbeddingStore:
     def shard_ids(self, index: int) -> list[Any]:
         """The ids of shard ``index``, in row order."""
         _, pq = import_pyarrow()
+        if not 0 <= index < self.n_shards:
+            raise IndexError(f"shard index {index} is out of range: the store has {self.n_shards} shards.")
         entry = self.manifest["shards"][index]
         path = self.path / entry["metadata"]
+        self._verify_read([index], "metadata")
         try:
             ids = pq.read_table(path, columns=["id"]).column("id").to_pylist()
         except Exception as exc:
@@ -151,6 +180,7 @@ class EmbeddingStore:
     def ids(self) -> list[Any]:
         """All ids, in row order (read once, then cached)."""
         if self._ids is None:
+            self._verify_read(range(self.n_shards), "metadata")
             out: list[Any] = []
             for i in range(self.n_shards):
                 out.extend(self.shard_ids(i))
@@ -191,6 +221,7 @@ class EmbeddingStore:
     def to_numpy(self) -> np.ndarray:
         """All embeddings as one in-memory ``(n, dim)`` array, in store order."""
         out = np.empty((len(self), self.dim), dtype=self.manifest["dtype"])
+        self._verify_read(range(self.n_shards), "embeddings")
         for i in range(self.n_shards):
             out[self._offsets[i] : self._offsets[i + 1]] = self.shard(i)
         return out
@@ -211,6 +242,7 @@ class EmbeddingStore:
     def _gather(self, rows: np.ndarray) -> np.ndarray:
         out = np.empty((rows.size, self.dim), dtype=self.manifest["dtype"])
         shard_of = np.searchsorted(self._offsets, rows, side="right") - 1
+        self._verify_read((int(i) for i in np.unique(shard_of)), "embeddings")
         for s in np.unique(shard_of):
             sel = np.flatnonzero(shard_of == s)
             local = rows[sel] - self._offsets[s]
@@ -229,18 +261,28 @@ def read_manifest(path: Path) -> dict[str, Any]:
         )
     try:
         manifest = json.loads(mpath.read_text())
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON or text; RecursionError is a RuntimeError
         raise PersistenceError(f"{str(mpath)!r} cannot be parsed ({exc}); the store is corrupt.") from exc
+    except RecursionError as exc:
+        raise PersistenceError(f"{str(mpath)!r} is nested too deeply to be a store manifest.") from exc
+    if not isinstance(manifest, dict):
+        raise PersistenceError(
+            f"{str(mpath)!r} is not a latentalign embedding manifest (a JSON {type(manifest).__name__}, "
+            "expected an object)."
+        )
     if manifest.get("format") != FORMAT:
         raise PersistenceError(
             f"{str(mpath)!r} is not a latentalign embedding manifest (format={manifest.get('format')!r})."
         )
-    if manifest.get("version", 0) > FORMAT_VERSION:
+    version = manifest.get("version", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise PersistenceError(f"{str(mpath)!r} has a version of the wrong type ({version!r}); the store is corrupt.")
+    if version > FORMAT_VERSION:
         raise PersistenceError(
             f"{str(mpath)!r} was written by a newer latentalign (format version {manifest['version']} > "
             f"{FORMAT_VERSION}); upgrade latentalign."
         )
-    return manifest
+    return check_manifest(manifest, mpath)
 
 
 def check_shard_files(root: Path, entry: dict[str, Any], *, checksum: bool) -> None:
@@ -257,8 +299,5 @@ def check_shard_files(root: Path, entry: dict[str, Any], *, checksum: bool) -> N
                 f"shard {entry['index']} file {str(path)!r} is truncated or corrupt: {size} bytes, the manifest "
                 f"records {entry[size_key]}. {fix}"
             )
-        if checksum and sha256_file(path) != entry[sha_key]:
-            raise PersistenceError(
-                f"shard {entry['index']} file {str(path)!r} is corrupt: its sha256 differs from the one recorded "
-                f"when it was written. {fix}"
-            )
+        if checksum:
+            verify_once(path, entry[sha_key], f"shard {entry['index']} {field} file")

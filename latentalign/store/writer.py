@@ -15,7 +15,6 @@ import hashlib
 import io
 import json
 import os
-import re
 import time
 import uuid
 import warnings
@@ -42,6 +41,7 @@ from latentalign.store.format import (
     FORMAT_VERSION,
     MANIFEST,
     META_DIR,
+    SHARD_FILE,
     arrays_key,
     ids_digest,
     import_pyarrow,
@@ -49,6 +49,7 @@ from latentalign.store.format import (
     normalize_ids,
     shard_names,
 )
+from latentalign.store.integrity import DIGEST_FIELD, manifest_digest, mark_verified
 from latentalign.store.reader import EmbeddingStore, check_shard_files, read_manifest
 
 __all__ = [
@@ -181,7 +182,8 @@ class StoreWriter:
         return sum(s["rows"] for s in self.manifest["shards"])
 
     def write_manifest(self) -> None:
-        """Rewrite ``manifest.json`` atomically."""
+        """Rewrite ``manifest.json`` atomically, with the digest of its content."""
+        self.manifest[DIGEST_FIELD] = manifest_digest(self.manifest)
         atomic_write_bytes(self.dir / MANIFEST, json.dumps(self.manifest, indent=1, default=str).encode())
 
     def append(self, X: np.ndarray, ids: list[Any]) -> None:
@@ -196,6 +198,8 @@ class StoreWriter:
         os.replace(self.dir / staged.meta_tmp, self.dir / meta_name)
         fsync_dir(self.dir / EMB_DIR)
         fsync_dir(self.dir / META_DIR)
+        mark_verified(self.dir / emb_name, staged.sha256)  # hashed from the bytes written: no re-read here
+        mark_verified(self.dir / meta_name, staged.meta_sha256)
         self.manifest["shards"].append(
             {
                 "index": index,
@@ -219,7 +223,6 @@ class StoreWriter:
 
 
 # files a store writes, by name; anything else in its folders belongs to someone else and is left alone
-_SHARD_FILE = re.compile(rf"^({EMB_DIR}/emb_\d{{5,}}\.npy|{META_DIR}/metadata_\d{{5,}}\.parquet)$")
 _TEMP_PATTERNS = (
     (".", f".{MANIFEST}.*.tmp"),
     (EMB_DIR, ".stage-*.tmp"),
@@ -242,7 +245,7 @@ def _unlisted_shard_files(directory: Path, listed: set[str]) -> list[str]:
     found = []
     for sub in (EMB_DIR, META_DIR):
         if (directory / sub).is_dir():
-            found += [f"{sub}/{p.name}" for p in (directory / sub).iterdir() if _SHARD_FILE.match(f"{sub}/{p.name}")]
+            found += [f"{sub}/{p.name}" for p in (directory / sub).iterdir() if SHARD_FILE.match(f"{sub}/{p.name}")]
     return sorted(set(found) - listed)
 
 
@@ -283,7 +286,7 @@ def store_files(directory: Path) -> list[str]:
     for entry in shards:
         for field in ("embeddings", "metadata"):
             rel = entry.get(field)
-            if not isinstance(rel, str) or not _SHARD_FILE.match(rel):
+            if not isinstance(rel, str) or not SHARD_FILE.match(rel):
                 raise PersistenceError(
                     f"{str(mpath)!r} lists {rel!r} as a shard file, which is not a path the store writes "
                     f"(embeddings/emb_NNNNN.npy or metadata/metadata_NNNNN.parquet). {fix}"
@@ -325,7 +328,7 @@ def finished_store(directory: Path, key: str, *, overwrite: bool) -> EmbeddingSt
         return None
     existing = read_manifest(directory)
     if existing.get("version") == FORMAT_VERSION and existing.get("key") == key and existing["complete"]:
-        return EmbeddingStore(directory, verify="size")
+        return EmbeddingStore(directory)
     return None
 
 
@@ -357,7 +360,7 @@ def open_for_writing(
             "overwrite=True to replace them, or another store_dir."
         )
     if manifest["complete"]:
-        return None, EmbeddingStore(directory, verify="size")
+        return None, EmbeddingStore(directory)
     for entry in manifest["shards"]:  # resuming: finished shards must be intact
         check_shard_files(directory, entry, checksum=True)
     return manifest, None
@@ -479,4 +482,4 @@ def write_embeddings(
         for start in range(0, X.shape[0], shard_size):
             writer.append(X[start : start + shard_size], id_list[start : start + shard_size])
         writer.finish()
-    return EmbeddingStore(directory, verify=None)
+    return EmbeddingStore(directory)
