@@ -20,9 +20,9 @@ app = typer.Typer(
     rich_markup_mode="markdown",
 )
 
-#: Library errors a user can cause (bad files, wrong shapes, missing packages, a locked store): shown as one
+#: Library errors a user can cause (bad or truncated files, wrong shapes, missing packages, a locked store): shown as one
 #: "Error: ..." line on stderr with exit code 1 instead of a traceback.
-USER_ERRORS = (ValueError, TypeError, KeyError, OSError, ImportError, RuntimeError)
+USER_ERRORS = (ValueError, TypeError, KeyError, OSError, EOFError, ImportError, RuntimeError)
 
 
 def command(name: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -58,7 +58,8 @@ def command(name: str | None = None) -> Callable[[Callable[..., Any]], Callable[
             except (typer.Exit, typer.Abort, typer.TyperException):  # typer's own (Exit is a RuntimeError)
                 raise
             except USER_ERRORS as exc:
-                message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+                message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+                message = " ".join(message.split())  # one line, whatever the library's message holds
                 typer.echo(f"Error: {message} ({type(exc).__name__})", err=True)
                 raise typer.Exit(1) from exc
 

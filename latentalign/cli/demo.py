@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from latentalign.cli.app import command, typer
+from latentalign.cli.options import check_output
 
 __all__ = ["demo"]
 
@@ -13,7 +14,7 @@ __all__ = ["demo"]
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="directory for the record and report"),
     quick: bool = typer.Option(False, help="smaller subsets (for tests)"),
-    seed: int = typer.Option(0, help="split and anchor seed"),
+    seed: int = typer.Option(0, min=0, help="split and anchor seed"),
 ) -> None:
     """The main job: real offline models on real data, every method side by side, one table.
 
@@ -25,5 +26,7 @@ def demo(
     ```
     """
     from latentalign.experiments.demo import run_demo
+
+    check_output(out, "--out", directory=True)
 
     run_demo(out_dir=out, quick=quick, seed=seed, echo=typer.echo)

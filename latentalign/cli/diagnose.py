@@ -6,6 +6,7 @@ from pathlib import Path
 
 from latentalign.cli.app import command, typer
 from latentalign.cli.inputs import load_matrix
+from latentalign.cli.options import check_output
 
 __all__ = ["diagnose"]
 
@@ -20,10 +21,10 @@ def diagnose(
         ["procrustes", "relative"], "--method", "-m", help="aligner(s) for the anchor-budget curve (repeatable)"
     ),
     budget: list[int] = typer.Option(
-        [10, 30, 100, 300, 1000], "--budget", "-b", help="anchor counts of the curve (repeatable)"
+        [10, 30, 100, 300, 1000], "--budget", "-b", min=2, help="anchor counts of the curve (repeatable)"
     ),
-    repeats: int = typer.Option(2, help="random anchor draws per budget"),
-    seed: int = typer.Option(0, help="seed of the evaluation split and anchor draws"),
+    repeats: int = typer.Option(2, min=1, help="random anchor draws per budget"),
+    seed: int = typer.Option(0, min=0, help="seed of the evaluation split and anchor draws"),
     out: Path = typer.Option(Path("diagnosis"), "--out", "-o", help="directory for report.md/.json and the PNG"),
 ) -> None:
     """Can A talk to B? CKA, mutual kNN, Procrustes residual, anchor conditioning, anchor-budget curve.
@@ -40,6 +41,7 @@ def diagnose(
     """
     from latentalign.evaluation import alignability_report
 
+    check_output(out, "--out", directory=True)
     X, Y = load_matrix(source, "SOURCE"), load_matrix(target, "TARGET")
     report = alignability_report(X, Y, aligners=tuple(method), budgets=tuple(budget), n_repeats=repeats, seed=seed)
     typer.echo(report.to_markdown())

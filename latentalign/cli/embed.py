@@ -12,6 +12,7 @@ import numpy as np
 
 from latentalign.cli.app import command, typer
 from latentalign.cli.inputs import EMBEDDINGS_KEY, read_items
+from latentalign.cli.options import check_device, check_output
 
 __all__ = ["embed", "run_embed"]
 
@@ -75,6 +76,22 @@ def embed(
     )
 
 
+def _runtime_load_error(model: str, exc: Exception) -> ValueError | None:
+    """An inference runtime's own exception while loading ``model``, as a ``ValueError`` naming the file.
+
+    onnxruntime raises classes of its own (not ``ValueError``/``OSError``) for a file that is not a model;
+    only those are translated (``None`` for anything else, which keeps its traceback).
+    """
+    if not type(exc).__module__.startswith("onnxruntime"):
+        return None
+    path = model.partition(":")[2] if model.startswith("onnx:") else model
+    reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+    return ValueError(
+        f"MODEL {path!r} could not be loaded as an ONNX model ({reason}). Give a .onnx file exported from "
+        "the model (e.g. with torch.onnx.export or optimum), or a registered encoder (latentalign list models)."
+    )
+
+
 def _cli_wording(message: str) -> str:
     return message.replace("embed(..., overwrite=True)", "--overwrite").replace("overwrite=True", "--overwrite")
 
@@ -128,6 +145,10 @@ def run_embed(
     if id_column is not None and column is None:
         raise typer.BadParameter("--id-column goes with a .csv/.parquet INPUT and its --column.")
     store_dir = store_dir or out.with_suffix(".store")
+    check_output(out, "--out", directory=False)
+    check_output(store_dir, "--store", directory=True)
+    if device:
+        check_device(device)
     try:
         encoder = load_encoder(model, **({"device": device} if device else {}))
     except TypeError as exc:
@@ -136,6 +157,11 @@ def run_embed(
                 f"the encoder {model!r} takes no --device (it runs where its library runs); drop --device."
             ) from None
         raise
+    except Exception as exc:
+        clear = _runtime_load_error(model, exc)
+        if clear is None:
+            raise
+        raise clear from exc
     items, ids, content_sha = read_items(input_path, encoder.modality, column=column, id_column=id_column)
     before = None if overwrite else _manifest_progress(store_dir)
     try:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from latentalign.cli.app import command, typer
 from latentalign.cli.inputs import load_map, load_matrix
+from latentalign.cli.options import check_output, parse_cutoffs
 
 __all__ = ["evaluate"]
 
@@ -35,10 +36,11 @@ def evaluate(
     from latentalign.evaluation import retrieval_scores
     from latentalign.reports import make_record, rows_to_markdown, write_record
 
+    cutoffs = parse_cutoffs(k, "--k")
+    check_output(out, "--out", directory=True)
     Q, K = load_matrix(queries, "QUERIES"), load_matrix(keys, "KEYS")
     if map_path is not None:
         Q = load_map(map_path).transform(Q)
-    cutoffs = tuple(int(v) for v in k.split(","))
     scores = retrieval_scores(Q, K, k=cutoffs, csls=csls)
     row = {
         "queries": str(queries),

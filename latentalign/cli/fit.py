@@ -8,6 +8,7 @@ from typing import Any
 
 from latentalign.cli.app import command, typer
 from latentalign.cli.inputs import load_matrix
+from latentalign.cli.options import check_output
 
 __all__ = ["fit", "parse_params"]
 
@@ -72,6 +73,7 @@ def fit(
     """
     from latentalign.align import make_aligner
 
+    check_output(out, "--out", directory=False)
     X, Y = load_matrix(source, "SOURCE"), load_matrix(target, "TARGET")
     aligner = make_aligner(method, **parse_params(param)).fit(X, Y)
     path = aligner.save(out)

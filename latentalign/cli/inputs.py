@@ -24,6 +24,8 @@ __all__ = [
     "read_items",
     "read_labels",
     "safetensors_header",
+    "load_npy",
+    "check_matrix",
     "IMAGE_SUFFIXES",
     "EMBEDDINGS_KEY",
 ]
@@ -43,17 +45,87 @@ def safetensors_header(path: Path) -> tuple[list[str], dict[str, str]]:
         raise typer.BadParameter(f"{str(path)!r} is not a readable safetensors file ({exc}).") from None
 
 
+NPY_MAGIC = b"\x93NUMPY"
+
+
+def load_npy(path: Path, what: str, *, mmap: bool = False) -> np.ndarray:
+    """Read a ``.npy`` file; a file that is not one raises ``ValueError`` naming it and what is wrong.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The file.
+    what : str
+        The argument or option it was given as, for messages (e.g. ``"SOURCE"``).
+    mmap : bool
+        Memory-map the array instead of reading it (embedding matrices).
+
+    Returns
+    -------
+    numpy.ndarray
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "x.npy"
+    >>> _ = path.write_text("1,2,3")
+    >>> load_npy(path, "SOURCE")
+    Traceback (most recent call last):
+    ...
+    ValueError: SOURCE '...x.npy' is not a .npy file: it does not start with the .npy signature ...
+    """
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(NPY_MAGIC))
+    except OSError as exc:
+        raise ValueError(f"{what} {str(path)!r} cannot be read ({exc.strerror or exc}).") from None
+    if head != NPY_MAGIC:
+        found = "it is empty" if not head else f"its first bytes are {head!r}"
+        raise ValueError(
+            f"{what} {str(path)!r} is not a .npy file: it does not start with the .npy signature "
+            f"{NPY_MAGIC!r} ({found}). Write the array with numpy.save (or `latentalign embed -o FILE.npy`)."
+        )
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        if "object" in str(exc).lower() or "pickle" in str(exc).lower():
+            reason = "it holds Python objects (dtype object), which are not loaded for safety"
+        else:
+            reason = f"its contents do not match its header, e.g. a truncated copy: {exc}"
+        raise ValueError(
+            f"{what} {str(path)!r} is a damaged or unsupported .npy file ({reason}). Write it again with "
+            "numpy.save from a numeric array."
+        ) from None
+
+
+def check_matrix(X: np.ndarray, path: Path, what: str) -> np.ndarray:
+    """Raise ``ValueError`` naming the file unless ``X`` is a 2-D real numeric matrix with rows; return ``X``."""
+    if X.ndim != 2:
+        raise ValueError(
+            f"{what} {str(path)!r} holds an array of shape {X.shape}; an embedding matrix has 2 dimensions "
+            "(n_items, dim). Save one row per item."
+        )
+    if X.dtype.kind not in "fiu":
+        raise ValueError(
+            f"{what} {str(path)!r} holds values of dtype {X.dtype}; embeddings must be real numbers (float32 "
+            "or float64). Save the matrix as floats."
+        )
+    if X.shape[0] == 0:
+        raise ValueError(f"{what} {str(path)!r} holds no rows (shape {X.shape}); embed at least one item.")
+    return X
+
+
 def load_matrix(path: Path, what: str) -> np.ndarray:
     """Load an ``(n, d)`` embedding matrix from ``.npy``, ``.safetensors`` (tensor ``embeddings``, as
     ``latentalign embed`` writes) or an embedding store directory."""
     if path.is_dir():
         from latentalign.store import EmbeddingStore
 
-        return EmbeddingStore(path).to_numpy()
+        return check_matrix(EmbeddingStore(path).to_numpy(), path, what)
     if not path.exists():
         raise typer.BadParameter(f"{what} {str(path)!r} does not exist.")
     if path.suffix == ".npy":
-        return np.load(path, mmap_mode="r", allow_pickle=False)
+        return check_matrix(load_npy(path, what, mmap=True), path, what)
     if path.suffix == ".safetensors":
         keys, meta = safetensors_header(path)
         if meta.get("format") == "latentalign" and "estimator" in meta:
@@ -64,7 +136,7 @@ def load_matrix(path: Path, what: str) -> np.ndarray:
         if EMBEDDINGS_KEY in keys or len(keys) == 1:
             from safetensors.numpy import load_file
 
-            return load_file(str(path))[EMBEDDINGS_KEY if EMBEDDINGS_KEY in keys else keys[0]]
+            return check_matrix(load_file(str(path))[EMBEDDINGS_KEY if EMBEDDINGS_KEY in keys else keys[0]], path, what)
         raise typer.BadParameter(
             f"{what} {str(path)!r} holds the tensors {sorted(keys)} but none is called {EMBEDDINGS_KEY!r}. "
             f"Save the matrix under the key {EMBEDDINGS_KEY!r} (or as the file's only tensor)."
@@ -218,7 +290,7 @@ def read_labels(path: Path, what: str, column: str = "label") -> list[Any]:
     if suffix == ".txt":
         values: list[Any] = _read_lines(path, what)
     elif suffix == ".npy":
-        arr = np.load(path, allow_pickle=False)
+        arr = load_npy(path, what)
         if arr.ndim != 1:
             raise ValueError(f"{what} {str(path)!r} must be a 1-D array (one label per row), got shape {arr.shape}.")
         if arr.dtype.kind == "f":

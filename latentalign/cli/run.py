@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from latentalign.cli.app import command, typer
+from latentalign.cli.options import check_output
 
 __all__ = ["run_cmd"]
 
@@ -40,6 +41,8 @@ def run_cmd(
 
     if summary_only and experiment != "all":
         raise typer.BadParameter(f"--summary-only goes with 'all', got experiment {experiment!r}.")
+    if out is not None:
+        check_output(out, "--out", directory=True)
     if experiment == "all":
         summary = write_summary(out) if summary_only else run_all(reduced=reduced, out_dir=out)
         typer.echo(summary.read_text())

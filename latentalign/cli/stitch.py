@@ -11,6 +11,7 @@ import numpy as np
 from latentalign.cli.app import command, typer
 from latentalign.cli.heads import fit_head, label_indices, load_head, save_head
 from latentalign.cli.inputs import load_map, load_matrix, read_labels
+from latentalign.cli.options import check_output
 
 __all__ = ["stitch", "run_stitch"]
 
@@ -102,6 +103,9 @@ def run_stitch(
         raise typer.BadParameter("--train needs --train-labels (one label per row of B_TRAIN).")
     if head_path is not None and (train_labels is not None or save_head_path is not None):
         raise typer.BadParameter("--train-labels and --save-head go with --train, not with --head.")
+    check_output(out, "--out", directory=True)
+    if save_head_path is not None:
+        check_output(save_head_path, "--save-head", directory=False)
     aligner = load_map(map_path)
     X, Y = np.asarray(load_matrix(a_test, "A_TEST")), np.asarray(load_matrix(b_test, "B_TEST"))
     labels = read_labels(labels_path, "LABELS", label_column)
