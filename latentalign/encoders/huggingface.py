@@ -8,12 +8,26 @@ from typing import Any
 import torch
 
 from latentalign._optional import import_optional
+from latentalign.encoders._hub import load_from_hub
 from latentalign.encoders._pooling import check_pooling, pool_tokens
 from latentalign.encoders.base import BaseEncoder, resolve_device
 
 __all__ = ["HFEncoder"]
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def _from_pretrained(transformers: Any, model: str | None, tokenizer: Any) -> tuple[Any, Any]:
+    """The model (unless None) and the tokenizer (when named) from directories or, bounded, from the hub."""
+    names = [str(n) for n in (model, tokenizer) if isinstance(n, (str, Path))]
+
+    def load() -> tuple[Any, Any]:
+        loaded = None if model is None else transformers.AutoModel.from_pretrained(model)
+        if isinstance(tokenizer, (str, Path)):
+            return loaded, transformers.AutoTokenizer.from_pretrained(str(tokenizer))
+        return loaded, tokenizer
+
+    return load() if all(Path(n).exists() for n in names) else load_from_hub(load, names[0])
 
 
 class HFEncoder(BaseEncoder):
@@ -69,7 +83,7 @@ class HFEncoder(BaseEncoder):
             default_id = str(model)
             if tokenizer is None:
                 tokenizer = model
-            model = transformers.AutoModel.from_pretrained(str(model))
+            model, tokenizer = _from_pretrained(transformers, str(model), tokenizer)
         elif isinstance(model, torch.nn.Module):
             default_id = getattr(getattr(model, "config", None), "_name_or_path", "") or type(model).__name__
             if tokenizer is None:
@@ -79,8 +93,8 @@ class HFEncoder(BaseEncoder):
                 )
         else:
             raise TypeError(f"model must be a name, a local directory or a torch module, got {type(model).__name__}.")
-        if isinstance(tokenizer, (str, Path)):
-            tokenizer = transformers.AutoTokenizer.from_pretrained(str(tokenizer))
+        if isinstance(tokenizer, (str, Path)):  # a loaded model with a tokenizer given by name
+            tokenizer = _from_pretrained(transformers, None, tokenizer)[1]
         if self.pooling == "last_token" and getattr(tokenizer, "pad_token", "") is None:
             if getattr(tokenizer, "eos_token", None) is None:
                 raise ValueError("the tokenizer has neither a pad nor an eos token; set tokenizer.pad_token first.")

@@ -14,6 +14,7 @@ from typing import Any, cast
 
 import torch
 
+from latentalign.encoders._hub import load_from_hub
 from latentalign.encoders._torchvision_stub import import_without_torchvision
 from latentalign.encoders._weights import file_fingerprint, load_state_dict_file, module_fingerprint, seeded
 from latentalign.encoders.base import BaseEncoder, resolve_device
@@ -107,7 +108,11 @@ class OpenCLIPEncoder(BaseEncoder):
             self._checkpoint = str(Path(pretrained).resolve())
             self.pretrained = "checkpoint"
         else:
-            model = open_clip.create_model(model_name, pretrained=str(pretrained), device="cpu")
+            tag = str(pretrained)
+            model = load_from_hub(
+                lambda: open_clip.create_model(model_name, pretrained=tag, device="cpu"),
+                f"open_clip:{model_name}/{tag}",
+            )
             self.pretrained = str(pretrained)
         # an open_clip model: encode_text, encode_image and visual are not on nn.Module's type
         self.model: Any = model.to(self.device).eval()

