@@ -38,12 +38,14 @@ __all__ = [
     "query_blocks",
     "key_blocks",
     "merge_topk",
+    "merge_column_topk",
+    "sort_ties_by_index",
     "blocked_topk",
     "csls_pass",
     "count_ahead",
 ]
 
-GROUP = 32
+GROUP = 16
 TILE_ELEMENTS = 2**21
 QUERY_BLOCK = 1024
 
@@ -192,9 +194,9 @@ class Scorer:
 # Tiling
 # --------------------------------------------------------------------------------------------------------
 def query_blocks(n_q: int, chunk_size: int | None, least: int = 1) -> Iterator[tuple[int, int]]:
-    """``(start, stop)`` of the query blocks: ``chunk_size`` rows (default :data:`QUERY_BLOCK`, at least
-    ``least`` so that the first block can fill a per-key top-``least``)."""
-    rows = chunk_size if chunk_size is not None else max(QUERY_BLOCK, least)
+    """``(start, stop)`` of the query blocks: ``chunk_size`` rows (default :data:`QUERY_BLOCK`), but at least
+    ``least``, so that the first block can fill a per-key top-``least``."""
+    rows = max(chunk_size if chunk_size is not None else QUERY_BLOCK, least)
     for start in range(0, n_q, rows):
         yield start, min(n_q, start + rows)
 
@@ -259,11 +261,74 @@ def merge_topk(
     buf_i = torch.full((touched.shape[0], width_c, GROUP), -1, dtype=torch.int64, device=S.device)
     buf_i[slot[hit_rows], place] = (offset + hit_groups * GROUP)[:, None] + lanes
     all_i = torch.cat([idx[touched], buf_i.view(touched.shape[0], -1)], dim=1)
-    # The buffer is in increasing key order, so a stable sort puts the lower index first among ties.
-    sorted_v, order = torch.sort(all_v, dim=1, descending=True, stable=True)
-    vals[touched] = sorted_v[:, :k]
-    idx[touched] = all_i.gather(1, order[:, :k])
+    top_v, top_pos = torch.topk(all_v, k, dim=1)
+    top_i = all_i.gather(1, top_pos)
+    kth = top_v[:, -1:]
+    # topk keeps an arbitrary subset of the scores equal to the k-th; where some were left out, the buffer
+    # (in increasing key order) is sorted stably instead, so that the lower indices are kept.
+    straddle = ((all_v == kth).sum(1) > (top_v == kth).sum(1)).nonzero().squeeze(1)
+    if straddle.numel():
+        sorted_v, order = torch.sort(all_v[straddle], dim=1, descending=True, stable=True)
+        top_v[straddle], top_i[straddle] = sorted_v[:, :k], all_i[straddle].gather(1, order[:, :k])
+    vals[touched], idx[touched] = sort_ties_by_index(top_v, top_i)
     return vals, idx
+
+
+def sort_ties_by_index(values: torch.Tensor, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows of (values, indices) ordered by decreasing value, and by increasing index among equal values.
+
+    Examples
+    --------
+    >>> import torch
+    >>> v, i = sort_ties_by_index(torch.tensor([[1.0, 2.0, 2.0]]), torch.tensor([[0, 9, 4]]))
+    >>> v.tolist(), i.tolist()
+    ([[2.0, 2.0, 1.0]], [[4, 9, 0]])
+    """
+    by_index = torch.argsort(indices, dim=1)
+    values, indices = values.gather(1, by_index), indices.gather(1, by_index)
+    values, order = torch.sort(values, dim=1, descending=True, stable=True)
+    return values, indices.gather(1, order)
+
+
+def merge_column_topk(vals: torch.Tensor, S: torch.Tensor, first: bool) -> torch.Tensor:
+    """Merge the scores ``S`` (rows x w) into a running top-k of the values of each COLUMN, in place.
+
+    ``vals`` (w x k, decreasing) holds each column's best values so far; ``first`` says it is still empty
+    (then ``S`` must have at least ``k`` rows). Only values are kept (the CSLS penalty is their mean), so
+    the order of equal values does not matter. Works on ``S`` as it lies, without transposing it.
+
+    Examples
+    --------
+    >>> import torch
+    >>> vals = merge_column_topk(torch.empty(2, 1), torch.tensor([[1.0, 5.0], [2.0, 0.0]]), True)
+    >>> merge_column_topk(vals, torch.tensor([[4.0, 1.0]]), False).tolist()
+    [[4.0], [5.0]]
+    """
+    k = vals.shape[1]
+    if first:
+        vals.copy_(torch.topk(S, k, dim=0).values.T)
+        return vals
+    rows, width = S.shape
+    n_groups = -(-rows // GROUP)
+    if n_groups * GROUP != rows:
+        S = F.pad(S, (0, 0, 0, n_groups * GROUP - rows), value=-math.inf)
+    groups = S.view(n_groups, GROUP, width)
+    hit = (groups.amax(1) > vals[:, -1][None, :]).nonzero()
+    if hit.shape[0] == 0:
+        return vals
+    hit_groups, hit_cols = hit[:, 0], hit[:, 1]
+    counts = torch.bincount(hit_cols, minlength=width)
+    touched = counts.nonzero().squeeze(1)
+    slot = torch.cumsum(counts > 0, 0) - 1
+    # nonzero() lists hits group by group; order them by column to find each one's place in its column
+    by_col = torch.argsort(hit_cols, stable=True)
+    hit_groups, hit_cols = hit_groups[by_col], hit_cols[by_col]
+    place = torch.arange(hit.shape[0], device=S.device) - (torch.cumsum(counts, 0) - counts)[hit_cols]
+    buf = S.new_full((touched.shape[0], int(counts.max()), GROUP), -math.inf)
+    buf[slot[hit_cols], place] = groups[hit_groups, :, hit_cols]
+    merged = torch.cat([vals[touched], buf.view(touched.shape[0], -1)], dim=1)
+    vals[touched] = torch.topk(merged, k, dim=1).values
+    return vals
 
 
 def _mask_self(S: torch.Tensor, start: int, stop: int, c0: int, c1: int) -> None:
@@ -331,7 +396,7 @@ def csls_pass(
         for j, (c0, c1) in enumerate(key_blocks(n_k, stop - start, depth)):
             S = scorer.tile(Qb, start, stop, slice(c0, c1))
             vals, idx = merge_topk(vals, idx, S, c0, j == 0)
-            merge_topk(col_v[c0:c1], None, S.T.contiguous(), 0, b == 0)
+            merge_column_topk(col_v[c0:c1], S, b == 0)
         cand_v[start:stop], cand_i[start:stop] = vals, cast(torch.Tensor, idx)
     return cand_v[:, :csls_k].mean(1), col_v.mean(1), cand_v, cand_i
 

@@ -64,6 +64,7 @@ from latentalign.functional.blocks import (
     count_ahead,
     csls_pass,
     nonzero_norms,
+    sort_ties_by_index,
     unit_rows,
 )
 
@@ -478,12 +479,9 @@ def _exact_csls_topk(
     scorer = Scorer.build(Q, K, "cosine")
     depth = min(K.shape[0], max(csls_k, 2 * k + 16))
     r_q, r_k, cand_v, cand_i = csls_pass(scorer, csls_k, depth, chunk_size)
-    # The candidates in key order, so that a stable sort ranks the lower key first among equal scores.
-    order = torch.argsort(cand_i, dim=1)
-    cand_i, cos = cand_i.gather(1, order), cand_v.gather(1, order)
-    csls = cos.mul(2.0).sub_(r_q[:, None]).sub_(r_k[cand_i])  # the operations of Scorer.tile, in its order
-    top_v, top_o = torch.sort(csls, dim=1, descending=True, stable=True)
-    values, indices = top_v[:, :k].contiguous(), cand_i.gather(1, top_o[:, :k])
+    csls = cand_v.mul(2.0).sub_(r_q[:, None]).sub_(r_k[cand_i])  # the operations of Scorer.tile, in its order
+    top_v, top_i = sort_ties_by_index(csls, cand_i)
+    values, indices = top_v[:, :k].contiguous(), top_i[:, :k].contiguous()
     if depth < K.shape[0]:
         bound = cand_v[:, -1].mul(2.0).sub_(r_q).sub_(r_k.min())
         unsettled = (bound >= values[:, -1]).nonzero().squeeze(1)
