@@ -154,6 +154,10 @@ def find_config(name_or_path: str | os.PathLike[str]) -> Traversable:
     )
 
 
+#: The top-level keys of a config and their types ("reduced" is optional).
+_CONFIG_SCHEMA: dict[str, type] = {"runner": str, "title": str, "paper": dict, "setup": dict, "reduced": dict}
+
+
 def load_config(name_or_path: str | os.PathLike[str], *, reduced: bool = False) -> dict[str, Any]:
     """Read a config; with ``reduced`` the ``[reduced]`` table overrides keys of ``[setup]``.
 
@@ -168,9 +172,14 @@ def load_config(name_or_path: str | os.PathLike[str], *, reduced: bool = False) 
         config = _toml().loads(path.read_bytes().decode("utf-8"))
     except Exception as exc:  # tomllib.TOMLDecodeError: report the file
         raise ValueError(f"{str(path)!r} is not valid TOML ({exc}).") from None
-    for key in ("runner", "title", "paper", "setup"):
-        if key not in config:
+    for key, kind in _CONFIG_SCHEMA.items():
+        if key not in config and key != "reduced":
             raise ValueError(f"{str(path)!r} lacks the required key {key!r}.")
+        if key in config and not isinstance(config[key], kind):
+            what = "a table ([name] section)" if kind is dict else "a string"
+            raise ValueError(
+                f"{str(path)!r}: {key!r} must be {what}, got {type(config[key]).__name__} {config[key]!r:.60}."
+            )
     config["name"] = path.name[: -len(".toml")] if path.name.endswith(".toml") else Path(path.name).stem
     packaged = os.environ.get(CONFIG_ENV) is None and not Path(name_or_path).is_file()
     config["config_file"] = f"latentalign/experiments/configs/{path.name}" if packaged else str(path)
