@@ -5,7 +5,9 @@ package with ``apt-get download`` into a temporary directory (it never installs 
 the package's file system through ``dpkg-deb --fsys-tarfile``, keeps the members under ``prefix``
 whose name matches one of ``patterns``, checks every kept file against ``latentalign/datasets/checksums.json`` and only
 then renames the prepared directory to ``data_dir()/<source>/``. A second call finds the directory
-and only re-verifies it.
+and only re-verifies it. apt waits at most ``LATENTALIGN_NETWORK_TIMEOUT`` for a connection or for data
+and does not retry (:func:`apt_timeout_options`); a failed or interrupted fetch removes its temporary
+directory.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import math
 import shutil
 import subprocess
 import tarfile
@@ -22,10 +25,11 @@ from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from typing import IO, cast
 
+from latentalign._network import network_timeouts
 from latentalign._paths import data_dir
 from latentalign.exceptions import DataUnavailableError, PersistenceError
 
-__all__ = ["SOURCES", "DebianSource", "fetch", "ensure", "verify", "manifest_path", "sha256"]
+__all__ = ["SOURCES", "DebianSource", "fetch", "ensure", "verify", "manifest_path", "sha256", "apt_timeout_options"]
 
 #: The committed manifest: ``{source: {"package", "version", "files": {relpath: sha256}}}``.
 _MANIFEST = Path(__file__).resolve().parent / "checksums.json"
@@ -109,6 +113,28 @@ def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
 
 
+def apt_timeout_options() -> list[str]:
+    """apt options bounding each connection and each wait for data by ``LATENTALIGN_NETWORK_TIMEOUT``, no retries.
+
+    apt has one timeout for both, in whole seconds: the larger of the two, rounded up.
+
+    Examples
+    --------
+    >>> import os
+    >>> os.environ["LATENTALIGN_NETWORK_TIMEOUT"] = "2,7.5"
+    >>> apt_timeout_options()
+    ['-o', 'Acquire::http::Timeout=8', '-o', 'Acquire::https::Timeout=8', '-o', 'Acquire::Retries=0']
+    >>> del os.environ["LATENTALIGN_NETWORK_TIMEOUT"]
+    """
+    timeouts = network_timeouts()
+    seconds = math.ceil(max(timeouts.connect, timeouts.read))
+    return [
+        *("-o", f"Acquire::http::Timeout={seconds}"),
+        *("-o", f"Acquire::https::Timeout={seconds}"),
+        *("-o", "Acquire::Retries=0"),
+    ]
+
+
 def _apt_download(src: DebianSource, name: str, workdir: Path) -> Path:
     """``apt-get download`` the package into ``workdir`` (``apt-get update`` once if that fails)."""
     package = src.package
@@ -119,16 +145,17 @@ def _apt_download(src: DebianSource, name: str, workdir: Path) -> Path:
             f"`ar x` then `tar xf data.tar.xz`) and copy the files under {src.prefix}/ matching "
             f"{list(src.patterns)} into {data_dir() / name}/."
         )
-    result = _run(["apt-get", "download", package], workdir)
+    bounded = apt_timeout_options()
+    result = _run(["apt-get", *bounded, "download", package], workdir)
     if result.returncode != 0:  # empty package lists on a fresh machine: refresh them once
-        _run(["apt-get", "update"], workdir)
-        result = _run(["apt-get", "download", package], workdir)
+        _run(["apt-get", *bounded, "update"], workdir)
+        result = _run(["apt-get", *bounded, "download", package], workdir)
     debs = sorted(workdir.glob(f"{package}_*.deb"))
     if result.returncode != 0 or not debs:
         raise DataUnavailableError(
             f"`apt-get download {package}` failed (exit {result.returncode}): "
-            f"{result.stderr.strip()[-500:]}. Check the network access to the Debian archive, "
-            "or run `apt-get update` as root and try again."
+            f"{' '.join(result.stderr.strip()[-500:].split())}. Check the network access to the Debian archive "
+            f"({network_timeouts().describe()}), or run `apt-get update` as root and try again."
         )
     return debs[0]
 

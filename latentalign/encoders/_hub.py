@@ -55,7 +55,7 @@ def hub_unavailable(name: str, reason: str) -> DataUnavailableError:
     from latentalign.encoders.registry import list_encoders  # the registry imports the adapters lazily
 
     return DataUnavailableError(
-        f"could not load {name!r}: {reason}. Hub models need the network or a filled Hugging Face cache; "
+        f"could not load {name!r}: {reason}. Hub models need network or a filled Hugging Face cache; "
         f"offline, use a registered model (`latentalign list models`): {', '.join(list_encoders())}."
     )
 
