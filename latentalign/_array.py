@@ -3,6 +3,10 @@
 All maths in latentalign runs on torch tensors (CPU or GPU). Public functions accept numpy arrays or
 torch tensors, convert them to tensors without copying (``torch.from_numpy``), and convert results back
 to the caller's kind, dtype and device with :func:`restore`. Mixing numpy and torch in one call raises.
+
+Tensors are detached on the way in: fitting and scoring are not differentiable (SVDs, sorting, numpy
+round trips), so a tensor with ``requires_grad=True`` is read as plain data and results carry no graph.
+Gradients go through the modules of ``Aligner.to_module()`` and :class:`~latentalign.stitching.Stitcher`.
 """
 
 from __future__ import annotations
@@ -80,11 +84,21 @@ def as_tensor(x: Any) -> tuple[torch.Tensor, ArraySpec]:
     Returns
     -------
     tensor : torch.Tensor
-        A float32 or float64 tensor sharing memory with ``x`` when ``x`` already had that dtype.
+        A float32 or float64 tensor sharing memory with ``x`` when ``x`` already had that dtype, detached
+        from any autograd graph (``requires_grad=False``).
     spec : ArraySpec
         What the caller passed, for :func:`restore`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> x = torch.ones(3, 2, requires_grad=True)
+    >>> t, spec = as_tensor(x)
+    >>> t.requires_grad, t.data_ptr() == x.data_ptr(), spec.backend
+    (False, True, 'torch')
     """
     if isinstance(x, torch.Tensor):
+        x = x.detach()  # not a copy: the same storage, without the graph
         spec = ArraySpec("torch", x.dtype if x.dtype in _FLOAT_DTYPES else _float_like(x.dtype), x.device)
         t = x if x.dtype in _FLOAT_DTYPES else x.to(spec.compute_dtype)
         return t, spec
