@@ -6,6 +6,7 @@ received, and suggests the fix. Nothing here copies the data: finiteness is chec
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -14,7 +15,7 @@ import scipy.sparse
 import torch
 
 from latentalign._array import ArraySpec, as_tensor, check_same_backend
-from latentalign.exceptions import NotFittedError
+from latentalign.exceptions import IllConditionedWarning, NotFittedError
 
 __all__ = [
     "check_array",
@@ -25,6 +26,7 @@ __all__ = [
     "check_choice",
     "check_number",
     "check_same_backend",
+    "warn_underdetermined",
     "FINITE_CHECK_ROWS",
 ]
 
@@ -278,3 +280,59 @@ def check_number(
     if high is not None and value > high:
         raise ValueError(f"{name} must be <= {high}, got {value!r}.")
     return value
+
+
+def warn_underdetermined(
+    method: str,
+    n_samples: int,
+    n_features: int,
+    needed: int,
+    *,
+    setting: str = "",
+    consequence: str,
+    fix: str,
+    stacklevel: int = 2,
+) -> bool:
+    """Warn (:class:`~latentalign.exceptions.IllConditionedWarning`) when a fit has too few rows.
+
+    The one wording of the "fewer anchors than dimensions" warning, shared by the fits it applies to.
+
+    Parameters
+    ----------
+    method : str
+        What was fitted, as the message starts (e.g. ``"Procrustes"``).
+    n_samples, n_features : int
+        The rows the fit saw and the dimension it maps.
+    needed : int
+        Fewest rows for which the fit is determined; the warning is raised below it.
+    setting : str
+        The settings that change ``needed``, appended to ``n_features`` (e.g. ``" plus an intercept"``).
+    consequence, fix : str
+        What goes wrong, and what to do instead (full sentences).
+    stacklevel : int
+        As for :func:`warnings.warn`, counted from the caller of this function.
+
+    Returns
+    -------
+    bool
+        Whether the warning was raised.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     warn_underdetermined("Procrustes", 3, 5, 5, consequence="Part of the map is arbitrary.", fix="Add rows.")
+    True
+    >>> str(caught[0].message)
+    'Procrustes with 3 samples for 5 features is under-determined (at least 5 samples are needed): Part of the map is arbitrary. Add rows.'
+    """
+    if n_samples >= needed:
+        return False
+    warnings.warn(
+        f"{method} with {n_samples} samples for {n_features} features{setting} is under-determined (at least "
+        f"{needed} samples are needed): {consequence} {fix}",
+        IllConditionedWarning,
+        stacklevel=stacklevel + 1,
+    )
+    return True

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import torch
 
 from latentalign._array import ArrayLike
-from latentalign._validation import check_choice, check_is_fitted
+from latentalign._validation import check_choice, check_is_fitted, warn_underdetermined
 from latentalign.align.base import Aligner, cast_like
 from latentalign.functional.moments import CrossStats
 from latentalign.functional.procrustes import paired_stats, procrustes_from_stats
@@ -228,6 +228,12 @@ class Procrustes(StreamingAligner):
     ``partial_fit`` solves lazily (see :class:`StreamingAligner`). Streaming ``standardize``/``scale`` uses
     the per-column centred sums of squares, merged with Chan's update, never raw sums of squares.
 
+    Warns
+    -----
+    IllConditionedWarning
+        When solved from fewer samples than ``min(d_x, d_y)`` (one more with ``center=True``): the rotation
+        is then determined only on the span of the samples, the rest is arbitrary. Like :class:`Affine`'s.
+
     Examples
     --------
     >>> import numpy as np
@@ -271,6 +277,19 @@ class Procrustes(StreamingAligner):
         return 2 if self.center else 1
 
     def _solve(self, stats: CrossStats) -> dict[str, Any]:
+        # centring spends one row: n centred rows span at most n - 1 directions
+        dim = min(stats.dim_x, stats.dim_y)
+        warn_underdetermined(
+            "Procrustes",
+            stats.n,
+            dim,
+            dim + int(bool(self.center)),
+            setting=" and center=True" if self.center else "",
+            consequence="the rotation is fixed only on the span of the samples; the other directions are "
+            "arbitrary, so the map generalises poorly.",
+            fix="Use more anchors than dimensions, or reduce the dimension first (e.g. with PCA).",
+            stacklevel=4,
+        )
         sol = procrustes_from_stats(
             stats, center=bool(self.center), scale=bool(self.scale), standardize=bool(self.standardize)
         )

@@ -24,6 +24,7 @@ import torch
 
 from latentalign._array import ArrayLike, restore
 from latentalign._validation import check_number
+from latentalign._validation import warn_underdetermined as warn_too_few_rows
 from latentalign.exceptions import IllConditionedWarning
 from latentalign.functional.moments import CrossStats
 from latentalign.functional.procrustes import paired_stats
@@ -49,17 +50,16 @@ def warn_underdetermined(
     Too few: ``n_samples <= n_features`` (``n_samples <= n_features + 1`` with an intercept, which uses one
     more degree of freedom), with ``alpha == 0``.
     """
-    if alpha == 0 and n_samples <= n_features + int(bool(fit_intercept)):
-        extra = " plus an intercept" if fit_intercept else ""
-        warnings.warn(
-            f"Least squares with {n_samples} samples for {n_features} features{extra} and alpha=0 is "
-            "under-determined (n_samples <= n_features): the map interpolates the anchors and generalises "
-            "poorly. Use alpha > 0 (ridge) or more anchors than dimensions.",
-            IllConditionedWarning,
-            stacklevel=stacklevel,
-        )
-        return True
-    return False
+    return alpha == 0 and warn_too_few_rows(
+        "Least squares",
+        n_samples,
+        n_features,
+        n_features + 1 + int(bool(fit_intercept)),
+        setting=f"{' plus an intercept' if fit_intercept else ''} and alpha=0",
+        consequence="the map interpolates the anchors and generalises poorly.",
+        fix="Use alpha > 0 (ridge) or more anchors than dimensions.",
+        stacklevel=stacklevel,
+    )
 
 
 def warn_pseudo_inverse(stacklevel: int = 3) -> None:
