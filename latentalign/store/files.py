@@ -67,23 +67,53 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _lock_owner(path: Path) -> tuple[str, int] | str:
+    """The ``(host, pid)`` a writer lock names, or, when it is not a lock latentalign wrote, its text."""
+    try:
+        raw = path.read_bytes()[:200]
+    except FileNotFoundError:
+        return "", 0  # released meanwhile: taking it is safe
+    except OSError as exc:
+        return f"<unreadable: {exc.strerror or exc}>"
+    text = raw.decode("utf-8", errors="replace")
+    parts = text.split()
+    if len(parts) == 2 and parts[1].isascii() and parts[1].isdigit() and 0 < int(parts[1]) < 2**31:
+        return parts[0], int(parts[1])
+    return text
+
+
 @contextlib.contextmanager
 def write_lock(directory: Path) -> Iterator[None]:
-    """Exclusive writer lock (a file holding host and pid); a lock left by a dead process is taken over."""
+    """Exclusive writer lock (a file holding host and pid); a lock left by a dead process is taken over.
+
+    A lock file that does not hold ``HOST PID`` (damaged, or written by something else) is never taken
+    over, since nothing tells whether its writer is alive: the error names the file and when deleting it
+    is safe.
+    """
     path = directory / LOCK
     me = f"{socket.gethostname()} {os.getpid()}"
     for _ in range(2):
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
-            try:
-                host, pid = path.read_text().split()
-            except (OSError, ValueError):
-                host, pid = "", "0"
-            alive = True
+            owner = _lock_owner(path)
+            if isinstance(owner, str):
+                held = (
+                    f"it holds {owner[:60]!r}"
+                    if owner.strip()
+                    else "it is empty: a writer just starting, or one that crashed before writing it"
+                )
+                raise RuntimeError(
+                    f"the store {str(directory)!r} is locked by {str(path)!r}, which does not name its writer as "
+                    f"'HOST PID' ({held}), so latentalign cannot tell whether that writer is still running. If "
+                    f"no process is writing this store, delete {str(path)!r} and run again (finished shards are "
+                    "kept); if one may be, wait for it to finish first."
+                ) from None
+            host, pid = owner
+            alive = bool(host)
             if host == socket.gethostname():
                 try:
-                    os.kill(int(pid), 0)
+                    os.kill(pid, 0)
                 except ProcessLookupError:
                     alive = False
                 except PermissionError:
