@@ -31,6 +31,7 @@ __all__ = [
     "GROUP",
     "TILE_ELEMENTS",
     "QUERY_BLOCK",
+    "KEPT_TILES",
     "Scorer",
     "nonzero_norms",
     "unit_rows",
@@ -48,6 +49,7 @@ __all__ = [
 GROUP = 16
 TILE_ELEMENTS = 2**21
 QUERY_BLOCK = 1024
+KEPT_TILES = 4
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -83,7 +85,9 @@ def _fits_scale_after_product(norms: torch.Tensor, dtype: torch.dtype) -> bool:
     return math.sqrt(info.tiny) <= float(norms.min()) and float(norms.max()) <= math.sqrt(info.max)
 
 
-def check_score_range(Q: torch.Tensor, K: torch.Tensor, metric: str, names: tuple[str, str], dtype: torch.dtype) -> None:
+def check_score_range(
+    Q: torch.Tensor, K: torch.Tensor, metric: str, names: tuple[str, str], dtype: torch.dtype
+) -> None:
     """Refuse dot and l2 scores that would overflow ``dtype`` or lose their precision to underflow.
 
     The scores are bounded by ``max ||q|| max ||k||`` (dot) and ``(max ||q|| + max ||k||)^2`` (l2); the bound
@@ -332,8 +336,8 @@ def merge_column_topk(vals: torch.Tensor, S: torch.Tensor, first: bool) -> torch
 
 
 def _mask_self(S: torch.Tensor, start: int, stop: int, c0: int, c1: int) -> None:
-    rows = torch.arange(max(start, c0), min(stop, c1), device=S.device)
-    if rows.numel():
+    if max(start, c0) < min(stop, c1):
+        rows = torch.arange(max(start, c0), min(stop, c1), device=S.device)
         S[rows - start, rows - c0] = -math.inf
 
 
@@ -414,19 +418,6 @@ def _count(rows: torch.Tensor, threshold: torch.Tensor, inclusive: bool) -> torc
     return (rows >= threshold).sum(1) if inclusive else (rows > threshold).sum(1)
 
 
-def _pair_scores(scorer: Scorer, Qb: torch.Tensor, start: int, gold: torch.Tensor) -> torch.Tensor:
-    """Scores of each prepared query of ``Qb`` against its own keys ``gold`` (rows x g), computed by the same
-    matrix product as the tiles, a few rows at a time."""
-    out = torch.empty(gold.shape, dtype=Qb.dtype, device=Qb.device)
-    step = max(1, int(math.sqrt(TILE_ELEMENTS / max(gold.shape[1], 1))))
-    for r0 in range(0, gold.shape[0], step):
-        r1 = min(gold.shape[0], r0 + step)
-        keys, where = torch.unique(gold[r0:r1], return_inverse=True)
-        S = scorer.tile(Qb[r0:r1], start + r0, start + r1, keys)
-        out[r0:r1] = S.gather(1, where)
-    return out
-
-
 def count_ahead(
     scorer: Scorer, gold: torch.Tensor, valid: torch.Tensor, inclusive: bool, chunk_size: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -447,19 +438,30 @@ def count_ahead(
     n_q, g = gold.shape
     device = scorer.Q.device
     counts = torch.zeros(n_q, g, dtype=torch.int64, device=device)
-    scores = torch.empty(n_q, g, dtype=scorer.Q.dtype, device=device)
+    scores = torch.full((n_q, g), -math.inf, dtype=scorer.Q.dtype, device=device)
     for start, stop in query_blocks(n_q, chunk_size):
         Qb = scorer.queries(start, stop)
         gi, gv = gold[start:stop], valid[start:stop]
-        gs = _pair_scores(scorer, Qb, start, gi)
+        spans = list(key_blocks(scorer.n_keys, stop - start))
+        starts = torch.tensor([c0 for c0, _ in spans], device=device)
+        home = torch.searchsorted(starts, gi, right=True) - 1  # the tile of each gold key
+        # Gold scores are read from the very tiles that are counted (the same product, bit for bit), so a
+        # key equal to a gold key is counted as tied with it; the first few of these tiles are kept.
+        kept: dict[int, torch.Tensor] = {}
+        for t in torch.unique(home[gv]).tolist():
+            c0, c1 = spans[t]
+            S = scorer.tile(Qb, start, stop, slice(c0, c1))
+            r, col = (gv & (home == t)).nonzero(as_tuple=True)
+            scores[start + r, col] = S[r, gi[r, col] - c0]
+            if len(kept) < KEPT_TILES:
+                kept[t] = S
+        gs = scores[start:stop]
         threshold = gs.masked_fill(~gv, math.inf)  # padding: nothing scores >= +inf
         block = counts[start:stop]
-        for c0, c1 in key_blocks(scorer.n_keys, stop - start):
-            S = scorer.tile(Qb, start, stop, slice(c0, c1))
-            inside = gv & (gi >= c0) & (gi < c1)
-            r, t = inside.nonzero(as_tuple=True)
-            S[r, gi[r, t] - c0] = -math.inf
-            for col in range(g):
-                block[:, col] += _count(S, threshold[:, col : col + 1], inclusive).to(device)
-        scores[start:stop] = gs.masked_fill(~gv, -math.inf)
+        for t, (c0, c1) in enumerate(spans):
+            S = kept.pop(t) if t in kept else scorer.tile(Qb, start, stop, slice(c0, c1))
+            r, col = (gv & (home == t)).nonzero(as_tuple=True)
+            S[r, gi[r, col] - c0] = -math.inf  # gold keys are not counted
+            for j in range(g):
+                block[:, j] += _count(S, threshold[:, j : j + 1], inclusive).to(device)
     return counts, scores

@@ -47,8 +47,7 @@ overflow the dtype, or underflow below ``tiny / eps``, raise a ``ValueError`` na
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any, NamedTuple, cast
 
 import numpy as np
