@@ -1,9 +1,12 @@
-"""Nearest-neighbour search, CSLS and retrieval metrics, chunked: no n_queries x n_keys matrix is ever held.
+"""Nearest-neighbour search, CSLS and retrieval metrics, blocked: no n_queries x n_keys matrix is ever held.
 
-Queries ``Q`` (n_q, d) are scored against keys ``K`` (n_k, d) one block of query rows at a time; each
-block holds ``chunk_size x n_k`` scores (by default at most ``BLOCK_ELEMENTS`` = 2**25 of them,
-128 MiB in float32). Inputs may be numpy arrays or torch tensors (CPU or GPU); outputs come back the same
-way. No gradients flow through these functions.
+Exact search runs on :mod:`latentalign.functional.blocks`: the scores are produced one cache-sized tile
+(a block of query rows against a block of keys) at a time and feed a fused top-k, the CSLS penalties or the
+gold counts, so memory is a few tiles whatever the input sizes. Among keys with equal scores, the lower key
+index ranks first. CSLS takes one pass over the cosines for both penalties and each query's best
+candidates, plus a recomputation of the rows whose candidates cannot be proven to hold the answer. Inputs
+may be numpy arrays or torch tensors (CPU or GPU, same code); outputs come back the same way. No gradients
+flow through these functions.
 
 Metrics returned by :func:`retrieval_scores`
 --------------------------------------------
@@ -276,8 +279,8 @@ def knn(
         neighbours up to ties and float32 rounding. ``"faiss-ivf"``: faiss ``IndexIVFFlat``, APPROXIMATE
         (scans ``nprobe`` of ``nlist`` k-means cells); use it only for large key sets.
     chunk_size : int, optional
-        Query rows scored at once (exact index); memory is ``chunk_size x n_keys`` scores. Default: as many
-        rows as fit in ``BLOCK_ELEMENTS`` scores.
+        Query rows per block (exact index; default ``blocks.QUERY_BLOCK``); each tile holds about
+        ``blocks.TILE_ELEMENTS`` scores.
     exclude_self : bool
         ``Q`` and ``K`` are the same set: drop key ``i`` from the neighbours of query ``i``.
     nlist, nprobe : int, optional
