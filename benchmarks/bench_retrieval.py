@@ -1,179 +1,165 @@
-"""Top-10 cosine retrieval: latentalign's chunked exact search vs faiss flat vs a naive full-matrix torch version.
+"""Exact top-10 cosine retrieval: latentalign vs faiss flat, torch mm+topk, scikit-learn and the bare GEMM.
 
-Every (size, method) runs in a fresh subprocess on the same random data (torch.randn, float32, fixed seed), so
-that peak memory is that method's alone: ``peak_extra`` is the growth of the process's peak resident memory
-(CPU; ``ru_maxrss``) or of ``torch.cuda.max_memory_allocated`` (GPU) beyond the inputs. Ratios are relative to
-``latentalign exact``. The naive version holds the full ``n_queries x n_keys`` score matrix and is skipped when
-that matrix would not fit in half the available memory. ``agree`` is the fraction of top-10 indices equal to
-``latentalign exact``'s. ``latentalign retrieval_scores`` computes the exact rank of the gold key of every
-query (recall@1/10, MRR, mean and median rank) in the same blocked pass. faiss-cpu copies GPU inputs to the
-host; its timing includes that copy.
+One process, one random problem (float32, fixed seed, queries = keys + noise), every method repeated
+``--repeat`` times in alternation (the machine may be shared) and the MEDIAN kept. ``GEMM`` is ``Q @ K.T``
+alone, in blocks of 1024 query rows (the floor of any exact search; its GFLOP/s is the machine's rate in
+this run). Ratios are relative to ``latentalign knn``. ``peak MiB`` is the growth of the peak resident
+memory during the method's first run (Linux ``VmHWM``, reset before each method). ``agree`` is the fraction
+of top-10 indices equal to latentalign's. The table goes to ``benchmarks/results/bench_retrieval.txt``.
 
 Usage::
 
-    python benchmarks/bench_retrieval.py                      # 1e4 and 1e5 queries x 1e5 keys, d = 384
-    python benchmarks/bench_retrieval.py --queries 2000 --keys 20000 --device cuda
+    python benchmarks/bench_retrieval.py            # 1e4 queries x 1e5 keys x 768 (about 10 minutes)
+    python benchmarks/bench_retrieval.py --quick    # 1e3 x 1e4
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import math
+import datetime
 import os
-import resource
-import subprocess
+import statistics
 import sys
-import tempfile
 import time
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
-METHODS = ("latentalign exact", "latentalign retrieval_scores", "faiss flat (IndexFlatIP)", "naive torch full matrix")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _common import current_rss_mb, limit_threads, machine_summary, peak_rss_mb, print_table, reset_peak_rss  # noqa: E402
+
 K_NEIGHBOURS = 10
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "bench_retrieval.txt")
 
 
-def _peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def worker(method: str, n_q: int, n_k: int, d: int, device: str, out_path: str) -> dict:
+def methods(Q: Any, K: Any, device: str) -> dict[str, Callable[[], Any]]:
     import torch
 
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from latentalign.functional.retrieval import knn, retrieval_scores
+    from latentalign.functional.retrieval import csls_knn, knn, retrieval_scores
 
-    gen = torch.Generator().manual_seed(0)
-    K = torch.randn(n_k, d, generator=gen, dtype=torch.float32)
-    gold = torch.arange(n_q) % n_k
-    Q = torch.empty(n_q, d, dtype=torch.float32)
-    for start in range(0, n_q, 4096):  # in chunks, so that no temporary raises the baseline peak
-        part = gold[start : start + 4096]
-        Q[start : start + 4096] = K[part] + 4.0 * torch.randn(len(part), d, generator=gen, dtype=torch.float32)
-    K, Q = K.to(device), Q.to(device)
-    if device == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.max_memory_allocated()
-    else:
-        base = _peak_rss_bytes()
-    start = time.perf_counter()
-    extra: dict = {}
-    if method == "latentalign exact":
-        _, idx = knn(Q, K, k=K_NEIGHBOURS, metric="cosine")
-    elif method == "latentalign retrieval_scores":
-        extra = retrieval_scores(Q, K, gold=gold.numpy(), k=(1, 10))
-        idx = None
-    elif method == "faiss flat (IndexFlatIP)":
-        _, idx = knn(Q, K, k=K_NEIGHBOURS, metric="cosine", index="faiss")
-    else:
-        with torch.no_grad():
-            S = torch.nn.functional.normalize(Q, dim=1) @ torch.nn.functional.normalize(K, dim=1).T
-            idx = torch.topk(S, K_NEIGHBOURS, dim=1).indices
-    if device == "cuda":
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
-    peak = (torch.cuda.max_memory_allocated() if device == "cuda" else _peak_rss_bytes()) - base
-    if idx is not None:
-        np.save(out_path, idx.cpu().numpy() if isinstance(idx, torch.Tensor) else idx)
-    return {"seconds": seconds, "peak_extra": max(peak, 0), "extra": extra}
+    gold = np.arange(Q.shape[0]) % K.shape[0]
 
+    def gemm() -> None:
+        for s in range(0, Q.shape[0], 1024):
+            Q[s : s + 1024] @ K.T
 
-def available_bytes(device: str) -> int:
-    if device == "cuda":
-        import torch
+    def torch_topk() -> Any:
+        Qn, Kn = torch.nn.functional.normalize(Q, dim=1), torch.nn.functional.normalize(K, dim=1)
+        rows = max(1, 2**25 // K.shape[0])
+        return torch.cat(
+            [torch.topk(Qn[s : s + rows] @ Kn.T, K_NEIGHBOURS, dim=1).indices for s in range(0, len(Q), rows)]
+        )
 
-        free, _ = torch.cuda.mem_get_info()
-        return free
-    import psutil
+    out: dict[str, Callable[[], Any]] = {
+        "GEMM": gemm,
+        "latentalign knn": lambda: knn(Q, K, k=K_NEIGHBOURS)[1],
+        "torch mm+topk": torch_topk,
+        "latentalign csls_knn": lambda: csls_knn(Q, K, k=K_NEIGHBOURS)[1],
+        "latentalign retrieval_scores": lambda: retrieval_scores(Q, K, gold=gold, k=(1, 10)),
+        "latentalign retrieval_scores csls": lambda: retrieval_scores(Q, K, gold=gold, k=(1, 10), csls=True),
+    }
+    if device == "cpu":
+        try:
+            import faiss
 
-    return psutil.virtual_memory().available
+            def faiss_flat() -> Any:
+                Qn = torch.nn.functional.normalize(Q, dim=1).numpy()
+                index = faiss.IndexFlatIP(K.shape[1])
+                index.add(torch.nn.functional.normalize(K, dim=1).numpy())
+                return torch.from_numpy(index.search(Qn, K_NEIGHBOURS)[1])
 
+            out["faiss IndexFlatIP"] = faiss_flat
+        except ImportError:
+            pass
+        if Q.shape[0] * K.shape[0] <= 1e8:  # scikit-learn holds whole score blocks; only at small sizes
+            from sklearn.neighbors import NearestNeighbors
 
-def run_case(n_q: int, n_k: int, d: int, device: str, tmp: str, repeat: int) -> list[dict]:
-    """Run every method ``repeat`` times, interleaved (the machine may be shared): min time, max peak."""
-    rows: dict[str, dict] = {}
-    for _ in range(repeat):
-        for j, method in enumerate(METHODS):
-            if "skipped" in rows.get(method, {}):
-                continue
-            if method == "naive torch full matrix" and n_q * n_k * 4 * 2 > available_bytes(device):
-                rows[method] = {"method": method, "skipped": f"needs {n_q * n_k * 4 / 2**30:.0f} GiB of scores"}
-                continue
-            out_path = os.path.join(tmp, f"{j}.npy")
-            script = os.path.abspath(__file__)
-            cmd = [sys.executable, script, "--worker", method, str(n_q), str(n_k), str(d), device, out_path]
-            proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-            if proc.returncode != 0:
-                rows[method] = {"method": method, "skipped": f"failed: {proc.stderr.strip().splitlines()[-1]}"}
-                continue
-            result = json.loads(proc.stdout.strip().splitlines()[-1])
-            row = rows.setdefault(method, {"method": method, "seconds": math.inf, "peak_extra": 0, "times": []})
-            row["times"].append(result["seconds"])
-            row["seconds"] = min(row["seconds"], result["seconds"])
-            row["peak_extra"] = max(row["peak_extra"], result["peak_extra"])
-            row["extra"] = result["extra"]
-            row["path"] = out_path if os.path.exists(out_path) else None
-    ordered = [rows[m] for m in METHODS]
-    ref = ordered[0]
-    ref_idx = np.load(ref["path"]) if ref.get("path") else None
-    for row in ordered:
-        if "skipped" in row:
-            continue
-        row["time_ratio"] = row["seconds"] / ref["seconds"]
-        row["mem_ratio"] = row["peak_extra"] / ref["peak_extra"] if ref["peak_extra"] else float("nan")
-        row["agree"] = float((np.load(row["path"]) == ref_idx).mean()) if row.get("path") is not None else None
-    return ordered
+            def sklearn_brute() -> Any:
+                nn = NearestNeighbors(n_neighbors=K_NEIGHBOURS, algorithm="brute", metric="cosine").fit(K.numpy())
+                return torch.from_numpy(nn.kneighbors(Q.numpy(), return_distance=False))
 
-
-def print_table(results: list[tuple[int, int, int, list[dict]]], device: str) -> None:
-    print(
-        f"\nTop-{K_NEIGHBOURS} cosine retrieval, float32, device={device}, torch threads={_threads()}, "
-        f"load average {os.getloadavg()[0]:.1f}\n"
-    )
-    header = "| n_queries | n_keys | d | method | time (s) | peak extra (MiB) | time / ours | memory / ours | agree |"
-    print(header)
-    print("|---:|---:|---:|---|---:|---:|---:|---:|---:|")
-    for n_q, n_k, d, rows in results:
-        for row in rows:
-            if "skipped" in row:
-                print(f"| {n_q:.0e} | {n_k:.0e} | {d} | {row['method']} | skipped: {row['skipped']} | | | | |")
-                continue
-            agree = "-" if row["agree"] is None else f"{row['agree']:.4f}"
-            print(
-                f"| {n_q:.0e} | {n_k:.0e} | {d} | {row['method']} | {row['seconds']:.2f} | "
-                f"{row['peak_extra'] / 2**20:.0f} | {row['time_ratio']:.2f} | {row['mem_ratio']:.2f} | {agree} |"
-            )
-            if row.get("extra"):
-                print(f"|  |  |  |   -> {json.dumps({k: round(v, 4) for k, v in row['extra'].items()})} | | | | | |")
-
-
-def _threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
+            out["sklearn brute"] = sklearn_brute
+    return out
 
 
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        method, n_q, n_k, d, device, out_path = sys.argv[2], *map(int, sys.argv[3:6]), sys.argv[6], sys.argv[7]
-        print(json.dumps(worker(method, n_q, n_k, d, device, out_path)))
-        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--queries", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--quick", action="store_true", help="1e3 queries x 1e4 keys")
+    parser.add_argument("--queries", type=int, default=10_000)
     parser.add_argument("--keys", type=int, default=100_000)
-    parser.add_argument("--dim", type=int, default=384)
+    parser.add_argument("--dim", type=int, default=768)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--repeat", type=int, default=1, help="interleaved runs per method; the minimum time is kept")
     args = parser.parse_args()
-    results = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for n_q in args.queries:
-            rows = run_case(n_q, args.keys, args.dim, args.device, tmp, args.repeat)
-            results.append((n_q, args.keys, args.dim, rows))
-            print_table(results[-1:], args.device)
-            sys.stdout.flush()
-    print_table(results, args.device)
+    if args.quick:
+        args.queries, args.keys = 1_000, 10_000
+    limit_threads(args.threads)
+    import torch
+
+    load_before = os.getloadavg()
+    gen = torch.Generator().manual_seed(0)
+    K = torch.randn(args.keys, args.dim, generator=gen)
+    Q = K[torch.arange(args.queries) % args.keys] + 4.0 * torch.randn(args.queries, args.dim, generator=gen)
+    Q, K = Q.to(args.device), K.to(args.device)
+    todo = methods(Q, K, args.device)
+    times: dict[str, list[float]] = {name: [] for name in todo}
+    peak: dict[str, float] = {}
+    found: dict[str, Any] = {}
+    sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
+    for rep in range(args.repeat):
+        for name, fn in todo.items():
+            if rep == 0:
+                reset_peak_rss()
+                base = current_rss_mb()
+                if args.device == "cuda":
+                    torch.cuda.reset_peak_memory_stats()
+            start = time.perf_counter()
+            result = fn()
+            sync()
+            times[name].append(time.perf_counter() - start)
+            if rep == 0:
+                gpu = args.device == "cuda"
+                peak[name] = torch.cuda.max_memory_allocated() / 2**20 if gpu else max(peak_rss_mb() - base, 0.0)
+                if isinstance(result, torch.Tensor):
+                    found[name] = result.cpu()
+            print(f"  {name}: {times[name][-1]:.2f} s", flush=True)
+    flops = 2.0 * args.queries * args.keys * args.dim
+    ref = statistics.median(times["latentalign knn"])
+    ref_idx = found["latentalign knn"]
+    rows = []
+    for name in todo:
+        med = statistics.median(times[name])
+        rows.append(
+            {
+                "method": name,
+                "median s": med,
+                "GFLOP/s": flops / med / 1e9,
+                "/ latentalign knn": med / ref,
+                "peak MiB": peak[name],
+                "agree": float((found[name] == ref_idx).float().mean()) if name in found else None,
+            }
+        )
+    versions = [f"torch {torch.__version__}"]
+    try:
+        import faiss
+
+        versions.append(f"faiss {faiss.__version__}")
+    except ImportError:
+        versions.append("faiss not installed")
+    title = (
+        f"{datetime.date.today()}  {args.queries} queries x {args.keys} keys x {args.dim}, float32, top-{K_NEIGHBOURS} "
+        f"cosine, device={args.device}, median of {args.repeat}\n{machine_summary()}, cpu_count={os.cpu_count()}, "
+        f"{', '.join(versions)}\nload average before {', '.join(f'{x:.2f}' for x in load_before)}; after "
+        f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}"
+    )
+    text = print_table(rows, ["method", "median s", "GFLOP/s", "/ latentalign knn", "peak MiB", "agree"], title=title)
+    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
+    with open(RESULTS, "w") as handle:
+        handle.write(text.lstrip("\n") + "\n")
 
 
 if __name__ == "__main__":
