@@ -27,13 +27,16 @@ How one call reads the data (:func:`compute_stats`): rows are processed in block
 block is shifted by a fixed reference row mean ``K`` (the mean of the first block) into two reused,
 cache-sized buffers ``x - K_x`` and ``y - K_y``; one GEMM ``(x - K_x)^T (y - K_y)`` (plus
 ``(x - K_x)^T (x - K_x)`` and ``(y - K_y)^T (y - K_y)`` for the Gram matrices) and the buffers' column sums
-follow. The GEMM runs in the input dtype (float32 data runs at the float32 GEMM rate) and accumulates in
-that dtype over at most ``flush_rows`` rows before being added into float64. The inputs are never copied
-whole: the extra memory is the two ``(block_rows, d)`` buffers plus ``O(d^2)`` accumulators. The shift
-makes the float32 products as accurate as products of exactly centred data (it removes the mean, the cause
+follow. The Gram matrices are symmetric: on the CPU they come from BLAS ``syrk`` (scipy's binding; torch
+has none), which computes one triangle at half the flops of the GEMM, and their diagonals give the sums of
+squares without another pass. The products run in the input dtype (float32 data runs at the float32 GEMM
+rate) and accumulate in that dtype over at most ``flush_rows`` rows (:data:`FLUSH_ROWS`, a few blocks)
+before being added into float64, so rounding does not grow with ``n``. The inputs are never copied whole:
+the extra memory is the two ``(block_rows, d)`` buffers plus ``O(d^2)`` accumulators. The shift makes the
+float32 products as accurate as products of exactly centred data (it removes the mean, the cause
 of cancellation); the exact centring is applied in float64 at the end.
 
-On the CPU the shifts and sums run single-threaded in numpy and only the GEMM is multi-threaded (torch):
+On the CPU the shifts and sums run single-threaded in numpy and only the products are multi-threaded (BLAS):
 on a machine shared with other processes, each multi-threaded element-wise op waits at its barrier for
 a descheduled thread, which made the torch element-wise version up to 20x slower than numpy's (measured
 with 2 threads at load average ~3); unloaded, the single-threaded shift costs about the memory read of
@@ -59,6 +62,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.linalg import get_blas_funcs
 
 __all__ = ["CrossStats", "compute_stats", "shift_fourth", "is_finite", "BLOCK_BYTES", "FLUSH_ROWS", "FOURTH_ORDER"]
 
@@ -66,8 +70,8 @@ __all__ = ["CrossStats", "compute_stats", "shift_fourth", "is_finite", "BLOCK_BY
 BLOCK_BYTES = 8 * 2**20
 #: Bounds on the rows per block (few, large GEMMs: each one is a parallel region).
 MIN_BLOCK_ROWS, MAX_BLOCK_ROWS = 2048, 16384
-#: Rows accumulated by the GEMM in the input dtype before the partial sum is added into float64.
-FLUSH_ROWS = 65536
+#: Rows accumulated by the block products in their dtype before the partial sums are added into float64.
+FLUSH_ROWS = 8192
 #: Names of the fourth-order sums (``fourth=True``), in the order of the module docstring.
 FOURTH_ORDER = ("saa", "sbb", "sab", "sxa", "sxb", "sya", "syb")
 
@@ -362,7 +366,8 @@ def compute_stats(
     block_rows : int, optional
         Rows per centred block (default: about :data:`BLOCK_BYTES` of buffer).
     flush_rows : int
-        Rows accumulated in ``product_dtype`` before the partial sums are added into float64.
+        Rows accumulated in ``product_dtype`` before the partial sums are added into float64 (at least one
+        block; ``0`` flushes after every block).
 
     Returns
     -------
@@ -401,22 +406,23 @@ def compute_stats(
     vx, vy = ops.view(buf_x), ops.view(buf_y)
     src_x, src_y = ops.view(X), ops.view(Y)
 
-    def zeros(*shape: int, dtype: torch.dtype = product_dtype) -> torch.Tensor:
+    def zeros(*shape: int, dtype: torch.dtype = _F64) -> torch.Tensor:
         return torch.zeros(shape, dtype=dtype, device=device)
 
-    # Products: name -> (block GEMM operands, in-dtype partial sum, float64 total).
-    products = {"xy": (buf_x, buf_y)}
+    # One accumulator per product; the Gram matrices are symmetric, so on the CPU only their upper
+    # triangle is computed (BLAS syrk: half the flops of the GEMM).
+    products: dict[str, _Gemm | _Syrk] = {"xy": _Gemm(buf_x, buf_y)}
     if gram:
-        products["xx"] = (buf_x, buf_x)
+        products["xx"] = _Syrk(vx) if device.type == "cpu" else _Gemm(buf_x, buf_x)
     if gram_y:
-        products["yy"] = (buf_y, buf_y)
-    partial = {k: zeros(a.shape[1], b.shape[1]) for k, (a, b) in products.items()}
-    total = {k: zeros(a.shape[1], b.shape[1], dtype=_F64) for k, (a, b) in products.items()}
-    sums_x, sums_y = zeros(d_x, dtype=_F64), zeros(d_y, dtype=_F64)
-    sq_x, sq_y = (zeros(d_x, dtype=_F64), zeros(d_y, dtype=_F64)) if squares else (None, None)
+        products["yy"] = _Syrk(vy) if device.type == "cpu" else _Gemm(buf_y, buf_y)
+    sums_x, sums_y = zeros(d_x), zeros(d_y)
+    # Sums of squares about the shift: the diagonal of a Gram matrix when there is one, else their own pass.
+    sq_x = zeros(d_x) if squares and not gram else None
+    sq_y = zeros(d_y) if squares and not gram_y else None
     sums4 = (
         {
-            k: zeros(*shape, dtype=_F64)
+            k: zeros(*shape)
             for k, shape in (
                 ("saa", ()),
                 ("sbb", ()),
@@ -440,21 +446,22 @@ def compute_stats(
             rows = stop - start
             ops.shift_into(vx[:rows], src_x[start:stop], kx)
             ops.shift_into(vy[:rows], src_y[start:stop], ky)
-            for k, (a, b) in products.items():
-                partial[k].addmm_(a[:rows].T, b[:rows])
+            for product in products.values():
+                product.add_block(rows)
             sums_x += ops.column_sums(vx[:rows])
             sums_y += ops.column_sums(vy[:rows])
-            if sq_x is not None and sq_y is not None:
+            if sq_x is not None:
                 sq_x += ops.column_squares(vx[:rows])
+            if sq_y is not None:
                 sq_y += ops.column_squares(vy[:rows])
             if fourth:
                 _add_fourth(sums4, buf_x[:rows], buf_y[:rows], ops.row_squares(vx[:rows]), ops.row_squares(vy[:rows]))
             pending += 1
             if pending == flush_blocks or stop == n:
-                for k in products:
-                    total[k] += partial[k]
-                    partial[k].zero_()
+                for product in products.values():
+                    product.flush()
                 pending = 0
+    total = {k: product.total(device) for k, product in products.items()}
 
     # Shifted sums S = sum (x-K)(y-K)^T and s = sum (x-K); centre exactly in float64 (the fourth-order
     # sums first: moving them reads the shifted Gram matrices).
@@ -462,17 +469,16 @@ def compute_stats(
     my = sums_y / n
     if fourth:
         sums4 = shift_fourth(sums4, int(n), sums_x, sums_y, total["xx"], total["yy"], total["xy"], mx, my)
-    cxx = cyy = None
+    cxx = cyy = ssx = ssy = None
     if gram:
         cxx = total["xx"] - torch.outer(sums_x, mx)
         cxx = (cxx + cxx.T) / 2
     if gram_y:
         cyy = total["yy"] - torch.outer(sums_y, my)
         cyy = (cyy + cyy.T) / 2
-    ssx = ssy = None
-    if sq_x is not None and sq_y is not None:
-        ssx = sq_x - sums_x * mx
-        ssy = sq_y - sums_y * my
+    if squares:
+        ssx = (torch.diagonal(total["xx"]) if sq_x is None else sq_x) - sums_x * mx
+        ssy = (torch.diagonal(total["yy"]) if sq_y is None else sq_y) - sums_y * my
     return CrossStats(
         n=int(n),
         mean_x=shift_x + mx,
@@ -484,6 +490,52 @@ def compute_stats(
         cyy=cyy,
         **sums4,
     )
+
+
+class _Gemm:
+    """``A^T B`` of the block buffers, accumulated in their dtype and flushed into float64 (torch, any device)."""
+
+    def __init__(self, a: torch.Tensor, b: torch.Tensor) -> None:
+        self.a, self.b = a, b
+        self.partial = torch.zeros((a.shape[1], b.shape[1]), dtype=a.dtype, device=a.device)
+        self.sum = torch.zeros((a.shape[1], b.shape[1]), dtype=_F64, device=a.device)
+
+    def add_block(self, rows: int) -> None:
+        self.partial.addmm_(self.a[:rows].T, self.b[:rows])
+
+    def flush(self) -> None:
+        self.sum += self.partial
+        self.partial.zero_()
+
+    def total(self, device: torch.device) -> torch.Tensor:
+        return self.sum
+
+
+class _Syrk:
+    """``A^T A`` of a CPU block buffer by BLAS syrk (upper triangle only), flushed into float64."""
+
+    def __init__(self, a: Any) -> None:
+        self.a = a  # numpy view of a C-contiguous (rows, d) buffer: a[:rows].T is Fortran-ordered, no copy
+        self.syrk = get_blas_funcs("syrk", dtype=a.dtype)
+        d = a.shape[1]
+        self.partial = np.zeros((d, d), dtype=a.dtype, order="F")
+        self.sum = np.zeros((d, d), dtype=np.float64, order="F")
+        self.fresh = True
+
+    def add_block(self, rows: int) -> None:
+        beta = 0.0 if self.fresh else 1.0
+        out = self.syrk(1.0, self.a[:rows].T, beta=beta, c=self.partial, trans=0, lower=0, overwrite_c=1)
+        if out is not self.partial:  # f2py copies a non-Fortran c; it never does for this buffer
+            self.partial[...] = out
+        self.fresh = False
+
+    def flush(self) -> None:
+        np.add(self.sum, self.partial, out=self.sum)  # the lower triangles stay zero
+        self.fresh = True
+
+    def total(self, device: torch.device) -> torch.Tensor:
+        upper = torch.from_numpy(np.ascontiguousarray(self.sum))
+        return upper + upper.triu(1).T
 
 
 def _add_fourth(

@@ -51,10 +51,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from scipy.linalg import get_blas_funcs
 
 from latentalign._array import ArrayLike
-from latentalign._validation import check_choice, check_number, check_pair
-from latentalign.functional.moments import CrossStats, compute_stats
+from latentalign._validation import check_array, check_choice, check_number, check_pair
+from latentalign.functional.moments import CrossStats, compute_stats, is_finite
+from latentalign.functional.norms import row_norms
+from latentalign.functional.procrustes import FLOAT32_PRODUCT_FLOOR, products_underflowed
 from latentalign.functional.retrieval import METRICS, knn_tensors
 
 __all__ = [
@@ -76,8 +79,10 @@ KNN_METRICS = ("mutual_knn", "cknna")
 PROCRUSTES_KINDS = ("angular", "euclidean")
 
 
-def _check_xy(X: Any, Y: Any, min_rows: int, purpose: str) -> tuple[torch.Tensor, torch.Tensor]:
-    Xt, Yt, _ = check_pair(X, Y, min_rows=min_rows, purpose=purpose)
+def _check_xy(
+    X: Any, Y: Any, min_rows: int, purpose: str, ensure_finite: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    Xt, Yt, _ = check_pair(X, Y, min_rows=min_rows, purpose=purpose, ensure_finite=ensure_finite)
     return Xt, Yt
 
 
@@ -97,7 +102,13 @@ def moment_flags(metrics: Sequence[str]) -> dict[str, bool]:
 
 
 def moment_stats(X: torch.Tensor, Y: torch.Tensor, metrics: Sequence[str]) -> CrossStats:
-    """The statistics ``metrics`` need, with float64 products whatever the input dtype.
+    """The statistics ``metrics`` need, with products in the inputs' dtype and float64 sums across blocks.
+
+    float32 inputs are multiplied in float32 (at the float32 GEMM rate; the accumulator's shift keeps the
+    products accurate, see :mod:`~latentalign.functional.moments`). When float32 products overflow (values
+    beyond ~1e19) or underflow (below ~1e-15), everything is redone with float64 products. Non-finite
+    inputs raise the standard error naming the array and the first bad entry (they are found through the
+    statistics, which saves a pass over the data).
 
     Examples
     --------
@@ -106,8 +117,32 @@ def moment_stats(X: torch.Tensor, Y: torch.Tensor, metrics: Sequence[str]) -> Cr
     >>> moment_stats(X, X, ["linear_cka"]).has_fourth
     False
     """
+    flags = moment_flags(metrics)
+
+    def stats_in(dtype: torch.dtype | None) -> CrossStats:
+        return compute_stats(
+            X,
+            Y,
+            squares=flags["squares"],
+            gram=flags["gram"],
+            gram_y=flags["gram_y"],
+            fourth=flags["fourth"],
+            product_dtype=dtype,
+        )
+
     with torch.no_grad():
-        return compute_stats(X, Y, product_dtype=torch.float64, **moment_flags(metrics))
+        stats = stats_in(None)
+        narrow = torch.float64 not in (X.dtype, Y.dtype)
+        if narrow and (not is_finite(stats) or products_underflowed(stats)):
+            stats = stats_in(torch.float64)
+    if not is_finite(stats):
+        check_array(X, "X")
+        check_array(Y, "Y")
+        raise ValueError(
+            "The products of X and Y overflowed even in float64 (values beyond ~1e150). Rescale the inputs, "
+            "e.g. divide both by their largest absolute value (the similarity measures do not change)."
+        )
+    return stats
 
 
 def _zero_variance(name: str, what: str) -> ValueError:
@@ -207,6 +242,57 @@ def procrustes_from_stats(stats: CrossStats, kind: str = "angular") -> float:
 
 
 # --------------------------------------------------------------------------------------------------------
+# Linear CKA from the n x n Gram matrices (fewer flops than the d x d form when n < d_x + d_y)
+# --------------------------------------------------------------------------------------------------------
+def _centred_gram(X: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``H X X^T H`` in float64 (``H`` the centring matrix), from a product in ``dtype``.
+
+    ``X`` is shifted by its mean rounded to ``dtype`` (which removes the cancellation of a large offset),
+    multiplied (the upper triangle by BLAS syrk on the CPU), then centred exactly in float64: ``H`` applied
+    to both sides removes whatever mean the rounded shift left.
+    """
+    shift = X.to(torch.float64).mean(0).to(dtype)
+    Xs = X.to(dtype) - shift
+    if Xs.device.type == "cpu":
+        a = Xs.numpy()
+        upper = torch.from_numpy(get_blas_funcs("syrk", dtype=a.dtype)(1.0, a, trans=0, lower=0))
+        upper = upper.to(torch.float64)
+        G = upper + upper.triu(1).T
+    else:
+        G = (Xs @ Xs.T).to(torch.float64)
+    G -= G.mean(0, keepdim=True)
+    G -= G.mean(1, keepdim=True)
+    return (G + G.T) / 2
+
+
+def _grams_unusable(*grams: torch.Tensor) -> bool:
+    """Whether products in a narrow dtype overflowed or underflowed (see ``products_underflowed``)."""
+    return any(not bool(torch.isfinite(G).all()) or float(G.abs().max()) < FLOAT32_PRODUCT_FLOOR for G in grams)
+
+
+def _cka_from_grams(X: torch.Tensor, Y: torch.Tensor) -> float:
+    """Linear CKA as ``<K, L> / (||K|| ||L||)`` of the centred ``n x n`` Gram matrices (equal to the feature form)."""
+    dtype = X.dtype
+    with torch.no_grad():
+        K, L = _centred_gram(X, dtype), _centred_gram(Y, dtype)
+        if dtype != torch.float64 and _grams_unusable(K, L):
+            K, L = _centred_gram(X, torch.float64), _centred_gram(Y, torch.float64)
+        if not (bool(torch.isfinite(K).all()) and bool(torch.isfinite(L).all())):
+            check_array(X, "X")
+            check_array(Y, "Y")
+            raise ValueError(
+                "The products of X and Y overflowed even in float64 (values beyond ~1e150). Rescale the inputs, "
+                "e.g. divide both by their largest absolute value (linear CKA does not change)."
+            )
+        for name, G in (("X", K), ("Y", L)):
+            if not float(torch.trace(G)) > 0:
+                raise _zero_variance(name, "linear CKA")
+        num = (K * L).sum()
+        den = torch.linalg.matrix_norm(K) * torch.linalg.matrix_norm(L)
+    return float(num / den)
+
+
+# --------------------------------------------------------------------------------------------------------
 # Public functions
 # --------------------------------------------------------------------------------------------------------
 def linear_cka(X: ArrayLike, Y: ArrayLike) -> float:
@@ -224,7 +310,9 @@ def linear_cka(X: ArrayLike, Y: ArrayLike) -> float:
     >>> round(linear_cka(X, 3.0 * X @ Q), 6)
     1.0
     """
-    Xt, Yt = _check_xy(X, Y, 2, "linear CKA")
+    Xt, Yt = _check_xy(X, Y, 2, "linear CKA", ensure_finite=False)
+    if Xt.shape[0] < Xt.shape[1] + Yt.shape[1]:
+        return _cka_from_grams(Xt, Yt)
     return cka_from_stats(moment_stats(Xt, Yt, ("linear_cka",)))
 
 
@@ -243,7 +331,7 @@ def unbiased_cka(X: ArrayLike, Y: ArrayLike) -> float:
     >>> round(unbiased_cka(X, 2.0 * X), 6)
     1.0
     """
-    Xt, Yt = _check_xy(X, Y, 4, "the unbiased HSIC estimator")
+    Xt, Yt = _check_xy(X, Y, 4, "the unbiased HSIC estimator", ensure_finite=False)
     return unbiased_cka_from_stats(moment_stats(Xt, Yt, ("unbiased_cka",)))
 
 
@@ -274,7 +362,7 @@ def svcca(X: ArrayLike, Y: ArrayLike, *, variance: float = 0.99) -> float:
     1.0
     """
     variance = check_variance_fraction(variance)
-    Xt, Yt = _check_xy(X, Y, 2, "SVCCA")
+    Xt, Yt = _check_xy(X, Y, 2, "SVCCA", ensure_finite=False)
     return svcca_from_stats(moment_stats(Xt, Yt, ("svcca",)), variance)
 
 
@@ -295,7 +383,7 @@ def procrustes_distance(X: ArrayLike, Y: ArrayLike, *, kind: str = "angular") ->
     0.0
     """
     check_choice(kind, "kind", PROCRUSTES_KINDS)
-    Xt, Yt = _check_xy(X, Y, 2, "the Procrustes distance")
+    Xt, Yt = _check_xy(X, Y, 2, "the Procrustes distance", ensure_finite=False)
     return procrustes_from_stats(moment_stats(Xt, Yt, ("procrustes_distance",)), kind)
 
 
@@ -306,8 +394,158 @@ def _check_knn_k(k: Any, n: int, low: int = 1) -> int:
     return int(k)
 
 
-def _neighbours(X: torch.Tensor, k: int, metric: str, chunk_size: int | None, name: str):
+#: Rows of a block of the self-similarity matrix (a block of scores is 64 MiB in float32).
+KNN_BLOCK_ROWS = 4096
+
+
+def _unit_rows(X: torch.Tensor, name: str, block_rows: int) -> torch.Tensor:
+    """``X`` with rows scaled to unit length, each rounded once from float64 (any finite magnitude)."""
+    norms = row_norms(X)
+    zero = norms == 0
+    if bool(zero.any()):
+        row = int(zero.nonzero()[0, 0])
+        raise ValueError(
+            f"{name} has a zero row (row {row}), whose cosine similarity is undefined. Drop all-zero rows "
+            "first, or use metric='dot' or metric='l2'."
+        )
+    out = torch.empty_like(X)
+    for start in range(0, X.shape[0], block_rows):
+        stop = start + block_rows
+        out[start:stop] = X[start:stop].to(torch.float64) / norms[start:stop, None]  # never in place: X is the caller's
+    return out
+
+
+def _top_candidates(S: torch.Tensor, k: int, offset: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``min(k, width)`` best entries of every row of ``S``; among equal scores, lower columns first.
+
+    ``torch.topk`` picks any of several equal scores; it is asked for one more entry than needed, and rows
+    whose last kept score equals the next one (a tie across the cut) are re-selected by a stable sort.
+    """
+    width = S.shape[1]
+    if width <= k:
+        values, columns = torch.sort(S, dim=1, descending=True, stable=True)
+        return values, columns + offset
+    values, columns = torch.topk(S, k + 1, dim=1, sorted=True)
+    tied = (values[:, k - 1] == values[:, k]).nonzero()[:, 0]
+    values, columns = values[:, :k], columns[:, :k]
+    if tied.numel():
+        tv, tc = torch.sort(S[tied], dim=1, descending=True, stable=True)
+        values[tied], columns[tied] = tv[:, :k], tc[:, :k]
+    return values, columns + offset
+
+
+def _best_of(values: list[torch.Tensor], indices: list[torch.Tensor], k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` best of several candidate lists per row, by decreasing score, then increasing index."""
+    v, i = torch.cat(values, 1), torch.cat(indices, 1)
+    i, by_index = torch.sort(i, dim=1)
+    v = v.gather(1, by_index)
+    v, by_value = torch.sort(v, dim=1, descending=True, stable=True)
+    return v[:, :k], i.gather(1, by_value)[:, :k]
+
+
+class _Candidates:
+    """Candidate neighbours of each row block, merged once the block has seen every column (or when many)."""
+
+    MAX_LISTS = 16
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+        self.values: dict[int, list[torch.Tensor]] = {}
+        self.indices: dict[int, list[torch.Tensor]] = {}
+
+    def add(self, block: int, values: torch.Tensor, indices: torch.Tensor) -> None:
+        vs, ix = self.values.setdefault(block, []), self.indices.setdefault(block, [])
+        vs.append(values)
+        ix.append(indices)
+        if len(vs) >= self.MAX_LISTS:  # bounds the memory held for blocks still waiting for columns
+            v, i = _best_of(vs, ix, self.k)
+            vs[:], ix[:] = [v], [i]
+
+    def pop(self, block: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return _best_of(self.values.pop(block), self.indices.pop(block), self.k)
+
+
+def self_knn_cosine(
+    X: torch.Tensor, k: int, block_rows: int | None = None, name: str = "X"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact cosine k-nearest neighbours of every row of ``X`` among the other rows.
+
+    The similarity matrix of unit rows is symmetric, so each off-diagonal block ``U_I U_J^T`` is computed
+    once (half the GEMM flops of searching ``X`` against itself) and read twice: by its rows for the
+    rows of ``I`` and by its columns for the rows of ``J``. The row itself is excluded; among equal
+    similarities the lower row index comes first (the order of a stable sort), whatever the blocks.
+
+    Parameters
+    ----------
+    X : torch.Tensor of shape (n, d)
+        Validated, finite rows, none of them zero; ``1 <= k <= n - 1``.
+    k : int
+    block_rows : int, optional
+        Rows per block (default :data:`KNN_BLOCK_ROWS`); memory is two ``block_rows^2`` score blocks.
+    name : str
+        Name of ``X`` in the error raised for an all-zero row.
+
+    Returns
+    -------
+    values : torch.Tensor of shape (n, k)
+        Cosine similarities in decreasing order, in ``X``'s dtype.
+    indices : torch.Tensor of shape (n, k)
+        int64 row indices.
+
+    Examples
+    --------
+    >>> import torch
+    >>> X = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 0.1]])
+    >>> self_knn_cosine(X, 2)[1].tolist()
+    [[1, 3], [0, 3], [3, 0], [0, 1]]
+    """
+    n = X.shape[0]
+    b = max(1, min(block_rows or KNN_BLOCK_ROWS, n))
+    with torch.no_grad():
+        U = _unit_rows(X, name, b)
+        best_v = torch.empty((n, k), dtype=X.dtype, device=X.device)
+        best_i = torch.empty((n, k), dtype=torch.int64, device=X.device)
+        scores = torch.empty(b * b, dtype=X.dtype, device=X.device)
+        flipped = torch.empty(b * b, dtype=X.dtype, device=X.device)
+        candidates = _Candidates(k)
+        starts = range(0, n, b)
+        for a in starts:
+            Ua = U[a : a + b]
+            for c in starts[a // b :]:
+                Uc = U[c : c + b]
+                S = scores[: Ua.shape[0] * Uc.shape[0]].view(Ua.shape[0], Uc.shape[0])
+                torch.mm(Ua, Uc.T, out=S)
+                if c == a:
+                    S.fill_diagonal_(-math.inf)
+                candidates.add(a, *_top_candidates(S, k, c))
+                if c != a:
+                    T = flipped[: S.numel()].view(S.shape[1], S.shape[0])
+                    T.copy_(S.T)
+                    candidates.add(c, *_top_candidates(T, k, a))
+            # Row block a has now been scored against every column block (c < a through the transposes).
+            best_v[a : a + b], best_i[a : a + b] = candidates.pop(a)
+    return best_v, best_i
+
+
+def _neighbours(
+    X: torch.Tensor, k: int, metric: str, chunk_size: int | None, name: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    if metric == "cosine":
+        return self_knn_cosine(X, k, chunk_size, name)
     return knn_tensors(X, X, k, metric, "exact", chunk_size, exclude_self=True, names=(name, name))
+
+
+def _shared_neighbours(ia: torch.Tensor, ib: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(r, p, q)`` with ``ia[r, p] == ib[r, q]``: the neighbours row ``r`` has in both lists, by row and ``p``.
+
+    Each row of ``ib`` is sorted once and every entry of ``ia`` is looked up by binary search.
+    """
+    k = ib.shape[1]
+    sorted_b, order = torch.sort(ib, dim=1)
+    pos = torch.searchsorted(sorted_b, ia).clamp_(max=k - 1)
+    found = sorted_b.gather(1, pos) == ia
+    r, p = found.nonzero(as_tuple=True)
+    return r, p, order[r, pos[r, p]]
 
 
 def mutual_knn(
@@ -349,12 +587,8 @@ def mutual_knn(
     with torch.no_grad():
         _, ia = _neighbours(Xt, k, metric, chunk_size, "X")
         _, ib = _neighbours(Yt, k, metric, chunk_size, "Y")
-        overlap = torch.zeros((), dtype=torch.float64, device=ia.device)
-        step = max(1, 2**22 // (k * k))
-        for start in range(0, ia.shape[0], step):
-            a, b = ia[start : start + step], ib[start : start + step]
-            overlap += (a[:, :, None] == b[:, None, :]).sum()
-    return float(overlap / (ia.shape[0] * k))
+        shared = _shared_neighbours(ia, ib)[0].numel()
+    return shared / (ia.shape[0] * k)
 
 
 def _sparse_hsic_u(n: int, rows: torch.Tensor, cols: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -415,8 +649,7 @@ def cknna(X: ArrayLike, Y: ArrayLike, *, k: int = 10, chunk_size: int | None = N
         kk = _sparse_hsic_u(n, rows.reshape(-1), ia.reshape(-1), va.reshape(-1), va.reshape(-1))
         ll = _sparse_hsic_u(n, rows.reshape(-1), ib.reshape(-1), vb.reshape(-1), vb.reshape(-1))
         _check_positive_hsic(kk, ll, "CKNNA")
-        match = ia[:, :, None] == ib[:, None, :]  # (n, k, k): row, slot in kNN_X, slot in kNN_Y
-        r, p, q = match.nonzero(as_tuple=True)
+        r, p, q = _shared_neighbours(ia, ib)  # row, slot in kNN_X, slot in kNN_Y
         if r.numel() == 0:
             return 0.0
         kl = _sparse_hsic_u(n, r, ia[r, p], va[r, p], vb[r, q])
@@ -460,7 +693,8 @@ def similarity_scores(
     variance = check_variance_fraction(variance)
     check_choice(procrustes, "procrustes", PROCRUSTES_KINDS)
     min_rows = 4 if {"unbiased_cka", "cknna"} & set(metrics) else 2
-    Xt, Yt = _check_xy(X, Y, min_rows, ", ".join(metrics))
+    knn_wanted = bool(set(KNN_METRICS) & set(metrics))  # the moment measures find non-finite values themselves
+    Xt, Yt = _check_xy(X, Y, min_rows, ", ".join(metrics), ensure_finite=knn_wanted)
     out: dict[str, float] = {}
     if set(MOMENT_METRICS) & set(metrics):
         out.update(scores_from_stats(moment_stats(Xt, Yt, metrics), metrics, variance, procrustes))
