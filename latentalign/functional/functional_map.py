@@ -90,7 +90,9 @@ def _distances(Q: torch.Tensor, K: torch.Tensor, metric: str) -> torch.Tensor:
     return torch.cdist(Q, K)
 
 
-def knn_graph(X: Any, n_neighbors: int = 10, *, metric: str = "cosine", weights: str = "heat") -> scipy.sparse.csr_matrix:
+def knn_graph(
+    X: Any, n_neighbors: int = 10, *, metric: str = "cosine", weights: str = "heat"
+) -> scipy.sparse.csr_matrix:
     """Symmetric kNN affinity matrix of the rows of ``X``, joined into one connected component.
 
     Each row is linked to its ``n_neighbors`` nearest rows (itself excluded); the graph is made symmetric
@@ -228,9 +230,7 @@ def normalized_laplacian(W: scipy.sparse.spmatrix) -> scipy.sparse.csr_matrix:
     return scipy.sparse.csr_matrix((L + L.T) * 0.5)
 
 
-def laplacian_eigenbasis(
-    L: scipy.sparse.spmatrix, k: int, *, random_state: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
+def laplacian_eigenbasis(L: scipy.sparse.spmatrix, k: int, *, random_state: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` smallest eigenvalues of a symmetric Laplacian and their orthonormal eigenvectors.
 
     Graphs of up to :data:`DENSE_EIGEN_MAX` nodes (or ``k >= n - 1``) use a dense symmetric solver; larger
