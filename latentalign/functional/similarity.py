@@ -26,15 +26,26 @@ Cost and memory
 ``linear_cka``, ``unbiased_cka``, ``svcca`` and ``procrustes_distance`` are computed from the package's one
 moments accumulator, :class:`~latentalign.functional.moments.CrossStats` (``X^T X``, ``Y^T Y``, ``X^T Y``
 about the means and, for the unbiased CKA only, a few fourth-order sums), accumulated in one pass over row
-blocks with float64 products: time ``O(n (d1 + d2)^2)``, memory ``O((d1 + d2)^2)``, never an ``n x n`` Gram
-matrix. Each measure asks only for the parts it reads (:func:`moment_flags`). The unbiased HSIC is
-rewritten exactly in that form (for the linear kernel every sum over the Gram matrix is a sum over
+blocks: time ``O(n (d1 + d2)^2)``, memory ``O((d1 + d2)^2)``, never an ``n x n`` Gram matrix. The products
+run in the inputs' dtype (float32 data at the float32 GEMM rate, the Gram matrices by BLAS ``syrk`` at half
+the flops of a GEMM) and are summed in float64 across blocks; the accumulator shifts rows by a reference
+mean before multiplying, so a large common offset costs no accuracy (float32 results agree with float64
+arithmetic on the same data to about ``1e-6`` relative). Float32 products that would overflow or underflow
+are redone in float64. Each measure asks only for the parts it reads (:func:`moment_flags`). The unbiased
+HSIC is rewritten exactly in that form (for the linear kernel every sum over the Gram matrix is a sum over
 features). All four are invariant to translating ``X`` or ``Y``, so they are evaluated on the centred
-statistics; the accumulator shifts rows by a reference mean before multiplying, which keeps float64
-accurate. The statistics of separate batches merge exactly, which is how
-:class:`~latentalign.evaluation.SimilarityEvaluator` streams. ``mutual_knn`` and ``cknna`` run two
-chunked exact k-NN searches (``O(n^2 d)`` time, ``O(n k)`` memory); CKNNA's HSIC is evaluated on the
-``n k`` kNN entries only.
+statistics. The statistics of separate batches merge exactly, which is how
+:class:`~latentalign.evaluation.SimilarityEvaluator` streams. With fewer rows than features
+(``n < d1 + d2``), :func:`linear_cka` uses the ``n x n`` centred Gram matrices instead (``O(n^2 (d1 + d2))``
+time, the same value).
+
+``mutual_knn`` and ``cknna`` search the exact k nearest neighbours of every row among the others, in
+square blocks of the similarity matrix (``O(n^2 d)`` time, ``O(n k)`` memory plus two blocks of scores).
+The cosine similarity matrix of a set with itself is symmetric, so each block is computed once and read by
+its rows and by its columns: half the GEMM work of searching the set against itself. Among equal
+similarities the neighbour with the lower row index is kept (the order of a stable sort); the row itself
+never counts. The neighbour lists of the two spaces are intersected by binary search in sorted rows.
+CKNNA's HSIC is evaluated on the ``n k`` kNN entries only.
 
 Differences from the Platonic Representation Hypothesis code (``minyoungg/platonic-rep``, ``metrics.py``)
 ------------------------------------------------------------------------------------------------------
@@ -531,7 +542,9 @@ def _neighbours(
     X: torch.Tensor, k: int, metric: str, chunk_size: int | None, name: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
     if metric == "cosine":
-        return self_knn_cosine(X, k, chunk_size, name)
+        # chunk_size rows against all n: the memory of square blocks of two sides b with 2 b^2 = chunk_size n
+        block = None if chunk_size is None else max(1, math.isqrt(chunk_size * X.shape[0] // 2))
+        return self_knn_cosine(X, k, block, name)
     return knn_tensors(X, X, k, metric, "exact", chunk_size, exclude_self=True, names=(name, name))
 
 
@@ -554,7 +567,8 @@ def mutual_knn(
     """Mutual k-nearest-neighbour alignment (Huh et al., 2024, "The Platonic Representation Hypothesis").
 
     For every row ``i``, ``kNN_X(i)`` is the set of the ``k`` rows nearest to ``X[i]`` in ``X`` (itself
-    excluded), likewise ``kNN_Y(i)``; the score is the mean over rows of ``|kNN_X(i) & kNN_Y(i)| / k``.
+    excluded; among equally near rows the lower index first), likewise ``kNN_Y(i)``; the score is the mean
+    over rows of ``|kNN_X(i) & kNN_Y(i)| / k``.
     With ``metric="cosine"`` this is their ``mutual_knn`` on L2-normalised features (``k = 10``).
 
     Parameters
@@ -564,7 +578,7 @@ def mutual_knn(
         Neighbourhood size, ``1 <= k <= n - 1``.
     metric : {"cosine", "l2", "dot"}
     chunk_size : int, optional
-        Rows scored at once in the k-NN searches.
+        Bounds the scores held at once to about ``chunk_size x n`` (default: two blocks of 4096^2).
 
     Raises
     ------
@@ -622,7 +636,7 @@ def cknna(X: ArrayLike, Y: ArrayLike, *, k: int = 10, chunk_size: int | None = N
     k : int
         Neighbourhood size, ``2 <= k <= n - 1`` (their code rejects ``k < 2``).
     chunk_size : int, optional
-        Rows scored at once in the k-NN searches.
+        Bounds the scores held at once in the k-NN searches to about ``chunk_size x n``.
 
     Raises
     ------
@@ -680,7 +694,7 @@ def similarity_scores(
     procrustes : {"angular", "euclidean"}
         ``kind`` of ``procrustes_distance``.
     chunk_size : int, optional
-        Rows scored at once in the k-NN searches.
+        Bounds the scores held at once in the k-NN searches to about ``chunk_size x n``.
 
     Examples
     --------
