@@ -76,8 +76,9 @@ def test_an_output_under_a_file_is_one_line_before_any_work(files, name):
 
 
 def test_an_output_of_the_wrong_kind_names_the_option(files):
-    line = one_line_error("fit", files / "a.npy", files / "b.npy", "-o", files)
-    assert f"--out {str(files)!r} is a directory, but a file path is expected here" in line
+    (files / "m.safetensors").mkdir()
+    line = one_line_error("fit", files / "a.npy", files / "b.npy", "-o", files / "m.safetensors")
+    assert f"--out {str(files / 'm.safetensors')!r} is a directory, but a file path is expected here" in line
     assert line.endswith("(IsADirectoryError)")
     line = one_line_error("evaluate", files / "a.npy", files / "b.npy", "-o", files / "a_file")
     assert f"--out {str(files / 'a_file')!r} is a file, but a directory is expected here" in line

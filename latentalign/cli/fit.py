@@ -73,7 +73,7 @@ def fit(
     """
     from latentalign.align import make_aligner
 
-    check_output(out, "--out", directory=False)
+    check_output(out if out.suffix else out.with_suffix(".safetensors"), "--out", directory=False)  # as save() names it
     X, Y = load_matrix(source, "SOURCE"), load_matrix(target, "TARGET")
     aligner = make_aligner(method, **parse_params(param)).fit(X, Y)
     path = aligner.save(out)
