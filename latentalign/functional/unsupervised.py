@@ -1,0 +1,560 @@
+"""Alignment without any known pair: an unsupervised first dictionary, then robust self-learning.
+
+Pure functions on tensors (:func:`unsupervised_alignment` also takes numpy arrays). Rows are expected
+in order of importance (e.g. word frequency): the first rows feed the initial dictionary and the
+dictionary induction, as in VecMap.
+
+Starts (the first dictionary, from no pair at all)
+--------------------------------------------------
+* :func:`sorted_similarity_dictionary` -- VecMap's fully unsupervised initialisation (Artetxe, Labaka
+  and Agirre, ACL 2018). The similarity matrix of the first ``n`` rows of one space, ``K = X X^T``, is
+  unknown up to the row order relative to the other space's, but each row's *sorted* values of
+  ``sqrt(K) = U S U^T`` do not depend on a rotation of the space nor on the order of the rows. Those
+  sorted rows are comparable across spaces: nearest neighbours between them (CSLS, both directions)
+  give the first dictionary.
+* :func:`gw_dictionary` -- Gromov-Wasserstein on cosine distances (Alvarez-Melis and Jaakkola, 2018):
+  entropic GW annealed from a large to a small regularisation, each step warm-started from the last
+  plan; the plan's row and column maxima give the first dictionary.
+
+Self-learning (:func:`self_learning_map`)
+----------------------------------------
+Alternate an orthogonal map fitted on the dictionary and a new dictionary induced under that map, with
+VecMap's robustness devices: CSLS retrieval, *stochastic* dictionary induction (each similarity is kept
+with probability ``p``, which grows from 0.1 to 1 each time the objective stalls, so early rounds can
+leave a poor start), a frequency cut-off (only the first ``vocab_cutoff`` rows take part) and a
+bidirectional dictionary (source-to-target plus target-to-source matches).
+
+The loop ends on the map itself: once ``p = 1``, it stops when the relative change of the map between
+rounds, ``||W_t - W_{t-1}||_F / ||W_t||_F``, falls below ``tol``.
+
+Restarts (:func:`unsupervised_alignment`)
+-----------------------------------------
+Several starts (seeds) are run and the one with the best *unsupervised* score is kept: the mean CSLS
+score of the mutual nearest neighbours under the fitted map (:func:`dictionary_score`). No ground truth
+enters the loop.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from latentalign._array import ArrayLike
+from latentalign._validation import check_choice, check_number, check_pair
+from latentalign.exceptions import ConvergenceWarning
+from latentalign.functional.ot import gw_loss, gw_plan_tensors
+from latentalign.functional.procrustes import polar_factor
+from latentalign.functional.self_learning import mutual_csls_tensors
+
+__all__ = [
+    "UNSUPERVISED_INITS",
+    "GW_ANNEALING",
+    "UnsupervisedFit",
+    "normalize_rows",
+    "sorted_similarity_dictionary",
+    "gw_dictionary",
+    "induce_dictionary",
+    "map_change",
+    "dictionary_score",
+    "self_learning_map",
+    "unsupervised_alignment",
+]
+
+UNSUPERVISED_INITS = ("vecmap", "gw")
+#: Entropic GW regularisations of the annealing (relative to the mean cosine distance). Below about
+#: 2e-3 POT's entropic solver underflows in float64; the annealing stops at the last step that worked.
+GW_ANNEALING = (0.05, 0.02, 0.01, 0.005)
+
+
+def normalize_rows(X: torch.Tensor) -> torch.Tensor:
+    """VecMap's normalisation: unit length, centred, unit length again (zero rows stay zero).
+
+    Examples
+    --------
+    >>> import torch
+    >>> Z = normalize_rows(torch.tensor([[3.0, 4.0], [1.0, 0.0], [0.0, 2.0]]))
+    >>> torch.allclose(Z.norm(dim=1), torch.ones(3))
+    True
+    """
+    unit = torch.nn.functional.normalize
+    Z = unit(X, dim=1)
+    return unit(Z - Z.mean(0), dim=1)
+
+
+def _topk_mean(S: torch.Tensor, k: int) -> torch.Tensor:
+    """Mean of the ``k`` largest values of each row (the CSLS penalty of each row)."""
+    return S.topk(min(k, S.shape[1]), dim=1).values.mean(1)
+
+
+def _csls_union(
+    S: torch.Tensor, k: int, keep_prob: float, gen: torch.Generator | None, *, inplace: bool = False
+) -> tuple[torch.Tensor, ...]:
+    """Bidirectional CSLS matches of a similarity matrix, each entry kept with probability ``keep_prob``.
+
+    Returns ``(rows, cols, best_fwd, best_bwd)``: the union dictionary (every source row with its best
+    target, then every target row with its best source) and the best plain similarities per row and
+    per column (VecMap's objective). ``inplace=True`` lets it overwrite ``S``.
+    """
+    St = S.T.contiguous()  # row-wise reductions on a contiguous copy are several times faster
+    r_src = _topk_mean(S, k)  # each source row's mean similarity to its k nearest targets
+    r_trg = _topk_mean(St, k)
+    best_fwd = S.max(1).values
+    best_bwd = St.max(1).values
+    # CSLS = 2 S - r_src - r_trg; the row's own penalty does not change its argmax.
+    fwd = S.sub_(r_trg[None, :]) if inplace else S - r_trg[None, :]
+    bwd = St.sub_(r_src[None, :])
+    if keep_prob < 1.0:
+        for M in (fwd, bwd):
+            drop = torch.rand(M.shape, generator=gen, dtype=M.dtype).to(M.device) >= keep_prob
+            M.masked_fill_(drop, -math.inf)
+    n_x, n_y = S.shape
+    dev = S.device
+    rows = torch.cat([torch.arange(n_x, device=dev), bwd.argmax(1)])
+    cols = torch.cat([fwd.argmax(1), torch.arange(n_y, device=dev)])
+    return rows, cols, best_fwd, best_bwd
+
+
+def sorted_similarity_dictionary(
+    X: torch.Tensor, Y: torch.Tensor, *, n: int = 4000, csls_k: int = 10
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """VecMap's unsupervised first dictionary from the sorted similarity distributions of each space.
+
+    Parameters
+    ----------
+    X : torch.Tensor of shape (n_x, d_x)
+    Y : torch.Tensor of shape (n_y, d_y)
+        Rows in order of importance (the first ``n`` of each are used); any dimensions.
+    n : int, default 4000
+        Rows of each side compared (at most ``min(n_x, n_y)`` are used).
+    csls_k : int, default 10
+        CSLS neighbourhood between the two sets of sorted rows.
+
+    Returns
+    -------
+    rows, cols : torch.Tensor of shape (2 m,), int64
+        The dictionary ``X[rows[i]] <-> Y[cols[i]]``: each of the ``m`` first rows of ``X`` with its best
+        match among the first ``m`` of ``Y``, then each of those of ``Y`` with its best match in ``X``.
+
+    Examples
+    --------
+    A rotated, shuffled copy of a clustered cloud is matched without any pair:
+
+    >>> import torch
+    >>> gen = torch.Generator().manual_seed(0)
+    >>> centres = torch.randn(8, 6, generator=gen, dtype=torch.float64) * 3
+    >>> X = centres[torch.arange(200) % 8] + torch.randn(200, 6, generator=gen, dtype=torch.float64)
+    >>> Q, _ = torch.linalg.qr(torch.randn(6, 6, generator=gen, dtype=torch.float64))
+    >>> perm = torch.randperm(200, generator=gen)
+    >>> rows, cols = sorted_similarity_dictionary(X, (X @ Q)[perm], n=200)
+    >>> hit = (perm[cols[:200]] == rows[:200]).double().mean()
+    >>> bool(hit > 0.2)  # far above chance (1/200): enough for self-learning to take over
+    True
+    """
+    m = int(min(n, X.shape[0], Y.shape[0]))
+    sides = []
+    for A in (X[:m], Y[:m]):
+        A = normalize_rows(A.to(torch.float64))
+        U, s, _ = torch.linalg.svd(A, full_matrices=False)
+        K = (U * s) @ U.T  # sqrt(A A^T): same eigenvectors, square-rooted eigenvalues
+        K = K.sort(dim=1).values
+        sides.append(normalize_rows(K))
+    S = sides[0] @ sides[1].T
+    rows, cols, _, _ = _csls_union(S, int(csls_k), 1.0, None, inplace=True)
+    return rows, cols
+
+
+def gw_dictionary(
+    X: torch.Tensor,
+    Y: torch.Tensor,
+    *,
+    n: int = 1000,
+    annealing: tuple[float, ...] = GW_ANNEALING,
+    max_iter: int = 30,
+    random_state: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+    """First dictionary from annealed entropic Gromov-Wasserstein on cosine distances.
+
+    Parameters
+    ----------
+    X : torch.Tensor of shape (n_x, d_x)
+    Y : torch.Tensor of shape (n_y, d_y)
+        Rows in order of importance (the first ``n`` of each are coupled); any dimensions.
+    n : int, default 1000
+        Rows of each side coupled (GW costs O(n^3) per iteration).
+    annealing : tuple of float
+        Decreasing entropic regularisations (relative to the mean distance); each step starts from the
+        previous plan. Steps at which POT's solver underflows end the annealing early.
+    max_iter : int, default 30
+        Outer iterations of each annealing step (the steps are a continuation, not solved to tolerance).
+    random_state : int, default 0
+        Seed 0 starts from the product coupling; other seeds from a random positive coupling with the
+        same marginals (another basin of the non-convex GW objective).
+
+    Returns
+    -------
+    rows, cols : torch.Tensor of shape (n_x' + n_y',), int64
+        The union dictionary of the plan's row and column maxima.
+    info : dict
+        ``reached`` (smallest regularisation solved), ``gw_loss`` (GW discrepancy of the plan: lower is
+        better, an unsupervised score), ``n``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> gen = torch.Generator().manual_seed(0)
+    >>> X = torch.randn(40, 5, generator=gen, dtype=torch.float64) * torch.linspace(3, 0.5, 5, dtype=torch.float64)
+    >>> Q, _ = torch.linalg.qr(torch.randn(5, 5, generator=gen, dtype=torch.float64))
+    >>> rows, cols, info = gw_dictionary(X, X @ Q, n=40)
+    >>> float((rows[:40] == cols[:40]).double().mean()) > 0.9, info["reached"]
+    (True, 0.005)
+    """
+    m_x, m_y = int(min(n, X.shape[0])), int(min(n, Y.shape[0]))
+    A = normalize_rows(X[:m_x].to(torch.float64))
+    B = normalize_rows(Y[:m_y].to(torch.float64))
+    G0 = None
+    if random_state != 0:
+        gen = torch.Generator().manual_seed(int(random_state))
+        G0 = torch.rand(m_x, m_y, generator=gen, dtype=torch.float64).add_(0.5).to(A.device)
+        G0 /= G0.sum()
+    plan, reached = None, None
+    skipped: list[str] = []
+    for step, reg in enumerate(annealing):
+        last = step == len(annealing) - 1
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", ConvergenceWarning)
+                new = gw_plan_tensors(A, B, reg=float(reg), metric="cosine", max_iter=int(max_iter), G0=G0)
+        except FloatingPointError:
+            if plan is None:
+                raise
+            break  # the solver underflowed at this reg: keep the last plan, as documented
+        # Intermediate steps are a continuation and are not meant to converge; the last step's
+        # warnings are passed on.
+        for w in caught:
+            if last:
+                warnings.warn(w.message, w.category, stacklevel=2)
+            else:
+                skipped.append(str(w.message))
+        plan, reached, G0 = new, float(reg), new
+    assert plan is not None  # the first step either worked or raised
+    n_x, n_y = plan.shape
+    dev = X.device
+    rows = torch.cat([torch.arange(n_x), plan.argmax(0).cpu()]).to(dev)
+    cols = torch.cat([plan.argmax(1).cpu(), torch.arange(n_y)]).to(dev)
+    loss = gw_loss(A, B, plan, metric="cosine")
+    return rows, cols, {"reached": reached, "gw_loss": float(loss), "n": (n_x, n_y), "unconverged_steps": len(skipped)}
+
+
+def induce_dictionary(
+    Z: torch.Tensor,
+    Y: torch.Tensor,
+    *,
+    csls_k: int = 10,
+    keep_prob: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Bidirectional CSLS dictionary between mapped source rows ``Z`` and target rows ``Y``.
+
+    Each similarity is kept with probability ``keep_prob`` (dropped ones cannot be chosen), as in
+    VecMap's stochastic dictionary induction.
+
+    Returns
+    -------
+    rows, cols : torch.Tensor of shape (n_z + n_y,), int64
+    objective : float
+        Mean of the best cosine of every source row and of every target row (VecMap's objective).
+
+    Examples
+    --------
+    >>> import torch
+    >>> rows, cols, objective = induce_dictionary(torch.eye(3)[[2, 0, 1]], torch.eye(3), csls_k=1)
+    >>> rows.tolist(), cols.tolist(), objective
+    ([0, 1, 2, 1, 2, 0], [2, 0, 1, 0, 1, 2], 1.0)
+    """
+    unit = torch.nn.functional.normalize
+    S = unit(Z, dim=1) @ unit(Y, dim=1).T
+    rows, cols, fwd, bwd = _csls_union(S, int(csls_k), float(keep_prob), generator, inplace=True)
+    return rows, cols, float((fwd.mean() + bwd.mean()) / 2)
+
+
+def map_change(W_prev: torch.Tensor | None, W: torch.Tensor) -> float:
+    """Relative change of a map between rounds, ``||W - W_prev||_F / ||W||_F`` (inf without ``W_prev``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> map_change(torch.eye(2), torch.eye(2)), map_change(None, torch.eye(2))
+    (0.0, inf)
+    """
+    if W_prev is None:
+        return math.inf
+    norm = float(torch.linalg.matrix_norm(W))
+    return float(torch.linalg.matrix_norm(W - W_prev)) / norm if norm > 0 else math.inf
+
+
+def dictionary_score(Z: torch.Tensor, Y: torch.Tensor, *, csls_k: int = 10) -> float:
+    """Unsupervised quality of a map: mean CSLS score of the mutual nearest neighbours under it.
+
+    ``Z`` are source rows already mapped into ``Y``'s space. A good map pairs many rows confidently;
+    a wrong one leaves few mutual pairs with low scores. Rows without a mutual partner count as 0, so
+    that a map cannot score well by matching a handful of rows.
+
+    Examples
+    --------
+    >>> import torch
+    >>> Y = torch.eye(4, dtype=torch.float64)
+    >>> dictionary_score(Y, Y, csls_k=1) > dictionary_score(Y[[1, 0, 3, 2]] + 0.5, Y, csls_k=1)
+    True
+    """
+    k = int(min(csls_k, Z.shape[0], Y.shape[0]))
+    _, _, scores = mutual_csls_tensors(Z, Y, k)
+    return float(scores.double().sum()) / Z.shape[0]
+
+
+@dataclass
+class UnsupervisedFit:
+    """What :func:`self_learning_map` (and the restart chosen by :func:`unsupervised_alignment`) found.
+
+    Attributes
+    ----------
+    W : torch.Tensor of shape (d_x, d_y), float64
+        Orthogonal (semi-orthogonal across dimensions) map: source rows ``x`` map to ``x @ W``.
+    rows, cols : torch.Tensor, int64
+        The final dictionary the map was fitted on.
+    history : list of dict
+        Per round: ``keep_prob``, ``objective``, ``map_change``, ``n_pairs``.
+    converged : bool
+        Whether the map stopped changing (relative change below ``tol`` at ``keep_prob = 1``).
+    n_iter : int
+        Rounds run.
+    score : float
+        :func:`dictionary_score` of the final map.
+    restarts : list of dict
+        Filled by :func:`unsupervised_alignment`: one entry per start (``seed``, ``score``,
+        ``converged``, ``n_iter``, plus the start's own information).
+    """
+
+    W: torch.Tensor
+    rows: torch.Tensor
+    cols: torch.Tensor
+    history: list[dict[str, Any]]
+    converged: bool
+    n_iter: int
+    score: float
+    restarts: list[dict[str, Any]] = field(default_factory=list)
+
+
+def self_learning_map(
+    X: torch.Tensor,
+    Y: torch.Tensor,
+    rows: torch.Tensor,
+    cols: torch.Tensor,
+    *,
+    vocab_cutoff: int = 5000,
+    csls_k: int = 10,
+    keep_prob: float = 0.1,
+    growth: float = 2.0,
+    patience: int = 3,
+    threshold: float = 1e-3,
+    max_iter: int = 100,
+    tol: float = 1e-6,
+    random_state: int = 0,
+) -> UnsupervisedFit:
+    """Robust self-learning from a first dictionary: orthogonal map, stochastic CSLS induction, repeat.
+
+    Parameters
+    ----------
+    X : torch.Tensor of shape (n_x, d_x)
+    Y : torch.Tensor of shape (n_y, d_y)
+        Normalised rows (e.g. :func:`normalize_rows`), in order of importance.
+    rows, cols : torch.Tensor of int64
+        The first dictionary ``X[rows[i]] <-> Y[cols[i]]``.
+    vocab_cutoff : int, default 5000
+        Only the first ``vocab_cutoff`` rows of each side take part in dictionary induction (VecMap:
+        20,000 on full vocabularies). Memory: one ``cutoff x cutoff`` similarity matrix and its copies.
+    csls_k : int, default 10
+        CSLS neighbourhood (at most the rows of either side).
+    keep_prob : float, default 0.1
+        Starting probability of keeping each similarity in the stochastic induction.
+    growth : float, default 2.0
+        ``keep_prob`` is multiplied by this (up to 1) each time the objective stalls.
+    patience : int, default 3
+        Rounds without an objective gain of ``threshold`` that count as a stall.
+    threshold : float, default 1e-3
+        Smallest objective gain that counts as progress.
+    max_iter : int, default 100
+        Most rounds.
+    tol : float, default 1e-6
+        Convergence: relative change of the map between rounds, at ``keep_prob = 1``.
+    random_state : int, default 0
+        Seed of the stochastic induction.
+
+    Returns
+    -------
+    UnsupervisedFit
+        ``converged`` says whether the map criterion was met; the caller warns (see
+        :func:`unsupervised_alignment`).
+
+    Examples
+    --------
+    A start with a third of the dictionary right is enough on a rotated, shuffled cloud:
+
+    >>> import torch
+    >>> gen = torch.Generator().manual_seed(0)
+    >>> X = normalize_rows(torch.randn(300, 8, generator=gen, dtype=torch.float64))
+    >>> Q, _ = torch.linalg.qr(torch.randn(8, 8, generator=gen, dtype=torch.float64))
+    >>> perm = torch.randperm(300, generator=gen)
+    >>> Y = (X @ Q)[perm]
+    >>> rows = torch.arange(300)
+    >>> cols = torch.where(rows % 3 == 0, perm.argsort(), torch.randint(0, 300, (300,), generator=gen))
+    >>> fit = self_learning_map(X, Y, rows, cols)
+    >>> fit.converged, torch.allclose(fit.W, Q)
+    (True, True)
+    """
+    cut_x, cut_y = int(min(vocab_cutoff, X.shape[0])), int(min(vocab_cutoff, Y.shape[0]))
+    k = int(min(csls_k, cut_x, cut_y))
+    gen = torch.Generator().manual_seed(int(random_state))
+    Xc, Yc = X[:cut_x], Y[:cut_y]
+    history: list[dict[str, Any]] = []
+    W_prev: torch.Tensor | None = None
+    best, last_gain, p = -math.inf, 0, float(keep_prob)
+    converged = False
+    it = 0
+    for it in range(1, int(max_iter) + 1):
+        W, _ = polar_factor(X[rows].T @ Y[cols])
+        change = map_change(W_prev, W)
+        W_prev = W
+        record = {"round": it, "keep_prob": p, "map_change": change, "n_pairs": int(rows.numel())}
+        history.append(record)
+        if p >= 1.0 and change < tol:
+            converged = True
+            break
+        rows, cols, objective = induce_dictionary(Xc @ W.to(X.dtype), Yc, csls_k=k, keep_prob=p, generator=gen)
+        record["objective"] = objective
+        if objective - best >= threshold:
+            best, last_gain = objective, it
+        elif it - last_gain >= patience and p < 1.0:
+            p, last_gain = min(1.0, p * growth), it
+    W = W_prev if W_prev is not None else polar_factor(X[rows].T @ Y[cols])[0]
+    score = dictionary_score(Xc @ W.to(X.dtype), Yc, csls_k=k)
+    return UnsupervisedFit(W=W, rows=rows, cols=cols, history=history, converged=converged, n_iter=it, score=score)
+
+
+def unsupervised_alignment(
+    X: ArrayLike,
+    Y: ArrayLike,
+    *,
+    init: str = "vecmap",
+    n_init: int = 1,
+    init_size: int | None = None,
+    vocab_cutoff: int = 5000,
+    csls_k: int = 10,
+    keep_prob: float = 0.1,
+    patience: int = 3,
+    max_iter: int = 100,
+    tol: float = 1e-6,
+    random_state: int = 0,
+    label: str = "unsupervised_alignment",
+) -> UnsupervisedFit:
+    """Align two spaces without any known pair: a first dictionary, self-learning, best of ``n_init`` starts.
+
+    Parameters
+    ----------
+    X : array of shape (n_x, d_x)
+    Y : array of shape (n_y, d_y)
+        Not paired; rows in order of importance (most frequent first for words). Normalised here with
+        :func:`normalize_rows`.
+    init : {"vecmap", "gw"}, default "vecmap"
+        First dictionary: :func:`sorted_similarity_dictionary` or :func:`gw_dictionary`.
+    n_init : int, default 1
+        Starts (seeds ``random_state, random_state + 1, ...``: the stochastic induction's seed, and for
+        ``"gw"`` the starting coupling); the best by :func:`dictionary_score` is returned.
+    init_size : int, optional
+        Rows of each side used by the start (default 4000 for ``"vecmap"``, 1000 for ``"gw"``).
+    vocab_cutoff, csls_k, keep_prob, patience, max_iter, tol :
+        As in :func:`self_learning_map`.
+    random_state : int, default 0
+        First seed.
+    label : str
+        Name used in the warning.
+
+    Returns
+    -------
+    UnsupervisedFit
+        The chosen start's fit, with ``restarts`` listing every start.
+
+    Warns
+    -----
+    ConvergenceWarning
+        Once, when the chosen start ends at ``max_iter`` rounds with the map still changing by more than
+        ``tol``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(300, 6)) * np.geomspace(3, 0.3, 6)
+    >>> Q, _ = np.linalg.qr(rng.normal(size=(6, 6)))
+    >>> perm = rng.permutation(300)
+    >>> fit = unsupervised_alignment(X, (X @ Q)[perm])
+    >>> fit.converged, bool(np.allclose(fit.W.numpy(), Q, atol=1e-6))
+    (True, True)
+    """
+    Xt, Yt, _ = check_pair(X, Y, paired=False, min_rows=2)
+    check_choice(init, "init", UNSUPERVISED_INITS)
+    check_number(n_init, "n_init", integer=True, low=1)
+    check_number(init_size, "init_size", integer=True, low=2, allow_none=True)
+    check_number(vocab_cutoff, "vocab_cutoff", integer=True, low=2)
+    check_number(csls_k, "csls_k", integer=True, low=1)
+    check_number(keep_prob, "keep_prob", low=0.0, high=1.0, low_inclusive=False)
+    check_number(patience, "patience", integer=True, low=1)
+    check_number(max_iter, "max_iter", integer=True, low=1)
+    check_number(tol, "tol", low=0.0, low_inclusive=False)
+    check_number(random_state, "random_state", integer=True)
+    A, B = normalize_rows(Xt), normalize_rows(Yt)
+    chosen: UnsupervisedFit | None = None
+    restarts: list[dict[str, Any]] = []
+    start_info: dict[str, Any] = {}
+    vecmap_start: tuple[torch.Tensor, torch.Tensor] | None = None
+    for seed in range(int(random_state), int(random_state) + int(n_init)):
+        if init == "vecmap":
+            if vecmap_start is None:  # deterministic: computed once, the seeds vary the induction
+                vecmap_start = sorted_similarity_dictionary(A, B, n=init_size or 4000, csls_k=csls_k)
+            rows, cols = vecmap_start
+        else:
+            rows, cols, start_info = gw_dictionary(A, B, n=init_size or 1000, random_state=seed)
+        fit = self_learning_map(
+            A,
+            B,
+            rows,
+            cols,
+            vocab_cutoff=vocab_cutoff,
+            csls_k=csls_k,
+            keep_prob=keep_prob,
+            patience=patience,
+            max_iter=max_iter,
+            tol=tol,
+            random_state=seed,
+        )
+        restarts.append(
+            {"seed": seed, "score": fit.score, "converged": fit.converged, "n_iter": fit.n_iter, **start_info}
+        )
+        if chosen is None or fit.score > chosen.score:
+            chosen = fit
+    assert chosen is not None  # n_init >= 1
+    chosen.restarts = restarts
+    if not chosen.converged:
+        last = chosen.history[-1]
+        warnings.warn(
+            f"{label} stopped after max_iter={max_iter} rounds without converging: the relative change of the "
+            f"map ||W_t - W_(t-1)||_F / ||W_t||_F was {last['map_change']:.2e} > tol={tol:.1e} in the last round "
+            f"(keep_prob reached {last['keep_prob']:.2f}). Increase max_iter, or lower patience so that keep_prob "
+            "reaches 1 sooner, or raise tol; the history has the per-round log.",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    return chosen
