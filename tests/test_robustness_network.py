@@ -128,8 +128,7 @@ LOAD_AND_TIME = """
 # ------------------------------------------------------------------------------------------ hub names
 def test_hub_name_behind_a_silent_hub_fails_fast_in_one_line(black_hole, tmp_path):
     pytest.importorskip("transformers")
-    pytest.importorskip("sentence_transformers")
-    names = ["hf:some-org/some-model", "sentence-transformers/some-model"]
+    names = ["hf:some-org/some-model"]
     env = hub_env(black_hole.url, tmp_path, **{TIMEOUT_ENV: "2"})
     out = run_python(f"NAMES = {names!r}\n" + textwrap.dedent(LOAD_AND_TIME), env)
     for name in names:
@@ -139,6 +138,47 @@ def test_hub_name_behind_a_silent_hub_fails_fast_in_one_line(black_hole, tmp_pat
         assert "`latentalign list models`" in message and "minilm" in message
         assert "did not answer" in message and "timed out" in message and "\n" not in message
     assert black_hole.accepted >= 1  # the hub really was asked
+
+
+class HalfAliveHub(BlackHole):
+    """Answers ``HEAD /`` (so the hub looks up) and never answers anything else: a hub that hangs mid-load."""
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = conn.recv(4096)
+            if not chunk:
+                return
+            head += chunk
+        if head.startswith(b"HEAD / "):
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            conn.close()
+        else:
+            self._held.append(conn)
+
+
+def test_hub_that_stops_answering_mid_load_is_not_retried(tmp_path):
+    pytest.importorskip("transformers")
+    hub = HalfAliveHub()
+    try:
+        names = ["hf:some-org/some-model"]
+        env = hub_env(hub.url, tmp_path, **{TIMEOUT_ENV: "2"})
+        out = run_python(f"NAMES = {names!r}\n" + textwrap.dedent(LOAD_AND_TIME), env)
+    finally:
+        hub.close()
+    kind, message, seconds = out[names[0]]
+    assert kind == "DataUnavailableError", message
+    assert seconds < 30, seconds  # six 60 s retries of one metadata request before
+    assert "stopped answering" in message and "`latentalign list models`" in message
 
 
 def test_hub_name_with_failing_dns_fails_in_seconds(tmp_path):

@@ -10,7 +10,8 @@ backoff (half a minute or more when DNS fails). :func:`load_from_hub` wraps a lo
    without a timeout get latentalign's; when ``LATENTALIGN_NETWORK_TIMEOUT`` is set, it also replaces
    the hub's own metadata/download timeouts (10 s each by default) unless ``HF_HUB_ETAG_TIMEOUT`` /
    ``HF_HUB_DOWNLOAD_TIMEOUT`` are set; plain ``urllib`` downloads inside the libraries get the read
-   timeout as the socket default.
+   timeout as the socket default. Once a request went unanswered (timeout, network error), the hub's
+   retries of it (up to six, 60 s each) are refused and the rest of the load reads the cache.
 3. It did not (DNS failure, connection refused, no answer in time): the load runs in the hub's offline
    mode, from the local cache only, so nothing waits or retries; a model that is not cached raises
    :class:`~latentalign.exceptions.DataUnavailableError` in one line naming ``latentalign list models``.
@@ -90,28 +91,46 @@ def _probe(hub: ModuleType, timeouts: Timeouts) -> str | None:
 
 @contextlib.contextmanager
 def _bounded_requests(hub: ModuleType, timeouts: Timeouts) -> Iterator[None]:
-    """Give every request of the hub's shared client that has no timeout latentalign's."""
+    """Bound the hub client's requests, and stop its retries once a request went unanswered.
+
+    Requests without a timeout get latentalign's. A request sent again while its previous attempt got
+    no answer (a retry after a timeout or a network error) switches the hub to offline mode for the
+    rest of the load instead: the hub then reads its cache without waiting again.
+    """
     session = hub.get_session()
     hooks = getattr(session, "event_hooks", None)
     if not isinstance(hooks, dict):  # a client without request hooks (requests-based hub versions pass timeouts)
         yield
         return
     limits = {"connect": timeouts.connect, "read": timeouts.read, "write": timeouts.read, "pool": timeouts.connect}
+    offline_error = getattr(getattr(hub, "errors", None), "OfflineModeIsEnabled", ConnectionError)
+    unanswered: set[tuple[str, str]] = set()
 
     def bound(request: Any) -> None:
+        key = (request.method, str(request.url))
+        if key in unanswered:
+            hub.constants.HF_HUB_OFFLINE = True  # restored by load_from_hub
+            raise offline_error(f"{request.url} did not answer; latentalign does not retry, the cache is read instead")
+        unanswered.add(key)
         current = request.extensions.get("timeout")
         if isinstance(current, dict):
-            request.extensions["timeout"] = {
-                **current,
-                **{k: v for k, v in limits.items() if current.get(k) is None},
-            }
+            request.extensions["timeout"] = {**current, **{k: v for k, v in limits.items() if current.get(k) is None}}
 
-    session.event_hooks = {**hooks, "request": [*hooks.get("request", []), bound]}
+    def answered(response: Any) -> None:
+        unanswered.discard((response.request.method, str(response.request.url)))
+
+    session.event_hooks = {
+        "request": [*hooks.get("request", []), bound],
+        "response": [*hooks.get("response", []), answered],
+    }
     try:
         yield
     finally:
         now = session.event_hooks
-        session.event_hooks = {**now, "request": [h for h in now.get("request", []) if h is not bound]}
+        session.event_hooks = {
+            "request": [h for h in now.get("request", []) if h is not bound],
+            "response": [h for h in now.get("response", []) if h is not answered],
+        }
 
 
 @contextlib.contextmanager
@@ -138,16 +157,14 @@ def _socket_default(seconds: float) -> Iterator[None]:
         socket.setdefaulttimeout(None)
 
 
-def _run(load: Callable[[], T], name: str, reason: str | None) -> T:
+def _run(load: Callable[[], T], name: str, reason: Callable[[], str | None]) -> T:
     try:
         return load()
     except DataUnavailableError:
         raise
     except _errors() as exc:
-        cause = short_cause(exc)
-        raise hub_unavailable(
-            name, f"{reason}, and the local cache does not hold it ({cause})" if reason else cause
-        ) from exc
+        cause, why = short_cause(exc), reason()
+        raise hub_unavailable(name, f"{why}, and the local cache does not hold it ({cause})" if why else cause) from exc
 
 
 def load_from_hub(load: Callable[[], T], name: str) -> T:
@@ -182,15 +199,18 @@ def load_from_hub(load: Callable[[], T], name: str) -> T:
         return load()
     constants = hub.constants
     if constants.HF_HUB_OFFLINE:
-        return _run(load, name, "HF_HUB_OFFLINE is set, so only the local cache is read")
+        return _run(load, name, lambda: "HF_HUB_OFFLINE is set, so only the local cache is read")
     timeouts = network_timeouts()
     cause = _probe(hub, timeouts)
     if cause is not None:
         logger.info("the hub %s did not answer (%s); loading %r from the local cache", constants.ENDPOINT, cause, name)
         with _constants(constants, {"HF_HUB_OFFLINE": True}):
-            return _run(load, name, f"the hub {constants.ENDPOINT} did not answer ({cause}; {timeouts.describe()})")
-    overrides: dict[str, Any] = {}
+            return _run(
+                load, name, lambda: f"the hub {constants.ENDPOINT} did not answer ({cause}; {timeouts.describe()})"
+            )
+    overrides: dict[str, Any] = {"HF_HUB_OFFLINE": False}  # set by _bounded_requests when the hub stops answering
     if os.environ.get(TIMEOUT_ENV, "").strip():
-        overrides = {const: timeouts.read for const, env in _HUB_TIMEOUTS if env not in os.environ}
+        overrides.update({const: timeouts.read for const, env in _HUB_TIMEOUTS if env not in os.environ})
     with _bounded_requests(hub, timeouts), _constants(constants, overrides), _socket_default(timeouts.read):
-        return _run(load, name, None)
+        stopped = f"the hub {constants.ENDPOINT} stopped answering ({timeouts.describe()})"
+        return _run(load, name, lambda: stopped if constants.HF_HUB_OFFLINE else None)
