@@ -688,6 +688,24 @@ def test_minilm_onnx_int8_agrees_with_sentence_transformers():
 
 
 @pytest.mark.slow
+def test_hub_spellings_of_mpnet_are_the_offline_entry():
+    try:
+        ref = load_encoder("mpnet")
+    except MissingDependencyError as exc:
+        pytest.skip(str(exc))
+    texts = [p[0] for p in PARAPHRASES[:3]]
+    R = ref.encode(texts, progress=False)
+    for name in ("sentence-transformers/all-mpnet-base-v2", "st:all-mpnet-base-v2", "All-MPNet-Base-v2"):
+        enc = load_encoder(name)
+        assert (enc.name, enc.metadata) == ("mpnet", ref.metadata), name
+        np.testing.assert_array_equal(enc.encode(texts, progress=False), R)
+    hf = load_encoder("hf:sentence-transformers/all-mpnet-base-v2")
+    assert hf.metadata["model_id"] == ref.metadata["model_id"] and hf.metadata["pooling"] == "mean"
+    H = hf.encode(texts, normalize=True, progress=False)
+    np.testing.assert_allclose(H, R, atol=1e-5)  # the same weights through transformers, normalised here
+
+
+@pytest.mark.slow
 def test_mpnet_unpacks_once_atomically(tmp_path, monkeypatch):
     from latentalign.encoders._assets import mpnet_dir
 
