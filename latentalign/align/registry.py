@@ -17,6 +17,7 @@ ALIGNERS: dict[str, str] = {
     "affine": "latentalign.align.affine:Affine",
     "relative": "latentalign.align.relative:RelativeProjection",
     "ot": "latentalign.align.ot:OTAligner",
+    "unsupervised": "latentalign.align.unsupervised:UnsupervisedAligner",
 }
 
 

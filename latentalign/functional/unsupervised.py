@@ -359,7 +359,7 @@ def self_learning_map(
     keep_prob: float = 0.1,
     growth: float = 2.0,
     patience: int = 3,
-    threshold: float = 1e-3,
+    threshold: float = 1e-4,
     max_iter: int = 100,
     tol: float = 1e-6,
     random_state: int = 0,
@@ -383,8 +383,9 @@ def self_learning_map(
     growth : float, default 2.0
         ``keep_prob`` is multiplied by this (up to 1) each time the objective stalls.
     patience : int, default 3
-        Rounds without an objective gain of ``threshold`` that count as a stall.
-    threshold : float, default 1e-3
+        Rounds without an objective gain of ``threshold`` that count as a stall; ``keep_prob`` also grows
+        after ``4 * patience`` rounds at one level.
+    threshold : float, default 1e-4
         Smallest objective gain that counts as progress.
     max_iter : int, default 100
         Most rounds.
@@ -421,7 +422,7 @@ def self_learning_map(
     Xc, Yc = X[:cut_x], Y[:cut_y]
     history: list[dict[str, Any]] = []
     W_prev: torch.Tensor | None = None
-    best, last_gain, p = -math.inf, 0, float(keep_prob)
+    best, last_gain, level_start, p = -math.inf, 0, 0, float(keep_prob)
     converged = False
     it = 0
     for it in range(1, int(max_iter) + 1):
@@ -437,8 +438,10 @@ def self_learning_map(
         record["objective"] = objective
         if objective - best >= threshold:
             best, last_gain = objective, it
-        elif it - last_gain >= patience and p < 1.0:
-            p, last_gain = min(1.0, p * growth), it
+        # keep_prob grows on a stall, and at the latest after 4 * patience rounds at one level (the
+        # noisy objective of the stochastic rounds creeps up for long without the dictionary settling).
+        if p < 1.0 and (it - last_gain >= patience or it - level_start >= 4 * patience):
+            p, last_gain, level_start = min(1.0, p * growth), it, it
     W = W_prev if W_prev is not None else polar_factor(X[rows].T @ Y[cols])[0]
     score = dictionary_score(Xc @ W.to(X.dtype), Yc, csls_k=k)
     return UnsupervisedFit(W=W, rows=rows, cols=cols, history=history, converged=converged, n_iter=it, score=score)

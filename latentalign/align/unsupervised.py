@@ -1,0 +1,198 @@
+"""Alignment from zero pairs: :class:`UnsupervisedAligner`.
+
+A thin estimator over :func:`latentalign.functional.unsupervised.unsupervised_alignment`: an
+unsupervised first dictionary (VecMap's sorted similarity distributions, or annealed entropic
+Gromov-Wasserstein), robust self-learning (stochastic, bidirectional CSLS dictionary induction on the
+most frequent rows), best of several starts by an unsupervised score, and a final orthogonal map that
+works on unseen points.
+
+Rows of ``X`` and ``Y`` are not paired and their numbers may differ. Put the most important rows
+(the most frequent words) first: the start and the dictionary induction use the first rows.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from latentalign._array import ArrayLike
+from latentalign._validation import check_choice, check_number
+from latentalign.align.base import Aligner
+from latentalign.align.ot import check_unpaired
+from latentalign.align.procrustes import Procrustes
+from latentalign.functional.unsupervised import UNSUPERVISED_INITS, unsupervised_alignment
+from latentalign.preprocessing import make_preprocessor
+
+__all__ = ["UnsupervisedAligner"]
+
+
+class UnsupervisedAligner(Aligner):
+    """Align two spaces without any known pair (VecMap-style self-learning from an unsupervised start).
+
+    Parameters
+    ----------
+    init : {"vecmap", "gw"}, default "vecmap"
+        First dictionary: ``"vecmap"`` compares the sorted similarity distributions of the first
+        ``init_size`` rows of each space (Artetxe et al., 2018); ``"gw"`` runs entropic
+        Gromov-Wasserstein on cosine distances, annealed (Alvarez-Melis and Jaakkola, 2018).
+    n_init : int, default 3
+        Starts (seeds ``random_state, random_state + 1, ...``); the one whose map gives the best mean
+        CSLS score over mutual nearest neighbours is kept. No known pair is ever used.
+    init_size : int, optional
+        Rows per side used by the start (4000 for ``"vecmap"``, 1000 for ``"gw"`` by default).
+    vocab_cutoff : int, default 5000
+        Rows per side taking part in dictionary induction (memory: a few ``cutoff x cutoff`` matrices).
+    csls_k : int, default 10
+        CSLS neighbourhood (capped at the rows available).
+    keep_prob : float, default 0.1
+        Starting share of similarities kept in the stochastic dictionary induction (grows to 1).
+    patience : int, default 3
+        Rounds without progress before ``keep_prob`` grows.
+    max_iter : int, default 100
+        Most self-learning rounds per start.
+    tol : float, default 1e-6
+        Convergence: relative change of the map between rounds, ``||W_t - W_(t-1)||_F / ||W_t||_F``.
+    preprocess : str or list of str, optional
+        Steps fitted on ``X`` and ``Y`` separately before everything else (the rows are also
+        normalised inside as VecMap does: unit length, centred, unit length).
+    random_state : int, default 0
+
+    Attributes
+    ----------
+    map_ : Procrustes
+        The orthogonal map (``center=False``) fitted on the final dictionary of normalised rows.
+    preprocess_x_, preprocess_y_ : Chain
+    dictionary_ : torch.Tensor of shape (p, 2), int64
+        Final induced pairs ``(index into X, index into Y)``.
+    history_ : list of dict
+        Per round of the chosen start: ``keep_prob``, ``objective``, ``map_change``, ``n_pairs``.
+    restarts_ : list of dict
+        One entry per start: ``seed``, ``score``, ``converged``, ``n_iter``.
+    score_ : float
+        Unsupervised score of the chosen map.
+    converged_ : bool
+    n_iter_ : int
+    n_features_in_, n_features_out_ : int
+
+    Examples
+    --------
+    A rotated, shuffled copy of a clustered cloud, no pair given:
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> centres = rng.normal(size=(10, 8)) * np.geomspace(3, 0.3, 8)
+    >>> X = centres[rng.integers(0, 10, 400)] + 0.3 * rng.normal(size=(400, 8))
+    >>> Q, _ = np.linalg.qr(rng.normal(size=(8, 8)))
+    >>> perm = rng.permutation(400)
+    >>> model = UnsupervisedAligner(n_init=1).fit(X, (X @ Q)[perm])
+    >>> model.converged_, float(((model.transform(X) @ (X @ Q).T).argmax(1) == np.arange(400)).mean())
+    (True, 1.0)
+    """
+
+    def __init__(
+        self,
+        *,
+        init: str = "vecmap",
+        n_init: int = 3,
+        init_size: int | None = None,
+        vocab_cutoff: int = 5000,
+        csls_k: int = 10,
+        keep_prob: float = 0.1,
+        patience: int = 3,
+        max_iter: int = 100,
+        tol: float = 1e-6,
+        preprocess: str | list[str] | None = None,
+        random_state: int = 0,
+    ) -> None:
+        self.init = init
+        self.n_init = n_init
+        self.init_size = init_size
+        self.vocab_cutoff = vocab_cutoff
+        self.csls_k = csls_k
+        self.keep_prob = keep_prob
+        self.patience = patience
+        self.max_iter = max_iter
+        self.tol = tol
+        self.preprocess = preprocess
+        self.random_state = random_state
+
+    def _check_params(self) -> None:
+        check_choice(self.init, "init", UNSUPERVISED_INITS)
+        check_number(self.n_init, "n_init", integer=True, low=1)
+        check_number(self.init_size, "init_size", integer=True, low=2, allow_none=True)
+        check_number(self.vocab_cutoff, "vocab_cutoff", integer=True, low=2)
+        check_number(self.csls_k, "csls_k", integer=True, low=1)
+        check_number(self.keep_prob, "keep_prob", low=0.0, high=1.0, low_inclusive=False)
+        check_number(self.patience, "patience", integer=True, low=1)
+        check_number(self.max_iter, "max_iter", integer=True, low=1)
+        check_number(self.tol, "tol", low=0.0, low_inclusive=False)
+        check_number(self.random_state, "random_state", integer=True)
+
+    def fit(self, X: ArrayLike, Y: ArrayLike) -> UnsupervisedAligner:
+        """Fit from unpaired rows of ``X`` (source) and ``Y`` (target).
+
+        Parameters
+        ----------
+        X : array of shape (n_x, d_x)
+        Y : array of shape (n_y, d_y)
+            Not paired row by row; most important rows first.
+
+        Returns
+        -------
+        self
+        """
+        self._check_params()
+        Xt, Yt = check_unpaired(X, Y)
+        self._remember_feature_names(X)
+        for key in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
+            delattr(self, key)
+        prep_x = make_preprocessor(self.preprocess).fit(Xt)
+        prep_y = make_preprocessor(self.preprocess).fit(Yt)
+        Xp, Yp = prep_x._forward(Xt), prep_y._forward(Yt)
+        result = unsupervised_alignment(
+            Xp,
+            Yp,
+            init=self.init,
+            n_init=self.n_init,
+            init_size=self.init_size,
+            vocab_cutoff=self.vocab_cutoff,
+            csls_k=self.csls_k,
+            keep_prob=self.keep_prob,
+            patience=self.patience,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            random_state=self.random_state,
+            label="UnsupervisedAligner",
+        )
+        unit = torch.nn.functional.normalize
+        # The map is fitted on the normalised rows (as inside the loop); applied to any row, so it
+        # generalises to unseen points like any Procrustes map.
+        Xn = unit(unit(Xp, dim=1) - unit(Xp, dim=1).mean(0), dim=1)
+        Yn = unit(unit(Yp, dim=1) - unit(Yp, dim=1).mean(0), dim=1)
+        rows, cols = result.rows.to(Xn.device), result.cols.to(Yn.device)
+        self.map_ = Procrustes(center=False).fit(Xn[rows], Yn[cols])
+        self.preprocess_x_ = prep_x
+        self.preprocess_y_ = prep_y
+        self.dictionary_ = torch.stack([result.rows.cpu(), result.cols.cpu()], 1)
+        self.history_ = result.history
+        self.restarts_ = result.restarts
+        self.score_ = result.score
+        self.converged_ = result.converged
+        self.n_iter_ = result.n_iter
+        self.n_features_in_ = int(Xt.shape[1])
+        self.n_features_out_ = int(Yt.shape[1])
+        return self
+
+    def _transform(self, X: torch.Tensor) -> torch.Tensor:
+        return self.preprocess_y_._backward(self.map_._transform(self.preprocess_x_._forward(X)))
+
+    def _inverse_transform(self, Z: torch.Tensor) -> torch.Tensor:
+        return self.preprocess_x_._backward(self.map_._inverse_transform(self.preprocess_y_._forward(Z)))
+
+    def _module(self, *, trainable: bool, inverse: bool) -> torch.nn.Module:
+        from latentalign.align.modules import preprocessor_module, sandwich
+
+        before, after = (
+            (self.preprocess_y_, self.preprocess_x_) if inverse else (self.preprocess_x_, self.preprocess_y_)
+        )
+        core = self.map_.to_module(trainable=trainable, inverse=inverse, dtype=torch.float64)
+        return sandwich(preprocessor_module(before), core, preprocessor_module(after, inverse=True))
