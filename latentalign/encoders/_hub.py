@@ -75,7 +75,14 @@ def _errors() -> tuple[type[BaseException], ...]:
     return tuple(found)
 
 
-def _probe(hub: ModuleType, timeouts: Timeouts) -> str | None:
+def _submodule(name: str) -> ModuleType | None:
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
+def _probe(hub: ModuleType, constants: Any, timeouts: Timeouts) -> str | None:
     """None when the hub endpoint answers one HEAD in time (any status), else the short cause."""
     session = hub.get_session()
     lib = type(session).__module__.split(".")[0]
@@ -83,14 +90,14 @@ def _probe(hub: ModuleType, timeouts: Timeouts) -> str | None:
     if lib in ("httpx", "httpx2"):
         timeout = importlib.import_module(lib).Timeout(timeouts.read, connect=timeouts.connect, pool=timeouts.connect)
     try:
-        session.request("HEAD", hub.constants.ENDPOINT + "/", timeout=timeout)
+        session.request("HEAD", constants.ENDPOINT + "/", timeout=timeout)
     except Exception as exc:  # any failure means "not reachable now": the cache is tried, the cause reported
         return short_cause(exc)
     return None
 
 
 @contextlib.contextmanager
-def _bounded_requests(hub: ModuleType, timeouts: Timeouts) -> Iterator[None]:
+def _bounded_requests(hub: ModuleType, constants: Any, timeouts: Timeouts) -> Iterator[None]:
     """Bound the hub client's requests, and stop its retries once a request went unanswered.
 
     Requests without a timeout get latentalign's. A request sent again while its previous attempt got
@@ -103,13 +110,13 @@ def _bounded_requests(hub: ModuleType, timeouts: Timeouts) -> Iterator[None]:
         yield
         return
     limits = {"connect": timeouts.connect, "read": timeouts.read, "write": timeouts.read, "pool": timeouts.connect}
-    offline_error = getattr(getattr(hub, "errors", None), "OfflineModeIsEnabled", ConnectionError)
+    offline_error = getattr(_submodule("huggingface_hub.errors"), "OfflineModeIsEnabled", ConnectionError)
     unanswered: set[tuple[str, str]] = set()
 
     def bound(request: Any) -> None:
         key = (request.method, str(request.url))
         if key in unanswered:
-            hub.constants.HF_HUB_OFFLINE = True  # restored by load_from_hub
+            constants.HF_HUB_OFFLINE = True  # restored by load_from_hub
             raise offline_error(f"{request.url} did not answer; latentalign does not retry, the cache is read instead")
         unanswered.add(key)
         current = request.extensions.get("timeout")
@@ -190,18 +197,27 @@ def load_from_hub(load: Callable[[], T], name: str) -> T:
 
     Examples
     --------
-    >>> load_from_hub(lambda: 42, "no-network-needed")
+    In the hub's offline mode nothing is requested; a model the cache lacks fails in one line:
+
+    >>> from huggingface_hub import constants
+    >>> saved, constants.HF_HUB_OFFLINE = constants.HF_HUB_OFFLINE, True
+    >>> load_from_hub(lambda: 42, "a-cached-model")
     42
+    >>> load_from_hub(lambda: open("/nonexistent/config.json"), "some-org/some-model")
+    Traceback (most recent call last):
+    ...
+    latentalign.exceptions.DataUnavailableError: could not load 'some-org/some-model': HF_HUB_OFFLINE is set, ...
+    >>> constants.HF_HUB_OFFLINE = saved
     """
     try:
         hub = importlib.import_module("huggingface_hub")
+        constants = importlib.import_module("huggingface_hub.constants")
     except ImportError:  # the adapter's library fails on its own with the extra to install
         return load()
-    constants = hub.constants
     if constants.HF_HUB_OFFLINE:
         return _run(load, name, lambda: "HF_HUB_OFFLINE is set, so only the local cache is read")
     timeouts = network_timeouts()
-    cause = _probe(hub, timeouts)
+    cause = _probe(hub, constants, timeouts)
     if cause is not None:
         logger.info("the hub %s did not answer (%s); loading %r from the local cache", constants.ENDPOINT, cause, name)
         with _constants(constants, {"HF_HUB_OFFLINE": True}):
@@ -211,6 +227,6 @@ def load_from_hub(load: Callable[[], T], name: str) -> T:
     overrides: dict[str, Any] = {"HF_HUB_OFFLINE": False}  # set by _bounded_requests when the hub stops answering
     if os.environ.get(TIMEOUT_ENV, "").strip():
         overrides.update({const: timeouts.read for const, env in _HUB_TIMEOUTS if env not in os.environ})
-    with _bounded_requests(hub, timeouts), _constants(constants, overrides), _socket_default(timeouts.read):
+    with _bounded_requests(hub, constants, timeouts), _constants(constants, overrides), _socket_default(timeouts.read):
         stopped = f"the hub {constants.ENDPOINT} stopped answering ({timeouts.describe()})"
         return _run(load, name, lambda: stopped if constants.HF_HUB_OFFLINE else None)
