@@ -16,6 +16,7 @@ _LAZY = {
     "Affine": "latentalign.align.affine",
     "RelativeProjection": "latentalign.align.relative",
     "OTAligner": "latentalign.align.ot",
+    "LatentFunctionalMap": "latentalign.align.functional_map",
     "UniversalSpace": "latentalign.align.universal",
     "SelfLearning": "latentalign.align.refine",
 }

@@ -17,6 +17,7 @@ ALIGNERS: dict[str, str] = {
     "affine": "latentalign.align.affine:Affine",
     "relative": "latentalign.align.relative:RelativeProjection",
     "ot": "latentalign.align.ot:OTAligner",
+    "lfm": "latentalign.align.functional_map:LatentFunctionalMap",
     "unsupervised": "latentalign.align.unsupervised:UnsupervisedAligner",
 }
 
