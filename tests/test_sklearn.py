@@ -15,6 +15,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from latentalign import Affine, OTAligner, Procrustes, RelativeProjection, SelfLearning
+from latentalign.align.functional_map import LatentFunctionalMap
 from latentalign.exceptions import ConvergenceWarning, NotFittedError
 from latentalign.preprocessing import Center, Chain, L2Normalize, StandardScale
 
@@ -24,6 +25,7 @@ ESTIMATORS = [
     RelativeProjection(),
     OTAligner(),
     SelfLearning(init=Procrustes()),
+    LatentFunctionalMap(),
     Center(),
     StandardScale(),
     L2Normalize(),

@@ -138,7 +138,7 @@ class LatentFunctionalMap(Aligner):
     matches_ : torch.Tensor of shape (n_y,), int64
         For each row of ``Y``: its anchor's row of ``X``, or the row of ``X`` the final map sends it to.
     anchors_ : torch.Tensor of shape (m, 2), int64
-        The anchor pairs used (after the draw and after dropping repeated rows).
+        The anchor pairs used (after the ``n_anchors`` draw, each once).
     history_ : list of dict
         One entry per ZoomOut iteration: ``k`` and ``changed`` (fraction of rows of ``Y`` whose match
         changed; None for the first).
@@ -149,8 +149,9 @@ class LatentFunctionalMap(Aligner):
     Warns
     -----
     IllConditionedWarning
-        When anchor pairs repeat a row of ``X`` or of ``Y`` (those are dropped: a repeated anchor adds the
-        same function twice), or when a kNN graph falls apart into several components (they are joined).
+        When a pair is listed twice in ``pairs`` (it counts once), or when a kNN graph falls apart into
+        several components (they are joined). Pairs whose rows repeat an earlier anchor's row (equal
+        embeddings) fix their matches but add no descriptor.
 
     Notes
     -----
@@ -262,7 +263,7 @@ class LatentFunctionalMap(Aligner):
             P = np.stack([np.arange(n_x), np.arange(n_x)], axis=1)
         else:
             P = check_pairs(pairs, n_x, n_y).numpy()
-        P = self._pick_anchors(P, Xt, Yt)
+        P = self._pick_anchors(P)
         for key in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
             delattr(self, key)
 
@@ -276,7 +277,7 @@ class LatentFunctionalMap(Aligner):
             C, vals_x, vals_y = np.zeros((0, 0)), np.zeros(0), np.zeros(0)
             source, target = Xt[ix], Yt[iy]
         else:
-            spectral = self._spectral(Xt, Yt, P)
+            spectral = self._spectral(Xt, Yt, P, self._descriptor_anchors(P, Xt, Yt))
             C, matches, history = spectral["C"], spectral["matches"], spectral["history"]
             vals_x, vals_y = spectral["vals_x"], spectral["vals_y"]
             if self.correspondence == "pointwise":
@@ -297,8 +298,8 @@ class LatentFunctionalMap(Aligner):
         self.n_features_out_ = int(Yt.shape[1])
         return self
 
-    def _pick_anchors(self, P: np.ndarray, Xt: torch.Tensor, Yt: torch.Tensor) -> np.ndarray:
-        """The anchor pairs to use: the ``n_anchors`` draw, then without pairs that repeat a row."""
+    def _pick_anchors(self, P: np.ndarray) -> np.ndarray:
+        """The known pairs to use: the ``n_anchors`` draw, each pair once."""
         if self.n_anchors is not None:
             if self.n_anchors > len(P):
                 raise ValueError(
@@ -307,26 +308,35 @@ class LatentFunctionalMap(Aligner):
                 )
             pick = np.random.default_rng(self.random_state).choice(len(P), size=int(self.n_anchors), replace=False)
             P = P[np.sort(pick)]
-        ix = torch.as_tensor(P[:, 0], device=Xt.device)
-        iy = torch.as_tensor(P[:, 1], device=Yt.device)
-        keep = distinct_rows(Xt[ix], Yt[iy])
-        if len(keep) < len(P):
+        _, first = np.unique(P, axis=0, return_index=True)
+        if len(first) < len(P):
             warnings.warn(
-                f"{len(P) - len(keep)} of {len(P)} anchor pairs repeat a row of X or of Y (the same index twice, "
-                "or equal embeddings) and were dropped: a repeated anchor adds the same function twice and can "
-                "contradict itself. Deduplicate the pairs to silence this.",
+                f"{len(P) - len(first)} of {len(P)} anchor pairs are listed more than once; each counts once. "
+                "Deduplicate the pairs to silence this.",
                 IllConditionedWarning,
                 stacklevel=3,
             )
-            P = P[keep]
-        if len(P) < MIN_ANCHORS:
-            raise ValueError(
-                f"LatentFunctionalMap needs at least {MIN_ANCHORS} distinct anchor pairs, got {len(P)}. Pass more "
-                "pairs (rows of pairs=, or paired rows of X and Y)."
-            )
+            P = P[np.sort(first)]
         return P
 
-    def _spectral(self, Xt: torch.Tensor, Yt: torch.Tensor, P: np.ndarray) -> dict[str, Any]:
+    def _descriptor_anchors(self, P: np.ndarray, Xt: torch.Tensor, Yt: torch.Tensor) -> np.ndarray:
+        """The pairs whose rows repeat no earlier pair's row in X or in Y: one descriptor each.
+
+        A repeated row would add the same function twice (and, paired with two different rows of the
+        other side, contradict itself); such pairs still fix their rows' matches.
+        """
+        keep = distinct_rows(
+            Xt[torch.as_tensor(P[:, 0], device=Xt.device)], Yt[torch.as_tensor(P[:, 1], device=Yt.device)]
+        )
+        if len(keep) < MIN_ANCHORS:
+            raise ValueError(
+                f"LatentFunctionalMap needs at least {MIN_ANCHORS} distinct anchor pairs (whose rows of X and of Y "
+                f"repeat no other anchor's), got {len(keep)} of {len(P)} pairs. Pass more pairs (rows of pairs=, "
+                "or n_anchors)."
+            )
+        return P[keep]
+
+    def _spectral(self, Xt: torch.Tensor, Yt: torch.Tensor, P: np.ndarray, D: np.ndarray) -> dict[str, Any]:
         """Eigenbases, functional map, point-to-point map and (for "transfer") X carried onto Y's rows."""
         n_x, n_y = int(Xt.shape[0]), int(Yt.shape[0])
         n_min = min(n_x, n_y)
@@ -346,8 +356,8 @@ class LatentFunctionalMap(Aligner):
             W = knn_graph(Z, int(self.n_neighbors), metric=self.metric, weights=self.weights)
             bases.append(laplacian_eigenbasis(normalized_laplacian(W), k, random_state=int(self.random_state)))
         (vals_x, vecs_x), (vals_y, vecs_y) = bases
-        F = self._descriptors(Xt, vals_x, vecs_x, P[:, 0])
-        G = self._descriptors(Yt, vals_y, vecs_y, P[:, 1])
+        F = self._descriptors(Xt, vals_x, vecs_x, D[:, 0])
+        G = self._descriptors(Yt, vals_y, vecs_y, D[:, 1])
         k0 = int(self.k_init)
         C0 = solve_functional_map(
             vecs_x[:, :k0].T @ F,
