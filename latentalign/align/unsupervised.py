@@ -45,9 +45,9 @@ class UnsupervisedAligner(Aligner):
         CSLS neighbourhood (capped at the rows available).
     keep_prob : float, default 0.1
         Starting share of similarities kept in the stochastic dictionary induction (grows to 1).
-    patience : int, default 3
+    patience : int, default 5
         Rounds without progress before ``keep_prob`` grows.
-    max_iter : int, default 100
+    max_iter : int, default 150
         Most self-learning rounds per start.
     tol : float, default 1e-6
         Convergence: relative change of the map between rounds, ``||W_t - W_(t-1)||_F / ||W_t||_F``.
@@ -59,7 +59,10 @@ class UnsupervisedAligner(Aligner):
     Attributes
     ----------
     map_ : Procrustes
-        The orthogonal map (``center=False``) fitted on the final dictionary of normalised rows.
+        The orthogonal map (``center=False``) fitted on the final dictionary of normalised rows (unit
+        length, centred, unit length). :meth:`transform` applies it to the preprocessed rows as they are;
+        for cosine retrieval pass ``preprocess=["l2", "center", "l2"]`` so that those rows are the
+        normalised ones the map was fitted on.
     preprocess_x_, preprocess_y_ : Chain
     dictionary_ : torch.Tensor of shape (p, 2), int64
         Final induced pairs ``(index into X, index into Y)``.
@@ -97,8 +100,8 @@ class UnsupervisedAligner(Aligner):
         vocab_cutoff: int = 5000,
         csls_k: int = 10,
         keep_prob: float = 0.1,
-        patience: int = 3,
-        max_iter: int = 100,
+        patience: int = 5,
+        max_iter: int = 150,
         tol: float = 1e-6,
         preprocess: str | list[str] | None = None,
         random_state: int = 0,

@@ -358,9 +358,9 @@ def self_learning_map(
     csls_k: int = 10,
     keep_prob: float = 0.1,
     growth: float = 2.0,
-    patience: int = 3,
+    patience: int = 5,
     threshold: float = 1e-4,
-    max_iter: int = 100,
+    max_iter: int = 150,
     tol: float = 1e-6,
     random_state: int = 0,
 ) -> UnsupervisedFit:
@@ -382,12 +382,12 @@ def self_learning_map(
         Starting probability of keeping each similarity in the stochastic induction.
     growth : float, default 2.0
         ``keep_prob`` is multiplied by this (up to 1) each time the objective stalls.
-    patience : int, default 3
+    patience : int, default 5
         Rounds without an objective gain of ``threshold`` that count as a stall; ``keep_prob`` also grows
         after ``4 * patience`` rounds at one level.
     threshold : float, default 1e-4
         Smallest objective gain that counts as progress.
-    max_iter : int, default 100
+    max_iter : int, default 150
         Most rounds.
     tol : float, default 1e-6
         Convergence: relative change of the map between rounds, at ``keep_prob = 1``.
@@ -457,8 +457,8 @@ def unsupervised_alignment(
     vocab_cutoff: int = 5000,
     csls_k: int = 10,
     keep_prob: float = 0.1,
-    patience: int = 3,
-    max_iter: int = 100,
+    patience: int = 5,
+    max_iter: int = 150,
     tol: float = 1e-6,
     random_state: int = 0,
     label: str = "unsupervised_alignment",
