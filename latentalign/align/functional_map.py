@@ -21,7 +21,7 @@ Rows: ``fit(X, Y, pairs=None)``
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -395,11 +395,12 @@ class LatentFunctionalMap(Aligner):
         return Procrustes()
 
     # -- mapping ------------------------------------------------------------------------------------
+    # the fitted map's public methods return tensors for tensors
     def _transform(self, X: torch.Tensor) -> torch.Tensor:
-        return self.map_.transform(X)
+        return cast(torch.Tensor, self.map_.transform(X))
 
     def _inverse_transform(self, Z: torch.Tensor) -> torch.Tensor:
-        return self.map_.inverse_transform(Z)
+        return cast(torch.Tensor, self.map_.inverse_transform(Z))
 
     def _module(self, *, trainable: bool, inverse: bool) -> torch.nn.Module:
         return self.map_.to_module(trainable=trainable, inverse=inverse, dtype=torch.float64)
