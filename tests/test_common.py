@@ -20,11 +20,12 @@ ALIGNERS = list_aligners()
 # Constructor parameters used by the shared checks (defaults otherwise).
 PARAMS: dict[str, dict] = {
     "ot": {"method": "emd"},
+    "unsupervised": {"n_init": 1},
 }
 # What inverse_transform(transform(X)) returns: "source" (X itself), "target" (Y's space), or None.
 # Aligners that accept different row counts for X and Y (they match unpaired rows themselves).
-UNPAIRED_OK = {"ot"}
-ROUND_TRIP = {"procrustes": "source", "affine": "source", "relative": "target", "ot": "source", "lfm": "source"}
+UNPAIRED_OK = {"ot", "unsupervised"}
+ROUND_TRIP = {"procrustes": "source", "affine": "source", "relative": "target", "ot": "source", "lfm": "source", "unsupervised": "source"}
 
 N, D = 60, 8
 
