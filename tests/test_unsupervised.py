@@ -50,6 +50,7 @@ def test_sorted_similarity_start_is_invariant_to_rotation_and_row_order():
     assert rows.shape == cols.shape == (600,)
 
 
+@pytest.mark.slow
 def test_gw_start_recovers_a_rotated_skewed_cloud():
     X, Y, _, truth = clustered(n=200, d=8)
     A, B = normalize_rows(torch.as_tensor(X)), normalize_rows(torch.as_tensor(Y))
@@ -59,7 +60,7 @@ def test_gw_start_recovers_a_rotated_skewed_cloud():
 
 
 # -- planted truth, zero pairs ------------------------------------------------------------------------
-@pytest.mark.parametrize("init", ["vecmap", "gw"])
+@pytest.mark.parametrize("init", ["vecmap", pytest.param("gw", marks=pytest.mark.slow)])
 def test_zero_pairs_recover_a_planted_rotation_and_permutation(init):
     X, Y, Q, truth = clustered()
     model = UnsupervisedAligner(init=init, n_init=1, init_size=600).fit(X, Y)
@@ -68,6 +69,7 @@ def test_zero_pairs_recover_a_planted_rotation_and_permutation(init):
     np.testing.assert_allclose(model.map_.rotation_, Q, atol=0.05)
 
 
+@pytest.mark.slow
 def test_seeds_agree_on_the_planted_problem():
     X, Y, _, truth = clustered(seed=1)
     scores = [recall_at_1(UnsupervisedAligner(n_init=1, random_state=s).fit(X, Y), X, Y, truth) for s in range(3)]
