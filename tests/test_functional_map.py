@@ -347,3 +347,36 @@ def test_to_module_matches_transform_and_inverse():
     torch.testing.assert_close(forward(Xt), lfm.transform(Xt))
     backward = lfm.to_module(inverse=True, dtype=torch.float64)
     torch.testing.assert_close(backward(forward(Xt)), Xt)
+
+
+def _errors_of_the_pure_functions():
+    X = np.random.default_rng(0).normal(size=(12, 3))
+    W = knn_graph(X, 3)
+    Phi = np.linalg.qr(np.random.default_rng(1).normal(size=(12, 4)))[0]
+    isolated = scipy.sparse.csr_matrix(np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]))
+    return {
+        "neighbours": (lambda: knn_graph(X, 12), r"n_neighbors=12 must be smaller than the number of rows \(12\)"),
+        "1-d": (lambda: knn_graph(X[0], 3), r"X must be a 2-D array .* got shape \(3,\)"),
+        "weights": (lambda: knn_graph(X, 3, weights="gauss"), r"weights='gauss' is not supported"),
+        "isolated": (lambda: normalized_laplacian(isolated), r"W has isolated nodes \(row 2 has no edge\)"),
+        "square": (lambda: normalized_laplacian(scipy.sparse.csr_matrix(np.ones((2, 3)))), r"square affinity matrix"),
+        "descriptor-count": (
+            lambda: solve_functional_map(np.ones((3, 4)), np.ones((3, 5)), np.zeros(3), np.zeros(3)),
+            r"must hold the same p descriptors, got shapes \(3, 4\) and \(3, 5\)",
+        ),
+        "eigenvalue-count": (
+            lambda: solve_functional_map(np.ones((3, 4)), np.ones((3, 4)), np.zeros(2), np.zeros(3)),
+            r"eigenvalues_x must have k_x = 3 values .* got 2 and 3",
+        ),
+        "C-shape": (lambda: pointwise_map(Phi, Phi, np.eye(3)), r"C must have shape \(k_y, k_x\) = \(4, 4\)"),
+        "matches-shape": (lambda: map_from_pointwise(Phi, Phi, np.arange(5)), r"one entry per row .* \(12\)"),
+        "k_final": (lambda: zoomout(Phi, Phi, np.eye(2), k_final=5), r"k_final=5 exceeds the basis sizes given"),
+        "L-eigen": (lambda: laplacian_eigenbasis(normalized_laplacian(W), 0), r"k must be >= 1, got 0"),
+    }
+
+
+@pytest.mark.parametrize("case", list(_errors_of_the_pure_functions()))
+def test_pure_functions_name_what_is_wrong(case):
+    call, match = _errors_of_the_pure_functions()[case]
+    with pytest.raises(ValueError, match=match):
+        call()
