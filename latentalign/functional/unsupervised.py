@@ -306,8 +306,10 @@ def dictionary_score(Z: torch.Tensor, Y: torch.Tensor, *, csls_k: int = 10) -> f
     Examples
     --------
     >>> import torch
-    >>> Y = torch.eye(4, dtype=torch.float64)
-    >>> dictionary_score(Y, Y, csls_k=1) > dictionary_score(Y[[1, 0, 3, 2]] + 0.5, Y, csls_k=1)
+    >>> gen = torch.Generator().manual_seed(0)
+    >>> Y = normalize_rows(torch.randn(50, 5, generator=gen, dtype=torch.float64))
+    >>> R, _ = torch.linalg.qr(torch.randn(5, 5, generator=gen, dtype=torch.float64))
+    >>> dictionary_score(Y, Y, csls_k=5) > dictionary_score(Y @ R, Y, csls_k=5)
     True
     """
     k = int(min(csls_k, Z.shape[0], Y.shape[0]))
@@ -500,9 +502,11 @@ def unsupervised_alignment(
     --------
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
-    >>> X = rng.normal(size=(300, 6)) * np.geomspace(3, 0.3, 6)
-    >>> Q, _ = np.linalg.qr(rng.normal(size=(6, 6)))
-    >>> perm = rng.permutation(300)
+    >>> spectrum = np.geomspace(3, 0.1, 16)
+    >>> centres = rng.normal(size=(12, 16)) * spectrum
+    >>> X = centres[rng.integers(0, 12, 600)] + 0.5 * rng.normal(size=(600, 16)) * spectrum
+    >>> Q, _ = np.linalg.qr(rng.normal(size=(16, 16)))
+    >>> perm = rng.permutation(600)
     >>> fit = unsupervised_alignment(X, (X @ Q)[perm])
     >>> fit.converged, bool(np.allclose(fit.W.numpy(), Q, atol=1e-6))
     (True, True)
