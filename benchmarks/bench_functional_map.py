@@ -10,9 +10,9 @@ order of the pool, so the budgets ``m`` = 5, 10, 25, 50, 100 are nested.
 * ``RelativeProjection``: the ``m`` anchors; held-out rows of both sides are compared in relative space
   (``transform`` vs ``transform_target``).
 * ``LFM transfer``: :class:`~latentalign.align.functional_map.LatentFunctionalMap` with its defaults
-  (20 x 20 map, no ZoomOut, coordinates transferred), fitted on all 1,500 pool rows of each side with the
+  (30-NN graphs, 40 x 40 map, no ZoomOut, coordinates transferred), fitted on all 1,500 pool rows of each side with the
   MPNet rows shuffled (unpaired) and the ``m`` anchors as ``pairs``.
-* ``LFM pointwise+ZoomOut``: the same with ``correspondence="pointwise"`` and ZoomOut from 20 to 100.
+* ``LFM pointwise+ZoomOut``: the same with ``correspondence="pointwise"`` and ZoomOut from 40 to 100.
 * ``Procrustes, all pairs`` (reference, not a budget): Procrustes fitted on all 1,500 pool pairs, the
   ceiling of any map fitted on a perfect correspondence of the pool.
 

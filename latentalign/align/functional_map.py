@@ -94,7 +94,7 @@ class LatentFunctionalMap(Aligner):
     n_anchors : int, optional
         Use only this many anchor pairs, drawn at random (``random_state``) from ``pairs`` or, with
         ``pairs=None``, from the paired rows (the others then count as unpaired). All by default.
-    n_neighbors : int, default 10
+    n_neighbors : int, default 30
         Neighbours per row in each kNN graph.
     metric : {"cosine", "euclidean"}, default "cosine"
         Distance of the kNN graphs and similarity of the ``"cosine"`` descriptors (``"euclidean"``: negative
@@ -104,7 +104,7 @@ class LatentFunctionalMap(Aligner):
     descriptors : str or list of str, default ("cosine", "heat")
         ``"cosine"``: similarity of every row to each anchor (its relative representation);
         ``"heat"``: each anchor's indicator diffused on the graph at 4 times. Several are stacked.
-    k_init : int, default 20
+    k_init : int, default 40
         Basis size of the map solved from the descriptors (at most the rows of each side).
     k_final : int, optional
         Basis size ZoomOut grows to, capped at the rows of the smaller side (``n_eigen_`` says what was
@@ -116,7 +116,7 @@ class LatentFunctionalMap(Aligner):
         point-to-point map of ``C`` sends it to (a hard match). ``"transfer"``: ``X``'s coordinate functions
         carried to ``Y`` by ``C``, row ``y`` of ``Phi_y C Phi_x^T X`` (a smooth, band-limited estimate of
         its counterpart; a wrong match then costs less than a wrong hard match).
-    alpha : float, default 0.1
+    alpha : float, default 10.0
         Weight of the commutativity penalty, relative to the descriptors' energy.
     orthogonal : bool, default False
         Project the initial map onto orthonormal matrices (maps of isometries are orthogonal).
@@ -192,15 +192,15 @@ class LatentFunctionalMap(Aligner):
         self,
         *,
         n_anchors: int | None = None,
-        n_neighbors: int = 10,
+        n_neighbors: int = 30,
         metric: str = "cosine",
         weights: str = "heat",
         descriptors: str | tuple[str, ...] | list[str] = ("cosine", "heat"),
-        k_init: int = 20,
+        k_init: int = 40,
         k_final: int | None = None,
         zoomout_step: int = 5,
         correspondence: str = "transfer",
-        alpha: float = 0.1,
+        alpha: float = 10.0,
         orthogonal: bool = False,
         refine: str = "procrustes",
         random_state: int = 0,
