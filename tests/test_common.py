@@ -25,7 +25,14 @@ PARAMS: dict[str, dict] = {
 # What inverse_transform(transform(X)) returns: "source" (X itself), "target" (Y's space), or None.
 # Aligners that accept different row counts for X and Y (they match unpaired rows themselves).
 UNPAIRED_OK = {"ot", "unsupervised"}
-ROUND_TRIP = {"procrustes": "source", "affine": "source", "relative": "target", "ot": "source", "lfm": "source", "unsupervised": "source"}
+ROUND_TRIP = {
+    "procrustes": "source",
+    "affine": "source",
+    "relative": "target",
+    "ot": "source",
+    "lfm": "source",
+    "unsupervised": "source",
+}
 
 N, D = 60, 8
 
