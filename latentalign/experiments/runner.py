@@ -86,10 +86,10 @@ class ExperimentResult:
 def _toml():
     try:
         import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        from latentalign._optional import import_optional
+    except ModuleNotFoundError:  # Python 3.10: tomli, a dependency there (pyproject.toml)
+        import tomli
 
-        return import_optional("tomli", "dev", purpose="reading experiment configs on Python 3.10")
+        return tomli
     return tomllib
 
 
