@@ -14,7 +14,7 @@ from latentalign._array import ArrayLike
 from latentalign._validation import check_choice, check_is_fitted, warn_underdetermined
 from latentalign.align.base import Aligner, cast_like
 from latentalign.functional.moments import CrossStats
-from latentalign.functional.procrustes import paired_stats, procrustes_from_stats
+from latentalign.functional.procrustes import COMPLEMENTS, paired_stats, procrustes_from_stats
 
 __all__ = ["Procrustes", "StreamingAligner"]
 
@@ -206,6 +206,15 @@ class Procrustes(StreamingAligner):
     pad : {"zero"}, default "zero"
         How spaces of different dimensions are matched: ``"zero"`` pads the smaller one with zeros, which
         is the thin-SVD semi-orthogonal solution (nothing is materialised).
+    complement : {"identity", "svd"}, default "identity"
+        With fewer pairs than dimensions the pairs fix the rotation only on their span; every rotation of
+        the rest fits them equally well. ``"identity"`` chooses, among those optimal rotations, the one
+        closest to the (zero-padded) identity: the directions no pair constrains stay where they are
+        (a second, small Procrustes problem on the complements of both spans, with the identity as
+        target; see :mod:`latentalign.functional.procrustes`). That is right when both sides share
+        coordinates (the same space seen twice, a fine-tuned copy) and no worse than arbitrary otherwise.
+        ``"svd"``: whatever the thin SVD returns (the behaviour of earlier versions). Needs only the
+        streamed statistics; a full-rank fit is the same either way.
 
     Attributes
     ----------
@@ -214,6 +223,8 @@ class Procrustes(StreamingAligner):
     mean_x_, mean_y_, std_x_, std_y_ : torch.Tensor, float64
     singular_values_ : torch.Tensor of shape (min(d_x, d_y),), float64
         Singular values of the (standardised) cross-covariance ``M``.
+    rank_ : int
+        Directions of the rotation fixed by the pairs (``min(d_x, d_y)`` when the fit is determined).
     stats_ : dict
         The streamed sufficient statistics (see :meth:`get_stats`), kept so that ``partial_fit`` can go on
         after loading a saved aligner.
@@ -232,7 +243,8 @@ class Procrustes(StreamingAligner):
     -----
     IllConditionedWarning
         When solved from fewer samples than ``min(d_x, d_y)`` (one more with ``center=True``): the rotation
-        is then determined only on the span of the samples, the rest is arbitrary. Like :class:`Affine`'s.
+        is then determined only on the span of the samples, the rest is chosen by ``complement``. Like
+        :class:`Affine`'s.
 
     Examples
     --------
@@ -255,20 +267,29 @@ class Procrustes(StreamingAligner):
         "std_x_",
         "std_y_",
         "singular_values_",
+        "rank_",
     )
 
     def __init__(
-        self, *, center: bool = True, scale: bool = False, standardize: bool = False, pad: str = "zero"
+        self,
+        *,
+        center: bool = True,
+        scale: bool = False,
+        standardize: bool = False,
+        pad: str = "zero",
+        complement: str = "identity",
     ) -> None:
         self.center = center
         self.scale = scale
         self.standardize = standardize
         self.pad = pad
+        self.complement = complement
 
     def _check_params(self) -> None:
         for name in ("center", "scale", "standardize"):
             check_choice(getattr(self, name), name, [True, False])
         check_choice(self.pad, "pad", ["zero"])
+        check_choice(self.complement, "complement", COMPLEMENTS)
 
     def _stats_options(self) -> dict[str, Any]:
         return {"squares": bool(self.scale or self.standardize)}
@@ -286,12 +307,20 @@ class Procrustes(StreamingAligner):
             dim + int(bool(self.center)),
             setting=" and center=True" if self.center else "",
             consequence="the rotation is fixed only on the span of the samples; the other directions are "
-            "arbitrary, so the map generalises poorly.",
+            + (
+                "kept as close to the identity as the fit allows, which is right only if both sides share coordinates."
+                if self.complement == "identity"
+                else "arbitrary, so the map generalises poorly."
+            ),
             fix="Use more anchors than dimensions, or reduce the dimension first (e.g. with PCA).",
             stacklevel=4,
         )
         sol = procrustes_from_stats(
-            stats, center=bool(self.center), scale=bool(self.scale), standardize=bool(self.standardize)
+            stats,
+            center=bool(self.center),
+            scale=bool(self.scale),
+            standardize=bool(self.standardize),
+            complement=self.complement,
         )
         return {
             "rotation_": sol["rotation"],
@@ -301,6 +330,7 @@ class Procrustes(StreamingAligner):
             "std_x_": sol["std_x"],
             "std_y_": sol["std_y"],
             "singular_values_": sol["singular_values"],
+            "rank_": int(sol["rank"]),
         }
 
     def _forward_map(self) -> tuple[torch.Tensor, torch.Tensor]:

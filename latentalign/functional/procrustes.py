@@ -17,6 +17,21 @@ outside the ``d_y`` directions that ``R`` keeps, so ``R`` maximises ``trace(R^T 
 is isotropic or ``X`` lies in the span ``R`` keeps. For ``d_x < d_y`` the two coincide: ``Y = X C`` with
 ``C C^T = I`` is recovered exactly from any ``X``.
 
+Fewer pairs than dimensions: completing the rotation
+----------------------------------------------------
+With ``n`` centred pairs, ``M`` has rank ``r <= n - 1``, and ``trace(R^T M)`` fixes ``R`` only on the
+span of the pairs: every ``R = U_r V_r^T + U_c Q V_c^T`` with ``Q`` orthogonal is optimal, where ``U_r``,
+``V_r`` are the singular vectors of the ``r`` non-zero singular values and ``U_c``, ``V_c`` complete them
+to bases of each whole space. The thin SVD picks one ``Q`` by accident of its algorithm.
+``complement="identity"`` (the default) picks the optimal ``R`` closest to the identity (the zero-padded
+identity ``E = eye(d_x, d_y)`` across dimensions): ``||R - E||_F`` is smallest for
+``Q = polar(U_c^T E V_c)``, a second, small Procrustes problem on the complements with the identity as
+its target. When both sides share coordinates (the same space seen twice, or a slightly rotated copy),
+the directions that no pair constrains are then left as they are instead of scrambled; the fit on the
+pairs is the same optimum either way, and a full-rank ``M`` leaves nothing to complete. The completion
+needs only ``M`` and ``n``, so streamed statistics give it too. ``complement="svd"`` keeps the thin SVD's
+choice.
+
 Cost: one pass over the data, ``X^T Y`` as a GEMM in the input dtype (float32 data runs at the float32
 GEMM rate) accumulated into float64 without copying the inputs (see :mod:`latentalign.functional.moments`),
 then a ``d_x x d_y`` SVD in float64.
@@ -29,7 +44,7 @@ from typing import Any
 import torch
 
 from latentalign._array import ArrayLike, ArraySpec, restore
-from latentalign._validation import check_array, check_pair
+from latentalign._validation import check_array, check_choice, check_pair
 from latentalign.functional.moments import CrossStats, compute_stats, is_finite
 
 __all__ = [
@@ -37,6 +52,8 @@ __all__ = [
     "procrustes_residual",
     "procrustes_from_stats",
     "polar_factor",
+    "COMPLEMENTS",
+    "complete_rotation",
     "paired_stats",
     "products_underflowed",
     "sums_of_squares",
@@ -44,6 +61,10 @@ __all__ = [
 
 _F64 = torch.float64
 _STD_EPS = 1e-12
+#: How the directions no pair constrains are mapped (see the module docstring).
+COMPLEMENTS = ("identity", "svd")
+#: Singular values below this fraction of the largest count as zero (the constrained rank).
+_RANK_RTOL = 1e-10
 
 
 def paired_stats(
@@ -128,8 +149,68 @@ def polar_factor(M: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return U @ Vh, S
 
 
+def complete_rotation(M: torch.Tensor, max_rank: int | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Optimal ``R`` for ``max trace(R^T M)`` closest to the (zero-padded) identity, and ``M``'s spectrum.
+
+    ``R = U_r V_r^T`` on the span of ``M`` (rank ``r``), completed on the orthogonal complements of both
+    spans by ``U_c Q V_c^T`` with ``Q = polar(U_c^T E V_c)``, ``E = eye(d_x, d_y)``: among all maximisers,
+    the one nearest ``E`` in Frobenius norm. A full-rank ``M`` gives the plain polar factor.
+
+    Parameters
+    ----------
+    M : torch.Tensor of shape (d_x, d_y)
+        Cross-covariance of the pairs.
+    max_rank : int, optional
+        Known bound on the rank of ``M`` (``n - 1`` for ``n`` centred pairs), which overrides the rounding
+        noise of singular values that are zero in exact arithmetic.
+
+    Returns
+    -------
+    R : torch.Tensor of shape (d_x, d_y), float64
+        Orthonormal columns (``d_x >= d_y``) or rows.
+    singular_values : torch.Tensor of shape (min(d_x, d_y),), float64
+    rank : int
+        The number of singular directions the pairs constrain.
+
+    Examples
+    --------
+    The same space seen twice through 3 pairs in 5 dimensions: the completion is the identity.
+
+    >>> import torch
+    >>> X = torch.randn(3, 5, dtype=torch.float64)
+    >>> R, _, rank = complete_rotation(X.T @ X)
+    >>> rank, torch.allclose(R, torch.eye(5))
+    (3, True)
+    """
+    M = M.to(_F64)
+    d_x, d_y = M.shape
+    k = min(d_x, d_y)
+    U, S, Vh = torch.linalg.svd(M, full_matrices=False)
+    rank = _constrained_rank(S, max_rank)
+    if rank >= k:
+        return U @ Vh, S, rank
+    U, _, Vh = torch.linalg.svd(M, full_matrices=True)  # bases of the complements too
+    V = Vh.T
+    R = U[:, :rank] @ V[:, :rank].T
+    Uc, Vc = U[:, rank:], V[:, rank:]
+    # U_c^T E V_c with E = eye(d_x, d_y): only the first k coordinates of each side meet.
+    Q, _ = polar_factor(Uc[:k].T @ Vc[:k])
+    return R + Uc @ Q @ Vc.T, S, rank
+
+
+def _constrained_rank(S: torch.Tensor, max_rank: int | None) -> int:
+    top = float(S[0]) if S.numel() else 0.0
+    rank = int((S > top * _RANK_RTOL).sum()) if top > 0 else 0
+    return rank if max_rank is None else min(rank, max(int(max_rank), 0))
+
+
 def procrustes_from_stats(
-    stats: CrossStats, *, center: bool = True, scale: bool = False, standardize: bool = False
+    stats: CrossStats,
+    *,
+    center: bool = True,
+    scale: bool = False,
+    standardize: bool = False,
+    complement: str = "identity",
 ) -> dict[str, Any]:
     """Solve Procrustes from sufficient statistics (float64, ``O(d^3)``, no pass over the data).
 
@@ -144,14 +225,18 @@ def procrustes_from_stats(
     standardize : bool
         Divide every column of both sides by its standard deviation (about the mean, or about 0 when
         ``center=False``) before solving; constant columns are left unscaled.
+    complement : {"identity", "svd"}, default "identity"
+        How the directions the pairs leave unconstrained (fewer pairs than dimensions) are rotated:
+        closest to the identity (:func:`complete_rotation`), or as the thin SVD returns them.
 
     Returns
     -------
     dict
         ``rotation`` (d_x, d_y), ``scale`` (float), ``mean_x``, ``mean_y``, ``std_x``, ``std_y``, all float64
-        (means are zeros when ``center=False``, stds ones when ``standardize=False``), and
-        ``singular_values``.
+        (means are zeros when ``center=False``, stds ones when ``standardize=False``),
+        ``singular_values`` and ``rank`` (directions fixed by the pairs).
     """
+    check_choice(complement, "complement", COMPLEMENTS)
     if (scale or standardize) and not stats.has_squares:
         raise ValueError(
             "These statistics were accumulated without the sums of squares that scale=True or "
@@ -181,7 +266,12 @@ def procrustes_from_stats(
             "rotation is determined. Check that the rows are paired and that there are at least two "
             "distinct rows."
         )
-    R, S = polar_factor(M)
+    max_rank = n - 1 if center else n
+    if complement == "identity":
+        R, S, rank = complete_rotation(M, max_rank=max_rank)
+    else:
+        R, S = polar_factor(M)
+        rank = _constrained_rank(S, max_rank)
     s = 1.0
     if scale:
         s = float(S.sum()) / norm_x if norm_x > 0 else 0.0
@@ -193,6 +283,7 @@ def procrustes_from_stats(
         "std_x": std_x,
         "std_y": std_y,
         "singular_values": S,
+        "rank": rank,
     }
 
 
@@ -232,7 +323,7 @@ def _safe_std(ss: torch.Tensor, n: int) -> torch.Tensor:
 
 
 def orthogonal_procrustes(
-    X: ArrayLike, Y: ArrayLike, *, center: bool = True, scale: bool = False
+    X: ArrayLike, Y: ArrayLike, *, center: bool = True, scale: bool = False, complement: str = "identity"
 ) -> tuple[ArrayLike, float]:
     """Best rotation (semi-orthogonal map when ``d_x != d_y``) from paired ``X`` onto ``Y``.
 
@@ -246,6 +337,9 @@ def orthogonal_procrustes(
         ``center=False`` solves ``min ||s X R - Y||`` like :func:`scipy.linalg.orthogonal_procrustes`.
     scale : bool
         Also fit the isotropic scale ``s = trace(S) / ||X_c||_F^2``; otherwise ``s = 1.0``.
+    complement : {"identity", "svd"}, default "identity"
+        With fewer pairs than dimensions, the directions no pair constrains are rotated as close to the
+        identity as the optimum allows (see the module docstring); ``"svd"``: as the thin SVD gives them.
 
     Returns
     -------
@@ -265,7 +359,7 @@ def orthogonal_procrustes(
     (True, 2.0)
     """
     stats, spec, _ = paired_stats(X, Y, squares=scale, min_rows=2 if center else 1)
-    sol = procrustes_from_stats(stats, center=center, scale=scale)
+    sol = procrustes_from_stats(stats, center=center, scale=scale, complement=complement)
     return restore(sol["rotation"], spec), float(sol["scale"])
 
 
