@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,8 @@ from latentalign.datasets import (
     load_wordnet_glosses,
     parse_caption_file,
 )
+from latentalign.datasets._deb import deb_control, write_ar
+from latentalign.datasets._fetch import DebianSource
 from latentalign.exceptions import DataUnavailableError, PersistenceError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -303,3 +307,147 @@ def test_fetch_script_reports_paths_and_sizes():
 def test_fetch_script_rejects_unknown_names():
     result = subprocess.run([sys.executable, str(REPO / "data" / "fetch.py"), "cifar"], capture_output=True, text=True)
     assert result.returncode == 2 and "unknown dataset 'cifar'" in result.stderr
+
+
+# --- pure-Python .deb download and unpacking ------------------------------------------------
+
+
+def _tiny_deb(path: Path, members: dict[str, bytes], *, compression: str = "xz", version: str = "1.0-1") -> Path:
+    """A minimal Debian package: ``debian-binary``, a control tarball and a data tarball holding ``members``."""
+
+    def tarball(files: dict[str, bytes], mode: str) -> bytes:
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode=mode) as tar:
+            for name, data in files.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        return buffer.getvalue()
+
+    control = f"Package: tiny\nVersion: {version}\nDescription: a test\n more text\n".encode()
+    data_name = "data.tar" + (f".{compression}" if compression else "")
+    write_ar(
+        path,
+        {
+            "debian-binary": b"2.0\n",
+            "control.tar.gz": tarball({"./control": control}, "w:gz"),
+            data_name: tarball(members, f"w:{compression}" if compression else "w"),
+        },
+    )
+    return path
+
+
+TINY = DebianSource("tiny", "usr/share/tiny", ("*.txt",))
+
+
+@pytest.mark.parametrize("compression", ["xz", "gz", "bz2", ""])
+def test_a_tiny_deb_is_unpacked_in_pure_python_keeping_only_the_selected_files(tmp_path, compression):
+    deb = _tiny_deb(
+        tmp_path / "tiny.deb",
+        {
+            "./usr/share/tiny/a.txt": b"alpha",
+            "./usr/share/tiny/sub/b.txt": b"beta",
+            "./usr/share/tiny/c.png": b"not kept: pattern",
+            "./usr/share/other/d.txt": b"not kept: outside the prefix",
+            "./usr/share/tiny/../escape.txt": b"not kept: leaves the prefix",
+        },
+        compression=compression,
+    )
+    dest = tmp_path / "out"
+    _fetch._extract(deb, TINY, dest)
+    assert {p.relative_to(dest).as_posix(): p.read_bytes() for p in dest.rglob("*") if p.is_file()} == {
+        "a.txt": b"alpha",
+        "sub/b.txt": b"beta",
+    }
+    assert [p.name for p in tmp_path.iterdir() if p.suffix == ".txt"] == []  # nothing written beside dest
+    assert deb_control(deb) == {"Package": "tiny", "Version": "1.0-1", "Description": "a test"}
+
+
+def test_a_file_that_is_not_a_deb_is_refused(tmp_path):
+    bad = tmp_path / "bad.deb"
+    bad.write_bytes(b"<html>404 Not Found</html>")
+    with pytest.raises(PersistenceError, match=r"bad.deb is not a Debian package \(no '!<arch>' ar header\)"):
+        _fetch._extract(bad, TINY, tmp_path / "out")
+
+
+def test_a_truncated_deb_is_refused(tmp_path):
+    noise = np.random.default_rng(0).bytes(6000)  # incompressible: the data member stays the last 6 kB
+    deb = _tiny_deb(tmp_path / "tiny.deb", {"./usr/share/tiny/a.txt": noise})
+    deb.write_bytes(deb.read_bytes()[:-200])
+    with pytest.raises(PersistenceError, match=r"member 'data.tar.xz' needs \d+ bytes but the file ends at"):
+        _fetch._extract(deb, TINY, tmp_path / "out")
+
+
+def test_a_corrupted_data_tarball_is_refused(tmp_path):
+    write_ar(tmp_path / "x.deb", {"debian-binary": b"2.0\n", "data.tar.xz": b"\xfd7zXZ\x00" + b"\x00" * 64})
+    with pytest.raises(PersistenceError, match=r"cannot read data.tar.xz .* the package is corrupted"):
+        _fetch._extract(tmp_path / "x.deb", TINY, tmp_path / "out")
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 14), reason="Python 3.14 reads zstd itself")
+def test_a_zstd_deb_without_zstandard_says_what_to_install(tmp_path, monkeypatch):
+    write_ar(tmp_path / "z.deb", {"debian-binary": b"2.0\n", "data.tar.zst": b"\x28\xb5\x2f\xfd" + b"\x00" * 16})
+    monkeypatch.setitem(sys.modules, "zstandard", None)  # as on a machine without the package
+    with pytest.raises(DataUnavailableError, match=r"compressed with zstd.*pip install zstandard"):
+        _fetch._extract(tmp_path / "z.deb", TINY, tmp_path / "out")
+
+
+def test_the_manifest_pins_each_package_file_by_sha256():
+    manifest = json.loads(_fetch.manifest_path().read_text())
+    for name, entry in manifest.items():
+        deb = entry["deb"]
+        assert deb["path"].startswith("pool/main/") and deb["path"].endswith("_all.deb"), name
+        assert f"/{entry['package']}_" in deb["path"] and len(deb["sha256"]) == 64 and deb["size"] > 0
+
+
+def test_mirrors_come_from_the_environment(monkeypatch):
+    monkeypatch.setenv(_fetch.MIRRORS_ENV, "http://a.example/debian/ https://b.example/debian")
+    assert _fetch.debian_mirrors() == ("http://a.example/debian", "https://b.example/debian")
+    monkeypatch.setenv(_fetch.MIRRORS_ENV, "ftp.debian.org/debian")
+    with pytest.raises(
+        ValueError, match=r"LATENTALIGN_DEBIAN_MIRRORS must list http:// or https:// base URLs.*got 'ftp"
+    ):
+        _fetch.debian_mirrors()
+    monkeypatch.delenv(_fetch.MIRRORS_ENV)
+    assert _fetch.debian_mirrors()[0] == "https://deb.debian.org/debian"
+
+
+def test_unreachable_mirrors_fail_in_one_line_naming_the_offline_way_and_leave_nothing(empty_data_dir, monkeypatch):
+    monkeypatch.setenv(_fetch.MIRRORS_ENV, "http://127.0.0.1:9/debian")  # nothing listens on port 9
+    monkeypatch.setenv("PATH", str(empty_data_dir.parent))  # no apt-get, as on macOS or Windows
+    monkeypatch.setenv("LATENTALIGN_NETWORK_TIMEOUT", "3")
+    with pytest.raises(DataUnavailableError) as info:
+        _fetch.fetch("freedict_fra_eng")
+    message = str(info.value)
+    assert "\n" not in message and "http://127.0.0.1:9/debian: " in message
+    assert f"copy it to {empty_data_dir / 'debs' / 'dict-freedict-fra-eng_2022.04.21-1_all.deb'}" in message
+    assert "Set LATENTALIGN_DEBIAN_MIRRORS to a reachable Debian mirror" in message
+    assert "python data/fetch.py freedict_fra_eng" in message
+    assert [p for p in empty_data_dir.rglob("*")] == []  # no partial download, no staging folder
+
+
+@pytest.mark.slow
+def test_real_debian_fetch_in_pure_python_tries_mirrors_in_turn_and_works_offline_from_a_copied_deb(
+    empty_data_dir, monkeypatch
+):
+    import pooch
+
+    monkeypatch.setenv("PATH", str(empty_data_dir.parent))  # neither apt-get nor dpkg-deb can help
+    # the first mirror refuses, the real archive answers
+    monkeypatch.setenv(_fetch.MIRRORS_ENV, "http://127.0.0.1:9/debian https://deb.debian.org/debian")
+    path = _fetch.fetch("freedict_eng_fra")
+    assert sorted(p.name for p in path.iterdir()) == ["freedict-eng-fra.dict.dz", "freedict-eng-fra.index"]
+    assert [p.name for p in empty_data_dir.iterdir()] == ["freedict_eng_fra"]  # the .deb is gone once unpacked
+    # offline: the .deb copied by hand into debs_dir() is used and no mirror is asked
+    entry = json.loads(_fetch.manifest_path().read_text())["freedict_fra_eng"]["deb"]
+    pooch.retrieve(
+        "https://deb.debian.org/debian/" + entry["path"],
+        f"sha256:{entry['sha256']}",
+        fname=Path(entry["path"]).name,
+        path=_fetch.debs_dir(),
+    )
+    monkeypatch.setenv(_fetch.MIRRORS_ENV, "http://127.0.0.1:9/debian")
+    offline = _fetch.fetch("freedict_fra_eng")
+    assert load_freedict_en_fr(include_fra_eng=True, download=False).pairs
+    assert sorted(p.name for p in empty_data_dir.iterdir()) == ["freedict_eng_fra", "freedict_fra_eng"]
+    assert offline == data_dir() / "freedict_fra_eng"

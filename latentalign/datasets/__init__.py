@@ -1,9 +1,10 @@
 """Loaders for the real datasets used in the experiments.
 
 Each loader returns a small frozen dataclass holding arrays/lists and an ``ids`` list of stable
-string ids. Datasets shipped in Debian packages are fetched on first use (``apt-get download`` +
-``dpkg-deb``, never installed) into ``latentalign._paths.data_dir()/<source>/`` and verified
-against ``latentalign/datasets/checksums.json``; pass ``download=False`` to fail instead. ``python data/fetch.py
+string ids. Datasets shipped in Debian packages are fetched on first use: the ``.deb`` is downloaded
+from a Debian mirror by URL with a known SHA-256 and unpacked in pure Python (never installed; any
+OS) into ``latentalign._paths.data_dir()/<source>/``, and the files are verified against
+``latentalign/datasets/checksums.json``; pass ``download=False`` to fail instead. ``python data/fetch.py
 all`` fetches everything ahead of time.
 """
 

@@ -1,13 +1,17 @@
 """Fetch the offline datasets from Debian packages and verify them against a checksum manifest.
 
-A *source* is one Debian package reduced to the files a loader needs. :func:`fetch` downloads the
-package with ``apt-get download`` into a temporary directory (it never installs anything), streams
-the package's file system through ``dpkg-deb --fsys-tarfile``, keeps the members under ``prefix``
-whose name matches one of ``patterns``, checks every kept file against ``latentalign/datasets/checksums.json`` and only
-then renames the prepared directory to ``data_dir()/<source>/``. A second call finds the directory
-and only re-verifies it. apt waits at most ``LATENTALIGN_NETWORK_TIMEOUT`` for a connection or for data
-and does not retry (:func:`apt_timeout_options`); a failed or interrupted fetch removes its temporary
-directory.
+A *source* is one Debian package reduced to the files a loader needs. The manifest
+(``latentalign/datasets/checksums.json``) records, per source, the package's pool path in the Debian
+archive with the SHA-256 of the ``.deb``, and the SHA-256 of every file kept from it. :func:`fetch`
+downloads the ``.deb`` with pooch from the first mirror that answers (:func:`debian_mirrors`:
+``$LATENTALIGN_DEBIAN_MIRRORS``, else :data:`DEFAULT_MIRRORS`), checks its SHA-256, unpacks it in pure
+Python (:mod:`latentalign.datasets._deb`: no apt, dpkg or tar program, so it works on any OS), keeps the
+members under ``prefix`` whose name matches one of ``patterns``, checks every kept file and only then
+renames the prepared directory to ``data_dir()/<source>/``. A second call finds the directory and only
+re-verifies it. Each request waits at most ``LATENTALIGN_NETWORK_TIMEOUT`` for a connection or for data;
+a download lands in a temporary file that pooch renames only once complete and verified. Where every
+mirror fails and ``apt-get`` exists (Debian and derivatives), ``apt-get download`` is tried last
+(:func:`apt_timeout_options`). Offline: copy the ``.deb`` into :func:`debs_dir` by hand.
 """
 
 from __future__ import annotations
@@ -16,20 +20,47 @@ import fnmatch
 import hashlib
 import json
 import math
+import os
+import re
 import shutil
 import subprocess
-import tarfile
 import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
-from typing import IO, cast
 
-from latentalign._network import network_timeouts
+import pooch
+
+from latentalign._network import network_timeouts, short_cause
 from latentalign._paths import data_dir
+from latentalign.datasets._deb import deb_control, extract_deb
 from latentalign.exceptions import DataUnavailableError, PersistenceError
 
-__all__ = ["SOURCES", "DebianSource", "fetch", "ensure", "verify", "manifest_path", "sha256", "apt_timeout_options"]
+__all__ = [
+    "SOURCES",
+    "DebianSource",
+    "MIRRORS_ENV",
+    "DEFAULT_MIRRORS",
+    "debian_mirrors",
+    "debs_dir",
+    "fetch",
+    "ensure",
+    "verify",
+    "manifest_path",
+    "sha256",
+    "apt_timeout_options",
+]
+
+#: The environment variable listing the Debian mirrors to try, in order.
+MIRRORS_ENV = "LATENTALIGN_DEBIAN_MIRRORS"
+#: Base URLs of Debian archives tried in turn (a package's URL is ``<base>/<pool path>``). The snapshot
+#: archive keeps every package version ever published, so the pinned versions stay fetchable after they
+#: leave the current releases.
+DEFAULT_MIRRORS = (
+    "https://deb.debian.org/debian",
+    "https://ftp.debian.org/debian",
+    "https://snapshot.debian.org/archive/debian/20240101T000000Z",
+)
 
 #: The committed manifest: ``{source: {"package", "version", "files": {relpath: sha256}}}``.
 _MANIFEST = Path(__file__).resolve().parent / "checksums.json"
@@ -89,6 +120,50 @@ def fetch_command(name: str) -> str:
     return f"python data/fetch.py {name}"
 
 
+def debian_mirrors() -> tuple[str, ...]:
+    """Base URLs of the Debian archives to download packages from, tried in order.
+
+    ``$LATENTALIGN_DEBIAN_MIRRORS`` (URLs separated by commas or spaces) replaces
+    :data:`DEFAULT_MIRRORS` when set and not empty.
+
+    Raises
+    ------
+    ValueError
+        An entry is not an ``http://`` or ``https://`` URL.
+
+    Examples
+    --------
+    >>> import os
+    >>> os.environ["LATENTALIGN_DEBIAN_MIRRORS"] = "http://mirror.example/debian/, https://deb.debian.org/debian"
+    >>> debian_mirrors()
+    ('http://mirror.example/debian', 'https://deb.debian.org/debian')
+    >>> del os.environ["LATENTALIGN_DEBIAN_MIRRORS"]
+    >>> debian_mirrors() == DEFAULT_MIRRORS
+    True
+    """
+    raw = os.environ.get(MIRRORS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MIRRORS
+    mirrors = tuple(m.rstrip("/") for m in re.split(r"[,\s]+", raw) if m)
+    bad = [m for m in mirrors if not re.match(r"https?://[^/]+", m)]
+    if bad:
+        raise ValueError(
+            f"{MIRRORS_ENV} must list http:// or https:// base URLs of Debian archives (the folder holding "
+            f"pool/), separated by commas or spaces; got {bad[0]!r}. Fix it, e.g. "
+            f"{MIRRORS_ENV}=https://deb.debian.org/debian, or unset it for the defaults."
+        )
+    return mirrors
+
+
+def debs_dir() -> Path:
+    """Where downloaded ``.deb`` files wait to be unpacked (``data_dir() / "debs"``).
+
+    A package placed there by hand, under its file name in the manifest, is used instead of a
+    download (its SHA-256 is checked). It is deleted once unpacked and verified.
+    """
+    return data_dir() / "debs"
+
+
 def sha256(path: Path) -> str:
     """Hex SHA-256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
@@ -135,16 +210,9 @@ def apt_timeout_options() -> list[str]:
     ]
 
 
-def _apt_download(src: DebianSource, name: str, workdir: Path) -> Path:
+def _apt_download(src: DebianSource, workdir: Path) -> Path:
     """``apt-get download`` the package into ``workdir`` (``apt-get update`` once if that fails)."""
     package = src.package
-    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
-        raise DataUnavailableError(
-            f"Fetching the Debian package {package!r} needs apt-get and dpkg-deb, which are not on "
-            f"PATH. Download the .deb from https://packages.debian.org/{package}, unpack it (e.g. "
-            f"`ar x` then `tar xf data.tar.xz`) and copy the files under {src.prefix}/ matching "
-            f"{list(src.patterns)} into {data_dir() / name}/."
-        )
     bounded = apt_timeout_options()
     result = _run(["apt-get", *bounded, "download", package], workdir)
     if result.returncode != 0:  # empty package lists on a fresh machine: refresh them once
@@ -152,37 +220,54 @@ def _apt_download(src: DebianSource, name: str, workdir: Path) -> Path:
         result = _run(["apt-get", *bounded, "download", package], workdir)
     debs = sorted(workdir.glob(f"{package}_*.deb"))
     if result.returncode != 0 or not debs:
-        raise DataUnavailableError(
-            f"`apt-get download {package}` failed (exit {result.returncode}): "
-            f"{' '.join(result.stderr.strip()[-500:].split())}. Check the network access to the Debian archive "
-            f"({network_timeouts().describe()}), or run `apt-get update` as root and try again."
-        )
+        raise DataUnavailableError(f"exit {result.returncode}: {' '.join(result.stderr.strip()[-300:].split())}")
     return debs[0]
 
 
+def _deb_entry(name: str) -> dict:
+    entry = _manifest().get(name, {}).get("deb")
+    if not entry:
+        raise PersistenceError(
+            f"{manifest_path()} has no package file for {name!r} (its 'deb' entry: pool path, size, sha256). "
+            "Reinstall latentalign, or add the entry from the package's page on https://packages.debian.org."
+        )
+    return entry
+
+
+def _download_deb(name: str, src: DebianSource, workdir: Path, *, pinned: bool = True) -> Path:
+    """The verified ``.deb`` of source ``name``: from :func:`debs_dir`, a mirror, or apt-get as a last resort.
+
+    ``pinned=False`` (recording new checksums) accepts whatever file the mirror serves.
+    """
+    entry = _deb_entry(name)
+    fname = PurePosixPath(entry["path"]).name
+    known = f"sha256:{entry['sha256']}" if pinned else None
+    timeouts = network_timeouts()
+    downloader = pooch.HTTPDownloader(timeout=(timeouts.connect, timeouts.read), progressbar=False)
+    failures = []
+    for mirror in debian_mirrors():
+        url = f"{mirror}/{entry['path']}"
+        try:
+            return Path(pooch.retrieve(url, known, fname=fname, path=debs_dir(), downloader=downloader))
+        except (OSError, ValueError) as exc:  # requests' errors are OSErrors; a wrong hash is a ValueError
+            failures.append(f"{mirror}: {short_cause(exc)}")
+    if shutil.which("apt-get") is not None:
+        try:
+            return _apt_download(src, workdir)
+        except DataUnavailableError as exc:
+            failures.append(f"apt-get download {src.package}: {exc}")
+    size = entry.get("size", 0) / 2**20
+    raise DataUnavailableError(
+        f"Could not download {fname} ({size:.1f} MiB) for {name!r}: {'; '.join(failures)} "
+        f"({timeouts.describe()}). Set {MIRRORS_ENV} to a reachable Debian mirror, or offline: download "
+        f"{DEFAULT_MIRRORS[0]}/{entry['path']} elsewhere, copy it to {debs_dir() / fname} and run "
+        f"`{fetch_command(name)}` again."
+    )
+
+
 def _extract(deb: Path, src: DebianSource, dest: Path) -> None:
-    """Stream the package's data tarball and write only the kept members under ``dest``."""
-    proc = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE)
-    stdout = cast(IO[bytes], proc.stdout)  # stdout=PIPE: never None
-    try:
-        with tarfile.open(fileobj=stdout, mode="r|") as tar:
-            for member in tar:
-                rel = _kept(member.name, src) if member.isfile() else None
-                if rel is None:
-                    continue
-                out = dest / rel
-                out.parent.mkdir(parents=True, exist_ok=True)
-                # a regular file (isfile() above), so extractfile returns its stream, never None
-                with cast(IO[bytes], tar.extractfile(member)) as fin, open(out, "wb") as fout:
-                    shutil.copyfileobj(fin, fout)
-    finally:
-        stdout.close()
-        if proc.wait() != 0:
-            raise DataUnavailableError(f"`dpkg-deb --fsys-tarfile {deb}` failed.")
-
-
-def _deb_version(deb: Path) -> str:
-    return _run(["dpkg-deb", "-f", str(deb), "Version"], deb.parent).stdout.strip()
+    """Unpack the package's data tarball, writing only the kept members under ``dest``."""
+    extract_deb(deb, lambda member: _kept(member, src), dest)
 
 
 def _listed(root: Path) -> dict[str, Path]:
@@ -248,8 +333,9 @@ def fetch(name: str, *, update_checksums: bool = False) -> Path:
     name : str
         Source name, one of :data:`SOURCES`.
     update_checksums : bool, default False
-        Record the fetched files in ``latentalign/datasets/checksums.json`` instead of checking them (maintainers,
-        when a Debian package version changes).
+        Record the package's and the kept files' SHA-256 in ``latentalign/datasets/checksums.json``
+        instead of checking them (maintainers: to move to another package version, write its pool path,
+        from https://packages.debian.org, into the source's ``deb.path`` first).
 
     Returns
     -------
@@ -261,18 +347,25 @@ def fetch(name: str, *, update_checksums: bool = False) -> Path:
     if target.is_dir() and not update_checksums:
         return verify(name, target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{name}-", dir=target.parent) as tmp:
-        work, staged = Path(tmp) / "deb", Path(tmp) / name
-        work.mkdir()
-        deb = _apt_download(src, name, work)
-        staged.mkdir()
-        _extract(deb, src, staged)
-        if update_checksums:
-            _write_manifest_entry(name, src, _deb_version(deb), staged)
-        verify(name, staged)
-        if target.is_dir():  # replaced on purpose (update_checksums) or by a concurrent fetch
-            shutil.rmtree(target)
-        staged.rename(target)
+    try:
+        with tempfile.TemporaryDirectory(prefix=f".{name}-", dir=target.parent) as tmp:
+            work, staged = Path(tmp) / "deb", Path(tmp) / name
+            work.mkdir()
+            deb = _download_deb(name, src, work, pinned=not update_checksums)
+            staged.mkdir()
+            _extract(deb, src, staged)
+            if update_checksums:
+                _write_manifest_entry(name, src, deb, staged)
+            verify(name, staged)
+            if target.is_dir():  # replaced on purpose (update_checksums) or by a concurrent fetch
+                shutil.rmtree(target)
+            staged.rename(target)
+        deb.unlink(missing_ok=True)  # unpacked and verified: the files are what is kept
+    finally:
+        try:  # the download folder goes once empty; a verified .deb kept by a failed unpack stays for a retry
+            debs_dir().rmdir()
+        except OSError:
+            pass
     return target
 
 
@@ -297,11 +390,13 @@ def ensure(name: str, *, download: bool = True) -> Path:
     return fetch(name)
 
 
-def _write_manifest_entry(name: str, src: DebianSource, version: str, root: Path) -> None:
+def _write_manifest_entry(name: str, src: DebianSource, deb: Path, root: Path) -> None:
     data = json.loads(_MANIFEST.read_text(encoding="utf-8")) if _MANIFEST.is_file() else {}
+    previous = data.get(name, {}).get("deb", {})
     data[name] = {
         "package": src.package,
-        "version": version,
+        "version": deb_control(deb).get("Version", ""),
+        "deb": {"path": previous.get("path", ""), "size": deb.stat().st_size, "sha256": sha256(deb)},
         "files": {rel: sha256(path) for rel, path in _listed(root).items()},
     }
     _MANIFEST.parent.mkdir(parents=True, exist_ok=True)
