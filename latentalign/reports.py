@@ -1,21 +1,31 @@
-"""Run records and reports: one JSON record per run, turned into markdown/CSV tables and PNG plots.
+"""Run records and reports: one JSON record per run, turned into markdown/CSV tables and PNG/SVG plots.
 
 A record is a flat, self-describing JSON document::
 
-    {"kind": "demo", "created": "...", "seed": 0, "settings": {...}, "inputs": {...},
-     "versions": {"latentalign": ..., "torch": ..., ...}, "rows": [{"pair": ..., "method": ..., "recall@1": ...}]}
+    {"kind": "evaluate", "created": "2026-01-31T12:00:00Z", "command": ["latentalign", "evaluate", ...],
+     "seed": 0, "settings": {...}, "wall_s": 1.2,
+     "inputs": {"queries": {"path": "a.npy", "bytes": 1234, "sha256": "..."}, ...},
+     "versions": {"python": ..., "latentalign": ..., "torch": ..., "numpy": ..., <optional libraries used>},
+     "rows": [{"pair": "a -> b", "method": ..., "recall@1": ...}], "outputs": [...]}
 
-``rows`` holds the results table: one dict per row, the same keys in every row.
+``rows`` holds the results table: one dict per row, the same keys in every row, labelled by ``pair`` and
+``method``. Records are written atomically under a unique name (:func:`record_name`), so two runs into one
+folder never overwrite each other. :func:`read_records` also reads the records of older versions (fixed
+names, no labels) and the ``report.json`` of ``latentalign diagnose``.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
 import os
 import platform
+import re
+import secrets
+import sys
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -26,27 +36,105 @@ from latentalign._optional import library_versions
 __all__ = [
     "make_record",
     "write_record",
+    "record_name",
     "read_records",
+    "describe_input",
+    "file_sha256",
+    "diagnosis_rows",
     "rows_to_markdown",
     "rows_to_csv",
     "write_report",
+    "plot_metric",
     "RECORDED_LIBRARIES",
+    "OPTIONAL_LIBRARIES",
 ]
 
 
-#: Distributions whose versions a run record lists (those installed), besides Python.
-RECORDED_LIBRARIES = (
-    "latentalign",
-    "torch",
-    "numpy",
-    "scipy",
-    "scikit-learn",
-    "pot",
-    "faiss-cpu",
-    "sentence-transformers",
-    "transformers",
-    "onnxruntime",
-)
+#: Distributions whose versions every run record lists (besides Python).
+RECORDED_LIBRARIES = ("latentalign", "torch", "numpy")
+#: Optional distributions and the module each is imported as: a record lists those the run imported.
+OPTIONAL_LIBRARIES = {
+    "scipy": "scipy",
+    "scikit-learn": "sklearn",
+    "safetensors": "safetensors",
+    "pot": "ot",
+    "faiss-cpu": "faiss",
+    "sentence-transformers": "sentence_transformers",
+    "transformers": "transformers",
+    "tokenizers": "tokenizers",
+    "onnxruntime": "onnxruntime",
+    "open_clip_torch": "open_clip",
+    "timm": "timm",
+    "matplotlib": "matplotlib",
+    "pyarrow": "pyarrow",
+    "ray": "ray",
+    "typer": "typer",
+}
+_CHUNK = 1 << 20
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """sha256 of a file's bytes, read in 1 MiB chunks (constant memory for any file size).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "x.txt"
+    >>> _ = path.write_bytes(b"abc")
+    >>> file_sha256(path)[:16]
+    'ba7816bf8f01cfea'
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def describe_input(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """What a run read from ``path``: its size and content hash, so a record says exactly which data it saw.
+
+    A file: ``bytes`` and ``sha256`` (streamed). An embedding store directory: its manifest's digest
+    (``manifest_sha256``, which covers every shard's checksum) and row count. Another directory: the file
+    count, total bytes and one ``sha256`` over every file's relative path and content.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "x.txt"
+    >>> _ = path.write_bytes(b"abc")
+    >>> info = describe_input(path)
+    >>> info["kind"], info["bytes"], info["sha256"][:8]
+    ('file', 3, 'ba7816bf')
+    >>> describe_input(path.parent / "missing.npy")["kind"]
+    'missing'
+    """
+    p = Path(path)
+    info: dict[str, Any] = {"path": str(p)}
+    if p.is_file():
+        return {**info, "kind": "file", "bytes": p.stat().st_size, "sha256": file_sha256(p)}
+    if p.is_dir() and (p / "manifest.json").is_file():
+        from latentalign.store.integrity import manifest_digest
+
+        try:
+            manifest = json.loads((p / "manifest.json").read_text())
+            rows = sum(int(s["rows"]) for s in manifest.get("shards", []))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return {**info, "kind": "store", "manifest_sha256": None, "note": "unreadable manifest"}
+        return {**info, "kind": "store", "rows": rows, "manifest_sha256": manifest_digest(manifest)}
+    if p.is_dir():
+        digest, total, count = hashlib.sha256(), 0, 0
+        for f in sorted(q for q in p.rglob("*") if q.is_file()):
+            digest.update(f.relative_to(p).as_posix().encode("utf-8", "surrogatepass") + b"\x00")
+            digest.update(file_sha256(f).encode() + b"\x01")
+            total, count = total + f.stat().st_size, count + 1
+        return {**info, "kind": "directory", "files": count, "bytes": total, "sha256": digest.hexdigest()}
+    return {**info, "kind": "missing"}
+
+
+def _versions() -> dict[str, str]:
+    used = [dist for dist, module in OPTIONAL_LIBRARIES.items() if module in sys.modules]
+    return {"python": platform.python_version(), **library_versions(*RECORDED_LIBRARIES, *used)}
 
 
 def make_record(
@@ -57,26 +145,108 @@ def make_record(
     inputs: dict[str, Any] | None = None,
     seed: int | None = None,
     extra: dict[str, Any] | None = None,
+    command: Sequence[str] | None = None,
+    started: float | None = None,
+    outputs: Sequence[str | os.PathLike[str]] | None = None,
 ) -> dict[str, Any]:
-    """Assemble a run record (see the module docstring)."""
+    """Assemble a run record (see the module docstring).
+
+    Parameters
+    ----------
+    kind : str
+        What ran (``"evaluate"``, ``"experiment:NAME"``, ...); the start of the file name.
+    rows : sequence of dict
+        The results table.
+    settings : dict, optional
+        The run's parameters.
+    inputs : dict, optional
+        ``{name: value}``; paths (``os.PathLike``) are replaced by :func:`describe_input` of them.
+    seed : int, optional
+    extra : dict, optional
+        More top-level keys.
+    command : sequence of str, optional
+        The exact command line (default ``sys.argv``).
+    started : float, optional
+        ``time.perf_counter()`` when the run began; gives ``wall_s``.
+    outputs : sequence of paths, optional
+        Files the run wrote besides the record.
+
+    Returns
+    -------
+    dict
+
+    Examples
+    --------
+    >>> record = make_record("evaluate", [{"pair": "a -> b", "method": "procrustes", "recall@1": 1.0}], seed=0,
+    ...                      command=["latentalign", "evaluate", "a.npy", "b.npy"])
+    >>> record["kind"], record["command"][1], {"python", "latentalign", "numpy", "torch"} <= set(record["versions"])
+    ('evaluate', 'evaluate', True)
+    """
     return {
         "kind": kind,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "command": list(sys.argv if command is None else command),
         "seed": seed,
         "settings": settings or {},
-        "inputs": inputs or {},
-        "versions": {"python": platform.python_version(), **library_versions(*RECORDED_LIBRARIES)},
+        "inputs": {
+            k: describe_input(v) if isinstance(v, os.PathLike) else v for k, v in (inputs or {}).items()
+        },
+        "versions": _versions(),
+        "wall_s": None if started is None else round(time.perf_counter() - started, 3),
         "rows": [dict(r) for r in rows],
+        "outputs": [str(p) for p in outputs or ()],
         **(extra or {}),
     }
 
 
-def write_record(record: dict[str, Any], out_dir: str | os.PathLike[str], name: str | None = None) -> Path:
-    """Write ``record`` as ``<out_dir>/<name>.json`` atomically; return the path."""
+def record_name(record: dict[str, Any], name: str | None = None) -> str:
+    """``<name or kind>-<UTC timestamp>-<short hash>.json``: unique per run, sortable by time.
+
+    The hash covers the record and a random nonce, so two runs started in the same second differ.
+
+    Examples
+    --------
+    >>> name = record_name({"kind": "experiment:mutual_knn", "created": "2026-01-31T12:00:00Z"})
+    >>> name.startswith("experiment-mutual_knn-20260131T120000Z-"), name.endswith(".json"), len(name)
+    (True, True, 52)
+    """
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", name or str(record.get("kind", "run"))).strip("-") or "run"
+    created = str(record.get("created") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    stamp = created.replace("-", "").replace(":", "")
+    body = json.dumps(record, sort_keys=True, default=_json_default).encode() + secrets.token_bytes(8)
+    return f"{stem}-{stamp}-{hashlib.sha256(body).hexdigest()[:8]}.json"
+
+
+def write_record(
+    record: dict[str, Any], out_dir: str | os.PathLike[str], name: str | None = None, *, unique: bool = True
+) -> Path:
+    """Write ``record`` into ``out_dir`` atomically (temp file + ``os.replace``); return the path.
+
+    Parameters
+    ----------
+    record : dict
+    out_dir : path
+    name : str, optional
+        The file name's start (default the record's ``kind``).
+    unique : bool
+        ``True``: the :func:`record_name` of the run, never an existing file. ``False``: ``<name>.json``,
+        replaced by the next run (the result records behind the pages of ``latentalign run``).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> out = tempfile.mkdtemp()
+    >>> first = write_record({"kind": "fit", "rows": []}, out)
+    >>> second = write_record({"kind": "fit", "rows": []}, out)
+    >>> first != second, first.exists() and second.exists()
+    (True, True)
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{name or record['kind']}.json"
-    tmp = path.with_name(path.name + ".tmp")
+    path = out / (record_name(record, name) if unique else f"{name or record['kind']}.json")
+    while unique and path.exists():  # practically never: a fresh nonce gives another hash
+        path = out / record_name(record, name)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(record, indent=2, default=_json_default) + "\n")
     os.replace(tmp, path)
     return path
@@ -90,21 +260,97 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+_DIAGNOSIS_KEYS = {"verdict", "curve", "linear_cka", "mutual_knn"}
+
+
+def diagnosis_rows(report: dict[str, Any], pair: str) -> list[dict[str, Any]]:
+    """The rows of an alignability report (``latentalign diagnose``): one per aligner and anchor budget.
+
+    Examples
+    --------
+    >>> report = {"curve": [{"aligner": "procrustes", "budget": 10, "recall@1": 0.5, "mrr": 0.6}],
+    ...           "linear_cka": 0.9, "mutual_knn": 0.4, "verdict": "partial"}
+    >>> diagnosis_rows(report, "a -> b")[0]["method"]
+    'procrustes, 10 anchors'
+    """
+    return [
+        {
+            "pair": pair,
+            "method": f"{row['aligner']}, {row['budget']} anchors",
+            "aligner": row["aligner"],
+            "budget": row["budget"],
+            **{k: v for k, v in row.items() if k not in ("aligner", "budget")},
+            "linear_cka": report.get("linear_cka"),
+            "mutual_knn": report.get("mutual_knn"),
+            "verdict": report.get("verdict"),
+        }
+        for row in report.get("curve", [])
+    ]
+
+
+def _label_rows(record: dict[str, Any]) -> dict[str, Any]:
+    """Give every row a ``pair`` and a ``method`` (older records had neither on some rows)."""
+    kind = str(record.get("kind", "run"))
+    rows = []
+    for row in record["rows"]:
+        row = dict(row)
+        if row.get("pair") is None:
+            if row.get("queries") and row.get("keys"):  # evaluate records before labels
+                row["pair"] = f"{Path(str(row['queries'])).stem} -> {Path(str(row['keys'])).stem}"
+            else:
+                row["pair"] = kind
+        if row.get("method") is None:
+            if "map" in row or "csls" in row:
+                row["method"] = (Path(str(row["map"])).stem if row.get("map") else "no map") + (
+                    " + CSLS" if row.get("csls") else ""
+                )
+            else:
+                texts = [str(v) for k, v in row.items() if isinstance(v, str) and k != "pair"]
+                row["method"] = texts[0] if texts else kind
+        rows.append(row)
+    return {**record, "rows": rows}
+
+
+def _read_one(f: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(f.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{str(f)!r} is not a readable run record ({exc}).") from None
+    if isinstance(doc, dict) and "rows" in doc:
+        return doc
+    if isinstance(doc, dict) and _DIAGNOSIS_KEYS <= set(doc):  # a diagnose report.json
+        pair = f"diagnosis {f.parent.name} ({doc.get('d_x')}-d -> {doc.get('d_y')}-d)"
+        return {"kind": "diagnose", "created": None, "seed": doc.get("seed"), "rows": diagnosis_rows(doc, pair)}
+    raise ValueError(
+        f"{str(f)!r} is JSON but not a latentalign run record (no 'rows'); pass the records the commands "
+        "wrote (e.g. runs/evaluate-*.json) or their directory."
+    )
+
+
 def read_records(paths: Iterable[str | os.PathLike[str]]) -> list[dict[str, Any]]:
-    """Read run records from JSON files or directories of them (sorted by file name)."""
-    records = []
+    """Read run records from JSON files or directories of them (sorted by file name).
+
+    Reads every record kind, older ones included, and the ``report.json`` of ``latentalign diagnose``; a
+    file that a record lists among its ``outputs`` is not read a second time. Every row gets a ``pair``
+    and a ``method`` label.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> out = Path(tempfile.mkdtemp())
+    >>> _ = (out / "evaluate.json").write_text(json.dumps(
+    ...     {"kind": "evaluate", "rows": [{"queries": "x/a.npy", "keys": "x/b.npy", "map": None, "recall@1": 0.1}]}))
+    >>> row = read_records([out])[0]["rows"][0]
+    >>> row["pair"], row["method"]
+    ('a -> b', 'no map')
+    """
+    found: list[tuple[Path, dict[str, Any]]] = []
     for p in paths:
         p = Path(p)
         files = sorted(p.glob("*.json")) if p.is_dir() else [p]
-        for f in files:
-            try:
-                record = json.loads(f.read_text())
-            except (OSError, json.JSONDecodeError) as exc:
-                raise ValueError(f"{str(f)!r} is not a readable run record ({exc}).") from None
-            if not isinstance(record, dict) or "rows" not in record:
-                raise ValueError(f"{str(f)!r} is JSON but not a latentalign run record (no 'rows').")
-            records.append(record)
-    return records
+        found += [(f, _read_one(f)) for f in files]
+    listed = {Path(o).resolve() for _, record in found for o in record.get("outputs") or ()}
+    return [_label_rows(record) for f, record in found if f.resolve() not in listed]
 
 
 def _fmt(value: Any) -> str:
@@ -148,10 +394,10 @@ def write_report(
     group: str = "pair",
     series: str = "method",
 ) -> dict[str, Path]:
-    """Write ``report.md``, ``report.csv`` and a bar plot of ``metric`` per ``group`` and ``series``.
+    """Write ``report.md``, ``report.csv`` and a bar plot (PNG and SVG) of ``metric`` per ``group`` and ``series``.
 
-    Returns the paths written (``{"markdown": ..., "csv": ..., "plot": ...}``; no plot when matplotlib is
-    missing or no row has ``metric``).
+    Returns the paths written (``{"markdown": ..., "csv": ..., "plot": ..., "plot_svg": ...}``; no plot
+    when matplotlib is missing or no row has ``metric``).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -159,7 +405,7 @@ def write_report(
     paths = {"markdown": out / "report.md", "csv": out / "report.csv"}
     body = [f"# latentalign report\n\n{len(records)} run record(s).\n"]
     for record in records:
-        body.append(f"## {record.get('kind', 'run')} ({record.get('created', '')}, seed {record.get('seed')})\n")
+        body.append(f"## {record.get('kind', 'run')} ({record.get('created') or 'date not recorded'}, seed {record.get('seed')})\n")
         body.append(rows_to_markdown(record["rows"]) + "\n")
     paths["markdown"].write_text("\n".join(body))
     paths["csv"].write_text(rows_to_csv(rows))
@@ -169,12 +415,15 @@ def write_report(
             plotted, out / f"{metric.replace('@', '_at_')}.png", metric=metric, group=group, series=series
         )
         if plot is not None:
-            paths["plot"] = plot
+            paths["plot"], paths["plot_svg"] = plot, plot.with_suffix(".svg")
     return paths
 
 
 def plot_metric(rows: Sequence[dict[str, Any]], path: Path, *, metric: str, group: str, series: str) -> Path | None:
-    """Grouped bar chart of ``metric``: one group per ``group`` value, one bar per ``series`` value."""
+    """Grouped bar chart of ``metric``: one group per ``group`` value, one bar per ``series`` value.
+
+    Written to ``path`` (PNG) and beside it as SVG; returns ``path`` (``None`` without matplotlib).
+    """
     try:
         import matplotlib
 
@@ -200,5 +449,6 @@ def plot_metric(rows: Sequence[dict[str, Any]], path: Path, *, metric: str, grou
     ax.set_title(f"{metric} by {group} and {series}")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    fig.savefig(path.with_suffix(".svg"))
     plt.close(fig)
     return path

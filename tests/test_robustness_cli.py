@@ -14,7 +14,7 @@ import torch
 from typer.testing import CliRunner
 
 from latentalign.cli import app
-from latentalign.cli.app import command
+from latentalign.cli.application import command
 from latentalign.cli.inputs import read_labels
 
 runner = CliRunner()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from latentalign.cli.app import command, typer
+from latentalign.cli.application import command, typer
 from latentalign.cli.options import check_output
 
 __all__ = ["demo"]

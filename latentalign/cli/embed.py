@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from latentalign.cli.app import command, typer
+from latentalign.cli.application import command, typer
 from latentalign.cli.inputs import EMBEDDINGS_KEY, read_items
 from latentalign.cli.options import check_device, check_output
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from latentalign.cli.app import typer
+from latentalign.cli.application import typer
 from latentalign.cli.inputs import safetensors_header
 
 __all__ = ["HEAD_FORMAT", "linear_head", "load_head", "fit_head", "save_head", "label_indices"]

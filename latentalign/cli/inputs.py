@@ -21,6 +21,7 @@ typer = import_optional("typer", "cli", purpose="the latentalign command line")
 __all__ = [
     "load_matrix",
     "load_map",
+    "read_pairs",
     "read_items",
     "read_labels",
     "safetensors_header",
@@ -163,6 +164,92 @@ def load_map(path: Path, what: str = "--map") -> Any:
             "one with `latentalign fit SOURCE TARGET -o MAP.safetensors`."
         )
     return load(path)
+
+
+def read_pairs(path: Path, n_source: int, n_target: int, what: str = "--pairs") -> np.ndarray:
+    """Read known pairs: an ``(m, 2)`` integer array, row ``k`` = (SOURCE row, TARGET row) of one item.
+
+    ``.npy`` (an integer array), or ``.txt``/``.csv`` (two integers per line, separated by a comma or
+    whitespace; a first line that is not numbers is taken as a header).
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The file.
+    n_source, n_target : int
+        Rows of SOURCE and TARGET: every index must be below them.
+    what : str
+        The option's name, for messages.
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape (m, 2)
+
+    Raises
+    ------
+    typer.BadParameter
+        If the file is missing or not a .npy/.txt/.csv file.
+    ValueError
+        If the content is not two columns of integers in range, or holds no pair.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "pairs.csv"
+    >>> _ = path.write_text("source,target\\n0,3\\n2,1\\n")
+    >>> read_pairs(path, 3, 4).tolist()
+    [[0, 3], [2, 1]]
+    >>> read_pairs(path, 2, 4)
+    Traceback (most recent call last):
+    ...
+    ValueError: --pairs '...pairs.csv' names SOURCE row 2 (pair 1), but SOURCE has 2 rows (0 to 1). ...
+    """
+    if not path.is_file():
+        raise typer.BadParameter(f"{what} {str(path)!r} does not exist or is not a file.")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        raw = load_npy(path, what)
+        if raw.dtype.kind not in "iu" and not (raw.dtype.kind == "f" and raw.size and np.all(np.mod(raw, 1) == 0)):
+            raise ValueError(
+                f"{what} {str(path)!r} holds values of dtype {raw.dtype}; pairs are integer row indices. Save "
+                "an (m, 2) integer array, e.g. numpy.save(path, np.stack([source_rows, target_rows], 1))."
+            )
+    elif suffix in (".txt", ".csv"):
+        lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        parsed: list[list[str]] = [re.split(r"[,\s]+", ln) for ln in lines]
+        header = bool(parsed) and not all(re.fullmatch(r"-?\d+", v) for v in parsed[0])
+        parsed = parsed[header:]
+        bad = next((i for i, row in enumerate(parsed) if not all(re.fullmatch(r"-?\d+", v) for v in row)), None)
+        if bad is not None:
+            raise ValueError(
+                f"{what} {str(path)!r} line {bad + 1 + header} is {lines[bad + header]!r}; each line must hold "
+                "two integer row indices (SOURCE row, TARGET row)."
+            )
+        widths = {len(row) for row in parsed}
+        raw = np.array(parsed, dtype=np.int64) if widths <= {2} else np.empty((len(parsed), 0))
+        if len(widths) > 1 or (widths and widths != {2}):
+            raise ValueError(
+                f"{what} {str(path)!r} has lines of {sorted(widths)} values; each line must hold exactly two "
+                "integers (SOURCE row, TARGET row)."
+            )
+    else:
+        raise typer.BadParameter(f"{what} must be a .npy, .txt or .csv file of row-index pairs, got {str(path)!r}.")
+    if raw.ndim != 2 or raw.shape[1] != 2:
+        raise ValueError(
+            f"{what} {str(path)!r} holds an array of shape {raw.shape}; expected (m, 2): one (SOURCE row, "
+            "TARGET row) pair per row."
+        )
+    if raw.shape[0] == 0:
+        raise ValueError(f"{what} {str(path)!r} holds no pairs; give at least one (SOURCE row, TARGET row) pair.")
+    pairs = raw.astype(np.int64)
+    for col, side, n in ((0, "SOURCE", n_source), (1, "TARGET", n_target)):
+        out = np.flatnonzero((pairs[:, col] < 0) | (pairs[:, col] >= n))
+        if out.size:
+            raise ValueError(
+                f"{what} {str(path)!r} names {side} row {pairs[out[0], col]} (pair {out[0]}), but {side} has {n} "
+                f"rows (0 to {n - 1}). Row indices count from 0; fix the file or pass the matching embeddings."
+            )
+    return pairs
 
 
 def _read_table_column(path: Path, column: str | None, what: str, option: str) -> tuple[list[Any], list[str]]:

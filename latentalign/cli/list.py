@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from latentalign.cli.app import command, typer
+from latentalign.cli.application import command, typer
 
 
 @command("list")

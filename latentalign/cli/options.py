@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from latentalign.cli.app import typer
+from latentalign.cli.application import typer
 
 __all__ = ["check_output", "check_device", "parse_cutoffs"]
 

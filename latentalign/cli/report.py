@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from latentalign.cli.app import command, typer
+from latentalign.cli.application import command, typer
 from latentalign.cli.options import check_output
 
 __all__ = ["report", "check_metric"]

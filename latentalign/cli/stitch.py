@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from latentalign.cli.app import command, typer
+from latentalign.cli.application import command, typer
 from latentalign.cli.heads import fit_head, label_indices, load_head, save_head
 from latentalign.cli.inputs import load_map, load_matrix, read_labels
 from latentalign.cli.options import check_output
