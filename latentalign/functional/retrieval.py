@@ -66,9 +66,9 @@ from latentalign.functional.blocks import (
     count_ahead,
     csls_pass,
     nonzero_norms,
-    sort_ties_by_index,
     unit_rows,
 )
+from latentalign.functional.knn_csls import csls_counts, csls_topk
 
 __all__ = [
     "knn",
@@ -462,35 +462,9 @@ def _csls_topk(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     with torch.no_grad():
         if index == "exact":
-            return _exact_csls_topk(Q, K, k, csls_k, chunk_size)
+            return csls_topk(Q, K, k, csls_k, chunk_size)
         r_q, r_k = _penalties(Q, K, csls_k, "faiss", chunk_size)
         return _faiss_topk(Q, K, k, "cosine", index, nlist, nprobe, q_pen=r_q, k_pen=r_k)
-
-
-def _exact_csls_topk(
-    Q: torch.Tensor, K: torch.Tensor, k: int, csls_k: int, chunk_size: int | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact CSLS top-k from one pass over the cosines, plus a recomputation of the rows it cannot settle.
-
-    The pass yields both penalties and each query's ``depth`` best keys by cosine. A key outside them has
-    ``cos <= cos_depth``, so its CSLS is at most ``2 cos_depth - r_K(q) - min r_Q`` (rounding is monotone, so
-    this holds for the computed values too). Where that bound is below the k-th best CSLS among the
-    candidates, the candidates hold the exact answer, ties included (an outside key can never equal it);
-    the other rows are scored against every key again.
-    """
-    scorer = Scorer.build(Q, K, "cosine")
-    depth = min(K.shape[0], max(csls_k, 2 * k + 16))
-    r_q, r_k, cand_v, cand_i = csls_pass(scorer, csls_k, depth, chunk_size)
-    csls = cand_v.mul(2.0).sub_(r_q[:, None]).sub_(r_k[cand_i])  # the operations of Scorer.tile, in its order
-    top_v, top_i = sort_ties_by_index(csls, cand_i)
-    values, indices = top_v[:, :k].contiguous(), top_i[:, :k].contiguous()
-    if depth < K.shape[0]:
-        bound = cand_v[:, -1].mul(2.0).sub_(r_q).sub_(r_k.min())
-        unsettled = (bound >= values[:, -1]).nonzero().squeeze(1)
-        if unsettled.numel():
-            scorer.q_pen, scorer.k_pen = r_q, r_k
-            values[unsettled], indices[unsettled] = blocked_topk(scorer.subset(unsettled), k, chunk_size)
-    return values, indices
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -576,17 +550,28 @@ def _gold_row(entry: Any, i: int) -> list[int]:
 
 
 def _exact_positions(
-    scorer: Scorer, gold_idx: torch.Tensor, valid: torch.Tensor, ties: str, chunk_size: int | None
+    scorer: Scorer,
+    gold_idx: torch.Tensor,
+    valid: torch.Tensor,
+    ties: str,
+    chunk_size: int | None,
+    csls_k: int | None = None,
+    depth_k: int = 1,
 ) -> torch.Tensor:
     """Exact 1-based positions of every gold key (sorted ascending per query; padding = _PAD).
 
     A gold key's position is the number of non-gold keys ranked ahead of it (scoring ``>=`` it when
-    pessimistic, ``>`` when optimistic), plus its place among the query's gold keys.
+    pessimistic, ``>`` when optimistic), plus its place among the query's gold keys. With ``csls_k`` the
+    scores are CSLS (``scorer`` scores cosines), ranked from one pass where the candidates settle them.
     """
     n_q, g = gold_idx.shape
     device = scorer.Q.device
     gold_idx, valid = gold_idx.to(device), valid.to(device)
-    counts, gm = count_ahead(scorer, gold_idx, valid, ties == "pessimistic", chunk_size)
+    inclusive = ties == "pessimistic"
+    if csls_k is None:
+        counts, gm = count_ahead(scorer, gold_idx, valid, inclusive, chunk_size)
+    else:
+        counts, gm = csls_counts(scorer, gold_idx, valid, inclusive, csls_k, depth_k, chunk_size)
     order = torch.argsort(gm, dim=1, descending=True, stable=True)
     place = torch.empty_like(order)
     place.scatter_(1, order, torch.arange(1, g + 1, device=device).expand(n_q, g).contiguous())
@@ -674,7 +659,7 @@ def _positions(
         if index == "exact":
             scorer = Scorer.build(Q, K, metric)
             if csls:
-                scorer.q_pen, scorer.k_pen = _penalties(Q, K, csls_k, "exact", chunk_size)
+                return _exact_positions(scorer, gold_idx, valid, ties, chunk_size, csls_k, max(ks)), None
             return _exact_positions(scorer, gold_idx, valid, ties, chunk_size), None
         depth = max(ks)
         if csls:

@@ -1,0 +1,163 @@
+"""Exact CSLS retrieval from one pass over the cosines: the top-k keys and the ranks of gold keys.
+
+CSLS (``2 cos(q, k) - r_K(q) - r_Q(k)``) needs both penalties before any score is known, which would take
+two passes over the ``n_queries x n_keys`` cosines. :func:`~latentalign.functional.blocks.csls_pass` takes
+one: it returns the penalties and each query's ``depth`` best keys by cosine (the *candidates*). A key
+outside the candidates has ``cos <= cos_depth`` (the last candidate's cosine), so its CSLS is at most
+
+    ``bound = 2 cos_depth - r_K(q) - min r_Q``
+
+(rounding is monotone, so this holds for the computed values too). Every score that beats ``bound`` is
+therefore among the candidates, and what is read from them is exact, ties included:
+
+* top-k (:func:`csls_topk`): a query whose k-th best candidate CSLS beats ``bound`` is settled;
+* ranks (:func:`csls_counts`): a gold key whose CSLS beats ``bound`` has every key that could rank ahead
+  of it among the candidates, so they are counted there.
+
+Only the queries left unsettled (weak retrieval: the gold key far down, or keys with very different
+penalties) are scored against every key again, with the penalties known. The candidate scores are
+computed with the operations of :meth:`~latentalign.functional.blocks.Scorer.tile`, in its order, from
+the same cosines, so they equal the scores of a full second pass bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+
+from latentalign.functional.blocks import Scorer, blocked_topk, count_ahead, csls_pass, sort_ties_by_index
+
+__all__ = ["CslsCandidates", "candidate_depth", "csls_candidates", "csls_topk", "csls_counts", "MATCH_ELEMENTS"]
+
+#: Largest (queries x candidates x gold keys) comparison table held at once when ranks are read.
+MATCH_ELEMENTS = 2**22
+
+
+class CslsCandidates(NamedTuple):
+    """What one pass gives: the penalties, each query's candidates and the bound on the other keys."""
+
+    r_query: torch.Tensor  # (n_queries,) mean of each query's csls_k best cosines
+    r_key: torch.Tensor  # (n_keys,) mean of each key's csls_k best cosines
+    indices: torch.Tensor  # (n_queries, depth) candidate keys, by decreasing cosine
+    scores: torch.Tensor  # (n_queries, depth) their CSLS scores
+    bound: torch.Tensor  # (n_queries,) no key outside the candidates scores above it
+    complete: bool  # the candidates are all the keys
+
+
+def candidate_depth(k: int, csls_k: int, n_keys: int) -> int:
+    """The number of cosine candidates kept per query for a CSLS top-``k``: ``2 k + 16``, at least
+    ``csls_k``, at most ``n_keys`` (enough for the bound to settle almost every row of real data).
+
+    Examples
+    --------
+    >>> candidate_depth(10, 10, 10_000), candidate_depth(10, 50, 10_000), candidate_depth(10, 10, 20)
+    (36, 50, 20)
+    """
+    return min(n_keys, max(csls_k, 2 * k + 16))
+
+
+def csls_candidates(scorer: Scorer, csls_k: int, depth: int, chunk_size: int | None = None) -> CslsCandidates:
+    """One pass over the cosines of ``scorer`` (metric cosine): penalties, candidates and their bound.
+
+    Examples
+    --------
+    >>> import torch
+    >>> found = csls_candidates(Scorer.build(torch.eye(3), torch.eye(3), "cosine"), 1, 2)
+    >>> found.indices[:, 0].tolist(), found.scores[:, 0].tolist(), found.bound.tolist()
+    ([0, 1, 2], [0.0, 0.0, 0.0], [-2.0, -2.0, -2.0])
+    """
+    r_q, r_k, cand_v, cand_i = csls_pass(scorer, csls_k, depth, chunk_size)
+    scores = cand_v.mul(2.0).sub_(r_q[:, None]).sub_(r_k[cand_i])  # the operations of Scorer.tile, in its order
+    bound = cand_v[:, -1].mul(2.0).sub_(r_q).sub_(r_k.min())
+    return CslsCandidates(r_q, r_k, cand_i, scores, bound, cand_i.shape[1] >= scorer.n_keys)
+
+
+def _with_penalties(scorer: Scorer, found: CslsCandidates) -> Scorer:
+    scorer.q_pen, scorer.k_pen = found.r_query, found.r_key
+    return scorer
+
+
+def csls_topk(
+    Q: torch.Tensor, K: torch.Tensor, k: int, csls_k: int, chunk_size: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact CSLS top-``k`` (scores, key indices) of validated tensors, lower key index first among ties.
+
+    Examples
+    --------
+    >>> import torch
+    >>> values, indices = csls_topk(torch.eye(3) + 0.1, torch.eye(3), 1, 1)
+    >>> indices.ravel().tolist()
+    [0, 1, 2]
+    """
+    scorer = Scorer.build(Q, K, "cosine")
+    found = csls_candidates(scorer, csls_k, candidate_depth(k, csls_k, K.shape[0]), chunk_size)
+    top_v, top_i = sort_ties_by_index(found.scores, found.indices)
+    values, indices = top_v[:, :k].contiguous(), top_i[:, :k].contiguous()
+    if not found.complete:
+        unsettled = (found.bound >= values[:, -1]).nonzero().squeeze(1)
+        if unsettled.numel():
+            rows = _with_penalties(scorer, found).subset(unsettled)
+            values[unsettled], indices[unsettled] = blocked_topk(rows, k, chunk_size)
+    return values, indices
+
+
+def csls_counts(
+    scorer: Scorer,
+    gold: torch.Tensor,
+    valid: torch.Tensor,
+    inclusive: bool,
+    csls_k: int,
+    k: int,
+    chunk_size: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`~latentalign.functional.blocks.count_ahead` for CSLS scores, from one pass where it can.
+
+    ``scorer`` scores cosines (no penalties yet); ``gold`` and ``valid`` are (n_queries, g) key indices
+    and the mask of real entries; ``k`` is the largest cut-off asked for (it sizes the candidate lists).
+    Returns ``(counts, gold_scores)``: for every query and gold key the number of NON-gold keys whose CSLS
+    is ``>=`` (``inclusive``) or ``>`` the gold key's, and that CSLS; padding entries count 0 and score
+    ``-inf``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> scorer = Scorer.build(torch.eye(2), torch.tensor([[1.0, 0.0], [1.0, 0.1], [0.0, 1.0]]), "cosine")
+    >>> counts, _ = csls_counts(scorer, torch.tensor([[1], [2]]), torch.ones(2, 1, dtype=torch.bool), True, 1, 1)
+    >>> counts.ravel().tolist()
+    [1, 0]
+    """
+    n_q, g = gold.shape
+    found = csls_candidates(scorer, csls_k, candidate_depth(k, csls_k, scorer.n_keys), chunk_size)
+    counts = torch.zeros(n_q, g, dtype=torch.int64, device=gold.device)
+    gold_scores = torch.full((n_q, g), -math.inf, dtype=found.scores.dtype, device=gold.device)
+    settled = torch.empty(n_q, dtype=torch.bool, device=gold.device)
+    step = max(1, MATCH_ELEMENTS // (found.indices.shape[1] * g))
+    for start in range(0, n_q, step):
+        rows = slice(start, min(n_q, start + step))
+        counts[rows], gold_scores[rows], settled[rows] = _read_counts(found, rows, gold[rows], valid[rows], inclusive)
+    unsettled = (~settled).nonzero().squeeze(1)
+    if unsettled.numel():
+        rest = _with_penalties(scorer, found).subset(unsettled)
+        counts[unsettled], gold_scores[unsettled] = count_ahead(
+            rest, gold[unsettled], valid[unsettled], inclusive, chunk_size
+        )
+    return counts, gold_scores
+
+
+def _read_counts(
+    found: CslsCandidates, rows: slice, gold: torch.Tensor, valid: torch.Tensor, inclusive: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Counts and gold scores of some queries read from their candidates, and which of them are exact."""
+    scores = found.scores[rows]
+    match = (found.indices[rows][:, :, None] == gold[:, None, :]) & valid[:, None, :]  # (rows, depth, g)
+    listed = match.any(1)
+    gold_scores = scores.gather(1, match.to(torch.int8).argmax(1)).masked_fill(~valid, -math.inf)
+    others = scores.masked_fill(match.any(2), -math.inf)  # non-gold candidates
+    if inclusive:
+        ahead = (others[:, :, None] >= gold_scores[:, None, :]).sum(1)
+    else:
+        ahead = (others[:, :, None] > gold_scores[:, None, :]).sum(1)
+    exact = listed if found.complete else listed & (gold_scores > found.bound[rows, None])
+    return ahead.masked_fill(~valid, 0), gold_scores, (exact | ~valid).all(1)
