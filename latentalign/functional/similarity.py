@@ -61,6 +61,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from scipy.linalg import get_blas_funcs
 
@@ -445,35 +446,106 @@ def _top_candidates(S: torch.Tensor, k: int, offset: int) -> tuple[torch.Tensor,
     return values, columns + offset
 
 
-def _best_of(values: list[torch.Tensor], indices: list[torch.Tensor], k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ``k`` best of several candidate lists per row, by decreasing score, then increasing index."""
-    v, i = torch.cat(values, 1), torch.cat(indices, 1)
-    i, by_index = torch.sort(i, dim=1)
-    v = v.gather(1, by_index)
-    v, by_value = torch.sort(v, dim=1, descending=True, stable=True)
-    return v[:, :k], i.gather(1, by_value)[:, :k]
+def _merge_candidates(
+    best_v: torch.Tensor, best_i: torch.Tensor, rows: torch.Tensor, values: torch.Tensor, indices: torch.Tensor
+) -> None:
+    """Merge candidate neighbours ``(rows, values, indices)`` into the running lists ``best_v``/``best_i``, in place.
+
+    Each row ends with its ``k`` best by decreasing score, then increasing index (three stable sorts: by
+    index, by score, by row). Only the rows that have candidates are re-sorted.
+    """
+    k = best_v.shape[1]
+    touched, slot, counts = torch.unique(rows, return_inverse=True, return_counts=True)
+    t = touched.numel()
+    v = torch.cat([best_v[touched].reshape(-1), values])
+    i = torch.cat([best_i[touched].reshape(-1), indices])
+    r = torch.cat([torch.arange(t, device=rows.device).repeat_interleave(k), slot])
+    order = torch.sort(i).indices  # indices are distinct within a row
+    order = order[torch.sort(v[order], descending=True, stable=True).indices]
+    order = order[torch.sort(r[order], stable=True).indices]
+    sizes = counts + k
+    first = torch.cumsum(sizes, 0) - sizes
+    keep = order[(first[:, None] + torch.arange(k, device=rows.device)).reshape(-1)]
+    best_v[touched] = v[keep].view(t, k)
+    best_i[touched] = i[keep].view(t, k)
 
 
-class _Candidates:
-    """Candidate neighbours of each row block, merged once the block has seen every column (or when many)."""
+#: Filtered candidates per row above which a score block is reduced by a top-k instead (bounds the memory).
+DENSE_CANDIDATES = 4
 
-    MAX_LISTS = 16
 
-    def __init__(self, k: int) -> None:
+class _SelfSearch:
+    """Running k-nearest lists of every row, fed with score blocks whose columns come in increasing order.
+
+    A row's k-th best score so far is a threshold that later columns must beat (strictly: an equal score
+    has a higher index, and loses), so once a row holds ``k`` candidates, a block is first reduced to its
+    row (or column) maxima and only the few rows (columns) whose maximum beats the threshold are searched.
+    Rows still short of ``k`` candidates take the block's top ``k`` (a sort).
+    """
+
+    def __init__(self, n: int, k: int, dtype: torch.dtype, device: torch.device) -> None:
         self.k = k
-        self.values: dict[int, list[torch.Tensor]] = {}
-        self.indices: dict[int, list[torch.Tensor]] = {}
+        self.values = torch.full((n, k), -math.inf, dtype=dtype, device=device)
+        self.indices = torch.full((n, k), n, dtype=torch.int64, device=device)
 
-    def add(self, block: int, values: torch.Tensor, indices: torch.Tensor) -> None:
-        vs, ix = self.values.setdefault(block, []), self.indices.setdefault(block, [])
-        vs.append(values)
-        ix.append(indices)
-        if len(vs) >= self.MAX_LISTS:  # bounds the memory held for blocks still waiting for columns
-            v, i = _best_of(vs, ix, self.k)
-            vs[:], ix[:] = [v], [i]
+    def add_rows(self, S: torch.Tensor, row0: int, col0: int) -> None:
+        """Rows ``row0 + i`` of the score block ``S`` against columns ``col0 + j``."""
+        h = S.shape[0]
+        threshold = self.values[row0 : row0 + h, self.k - 1]
+        if bool(torch.isneginf(threshold).any()):
+            self._add_top(S, row0, col0)
+            return
+        active = (S.amax(1) > threshold).nonzero()[:, 0]
+        if active.numel() == 0:
+            return
+        sub = S[active]
+        i, j = (sub > threshold[active, None]).nonzero(as_tuple=True)
+        if i.numel() > DENSE_CANDIDATES * self.k * active.numel():
+            values, columns = _top_candidates(sub, self.k, col0)
+            rows = (active + row0).repeat_interleave(values.shape[1])
+            _merge_candidates(self.values, self.indices, rows, values.reshape(-1), columns.reshape(-1))
+            return
+        _merge_candidates(self.values, self.indices, active[i] + row0, sub[i, j], j + col0)
 
-    def pop(self, block: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return _best_of(self.values.pop(block), self.indices.pop(block), self.k)
+    def add_columns(self, S: torch.Tensor, row0: int, col0: int) -> None:
+        """Rows ``col0 + j`` of the transposed score block ``S^T`` (their scores against rows ``row0 + i``)."""
+        w = S.shape[1]
+        threshold = self.values[col0 : col0 + w, self.k - 1]
+        if bool(torch.isneginf(threshold).any()):
+            self._add_top(S.T.contiguous(), col0, row0)
+            return
+        active = (S.amax(0) > threshold).nonzero()[:, 0]
+        if active.numel() == 0:
+            return
+        sub = S[:, active]
+        i, j = (sub > threshold[None, active]).nonzero(as_tuple=True)
+        if i.numel() > DENSE_CANDIDATES * self.k * active.numel():
+            self._add_top(sub.T.contiguous(), 0, row0, rows=active + col0)
+            return
+        _merge_candidates(self.values, self.indices, active[j] + col0, sub[i, j], i + row0)
+
+    def _add_top(self, S: torch.Tensor, row0: int, col0: int, rows: torch.Tensor | None = None) -> None:
+        values, columns = _top_candidates(S, self.k, col0)
+        if rows is None:
+            rows = torch.arange(row0, row0 + S.shape[0], device=S.device)
+        rows = rows.repeat_interleave(values.shape[1])
+        _merge_candidates(self.values, self.indices, rows, values.reshape(-1), columns.reshape(-1))
+
+
+def _score_product(U: torch.Tensor) -> Any:
+    """``(a, c, out) -> U[a] @ U[c]^T`` into ``out``: numpy's BLAS on the CPU (faster than torch's there), torch elsewhere."""
+    if U.device.type == "cpu":
+        u = U.numpy()
+
+        def numpy_product(a: slice, c: slice, out: torch.Tensor) -> None:
+            np.matmul(u[a], u[c].T, out=out.numpy())  # a block against itself: numpy calls syrk
+
+        return numpy_product
+
+    def torch_product(a: slice, c: slice, out: torch.Tensor) -> None:
+        torch.mm(U[a], U[c].T, out=out)
+
+    return torch_product
 
 
 def self_knn_cosine(
@@ -483,8 +555,10 @@ def self_knn_cosine(
 
     The similarity matrix of unit rows is symmetric, so each off-diagonal block ``U_I U_J^T`` is computed
     once (half the GEMM flops of searching ``X`` against itself) and read twice: by its rows for the
-    rows of ``I`` and by its columns for the rows of ``J``. The row itself is excluded; among equal
-    similarities the lower row index comes first (the order of a stable sort), whatever the blocks.
+    rows of ``I`` and by its columns for the rows of ``J``. Each row keeps its ``k`` best scores so far,
+    and a block is searched only where it beats them (see ``_SelfSearch``), so after the first blocks
+    the search costs little more than the GEMM. The row itself is excluded; among equal similarities the
+    lower row index comes first (the order of a stable sort), whatever the blocks.
 
     Parameters
     ----------
@@ -492,7 +566,7 @@ def self_knn_cosine(
         Validated, finite rows, none of them zero; ``1 <= k <= n - 1``.
     k : int
     block_rows : int, optional
-        Rows per block (default :data:`KNN_BLOCK_ROWS`); memory is two ``block_rows^2`` score blocks.
+        Rows per block (default :data:`KNN_BLOCK_ROWS`); memory is about two ``block_rows^2`` score blocks.
     name : str
         Name of ``X`` in the error raised for an all-zero row.
 
@@ -514,28 +588,24 @@ def self_knn_cosine(
     b = max(1, min(block_rows or KNN_BLOCK_ROWS, n))
     with torch.no_grad():
         U = _unit_rows(X, name, b)
-        best_v = torch.empty((n, k), dtype=X.dtype, device=X.device)
-        best_i = torch.empty((n, k), dtype=torch.int64, device=X.device)
+        product = _score_product(U)
+        search = _SelfSearch(n, k, X.dtype, X.device)
         scores = torch.empty(b * b, dtype=X.dtype, device=X.device)
-        flipped = torch.empty(b * b, dtype=X.dtype, device=X.device)
-        candidates = _Candidates(k)
         starts = range(0, n, b)
+        # Row block a meets the column blocks c < a through the transposes of earlier blocks, then c >= a:
+        # the columns of every row arrive in increasing order, as _SelfSearch requires.
         for a in starts:
-            Ua = U[a : a + b]
+            rows_a = slice(a, min(a + b, n))
             for c in starts[a // b :]:
-                Uc = U[c : c + b]
-                S = scores[: Ua.shape[0] * Uc.shape[0]].view(Ua.shape[0], Uc.shape[0])
-                torch.mm(Ua, Uc.T, out=S)
+                cols_c = slice(c, min(c + b, n))
+                S = scores[: (rows_a.stop - a) * (cols_c.stop - c)].view(rows_a.stop - a, cols_c.stop - c)
+                product(rows_a, cols_c, S)
                 if c == a:
                     S.fill_diagonal_(-math.inf)
-                candidates.add(a, *_top_candidates(S, k, c))
+                search.add_rows(S, a, c)
                 if c != a:
-                    T = flipped[: S.numel()].view(S.shape[1], S.shape[0])
-                    T.copy_(S.T)
-                    candidates.add(c, *_top_candidates(T, k, a))
-            # Row block a has now been scored against every column block (c < a through the transposes).
-            best_v[a : a + b], best_i[a : a + b] = candidates.pop(a)
-    return best_v, best_i
+                    search.add_columns(S, a, c)
+    return search.values, search.indices
 
 
 def _neighbours(
