@@ -7,9 +7,13 @@ Heavy submodules (encoders, datasets, evaluation, stitching) load on first attri
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import Any
 
 from latentalign._version import __version__
+
+# A library logs and leaves the configuration to the application (the command line configures it).
+logging.getLogger("latentalign").addHandler(logging.NullHandler())
 
 _LAZY = {
     "Aligner": "latentalign.align",

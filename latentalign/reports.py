@@ -188,9 +188,7 @@ def make_record(
         "command": list(sys.argv if command is None else command),
         "seed": seed,
         "settings": settings or {},
-        "inputs": {
-            k: describe_input(v) if isinstance(v, os.PathLike) else v for k, v in (inputs or {}).items()
-        },
+        "inputs": {k: describe_input(v) if isinstance(v, os.PathLike) else v for k, v in (inputs or {}).items()},
         "versions": _versions(),
         "wall_s": None if started is None else round(time.perf_counter() - started, 3),
         "rows": [dict(r) for r in rows],
@@ -405,7 +403,9 @@ def write_report(
     paths = {"markdown": out / "report.md", "csv": out / "report.csv"}
     body = [f"# latentalign report\n\n{len(records)} run record(s).\n"]
     for record in records:
-        body.append(f"## {record.get('kind', 'run')} ({record.get('created') or 'date not recorded'}, seed {record.get('seed')})\n")
+        body.append(
+            f"## {record.get('kind', 'run')} ({record.get('created') or 'date not recorded'}, seed {record.get('seed')})\n"
+        )
         body.append(rows_to_markdown(record["rows"]) + "\n")
     paths["markdown"].write_text("\n".join(body))
     paths["csv"].write_text(rows_to_csv(rows))

@@ -27,6 +27,13 @@ def pair_files(tmp_path):
     return tmp_path, X, Y, Q
 
 
+def one_record(folder, kind):
+    """The one run record ``kind-<time>-<hash>.json`` in ``folder``: its path and content."""
+    found = sorted(folder.glob(f"{kind}-*.json"))
+    assert len(found) == 1, found
+    return found[0], json.loads(found[0].read_text())
+
+
 def invoke(*args):
     result = runner.invoke(app, [str(a) for a in args])
     assert result.exit_code == 0, result.output
@@ -42,8 +49,8 @@ def test_list_aligners_and_datasets():
 
 def test_list_rejects_unknown_section():
     result = runner.invoke(app, ["list", "planets"])
-    assert result.exit_code != 0
-    assert "expected one of" in result.output
+    assert result.exit_code == 2  # a usage error, listing the choices
+    assert "'planets' is not one of 'models', 'datasets', 'aligners', 'experiments', 'all'" in flat(result.output)
 
 
 def test_fit_saves_a_map_that_recovers_the_rotation(pair_files):
@@ -66,7 +73,7 @@ def test_evaluate_writes_a_record_and_report_tables_it(pair_files):
     invoke("fit", tmp / "a.npy", tmp / "b.npy", "-o", tmp / "m.safetensors")
     out = invoke("evaluate", tmp / "a.npy", tmp / "b.npy", "--map", tmp / "m.safetensors", "-o", tmp / "runs")
     assert "wrote run record" in out
-    record = json.loads((tmp / "runs" / "evaluate.json").read_text())
+    record = one_record(tmp / "runs", "evaluate")[1]
     assert record["rows"][0]["recall@1"] == 1.0
     assert "torch" in record["versions"]
     out = invoke("report", tmp / "runs", "-o", tmp / "report")
@@ -78,7 +85,7 @@ def test_evaluate_writes_a_record_and_report_tables_it(pair_files):
 def test_evaluate_without_map_is_at_chance_level_on_rotated_data(pair_files):
     tmp, *_ = pair_files
     invoke("evaluate", tmp / "a.npy", tmp / "b.npy", "-o", tmp / "runs")
-    record = json.loads((tmp / "runs" / "evaluate.json").read_text())
+    record = one_record(tmp / "runs", "evaluate")[1]
     assert record["rows"][0]["recall@1"] < 0.3
 
 
@@ -288,9 +295,9 @@ def test_fit_and_stitch_glove_into_minilm_head_end_to_end(words):
         "-o",
         tmp / "runs",
     )
-    assert f"wrote run record {tmp / 'runs' / 'stitch.json'}" in out
+    path, record = one_record(tmp / "runs", "stitch")
+    assert f"wrote run record {path}" in out
     assert f"saved head to {tmp / 'head.safetensors'}" in out
-    record = json.loads((tmp / "runs" / "stitch.json").read_text())
     assert record["kind"] == "stitch" and record["classes"] == ["animal", "body", "color", "country"]
     rows = {r["method"]: r for r in record["rows"]}
     assert set(rows) == {"native", "absolute", "stitched (Procrustes)"}
@@ -321,7 +328,7 @@ def test_fit_and_stitch_glove_into_minilm_head_end_to_end(words):
         "--name",
         "again",
     )
-    again = json.loads((tmp / "runs" / "again.json").read_text())
+    again = one_record(tmp / "runs", "again")[1]
     assert again["rows"] == record["rows"] and again["settings"]["head"] == "file"
     out = invoke("report", tmp / "runs", "-o", tmp / "report", "--metric", "accuracy")
     assert "stitched (Procrustes)" in (tmp / "report" / "report.md").read_text()
@@ -365,7 +372,7 @@ def test_stitch_recovers_native_accuracy_on_a_planted_rotation(clustered_files):
         "-o",
         tmp / "runs",
     )
-    rows = {r["method"]: r for r in json.loads((tmp / "runs" / "stitch.json").read_text())["rows"]}
+    rows = {r["method"]: r for r in one_record(tmp / "runs", "stitch")[1]["rows"]}
     assert rows["native"]["accuracy"] > 0.9
     assert rows["stitched (Procrustes)"]["accuracy"] == pytest.approx(rows["native"]["accuracy"], abs=1e-12)
     assert rows["absolute"]["accuracy"] < rows["native"]["accuracy"] - 0.3
@@ -388,7 +395,7 @@ def test_stitch_with_a_relative_projection_fits_the_head_on_relative_coordinates
         "-o",
         tmp / "runs",
     )
-    rows = {r["method"]: r for r in json.loads((tmp / "runs" / "stitch.json").read_text())["rows"]}
+    rows = {r["method"]: r for r in one_record(tmp / "runs", "stitch")[1]["rows"]}
     assert rows["stitched (RelativeProjection)"]["accuracy"] == pytest.approx(rows["native"]["accuracy"], abs=0.03)
 
 
@@ -506,8 +513,9 @@ def test_a_saved_map_loads_in_a_fresh_process(pair_files):
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
-    assert f"wrote run record {tmp / 'fresh' / 'evaluate.json'}" in proc.stdout
-    assert json.loads((tmp / "fresh" / "evaluate.json").read_text())["rows"][0]["recall@1"] == 1.0
+    path, record = one_record(tmp / "fresh", "evaluate")
+    assert f"wrote run record {path}" in proc.stdout
+    assert record["rows"][0]["recall@1"] == 1.0
 
 
 def test_diagnose_prints_a_verdict_and_writes_the_report(pair_files):
@@ -545,7 +553,7 @@ def test_run_all_summary_only_rebuilds_the_table_from_records(tmp_path):
             settings={},
             extra={"checks": [check], "paper": {"citation": "Someone 2023"}, "elapsed_s": 12.0, "reduced": False},
         )
-        write_record(record, tmp_path, name)
+        write_record(record, tmp_path, name, unique=False)
     out = invoke("run", "all", "--summary-only", "-o", tmp_path)
     summary = (tmp_path / "SUMMARY.md").read_text()
     passing = sum(1 for i in range(len(names)) if i % 2 == 0)

@@ -33,8 +33,10 @@ def files(tmp_path):
 
 
 def one_line_error(*args) -> str:
-    """Run a command that must fail with exit code 1 and one ``Error: ...`` line on stderr; return it."""
-    result = runner.invoke(app, [str(a) for a in args])
+    """Run a command that must fail with exit code 1 and one ``Error: ...`` line on stderr; return it.
+
+    ``--quiet`` keeps the INFO lines that announce long steps (loading a model, ...) off stderr."""
+    result = runner.invoke(app, ["--quiet", *(str(a) for a in args)])
     assert isinstance(result.exception, SystemExit), result.exception  # handled, not an escaped exception
     assert result.exit_code == 1, result.output
     lines = result.stderr.strip().splitlines()
@@ -138,7 +140,7 @@ def test_onnx_error_as_a_real_process_prints_one_line_and_no_traceback(files):
     pytest.importorskip("onnxruntime")
     model = files / "x.txt"
     model.write_text("hello\n")
-    cmd = [sys.executable, "-m", "latentalign.cli", "embed", f"onnx:{model}", str(files / "words.txt")]
+    cmd = [sys.executable, "-m", "latentalign.cli", "-q", "embed", f"onnx:{model}", str(files / "words.txt")]
     proc = subprocess.run([*cmd, "-o", str(files / "e.npy")], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("Error: MODEL "), proc.stderr

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import enum
 import functools
+import logging
+import platform
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +24,7 @@ typer = import_optional("typer", "cli", purpose="the latentalign command line")
 __all__ = ["app", "command", "USER_ERRORS", "usage_error", "AlignerName", "EXIT_OK", "EXIT_ERROR", "EXIT_USAGE"]
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+logger = logging.getLogger(__name__)
 
 app = typer.Typer(
     name="latentalign",
@@ -38,7 +42,7 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _global_options(
-    ctx: typer.Context,
+    ctx: typer.Context,  # type: ignore[name-defined]  # typer is imported lazily, as a module value
     verbose: bool = typer.Option(False, "--verbose", "-v", help="log every step (DEBUG)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="log warnings and errors only"),
     progress: bool = typer.Option(
@@ -52,6 +56,7 @@ def _global_options(
     if verbose and quiet:
         raise usage_error("--verbose and --quiet contradict each other; give one of them.", "'--verbose' / '--quiet'")
     ctx.call_on_close(configure_output(verbosity=1 if verbose else -1 if quiet else 0, progress=progress))
+    logger.debug("latentalign %s on Python %s; command line %s", __version__, platform.python_version(), sys.argv)
 
 
 def usage_error(message: str, options: str | None = None) -> Any:

@@ -3,24 +3,31 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from latentalign._progress import progress_enabled
 from latentalign.cli.application import command, typer
 from latentalign.cli.inputs import EMBEDDINGS_KEY, read_items
+from latentalign.cli.logs import silence_progress
 from latentalign.cli.options import check_device, check_output
+from latentalign.cli.records import save_run_record
 
 __all__ = ["embed", "run_embed"]
 
 Echo = Callable[[str], Any]
+logger = logging.getLogger(__name__)
 
 
 @command()
 def embed(
+    ctx: typer.Context,  # type: ignore[name-defined]  # typer is imported lazily, as a module value
     model: str = typer.Argument(..., help="encoder name (latentalign list models), or st:/hf:/onnx:... names"),
     input_path: Path = typer.Argument(
         ...,
@@ -39,7 +46,10 @@ def embed(
     device: str | None = typer.Option(None, help="torch device for torch encoders, e.g. cuda:0 (default cpu)"),
     normalize: bool = typer.Option(False, "--normalize/--no-normalize", help="L2-normalise each embedding"),
     overwrite: bool = typer.Option(False, help="discard what the store holds and encode again"),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
+    progress: bool = typer.Option(
+        True, "--progress/--no-progress", help="show progress bars (also: latentalign --no-progress embed ...)"
+    ),
+    record_dir: Path = typer.Option(Path("runs"), "--record-dir", help="directory for the JSON run record"),
 ) -> None:
     """Encode texts, words or images with a registered encoder into a matrix that fit/evaluate/stitch read.
 
@@ -57,9 +67,14 @@ def embed(
         -o images__effnet.safetensors
     ```
     """
+    started = time.perf_counter()
+    if not progress:
+        ctx.call_on_close(silence_progress())
+    progress = progress and progress_enabled()
+    check_output(record_dir, "--record-dir", directory=True)
     slug = "".join(c if c.isalnum() or c in "._-" else "-" for c in model)
     out = out if out is not None else Path(f"{input_path.stem}__{slug}.safetensors")
-    run_embed(
+    path = run_embed(
         model,
         input_path,
         out=out,
@@ -74,6 +89,31 @@ def embed(
         progress=progress,
         echo=typer.echo,
     )
+    store_dir = store if store is not None else out.with_suffix(".store")
+    save_run_record(
+        "embed",
+        [{"pair": input_path.stem, "method": model, "n": _rows(store_dir), "normalize": normalize}],
+        record_dir,
+        started=started,
+        echo=typer.echo,
+        settings={
+            "model": model,
+            "column": column,
+            "id_column": id_column,
+            "batch_size": batch_size,
+            "shard_size": shard_size,
+            "device": device,
+            "normalize": normalize,
+            "overwrite": overwrite,
+        },
+        inputs={"input": input_path, "store": store_dir},
+        outputs=[path],
+    )
+
+
+def _rows(store_dir: Path) -> int | None:
+    done = _manifest_progress(store_dir)
+    return None if done is None else done[0]
 
 
 def _runtime_load_error(model: str, exc: Exception) -> ValueError | None:
@@ -149,6 +189,7 @@ def run_embed(
     check_output(store_dir, "--store", directory=True)
     if device:
         check_device(device)
+    logger.info("loading encoder %s (the first load may unpack or read its weights for a while)", model)
     try:
         encoder = load_encoder(model, **({"device": device} if device else {}))
     except TypeError as exc:
@@ -164,6 +205,7 @@ def run_embed(
         raise clear from exc
     items, ids, content_sha = read_items(input_path, encoder.modality, column=column, id_column=id_column)
     before = None if overwrite else _manifest_progress(store_dir)
+    logger.info("embedding %d items with %s into store %s", len(items), model, store_dir)
     try:
         store = embed(
             encoder,

@@ -60,7 +60,8 @@ def parse_params(params: list[str]) -> dict[str, Any]:
 
 
 def _rows_error(message: str) -> Exception:
-    return usage_error(message, "'--pairs' / '--unpaired'")  # type: ignore[no-any-return]
+    error: Exception = usage_error(message, "'--pairs' / '--unpaired'")
+    return error
 
 
 def pairing_mode(method: str, pairs: str | None, unpaired: bool) -> str:
@@ -191,9 +192,7 @@ def fit(
     typer.echo(f"fitted {aligner!r} on {what} ({X.shape[1]} -> {aligner.n_features_out_} dims)")
     score: float | None = None
     if mode == "unpaired":
-        typer.echo(
-            "score: none (no pairs to score on); measure the map on held-out pairs with `latentalign evaluate`"
-        )
+        typer.echo("score: none (no pairs to score on); measure the map on held-out pairs with `latentalign evaluate`")
     else:
         Xs, Ys = (X[P[:, 0]], Y[P[:, 1]]) if uses_unpaired_rows and P is not None else (X, Y)
         score = float(aligner.score(Xs, Ys))
@@ -207,7 +206,11 @@ def fit(
         started=started,
         echo=typer.echo,
         settings={"method": method, "params": params, "rows": mode},
-        inputs={"source": source, "target": target, **({"pairs": Path(pairs)} if mode == "pairs" and pairs != "rows" else {})},
+        inputs={
+            "source": source,
+            "target": target,
+            **({"pairs": Path(pairs)} if pairs is not None and pairs != "rows" else {}),
+        },
         seed=params.get("random_state") if isinstance(params.get("random_state"), int) else None,
         outputs=[path],
     )

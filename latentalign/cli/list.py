@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import enum
+
 from latentalign.cli.application import command, typer
+
+
+class Section(str, enum.Enum):
+    """What ``latentalign list`` can list: another value is a usage error listing these (exit code 2)."""
+
+    models = "models"
+    datasets = "datasets"
+    aligners = "aligners"
+    experiments = "experiments"
+    all = "all"
 
 
 @command("list")
 def list_cmd(
-    what: str = typer.Argument("all", help="models, datasets, aligners, experiments or all"),
+    section: Section = typer.Argument(Section.all, metavar="WHAT", help="what to list"),
 ) -> None:
     """List the offline models, datasets, aligners and reproducible experiments.
 
@@ -20,9 +32,7 @@ def list_cmd(
     latentalign list experiments  # names for `latentalign run`
     ```
     """
-    choices = ("models", "datasets", "aligners", "experiments", "all")
-    if what not in choices:
-        raise typer.BadParameter(f"expected one of {choices}, got {what!r}.")
+    what = section.value
     if what in ("aligners", "all"):
         from latentalign.align import list_aligners
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from latentalign._progress import PROGRESS_ENV
 
-__all__ = ["configure_output", "EchoHandler", "LEVELS", "QUIET_PROGRESS_ENV"]
+__all__ = ["configure_output", "silence_progress", "EchoHandler", "LEVELS", "QUIET_PROGRESS_ENV"]
 
 #: The ``latentalign`` logger's level per verbosity: -1 ``--quiet``, 0 default, 1 ``--verbose``.
 LEVELS = {-1: logging.WARNING, 0: logging.INFO, 1: logging.DEBUG}
@@ -35,7 +35,9 @@ class EchoHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            message = " ".join(self.format(record).split()) if record.levelno >= logging.WARNING else self.format(record)
+            message = (
+                " ".join(self.format(record).split()) if record.levelno >= logging.WARNING else self.format(record)
+            )
             if record.levelno >= logging.WARNING and not getattr(record, "prefixed", False):
                 message = f"{record.levelname.capitalize()}: {message}"
             sys.stderr.write(message + "\n")
@@ -48,9 +50,7 @@ def _show_warning(
     message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None, line: Any = None
 ) -> None:
     text = " ".join(str(message).split())
-    logging.getLogger("latentalign").warning(
-        "Warning: %s: %s", category.__name__, text, extra={"prefixed": True}
-    )
+    logging.getLogger("latentalign").warning("Warning: %s: %s", category.__name__, text, extra={"prefixed": True})
 
 
 def _silence_third_party_bars() -> Callable[[], None]:
@@ -74,6 +74,34 @@ def _silence_third_party_bars() -> Callable[[], None]:
             func()
 
     return undo_all
+
+
+def silence_progress() -> Callable[[], None]:
+    """Turn every progress bar off (ours, tqdm's default, transformers', huggingface_hub's); return the undo.
+
+    Examples
+    --------
+    >>> from latentalign._progress import progress_enabled
+    >>> undo = silence_progress()
+    >>> progress_enabled()
+    False
+    >>> undo()
+    >>> progress_enabled()
+    True
+    """
+    env_before = {name: os.environ.get(name) for name in QUIET_PROGRESS_ENV}
+    os.environ.update(QUIET_PROGRESS_ENV)
+    undo_bars = _silence_third_party_bars()
+
+    def restore() -> None:
+        for name, value in env_before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        undo_bars()
+
+    return restore
 
 
 def configure_output(*, verbosity: int = 0, progress: bool = True) -> Callable[[], None]:
@@ -112,22 +140,14 @@ def configure_output(*, verbosity: int = 0, progress: bool = True) -> Callable[[
     logger.setLevel(LEVELS[max(-1, min(1, verbosity))])
     logger.propagate = False  # the one handler above; a root handler would print every line twice
     warnings.showwarning = _show_warning
-    env_before = {name: os.environ.get(name) for name in QUIET_PROGRESS_ENV}
-    undo_bars: Callable[[], None] = lambda: None  # noqa: E731
-    if not progress:
-        os.environ.update(QUIET_PROGRESS_ENV)
-        undo_bars = _silence_third_party_bars()
+    undo_bars = silence_progress() if not progress else None
 
     def restore() -> None:
         logger.removeHandler(handler)
         logger.setLevel(saved[0])
         logger.propagate = saved[1]
         warnings.showwarning = saved[2]
-        for name, value in env_before.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        undo_bars()
+        if undo_bars is not None:
+            undo_bars()
 
     return restore

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from latentalign.cli.application import command, typer
+from latentalign.cli.application import EXIT_ERROR, command, typer
 from latentalign.cli.options import check_output
 
 __all__ = ["run_cmd"]
@@ -20,11 +21,13 @@ def run_cmd(
     summary_only: bool = typer.Option(
         False, "--summary-only", help="with 'all': rebuild SUMMARY.md from the JSON records, run nothing"
     ),
+    strict: bool = typer.Option(False, "--strict", help="exit with code 1 when a check of the paper FAILs"),
 ) -> None:
     """Reproduce a published result; prints our numbers beside the paper's with the verdict.
 
-    Writes OUT/NAME.md (the results page), OUT/NAME.json (the run record) and its plots; `all` adds
-    OUT/SUMMARY.md. The configs ship with the package; $LATENTALIGN_EXPERIMENTS names another directory
+    Writes OUT/NAME.md (the results page), OUT/NAME.json (its run record, replaced with the page by the
+    next run) and its plots; `all` adds OUT/SUMMARY.md. Failed checks are listed at the end; with
+    --strict they make the exit code 1 (for CI). The configs ship with the package; $LATENTALIGN_EXPERIMENTS names another directory
     of them. In a source checkout, `-o experiments/results` regenerates the published pages.
 
     **Examples**
@@ -32,11 +35,12 @@ def run_cmd(
     ```
     latentalign run word_translation_csls          # writes runs/experiments/
     latentalign run my_config.toml -o results/
-    latentalign run all --reduced
+    latentalign run all --reduced --strict
     latentalign run all --summary-only -o experiments/results
     ```
     """
-    from latentalign.experiments import run_all, run_experiment, write_summary
+    from latentalign.experiments import list_experiments, run_all, run_experiment, write_summary
+    from latentalign.experiments.runner import DEFAULT_RESULTS_DIR, failed_checks
     from latentalign.reports import rows_to_markdown
 
     if summary_only and experiment != "all":
@@ -47,6 +51,7 @@ def run_cmd(
         summary = write_summary(out) if summary_only else run_all(reduced=reduced, out_dir=out)
         typer.echo(summary.read_text())
         typer.echo(f"summary: {summary}")
+        _report_failures(failed_checks(out or DEFAULT_RESULTS_DIR, names=list_experiments()), strict)
         return
     result, page = run_experiment(experiment, reduced=reduced, out_dir=out)
     typer.echo(
@@ -58,3 +63,15 @@ def run_cmd(
         )
     )
     typer.echo(f"results page: {page}")
+    name = page.stem
+    _report_failures([{"experiment": name, **c.__dict__} for c in result.checks if not c.passed], strict)
+
+
+def _report_failures(failed: list[dict[str, Any]], strict: bool) -> None:
+    if not failed:
+        return
+    typer.echo(f"{len(failed)} check(s) FAILED:")
+    for check in failed:
+        typer.echo(f"  {check['experiment']}: {check['claim']} (paper {check['paper']}, ours {check['ours']})")
+    if strict:
+        raise typer.Exit(EXIT_ERROR)

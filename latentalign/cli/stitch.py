@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,9 @@ import numpy as np
 from latentalign.cli.application import command, typer
 from latentalign.cli.heads import fit_head, label_indices, load_head, save_head
 from latentalign.cli.inputs import load_map, load_matrix, read_labels
+from latentalign.cli.maps import map_target
 from latentalign.cli.options import check_output
+from latentalign.cli.records import save_run_record
 
 __all__ = ["stitch", "run_stitch"]
 
@@ -32,7 +35,7 @@ def stitch(
     src: str | None = typer.Option(None, help="source model name, for a UniversalSpace map"),
     dst: str | None = typer.Option(None, help="destination model name, for a UniversalSpace map"),
     out: Path = typer.Option(Path("runs"), "--out", "-o", help="directory for the JSON run record"),
-    name: str = typer.Option("stitch", help="record file name (OUT/NAME.json)"),
+    name: str = typer.Option("stitch", help="start of the record's file name (OUT/NAME-<time>-<hash>.json)"),
 ) -> None:
     """Zero-shot stitching: B's classifier head on A's embeddings mapped into B's space. Nothing is retrained.
 
@@ -92,8 +95,9 @@ def run_stitch(
     """Score B's head on B's, A's raw and A's mapped test embeddings; write the run record; return its path."""
     from latentalign.align import Aligner
     from latentalign.evaluation.stitching import evaluate_stitching
-    from latentalign.reports import make_record, rows_to_markdown, write_record
+    from latentalign.reports import rows_to_markdown
 
+    started = time.perf_counter()
     if (head_path is None) == (train is None):
         raise typer.BadParameter(
             "give exactly one head: --head HEAD.safetensors (a saved linear head of model B), or --train "
@@ -114,7 +118,7 @@ def run_stitch(
     space = f"{method}.transform_target of B's embeddings" if isinstance(aligner, Aligner) else "B's own embeddings"
 
     def to_head_space(Z: np.ndarray) -> np.ndarray:
-        return np.asarray(aligner.transform_target(Z)) if isinstance(aligner, Aligner) else Z
+        return map_target(aligner, Z)
 
     if train is not None:
         Y_train = np.asarray(load_matrix(train, "--train"))
@@ -157,9 +161,12 @@ def run_stitch(
     echo(rows_to_markdown(rows))
     if scores["absolute"] is None:
         echo("absolute: not defined (A's width differs from what the head reads)")
-    record = make_record(
+    return save_run_record(
         "stitch",
         rows,
+        out,
+        started=started,
+        echo=echo,
         settings={
             "head": "logistic_regression" if train is not None else "file",
             "map": method,
@@ -168,16 +175,14 @@ def run_stitch(
             "dst": dst,
         },
         inputs={
-            "a_test": str(a_test),
-            "b_test": str(b_test),
-            "labels": str(labels_path),
-            "map": str(map_path),
-            "head": str(head_path) if head_path else None,
-            "train": str(train) if train else None,
-            "train_labels": str(train_labels) if train_labels else None,
+            "a_test": a_test,
+            "b_test": b_test,
+            "labels": labels_path,
+            "map": map_path,
+            **({"head": head_path} if head_path else {}),
+            **({"train": train, "train_labels": train_labels} if train else {}),
         },
+        outputs=[save_head_path] if save_head_path is not None and train is not None else [],
         extra={"classes": classes, "scores": scores},
+        name=name,
     )
-    path = write_record(record, out, name)
-    echo(f"wrote run record {path}")
-    return path

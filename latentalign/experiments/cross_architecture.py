@@ -7,6 +7,7 @@ experiment (and ``latentalign demo``) reuses the same cached embeddings.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,8 @@ from typing import Any, cast
 import numpy as np
 
 __all__ = ["FmnistSubset", "ScaledAffine", "fashion_mnist_subset", "embed_subset", "stitch_pair", "run"]
+
+logger = logging.getLogger(__name__)
 
 #: Sizes of the demo's Fashion-MNIST draw (``latentalign.experiments.demo``): its blocks are our first blocks.
 DEMO_TRAIN, DEMO_TEST = 1000, 500
@@ -77,7 +80,7 @@ def fashion_mnist_subset(split: str, n: int) -> FmnistSubset:
     return FmnistSubset(split, blocks, data.images[idx], data.labels[idx], [data.ids[i] for i in idx])
 
 
-def embed_subset(model: str, subset: FmnistSubset, echo: Any = None) -> np.ndarray:
+def embed_subset(model: str, subset: FmnistSubset) -> np.ndarray:
     """Embeddings of ``subset`` by ``model`` (an encoder name), block by block through the store cache."""
     from latentalign.datasets import load_fashion_mnist
     from latentalign.encoders import load_encoder
@@ -86,6 +89,7 @@ def embed_subset(model: str, subset: FmnistSubset, echo: Any = None) -> np.ndarr
     data = load_fashion_mnist(subset.split)
     encoder = None
     parts = []
+    logger.info("embedding %d Fashion-MNIST %s images with %s (store cache)", len(subset.labels), subset.split, model)
     for block in subset.blocks:
         ids = [data.ids[i] for i in block]
         if encoder is None:
@@ -93,8 +97,7 @@ def embed_subset(model: str, subset: FmnistSubset, echo: Any = None) -> np.ndarr
         start = time.perf_counter()
         store = embed(encoder, data.images[block], ids, dataset=f"fashion_mnist/{subset.split}", progress=False)
         parts.append(np.asarray(store.get(ids), dtype=np.float32))
-        if echo is not None:
-            echo(f"{model} {subset.split} block of {len(block)}: {time.perf_counter() - start:.1f} s")
+        logger.info("%s %s block of %d: %.1f s", model, subset.split, len(block), time.perf_counter() - start)
     return np.ascontiguousarray(np.concatenate(parts))
 
 

@@ -18,6 +18,7 @@ so a re-run only refits the maps.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,10 +27,13 @@ from typing import Any, cast
 
 import numpy as np
 
+from latentalign._progress import progress_enabled
 from latentalign.anchors import distinct_rows
 from latentalign.experiments.common import unique_caption_rows
 
 __all__ = ["run_demo", "DemoConfig", "retrieval_rows", "stitching_rows"]
+
+logger = logging.getLogger(__name__)
 
 RETRIEVAL_METHODS = ("absolute", "relative", "procrustes", "affine", "ot")
 
@@ -52,15 +56,22 @@ class DemoConfig:
         return cls(seed=seed, tux_limit=240, fmnist_train=300, fmnist_test=200, fmnist_anchors=150, ot_pairs=20)
 
 
-def _embed(name: str, inputs: Any, ids: list[str], dataset: str, echo: Callable[[str], None]) -> np.ndarray:
+def _embed(name: str, inputs: Any, ids: list[str], dataset: str) -> np.ndarray:
     from latentalign.encoders import load_encoder
     from latentalign.store import embed
 
     start = time.perf_counter()
-    store = embed(load_encoder(name), inputs, ids, dataset=dataset, progress=True)
+    logger.info("embedding %s with %s (read from the store cache when already done)", dataset, name)
+    store = embed(load_encoder(name), inputs, ids, dataset=dataset, progress=progress_enabled())
     X = store.get(ids)
-    echo(
-        f"  {name:<18} {dataset:<24} {X.shape[0]:>5} x {X.shape[1]:<4} ({time.perf_counter() - start:5.1f} s)  {store.path}"
+    logger.info(
+        "  %-18s %-24s %5d x %-4d (%5.1f s)  %s",
+        name,
+        dataset,
+        X.shape[0],
+        X.shape[1],
+        time.perf_counter() - start,
+        store.path,
     )
     return np.ascontiguousarray(X, dtype=np.float32)
 
@@ -165,18 +176,20 @@ def run_demo(
     *,
     quick: bool = False,
     seed: int = 0,
-    echo: Callable[[str], None] = print,
+    echo: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Run the demo, print the table, write ``demo.json``, ``report.md``, ``report.csv`` and plots.
+    """Run the demo; write the run record ``demo-<time>-<hash>.json``, ``report.md``, ``report.csv`` and plots.
 
-    Returns the run record.
+    Progress goes to ``logging.getLogger("latentalign")``; the results table, its notes and the paths
+    written go to ``echo`` (default: the same logger at INFO). Returns the run record.
     """
+    say: Callable[[str], None] = echo if echo is not None else logger.info
     from latentalign.datasets import load_fashion_mnist, load_rgb, load_tuxpaint
     from latentalign.reports import make_record, rows_to_markdown, write_record, write_report
 
     config = DemoConfig.quick(seed) if quick else DemoConfig(seed=seed)
     started = time.perf_counter()
-    echo("latentalign demo: loading data and embedding (cached after the first run)")
+    logger.info("latentalign demo: loading data and embedding (cached after the first run)")
 
     tux = load_tuxpaint(languages=("en", "fr"), image_format="png")
     unique = unique_caption_rows(tux.captions["en"], tux.captions["fr"])
@@ -187,13 +200,13 @@ def run_demo(
     french = [tux.captions["fr"][i] for i in keep]
     images = [load_rgb(tux.image_paths[i]) for i in keep]
 
-    minilm_en = _embed("minilm", english, ids, "tuxpaint/en", echo)
-    mpnet_en = _embed("mpnet", english, ids, "tuxpaint/en", echo)
-    e5_fr = _embed("e5-small", french, ids, "tuxpaint/fr", echo)
-    effnet_img = _embed("efficientnet-lite0", images, ids, "tuxpaint/png", echo)
+    minilm_en = _embed("minilm", english, ids, "tuxpaint/en")
+    mpnet_en = _embed("mpnet", english, ids, "tuxpaint/en")
+    e5_fr = _embed("e5-small", french, ids, "tuxpaint/fr")
+    effnet_img = _embed("efficientnet-lite0", images, ids, "tuxpaint/png")
     distinct = distinct_rows(minilm_en, mpnet_en, e5_fr, effnet_img)
     if len(distinct) < n_tux:
-        echo(f"  dropped {n_tux - len(distinct)} stamps whose embedding repeats another's in some model")
+        logger.info("  dropped %d stamps whose embedding repeats another's in some model", n_tux - len(distinct))
         minilm_en, mpnet_en, e5_fr, effnet_img = (m[distinct] for m in (minilm_en, mpnet_en, e5_fr, effnet_img))
         n_tux = len(distinct)
 
@@ -208,10 +221,10 @@ def run_demo(
     tr = np.sort(rng.choice(len(fm_train.ids), config.fmnist_train, replace=False))
     te = np.sort(rng.choice(len(fm_test.ids), config.fmnist_test, replace=False))
     tr_ids, te_ids = [fm_train.ids[i] for i in tr], [fm_test.ids[i] for i in te]
-    a_train = _embed("efficientnet-lite0", fm_train.images[tr], tr_ids, "fashion_mnist/train", echo)
-    b_train = _embed("efficientnet-lite1", fm_train.images[tr], tr_ids, "fashion_mnist/train", echo)
-    a_test = _embed("efficientnet-lite0", fm_test.images[te], te_ids, "fashion_mnist/test", echo)
-    b_test = _embed("efficientnet-lite1", fm_test.images[te], te_ids, "fashion_mnist/test", echo)
+    a_train = _embed("efficientnet-lite0", fm_train.images[tr], tr_ids, "fashion_mnist/train")
+    b_train = _embed("efficientnet-lite1", fm_train.images[tr], tr_ids, "fashion_mnist/train")
+    a_test = _embed("efficientnet-lite0", fm_test.images[te], te_ids, "fashion_mnist/test")
+    b_test = _embed("efficientnet-lite1", fm_test.images[te], te_ids, "fashion_mnist/test")
     candidates = distinct_rows(a_train, b_train)  # F-MNIST repeats a few images; anchors must be distinct
     anchors = np.sort(rng.choice(candidates, config.fmnist_anchors, replace=False))
     rows += stitching_rows(
@@ -228,13 +241,13 @@ def run_demo(
 
     elapsed = time.perf_counter() - started
     columns = ["task", "pair", "method", "n_test", "recall@1", "recall@5", "mrr", "accuracy", "native_accuracy"]
-    echo("")
-    echo(rows_to_markdown(rows, columns))
-    echo(
+    say("")
+    say(rows_to_markdown(rows, columns))
+    say(
         f"\nchance recall@1 on the held-out Tux Paint pairs: {1 / len(test):.4f}; "
         f"stitching: B's head on B's own embeddings is 'native_accuracy'."
     )
-    echo(
+    say(
         f"'ot' knows only {config.ot_pairs} of the training pairs; optimal transport matches the other rows "
         "(unpaired) and the map is refined on those matches. The other methods use every training pair."
     )
@@ -251,12 +264,14 @@ def run_demo(
             "fashion_mnist_test": config.fmnist_test,
         },
         extra={"elapsed_s": round(elapsed, 1)},
+        started=started,
     )
     out = Path(out_dir)
-    record_path = write_record(record, out, "demo")
     paths = write_report([record], out, metric="recall@1")
-    echo(f"\nfinished in {elapsed:.0f} s")
-    echo(f"run record: {record_path}")
+    record["outputs"] = [str(p) for p in paths.values()]
+    record_path = write_record(record, out, "demo")
+    say(f"\nfinished in {elapsed:.0f} s")
+    say(f"run record: {record_path}")
     for kind, path in paths.items():
-        echo(f"{kind}: {path}")
+        say(f"{kind}: {path}")
     return record

@@ -8,9 +8,11 @@ directory of configs instead. Result pages go to the directory the caller names,
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.resources
 import json
+import logging
 import os
 import re
 import sys
@@ -24,6 +26,7 @@ if sys.version_info >= (3, 11):
 else:  # Python 3.10
     from importlib.abc import Traversable
 
+from latentalign._progress import progress_bar
 from latentalign.reports import make_record, rows_to_markdown, write_record
 
 __all__ = [
@@ -35,6 +38,7 @@ __all__ = [
     "run_experiment",
     "run_all",
     "write_summary",
+    "failed_checks",
     "config_dir",
     "CONFIG_ENV",
     "DEFAULT_RESULTS_DIR",
@@ -48,6 +52,7 @@ DEFAULT_RESULTS_DIR = Path("runs") / "experiments"
 #: The package every runner must come from: a config is data, so it may not name arbitrary code to run.
 RUNNER_PACKAGE = "latentalign.experiments"
 _RUNNER_PATTERN = re.compile(r"latentalign\.experiments(\.[A-Za-z][A-Za-z0-9_]*)+:[A-Za-z][A-Za-z0-9_]*")
+logger = logging.getLogger(__name__)
 _RUNNER_RULE = (
     f"a runner must be 'module:function' with the module inside {RUNNER_PACKAGE} (for example "
     f"'{RUNNER_PACKAGE}.mutual_knn:run') and the function defined in that module"
@@ -270,8 +275,15 @@ def run_experiment(
     out = Path(out_dir) if out_dir is not None else DEFAULT_RESULTS_DIR
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    result = _runner(config)(config, out_dir=out)
+    runner = _runner(config)
+    logger.info(
+        "running experiment %s%s (loading data and models first; this can take minutes)",
+        config["name"],
+        " with the reduced settings" if reduced else "",
+    )
+    result = runner(config, out_dir=out)
     elapsed = time.perf_counter() - start
+    logger.info("experiment %s finished in %.0f s", config["name"], elapsed)
     page = out / f"{config['name']}.md"
     page.write_text(_page(config, result, elapsed, result.plots))
     record = make_record(
@@ -279,6 +291,14 @@ def run_experiment(
         result.rows,
         settings=config["setup"],
         seed=config["setup"].get("seed"),
+        inputs={
+            "config": {
+                "path": config["config_file"],
+                "sha256": hashlib.sha256(find_config(name_or_path).read_bytes()).hexdigest(),
+            }
+        },
+        started=start,
+        outputs=[page, *result.plots],
         extra={
             "checks": [c.__dict__ for c in result.checks],
             "passed": result.passed,
@@ -288,7 +308,7 @@ def run_experiment(
             **({"details": result.details} if result.details else {}),
         },
     )
-    write_record(record, out, config["name"])
+    write_record(record, out, config["name"], unique=False)  # the page's data: replaced with the page
     return result, page
 
 
@@ -298,9 +318,34 @@ def run_all(
     """Run every experiment, then write ``SUMMARY.md`` (see :func:`write_summary`); return its path."""
     out = Path(out_dir) if out_dir is not None else DEFAULT_RESULTS_DIR
     names = names or list_experiments()
-    for name in names:
+    for name in progress_bar(names, desc="experiments", unit="experiment"):
         run_experiment(name, reduced=reduced, out_dir=out)
     return write_summary(out, names=names)
+
+
+def failed_checks(
+    out_dir: str | os.PathLike[str] | None = None, *, names: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """The checks that FAILed in the experiments' JSON records in ``out_dir``, each with its experiment.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> out = Path(tempfile.mkdtemp())
+    >>> _ = (out / "tiny.json").write_text(json.dumps({"checks": [
+    ...     {"claim": "a", "paper": "1", "ours": "0.5", "passed": False},
+    ...     {"claim": "b", "paper": "1", "ours": "1", "passed": True}]}))
+    >>> [(c["experiment"], c["claim"]) for c in failed_checks(out, names=["tiny"])]
+    [('tiny', 'a')]
+    """
+    out = Path(out_dir) if out_dir is not None else DEFAULT_RESULTS_DIR
+    failed = []
+    for name in names or list_experiments():
+        path = out / f"{name}.json"
+        if path.is_file():
+            record = json.loads(path.read_text())
+            failed += [{"experiment": name, **c} for c in record.get("checks", []) if not c.get("passed")]
+    return failed
 
 
 def write_summary(out_dir: str | os.PathLike[str] | None = None, *, names: list[str] | None = None) -> Path:

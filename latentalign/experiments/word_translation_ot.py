@@ -29,6 +29,7 @@ Run it with ``latentalign run word_translation_ot`` (``--reduced``: 2,000 words,
 
 from __future__ import annotations
 
+import logging
 import time
 import warnings
 from dataclasses import dataclass
@@ -58,6 +59,8 @@ __all__ = [
     "format_table",
     "run",
 ]
+
+logger = logging.getLogger(__name__)
 
 VECMAP_NORMALIZATION = ["l2", "center", "l2"]
 # Euclidean distances between the normalised vectors: on the known-answer diagnostic the true matching is
@@ -204,14 +207,14 @@ def compare_settings(
         "load_seconds": time.perf_counter() - t0,
     }
     if verbose:
-        print(f"data: {info}", flush=True)
+        logger.info("data: %s", info)
     rows = []
 
     def record(name: str, pairs_used: int, model, seconds: float, extra: str = "") -> None:
         scores = evaluate(model.transform(data.X), data.Y, test_src, gold)
         rows.append({"setting": name, "pairs": pairs_used, **scores, "seconds": seconds, "notes": extra})
         if verbose:
-            print(f"  {name}: {scores} ({seconds:.1f} s) {extra}", flush=True)
+            logger.info("  %s: %s (%.1f s) %s", name, scores, seconds, extra)
 
     start = time.perf_counter()
     supervised = Procrustes().fit(data.X[train[:, 0]], data.Y[train[:, 1]])
