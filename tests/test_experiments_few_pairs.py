@@ -1,0 +1,207 @@
+"""The few_and_no_pairs experiment: its protocol on planted data (fast) and its reduced run (slow, real models)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from latentalign.experiments import load_config, run_experiment
+from latentalign.experiments.few_and_no_pairs import _zero_pair_check, curve_table, identity_r1
+from latentalign.experiments.few_and_no_pairs_curves import budget_curve, split_items, training_rows
+from latentalign.experiments.few_and_no_pairs_data import DATA_SOURCES, load_case, one_to_one
+from latentalign.experiments.few_and_no_pairs_plot import plot_curves
+
+NAME = "few_and_no_pairs"
+
+
+def _rotated(n: int = 90, d: int = 6, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = rng.exponential(size=(n, d))
+    Q, _ = np.linalg.qr(rng.normal(size=(d, d)))
+    return X, X @ Q
+
+
+# ------------------------------------------------------------------------------------------ config
+def test_the_config_loads_states_its_sources_and_names_only_known_data():
+    config = load_config(NAME)
+    reduced = load_config(NAME, reduced=True)
+    for key in ("citation", "table", "differences", "sources", "verified"):
+        assert config["paper"].get(key), key
+    assert reduced["reduced_run"] and reduced["setup"] != config["setup"]
+    cases = config["setup"]["cases"]
+    assert {c["data"] for c in cases} <= set(DATA_SOURCES)
+    assert {c["key"] for c in cases} == {"a", "b", "c", "d", "e"}
+    names = {c["name"] for c in cases} | {c["key"] for c in cases}
+    for setup in (config["setup"], reduced["setup"]):
+        assert set(setup["run_cases"]) <= names
+
+
+def test_an_unknown_data_source_is_refused_with_the_known_ones():
+    with pytest.raises(ValueError, match=r"case 'z': data must be one of \['fashion-mnist'"):
+        load_case({"key": "z", "data": "imagenet", "source": "minilm", "target": "mpnet"}, {})
+
+
+# ------------------------------------------------------------------------------------------ protocol
+def test_split_items_holds_out_a_sorted_test_set_and_permutes_the_pool_by_seed():
+    test, pool = split_items(50, 10, seed=3)
+    assert np.all(np.diff(test) > 0) and len(pool) == 40
+    assert sorted(np.concatenate([test, pool]).tolist()) == list(range(50))
+    again, pool_again = split_items(50, 10, seed=3)
+    assert np.array_equal(test, again) and np.array_equal(pool, pool_again)
+    assert not np.array_equal(pool, split_items(50, 10, seed=4)[1])
+    with pytest.raises(ValueError, match="n_test must be between 1 and n - 1 = 49 items, got 50"):
+        split_items(50, 50, seed=0)
+
+
+@pytest.mark.parametrize("setting", ["shuffled", "disjoint", "none"])
+def test_training_rows_give_the_anchors_as_pairs_and_the_free_rows_as_the_setting_says(setting):
+    pool = np.random.default_rng(0).permutation(30)
+    rows_x, rows_y, pairs = training_rows(pool, 4, setting, seed=0)
+    assert np.array_equal(rows_x[pairs[:, 0]], pool[:4]) and np.array_equal(rows_y[pairs[:, 1]], pool[:4])
+    free_x, free_y = set(rows_x[4:].tolist()), set(rows_y[4:].tolist())
+    if setting == "shuffled":
+        assert free_x == free_y == set(pool[4:].tolist())
+        assert not np.array_equal(rows_x[4:], rows_y[4:])
+    elif setting == "disjoint":
+        assert not free_x & free_y and len(free_x) == len(free_y) == 13
+    else:
+        assert not free_x and not free_y
+
+
+def test_training_rows_refuse_an_unknown_setting():
+    with pytest.raises(ValueError, match="setting must be one of"):
+        training_rows(np.arange(10), 2, "paired", seed=0)
+
+
+def test_budget_curve_runs_each_method_where_it_can_and_recovers_a_rotation():
+    X, Y = _rotated()
+    records = budget_curve(
+        X, Y, budgets=[0, 10, 500, "all"], methods=["procrustes", "relative", "ot"], seeds=[0], n_test=30
+    )
+    plan = {(r["method"], r["budget"], r["unpaired"]) for r in records}
+    assert plan == {
+        ("ot", 0, "shuffled"),
+        ("ot", 0, "disjoint"),
+        ("procrustes", 10, "none"),
+        ("relative", 10, "none"),
+        ("ot", 10, "shuffled"),
+        ("ot", 10, "disjoint"),
+        ("procrustes", 60, "none"),
+        ("relative", 60, "none"),
+        ("ot", 60, "none"),
+    }  # no pair-only method at 0, budget 500 exceeds the 60-item pool, "all" leaves no unpaired rows
+    best = {(r["method"], r["budget"]): r for r in records if r["unpaired"] == "none"}
+    assert best[("procrustes", 60)]["r1_cosine"] == best[("procrustes", 10)]["r1_cosine"] == 1.0
+    assert best[("procrustes", 60)]["r1_csls"] >= 0.9
+    assert all(r["error"] is None and r["n_test"] == 30 for r in records)
+    assert records[0]["n_free_x"] == records[0]["n_free_y"] == 60
+    assert records[1]["n_free_x"] == records[1]["n_free_y"] == 30  # disjoint halves
+
+
+def test_budget_curve_records_a_failing_fit_instead_of_hiding_or_raising_it():
+    X, Y = _rotated()
+    (record,) = budget_curve(X, Y, budgets=[1], methods=["relative"], seeds=[0], n_test=30)
+    assert record["r1_csls"] is None and record["error"].startswith("ValueError")
+    assert "Traceback" in record["traceback"]
+
+
+def test_budget_curve_refuses_an_unknown_method():
+    X, Y = _rotated()
+    with pytest.raises(ValueError, match=r"methods must be among .*got \['cca'\]"):
+        budget_curve(X, Y, budgets=[5], methods=["cca"], seeds=[0], n_test=30)
+
+
+def test_identity_r1_scores_spaces_that_share_coordinates_and_skips_other_widths():
+    X = np.random.default_rng(0).normal(size=(90, 6))
+    unrelated = np.random.default_rng(1).normal(size=X.shape)
+    assert identity_r1(X, X, [0, 1], 30) == 1.0
+    assert identity_r1(X, unrelated, [0], 30) < 0.3
+    assert identity_r1(X, X[:, :4], [0], 30) is None
+
+
+def test_one_to_one_keeps_the_first_pair_of_every_row():
+    pairs = np.array([[3, 1], [3, 2], [4, 1], [5, 9], [6, 9]])
+    assert one_to_one(pairs).tolist() == [[3, 1], [5, 9]]
+
+
+# ------------------------------------------------------------------------------------------ checks, table, plot
+def _records(values: dict[tuple[str, str, int], list[float]], n_pool: int = 100) -> list[dict]:
+    return [
+        {
+            "method": m,
+            "unpaired": s,
+            "budget": b,
+            "is_all": b == n_pool,
+            "seed": i,
+            "r1_csls": v,
+            "r1_cosine": v,
+            "error": None,
+        }
+        for (m, s, b), vs in values.items()
+        for i, v in enumerate(vs)
+    ]
+
+
+def test_the_zero_pair_check_needs_the_ratio_and_every_seed_near_the_median():
+    base = {("procrustes", "none", 100): [1.0, 1.0, 1.0]}
+    good = _records({**base, ("unsupervised", "shuffled", 0): [0.95, 0.9, 0.92]})
+    assert _zero_pair_check("(c)", good, 0.8, 0.9).passed
+    one_bad_seed = _records({**base, ("unsupervised", "shuffled", 0): [0.95, 0.1, 0.92]})
+    check = _zero_pair_check("(c)", one_bad_seed, 0.8, 0.9)
+    assert not check.passed and "0.100" in check.ours
+    too_low = _records({**base, ("ot", "shuffled", 0): [0.7, 0.7, 0.7]})
+    assert not _zero_pair_check("(c)", too_low, 0.8, 0.9).passed
+
+
+def test_curve_table_has_one_row_per_method_and_setting_with_the_seed_range():
+    records = _records(
+        {
+            ("ot", "shuffled", 0): [0.2, 0.4],
+            ("procrustes", "none", 5): [0.5, 0.7],
+            ("procrustes", "none", 100): [1.0, 1.0],
+        }
+    )
+    rows = curve_table("(x)", records)
+    assert [(r["method"], r["unpaired rows"]) for r in rows] == [("procrustes", "none"), ("ot", "shuffled")]
+    assert rows[0]["5"] == "0.600 [0.500-0.700]" and rows[0]["all"] == "1.000 [1.000-1.000]"
+    assert rows[1]["0"] == "0.300 [0.200-0.400]" and rows[1]["5"] is None
+
+
+def test_plot_curves_writes_one_png(tmp_path):
+    records = _records(
+        {
+            ("ot", "shuffled", 0): [0.2, 0.4],
+            ("ot", "disjoint", 5): [0.3, 0.5],
+            ("ot", "none", 100): [0.9, 1.0],
+            ("procrustes", "none", 5): [0.5, 0.7],
+            ("procrustes", "none", 100): [1.0, 1.0],
+        }
+    )
+    curves = [{"label": "(x) A-model -> B-model", "identity": 0.5, "records": records}]
+    path = plot_curves(curves, tmp_path / "curves.png", n_seeds=2, title="test")
+    assert path is not None and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ------------------------------------------------------------------------------------------ slow: reduced run
+@pytest.mark.slow
+def test_the_reduced_run_writes_the_page_the_record_and_the_figure(tmp_path):
+    result, page = run_experiment(NAME, reduced=True, out_dir=tmp_path)
+    assert page == tmp_path / f"{NAME}.md" and page.is_file()
+    text = page.read_text()
+    assert "(c) MiniLM-L6 -> MiniLM-L3" in text and "not run" in text
+    assert (tmp_path / f"{NAME}.png").is_file()
+    records = sorted(Path(tmp_path).glob(f"{NAME}*.json"))
+    assert records, "no JSON record written"
+    record = json.loads(records[-1].read_text())
+    recs = record["details"]["records"]
+    n_test = recs[0]["n_test"]
+    supervised = [r["r1_csls"] for r in recs if r["method"] == "procrustes" and r["is_all"]]
+    assert supervised and min(supervised) > 0.5 > 10 / n_test  # far above chance (1 / n_test)
+    assert all(r["error"] is None for r in recs)
+    assert all(0.0 <= r["r1_cosine"] <= 1.0 for r in recs)
+    assert result.checks and {c.claim.split(":")[0] for c in result.checks} == {
+        "(c) MiniLM-L6 -> MiniLM-L3, WordNet lemmas (300)"
+    }
