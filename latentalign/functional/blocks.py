@@ -294,36 +294,38 @@ def merge_topk(
         floor = torch.topk(best if n_groups >= k else S, k, dim=1, sorted=False).values.amin(1, keepdim=True)
         selected = best >= floor
     else:  # strictly better than the k-th so far: an equal score of a later key never displaces it
-        selected = best > vals[:, -1:]
-    hit = selected.nonzero()
-    if hit.shape[0] == 0:
+        floor = vals[:, -1:]
+        selected = best > floor
+    hit_rows, hit_groups = selected.nonzero(as_tuple=True)
+    if hit_rows.shape[0] == 0:
         return vals, idx
-    hit_rows, hit_groups = hit[:, 0], hit[:, 1]
-    counts = torch.bincount(hit_rows, minlength=rows)
+    # Of the gathered groups only the scores that pass the floor are merged (a few per group).
+    found = groups[hit_rows, :, hit_groups]
+    passed = found >= floor[hit_rows] if first else found > floor[hit_rows]
+    entry, lane = passed.nonzero(as_tuple=True)
+    rows_e, cols_e = hit_rows[entry], hit_groups[entry] + lane * n_groups  # cols_e: the key's place in S
+    if idx is not None:  # each row's new keys in increasing order (see below)
+        by_key = torch.argsort(rows_e * S.shape[1] + cols_e)
+        rows_e, cols_e = rows_e[by_key], cols_e[by_key]
+    counts = torch.bincount(rows_e, minlength=rows)
     touched = counts.nonzero().squeeze(1)
-    slot = torch.cumsum(counts > 0, 0) - 1
-    place = torch.arange(hit.shape[0], device=S.device) - (torch.cumsum(counts, 0) - counts)[hit_rows]
+    slot = (torch.cumsum(counts > 0, 0) - 1)[rows_e]
+    place = torch.arange(rows_e.shape[0], device=S.device) - (torch.cumsum(counts, 0) - counts)[rows_e]
     width_c = int(counts.max())
-    buf_v = S.new_full((touched.shape[0], width_c, GROUP), -math.inf)
-    buf_v[slot[hit_rows], place] = groups[hit_rows, :, hit_groups]
-    all_v = torch.cat([vals[touched], buf_v.view(touched.shape[0], -1)], dim=1)
+    buf_v = S.new_full((touched.shape[0], width_c), -math.inf)
+    buf_v[slot, place] = S[rows_e, cols_e]
+    all_v = torch.cat([vals[touched], buf_v], dim=1)
     if idx is None:
         vals[touched] = torch.topk(all_v, k, dim=1).values
         return vals, None
-    lanes = torch.arange(GROUP, device=S.device) * n_groups
-    buf_i = torch.full((touched.shape[0], width_c, GROUP), -1, dtype=torch.int64, device=S.device)
-    buf_i[slot[hit_rows], place] = (offset + hit_groups)[:, None] + lanes
-    all_i = torch.cat([idx[touched], buf_i.view(touched.shape[0], -1)], dim=1)
-    top_v, top_pos = torch.topk(all_v, k, dim=1)
-    top_i = all_i.gather(1, top_pos)
-    kth = top_v[:, -1:]
-    # topk keeps an arbitrary subset of the scores equal to the k-th; where some were left out, the merged
-    # scores are ordered by index and then stably by score instead, so that the lower indices are kept.
-    straddle = ((all_v == kth).sum(1) > (top_v == kth).sum(1)).nonzero().squeeze(1)
-    if straddle.numel():
-        sorted_v, sorted_i = sort_ties_by_index(all_v[straddle], all_i[straddle])
-        top_v[straddle], top_i[straddle] = sorted_v[:, :k], sorted_i[:, :k]
-    vals[touched], idx[touched] = sort_ties_by_index(top_v, top_i)
+    buf_i = torch.full((touched.shape[0], width_c), -1, dtype=torch.int64, device=S.device)
+    buf_i[slot, place] = offset + cols_e
+    # The kept scores come first, ordered by decreasing score and increasing index; all their keys are
+    # below offset, and the new keys follow in increasing order: a stable sort by decreasing score keeps
+    # the lower index first among equal scores.
+    sorted_v, order = torch.sort(all_v, dim=1, descending=True, stable=True)
+    vals[touched] = sorted_v[:, :k]
+    idx[touched] = torch.cat([idx[touched], buf_i], dim=1).gather(1, order[:, :k])
     return vals, idx
 
 
@@ -368,11 +370,14 @@ def merge_column_topk(vals: torch.Tensor, S: torch.Tensor, first: bool) -> torch
     best = groups.amax(1)
     if first:  # the groups holding a column's k best values: those reaching its k-th best group maximum
         vals.fill_(-math.inf)
-        hit = (best >= torch.topk(best, k, dim=0, sorted=False).values.amin(0)[None, :]).nonzero()
+        reached = torch.topk(best, k, dim=0, sorted=False).values.amin(0)
+        hit = (best >= reached[None, :]).nonzero()
+        floor = torch.nextafter(reached, reached.new_tensor(-math.inf))  # values >= reached are merged
     else:
-        hit = (best > vals[:, -1][None, :]).nonzero()
+        floor = vals[:, -1]
+        hit = (best > floor[None, :]).nonzero()
     if hit.shape[0]:
-        _merge_column_groups(vals, groups, hit)
+        _merge_column_groups(vals, groups, hit, floor)
     if full < rows:  # the last rows (fewer than GROUP) are merged as they are, without a padded copy
         rest = S[full:]
         cols = (rest.amax(0) > vals[:, -1]).nonzero().squeeze(1)
@@ -381,21 +386,23 @@ def merge_column_topk(vals: torch.Tensor, S: torch.Tensor, first: bool) -> torch
     return vals
 
 
-def _merge_column_groups(vals: torch.Tensor, groups: torch.Tensor, hit: torch.Tensor) -> None:
-    """Merge the row groups ``hit`` ((group, column) pairs of ``groups``) into the column top-k ``vals``."""
+def _merge_column_groups(vals: torch.Tensor, groups: torch.Tensor, hit: torch.Tensor, floor: torch.Tensor) -> None:
+    """Merge the values above ``floor`` (per column) of the row groups ``hit`` ((group, column) pairs of
+    ``groups``) into the column top-k ``vals``."""
     k, width = vals.shape[1], groups.shape[2]
     hit_groups, hit_cols = hit[:, 0], hit[:, 1]
-    counts = torch.bincount(hit_cols, minlength=width)
+    found = groups[hit_groups, :, hit_cols]
+    entry, lane = (found > floor[hit_cols, None]).nonzero(as_tuple=True)
+    cols_e, values = hit_cols[entry], found[entry, lane]
+    counts = torch.bincount(cols_e, minlength=width)
     touched = counts.nonzero().squeeze(1)
-    slot = torch.cumsum(counts > 0, 0) - 1
-    # nonzero() lists hits group by group; order them by column to find each one's place in its column
-    by_col = torch.argsort(hit_cols, stable=True)
-    hit_groups, hit_cols = hit_groups[by_col], hit_cols[by_col]
-    place = torch.arange(hit.shape[0], device=groups.device) - (torch.cumsum(counts, 0) - counts)[hit_cols]
-    buf = groups.new_full((touched.shape[0], int(counts.max()), GROUP), -math.inf)
-    buf[slot[hit_cols], place] = groups[hit_groups, :, hit_cols]
-    merged = torch.cat([vals[touched], buf.view(touched.shape[0], -1)], dim=1)
-    vals[touched] = torch.topk(merged, k, dim=1).values
+    # nonzero() lists hits group by group; order the values by column to find each one's place in its column
+    by_col = torch.argsort(cols_e, stable=True)
+    cols_e, values = cols_e[by_col], values[by_col]
+    place = torch.arange(cols_e.shape[0], device=groups.device) - (torch.cumsum(counts, 0) - counts)[cols_e]
+    buf = groups.new_full((touched.shape[0], int(counts.max())), -math.inf)
+    buf[(torch.cumsum(counts > 0, 0) - 1)[cols_e], place] = values
+    vals[touched] = torch.topk(torch.cat([vals[touched], buf], dim=1), k, dim=1).values
 
 
 def _mask_self(S: torch.Tensor, start: int, stop: int, c0: int, c1: int) -> None:
