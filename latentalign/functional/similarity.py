@@ -470,17 +470,14 @@ def _merge_candidates(
     best_i[touched] = i[keep].view(t, k)
 
 
-#: Filtered candidates per row above which a score block is reduced by a top-k instead (bounds the memory).
-DENSE_CANDIDATES = 4
-
-
 class _SelfSearch:
-    """Running k-nearest lists of every row, fed with score blocks whose columns come in increasing order.
+    """Running k-nearest lists of every row, fed with blocks of the score matrix, each entry exactly once.
 
-    A row's k-th best score so far is a threshold that later columns must beat (strictly: an equal score
-    has a higher index, and loses), so once a row holds ``k`` candidates, a block is first reduced to its
-    row (or column) maxima and only the few rows (columns) whose maximum beats the threshold are searched.
-    Rows still short of ``k`` candidates take the block's top ``k`` (a sort).
+    Every row first takes the top ``k`` of its diagonal block (a sort). Its ``k``-th best score so far is
+    then a threshold that an entry must reach to matter, so only the entries of an off-diagonal block that
+    reach it are found (:func:`_entries_reaching`, by chunk maxima) and merged (:func:`_merge_candidates`
+    orders ties by index, so the blocks may come in any order). A block with many entries at the thresholds
+    is reduced by a top-``k`` instead.
     """
 
     def __init__(self, n: int, k: int, dtype: torch.dtype, device: torch.device) -> None:
@@ -488,41 +485,29 @@ class _SelfSearch:
         self.values = torch.full((n, k), -math.inf, dtype=dtype, device=device)
         self.indices = torch.full((n, k), n, dtype=torch.int64, device=device)
 
+    def add_diagonal(self, S: torch.Tensor, row0: int) -> None:
+        """The block of rows ``row0 + i`` against themselves, its diagonal already set to ``-inf``."""
+        self._add_top(S, row0, row0)
+
     def add_rows(self, S: torch.Tensor, row0: int, col0: int) -> None:
         """Rows ``row0 + i`` of the score block ``S`` against columns ``col0 + j``."""
-        h = S.shape[0]
-        threshold = self.values[row0 : row0 + h, self.k - 1]
-        if bool(torch.isneginf(threshold).any()):
+        threshold = self.values[row0 : row0 + S.shape[0], self.k - 1]
+        hits = _entries_reaching(S, threshold, self.k)
+        if hits is None:
             self._add_top(S, row0, col0)
-            return
-        active = (S.amax(1) > threshold).nonzero()[:, 0]
-        if active.numel() == 0:
-            return
-        sub = S[active]
-        i, j = (sub > threshold[active, None]).nonzero(as_tuple=True)
-        if i.numel() > DENSE_CANDIDATES * self.k * active.numel():
-            values, columns = _top_candidates(sub, self.k, col0)
-            rows = (active + row0).repeat_interleave(values.shape[1])
-            _merge_candidates(self.values, self.indices, rows, values.reshape(-1), columns.reshape(-1))
-            return
-        _merge_candidates(self.values, self.indices, active[i] + row0, sub[i, j], j + col0)
+        elif hits[0].numel():
+            i, j, v = hits
+            _merge_candidates(self.values, self.indices, i + row0, v, j + col0)
 
     def add_columns(self, S: torch.Tensor, row0: int, col0: int) -> None:
         """Rows ``col0 + j`` of the transposed score block ``S^T`` (their scores against rows ``row0 + i``)."""
-        w = S.shape[1]
-        threshold = self.values[col0 : col0 + w, self.k - 1]
-        if bool(torch.isneginf(threshold).any()):
+        threshold = self.values[col0 : col0 + S.shape[1], self.k - 1]
+        hits = _entries_reaching(S.T, threshold, self.k)
+        if hits is None:
             self._add_top(S.T.contiguous(), col0, row0)
-            return
-        active = (S.amax(0) > threshold).nonzero()[:, 0]
-        if active.numel() == 0:
-            return
-        sub = S[:, active]
-        i, j = (sub > threshold[None, active]).nonzero(as_tuple=True)
-        if i.numel() > DENSE_CANDIDATES * self.k * active.numel():
-            self._add_top(sub.T.contiguous(), 0, row0, rows=active + col0)
-            return
-        _merge_candidates(self.values, self.indices, active[j] + col0, sub[i, j], i + row0)
+        elif hits[0].numel():
+            j, i, v = hits
+            _merge_candidates(self.values, self.indices, j + col0, v, i + row0)
 
     def _add_top(self, S: torch.Tensor, row0: int, col0: int, rows: torch.Tensor | None = None) -> None:
         values, columns = _top_candidates(S, self.k, col0)
@@ -530,6 +515,50 @@ class _SelfSearch:
             rows = torch.arange(row0, row0 + S.shape[0], device=S.device)
         rows = rows.repeat_interleave(values.shape[1])
         _merge_candidates(self.values, self.indices, rows, values.reshape(-1), columns.reshape(-1))
+
+
+#: Scores per chunk reduced to their maximum before the entries of a block are compared with the thresholds.
+CHUNK = 64
+
+
+def _entries_reaching(
+    S: torch.Tensor, threshold: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """``(i, j, S[i, j])`` for the entries with ``S[i, j] >= threshold[i]``; ``None`` when there are many.
+
+    ``S`` may be a transposed view. Its rows are cut into chunks of :data:`CHUNK` scores along the
+    contiguous dimension, each chunk is reduced to its maximum (one pass over ``S``), and only the chunks
+    whose maximum reaches the row's threshold are gathered and compared: once the thresholds are good,
+    a few per row. More than ``k`` such chunks per row on average returns ``None`` (a top-k is cheaper).
+    """
+    h, w = S.shape
+    transposed = S.stride(0) == 1 and S.stride(1) != 1
+    parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    m = w // CHUNK * CHUNK
+    if m:
+        main = S[:, :m]
+        if transposed:  # chunks of CHUNK rows of the underlying row-major block, reduced across them
+            peaks = main.T.reshape(m // CHUNK, CHUNK, h).amax(1).T
+        else:
+            peaks = main.reshape(h, m // CHUNK, CHUNK).amax(2)
+        ci, cj = (peaks >= threshold[:, None]).nonzero(as_tuple=True)
+        if ci.numel() > k * h:
+            return None
+        cols = cj[:, None] * CHUNK + torch.arange(CHUNK, device=S.device)
+        values = S[ci[:, None], cols]
+        ii, jj = (values >= threshold[ci, None]).nonzero(as_tuple=True)
+        parts.append((ci[ii], cols[ii, jj], values[ii, jj]))
+    if m < w:
+        tail = S[:, m:]
+        ti, tj = (tail >= threshold[:, None]).nonzero(as_tuple=True)
+        parts.append((ti, tj + m, tail[ti, tj]))
+    if len(parts) == 1:
+        return parts[0]
+    return (
+        torch.cat([p[0] for p in parts]),
+        torch.cat([p[1] for p in parts]),
+        torch.cat([p[2] for p in parts]),
+    )
 
 
 def _score_product(U: torch.Tensor) -> Any:
@@ -555,9 +584,9 @@ def self_knn_cosine(
 
     The similarity matrix of unit rows is symmetric, so each off-diagonal block ``U_I U_J^T`` is computed
     once (half the GEMM flops of searching ``X`` against itself) and read twice: by its rows for the
-    rows of ``I`` and by its columns for the rows of ``J``. Each row keeps its ``k`` best scores so far,
-    and a block is searched only where it beats them (see ``_SelfSearch``), so after the first blocks
-    the search costs little more than the GEMM. The row itself is excluded; among equal similarities the
+    rows of ``I`` and by its columns for the rows of ``J``. The diagonal blocks come first; from then on
+    each row keeps its ``k`` best scores so far, and a block is searched only where it reaches them (see
+    ``_SelfSearch``), so the search costs little more than the GEMM. The row itself is excluded; among equal similarities the
     lower row index comes first (the order of a stable sort), whatever the blocks.
 
     Parameters
@@ -592,19 +621,23 @@ def self_knn_cosine(
         search = _SelfSearch(n, k, X.dtype, X.device)
         scores = torch.empty(b * b, dtype=X.dtype, device=X.device)
         starts = range(0, n, b)
-        # Row block a meets the column blocks c < a through the transposes of earlier blocks, then c >= a:
-        # the columns of every row arrive in increasing order, as _SelfSearch requires.
+
+        def block(a: int, c: int) -> torch.Tensor:
+            h, w = min(b, n - a), min(b, n - c)
+            S = scores[: h * w].view(h, w)
+            product(slice(a, a + h), slice(c, c + w), S)
+            return S
+
+        # The diagonal blocks first: every row then holds k candidates (with b > k) and a threshold.
         for a in starts:
-            rows_a = slice(a, min(a + b, n))
-            for c in starts[a // b :]:
-                cols_c = slice(c, min(c + b, n))
-                S = scores[: (rows_a.stop - a) * (cols_c.stop - c)].view(rows_a.stop - a, cols_c.stop - c)
-                product(rows_a, cols_c, S)
-                if c == a:
-                    S.fill_diagonal_(-math.inf)
+            S = block(a, a)
+            S.fill_diagonal_(-math.inf)
+            search.add_diagonal(S, a)
+        for a in starts:
+            for c in starts[a // b + 1 :]:
+                S = block(a, c)
                 search.add_rows(S, a, c)
-                if c != a:
-                    search.add_columns(S, a, c)
+                search.add_columns(S, a, c)
     return search.values, search.indices
 
 
