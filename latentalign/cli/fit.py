@@ -111,10 +111,12 @@ def pairing_mode(method: str, pairs: str | None, unpaired: bool) -> str:
             )
         if "unpaired" in modes:
             ways.append("--unpaired (the rows are not paired at all; the map is learnt from the two clouds)")
-        raise _rows_error(
-            f"-m {method} can fit {'with or without row pairs' if len(modes) > 1 else 'on unpaired rows'}, so say "
-            "which: " + ", or ".join(ways) + "."
-        )
+        how = {
+            ("pairs", "unpaired"): "with or without row pairs",
+            ("pairs",): "from a few known pairs plus unpaired rows",
+            ("unpaired",): "on unpaired rows",
+        }[modes]
+        raise _rows_error(f"-m {method} can fit {how}, so say which rows pair: " + ", or ".join(ways) + ".")
     return "rows"
 
 

@@ -226,12 +226,12 @@ def read_pairs(path: Path, n_source: int, n_target: int, what: str = "--pairs") 
                 "two integer row indices (SOURCE row, TARGET row)."
             )
         widths = {len(row) for row in parsed}
-        raw = np.array(parsed, dtype=np.int64) if widths <= {2} else np.empty((len(parsed), 0))
-        if len(widths) > 1 or (widths and widths != {2}):
+        if widths - {2}:
             raise ValueError(
                 f"{what} {str(path)!r} has lines of {sorted(widths)} values; each line must hold exactly two "
                 "integers (SOURCE row, TARGET row)."
             )
+        raw = np.array(parsed, dtype=np.int64).reshape(-1, 2)
     else:
         raise typer.BadParameter(f"{what} must be a .npy, .txt or .csv file of row-index pairs, got {str(path)!r}.")
     if raw.ndim != 2 or raw.shape[1] != 2:
