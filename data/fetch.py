@@ -1,9 +1,9 @@
 """Fetch and verify the offline datasets: ``python data/fetch.py [NAMES...|all]``.
 
-Debian-packaged datasets are downloaded with ``apt-get download`` (nothing is installed), reduced
-to the files the loaders read, checked against ``latentalign/datasets/checksums.json`` and stored under
-``latentalign._paths.data_dir()`` (``$LATENTALIGN_DATA_DIR``, default
-``~/.cache/latentalign/data``). PyPI-packaged datasets are only checked to be importable.
+Debian-packaged datasets are downloaded as ``.deb`` files from a Debian mirror (``$LATENTALIGN_DEBIAN_MIRRORS``)
+and unpacked in pure Python (nothing is installed), reduced to the files the loaders read, checked against
+``latentalign/datasets/checksums.json`` and stored under ``latentalign._paths.data_dir()``
+(``$LATENTALIGN_DATA_DIR``, default ``<cache>/data``, see ``latentalign._paths``). PyPI-packaged datasets are only checked to be importable.
 A re-run finds the files and only re-verifies them.
 
 Maintainers: ``--update-checksums NAME`` re-downloads NAME and records its files in the manifest.
