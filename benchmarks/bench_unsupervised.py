@@ -58,19 +58,27 @@ def wordnet_lemmas(n: int, seed: int = 0) -> list[str]:
     return [words[i] for i in np.sort(rng.choice(len(words), size=n, replace=False))]
 
 
-def minilm_pair(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """MiniLM-L6 and MiniLM-L3 embeddings of ``n`` WordNet lemmas (row i of each: the same lemma)."""
+def text_pair(n: int, names: tuple[str, str] = ("minilm", "minilm-l3-onnx")) -> tuple[np.ndarray, np.ndarray]:
+    """Two text encoders' embeddings of ``n`` WordNet lemmas (row i of each: the same lemma)."""
     from latentalign.encoders import load_encoder
 
     out = []
     words = None
-    for name in ("minilm", "minilm-l3-onnx"):
+    for name in names:
         path = _cache(f"{name}-wordnet-{n}")
         if not path.exists():
             words = words or wordnet_lemmas(n)
             np.save(path, load_encoder(name).encode(words, progress=False).astype(np.float32))
         out.append(np.load(path))
     return out[0], out[1]
+
+
+def image_pair(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """EfficientNet-Lite0 and Lite1 features of ``n`` Fashion-MNIST train images (row i: the same image)."""
+    from latentalign.experiments.cross_architecture import embed_subset, fashion_mnist_subset
+
+    subset = fashion_mnist_subset("train", n)
+    return embed_subset("efficientnet-lite0", subset), embed_subset("efficientnet-lite1", subset)
 
 
 def r1_csls(Z: np.ndarray, Y: np.ndarray, gold) -> float:
@@ -96,7 +104,7 @@ def case_minilm(n: int, seeds: list[int], params: dict) -> list[dict]:
     from latentalign.align import Procrustes
     from latentalign.preprocessing import make_preprocessor
 
-    X, Y = minilm_pair(2000)
+    X, Y = text_pair(2000)
     X, Y = X[:n], Y[:n]
     rng = np.random.default_rng(0)
     test = np.sort(rng.permutation(n)[: n // 2])
@@ -222,6 +230,8 @@ LOAD_BEFORE = tuple(round(x, 2) for x in os.getloadavg())
 if __name__ == "__main__":
     if "--prepare" in sys.argv:
         limit_threads(1)
-        print([a.shape for a in minilm_pair(2000)])
+        print([a.shape for a in text_pair(2000)], flush=True)
+        print([a.shape for a in text_pair(2000, ("minilm", "mpnet"))], flush=True)
+        print([a.shape for a in image_pair(2000)], flush=True)
     else:
         main()

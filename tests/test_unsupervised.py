@@ -12,6 +12,7 @@ from latentalign.align import make_aligner
 from latentalign.align.unsupervised import UnsupervisedAligner
 from latentalign.exceptions import ConvergenceWarning
 from latentalign.functional.unsupervised import (
+    candidate_starts,
     dictionary_score,
     gw_dictionary,
     map_change,
@@ -76,11 +77,45 @@ def test_seeds_agree_on_the_planted_problem():
     assert min(scores) >= 0.95
 
 
-def test_restarts_keep_the_start_with_the_best_unsupervised_score():
+def test_restarts_screen_every_start_and_continue_the_best_one():
     X, Y, _, _ = clustered(n=300)
-    fit = unsupervised_alignment(X, Y, n_init=3, random_state=5)
+    fit = unsupervised_alignment(X, Y, n_init=3, random_state=5, screen_iter=4, keep_prob=0.5)
     assert [r["seed"] for r in fit.restarts] == [5, 6, 7]
-    assert fit.score == max(r["score"] for r in fit.restarts)
+    assert all(r["n_iter"] <= 4 for r in fit.restarts)
+    chosen = [r for r in fit.restarts if r["chosen"]]
+    assert len(chosen) == 1 and chosen[0]["score"] == max(r["score"] for r in fit.restarts)
+    assert fit.converged
+
+
+def test_starts_differ_so_that_restarts_do_not_fail_together():
+    X, Y, _, _ = clustered(n=300)
+    A, B = normalize_rows(torch.as_tensor(X)), normalize_rows(torch.as_tensor(Y))
+    starts = candidate_starts(A, B, n_init=4, random_state=0)
+    assert len({info["start"] for _, _, info in starts}) == 4
+    for i in range(4):
+        for j in range(i):
+            same = (starts[i][0][:100] == starts[j][0][:100]) & (starts[i][1][:100] == starts[j][1][:100])
+            assert not bool(same.all())
+    # the random subsets depend on the seed
+    again = candidate_starts(A, B, n_init=3, random_state=1)
+    assert not torch.equal(again[2][1], starts[2][1])
+
+
+@pytest.mark.slow
+def test_mixed_starts_end_with_a_gromov_wasserstein_start():
+    X, Y, _, _ = clustered(n=200, d=8)
+    A, B = normalize_rows(torch.as_tensor(X)), normalize_rows(torch.as_tensor(Y))
+    starts = candidate_starts(A, B, init="mixed", n_init=2)
+    assert starts[0][2]["start"].startswith("sorted similarity")
+    assert starts[1][2]["start"].startswith("Gromov-Wasserstein") and "gw_loss" in starts[1][2]
+
+
+def test_rounds_run_in_float32_but_the_map_keeps_the_input_precision():
+    X, Y, Q, _ = clustered(n=300)
+    fit = unsupervised_alignment(X, Y, n_init=1)
+    assert fit.W.dtype == torch.float64
+    np.testing.assert_allclose(fit.W.T @ fit.W, np.eye(16), atol=1e-12)
+    np.testing.assert_allclose(fit.W.numpy(), Q, atol=0.05)
 
 
 def test_dictionary_score_prefers_the_true_map():
@@ -110,7 +145,7 @@ def test_a_converging_fit_emits_no_warning():
 def test_a_capped_fit_warns_once_naming_the_criterion():
     X, Y, _, _ = clustered(n=300)
     with pytest.warns(ConvergenceWarning) as caught:
-        model = UnsupervisedAligner(n_init=2, max_iter=3).fit(X, Y)
+        model = UnsupervisedAligner(n_init=2, max_iter=3, screen_iter=3).fit(X, Y)
     messages = [str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)]
     assert len(messages) == 1
     assert "relative change of the map ||W_t - W_(t-1)||_F / ||W_t||_F" in messages[0]
@@ -161,6 +196,8 @@ def test_torch_in_torch_out_and_inverse_round_trip():
         ({"n_init": 0}, "n_init"),
         ({"keep_prob": 0.0}, "keep_prob"),
         ({"tol": 0.0}, "tol"),
+        ({"screen_iter": 0}, "screen_iter"),
+        ({"screen_size": 1}, "screen_size"),
     ],
 )
 def test_bad_parameters_are_named(params, match):

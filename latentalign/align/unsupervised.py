@@ -4,7 +4,9 @@ A thin estimator over :func:`latentalign.functional.unsupervised.unsupervised_al
 unsupervised first dictionary (VecMap's sorted similarity distributions, or annealed entropic
 Gromov-Wasserstein), robust self-learning (stochastic, bidirectional CSLS dictionary induction on the
 most frequent rows), best of several starts by an unsupervised score, and a final orthogonal map that
-works on unseen points.
+works on unseen points. The starts differ from each other (frequency cut-offs, random subsets,
+Gromov-Wasserstein couplings); each is screened by a short self-learning run and only the best, by
+the unsupervised score, gets the full run.
 
 Rows of ``X`` and ``Y`` are not paired and their numbers may differ. Put the most important rows
 (the most frequent words) first: the start and the dictionary induction use the first rows.
@@ -30,13 +32,15 @@ class UnsupervisedAligner(Aligner):
 
     Parameters
     ----------
-    init : {"vecmap", "gw"}, default "vecmap"
-        First dictionary: ``"vecmap"`` compares the sorted similarity distributions of the first
-        ``init_size`` rows of each space (Artetxe et al., 2018); ``"gw"`` runs entropic
-        Gromov-Wasserstein on cosine distances, annealed (Alvarez-Melis and Jaakkola, 2018).
+    init : {"vecmap", "gw", "mixed"}, default "vecmap"
+        First dictionaries: ``"vecmap"`` compares the sorted similarity distributions of the first
+        rows of each space (Artetxe et al., 2018), over different cut-offs and random subsets per start;
+        ``"gw"`` runs entropic Gromov-Wasserstein on cosine distances, annealed (Alvarez-Melis and
+        Jaakkola, 2018), from different starting couplings; ``"mixed"`` makes the last start a GW one.
     n_init : int, default 3
-        Starts (seeds ``random_state, random_state + 1, ...``); the one whose map gives the best mean
-        CSLS score over mutual nearest neighbours is kept. No known pair is ever used.
+        Starts (seeds ``random_state, random_state + 1, ...``), each screened by ``screen_iter``
+        self-learning rounds; the one whose map gives the best mean CSLS score over mutual nearest
+        neighbours gets the full run. No known pair is ever used.
     init_size : int, optional
         Rows per side used by the start (4000 for ``"vecmap"``, 1000 for ``"gw"`` by default).
     vocab_cutoff : int, default 5000
@@ -51,6 +55,10 @@ class UnsupervisedAligner(Aligner):
         Most self-learning rounds per start.
     tol : float, default 1e-6
         Convergence: relative change of the map between rounds, ``||W_t - W_(t-1)||_F / ||W_t||_F``.
+    screen_iter : int, default 30
+        Self-learning rounds of each start's screening run (with ``n_init > 1``).
+    screen_size : int, default 2000
+        Rows per side in the screening runs.
     preprocess : str or list of str, optional
         Steps fitted on ``X`` and ``Y`` separately before everything else (the rows are also
         normalised inside as VecMap does: unit length, centred, unit length).
@@ -69,7 +77,7 @@ class UnsupervisedAligner(Aligner):
     history_ : list of dict
         Per round of the chosen start: ``keep_prob``, ``objective``, ``map_change``, ``n_pairs``.
     restarts_ : list of dict
-        One entry per start: ``seed``, ``score``, ``converged``, ``n_iter``.
+        One entry per start: ``seed``, ``start``, ``score`` (after screening), ``n_iter``, ``chosen``.
     score_ : float
         Unsupervised score of the chosen map.
     converged_ : bool
@@ -104,6 +112,8 @@ class UnsupervisedAligner(Aligner):
         patience: int = 5,
         max_iter: int = 150,
         tol: float = 1e-6,
+        screen_iter: int = 30,
+        screen_size: int = 2000,
         preprocess: str | list[str] | None = None,
         random_state: int = 0,
     ) -> None:
@@ -116,6 +126,8 @@ class UnsupervisedAligner(Aligner):
         self.patience = patience
         self.max_iter = max_iter
         self.tol = tol
+        self.screen_iter = screen_iter
+        self.screen_size = screen_size
         self.preprocess = preprocess
         self.random_state = random_state
 
@@ -129,6 +141,8 @@ class UnsupervisedAligner(Aligner):
         check_number(self.patience, "patience", integer=True, low=1)
         check_number(self.max_iter, "max_iter", integer=True, low=1)
         check_number(self.tol, "tol", low=0.0, low_inclusive=False)
+        check_number(self.screen_iter, "screen_iter", integer=True, low=1)
+        check_number(self.screen_size, "screen_size", integer=True, low=2)
         check_number(self.random_state, "random_state", integer=True)
 
     def fit(self, X: ArrayLike, Y: ArrayLike) -> UnsupervisedAligner:
@@ -164,6 +178,8 @@ class UnsupervisedAligner(Aligner):
             patience=self.patience,
             max_iter=self.max_iter,
             tol=self.tol,
+            screen_iter=self.screen_iter,
+            screen_size=self.screen_size,
             random_state=self.random_state,
             label="UnsupervisedAligner",
         )

@@ -29,9 +29,17 @@ rounds, ``||W_t - W_{t-1}||_F / ||W_t||_F``, falls below ``tol``.
 
 Restarts (:func:`unsupervised_alignment`)
 -----------------------------------------
-Several starts (seeds) are run and the one with the best *unsupervised* score is kept: the mean CSLS
-score of the mutual nearest neighbours under the fitted map (:func:`dictionary_score`). No ground truth
-enters the loop.
+A weak start is the usual failure: on real embeddings the first dictionary can be right for well under
+1 % of the rows, and whether self-learning then finds the true map depends on the start and on the
+random dictionaries of the stochastic rounds. The starts are therefore made different from each other
+(:func:`candidate_starts`: sorted similarities over different frequency cut-offs and random subsets of
+the first rows, Gromov-Wasserstein couplings from different starting plans), each is screened by a short
+self-learning run on the first ``screen_size`` rows, and only the one with the best *unsupervised* score
+(:func:`dictionary_score`: the mean CSLS score of the mutual nearest neighbours under its map) goes on to
+the full self-learning. No ground truth enters the loop.
+
+All the ``n x n`` work (similarities, CSLS, dictionary induction) runs in float32; only the ``d x d``
+polar factor, and the final map fitted on the final dictionary, use the input's precision.
 """
 
 from __future__ import annotations
@@ -55,6 +63,7 @@ __all__ = [
     "GW_ANNEALING",
     "UnsupervisedFit",
     "normalize_rows",
+    "candidate_starts",
     "sorted_similarity_dictionary",
     "gw_dictionary",
     "induce_dictionary",
@@ -64,7 +73,7 @@ __all__ = [
     "unsupervised_alignment",
 ]
 
-UNSUPERVISED_INITS = ("vecmap", "gw")
+UNSUPERVISED_INITS = ("vecmap", "gw", "mixed")
 #: Entropic GW regularisations of the annealing (relative to the mean cosine distance). Below about
 #: 2e-3 POT's entropic solver underflows in float64; the annealing stops at the last step that worked.
 GW_ANNEALING = (0.05, 0.02, 0.01, 0.005)
@@ -157,7 +166,7 @@ def sorted_similarity_dictionary(
     m = int(min(n, X.shape[0], Y.shape[0]))
     sides = []
     for A in (X[:m], Y[:m]):
-        A = normalize_rows(A.to(torch.float64))
+        A = normalize_rows(A.to(torch.float32))
         U, s, _ = torch.linalg.svd(A, full_matrices=False)
         K = (U * s) @ U.T  # sqrt(A A^T): same eigenvectors, square-rooted eigenvalues
         K = K.sort(dim=1).values
@@ -421,14 +430,16 @@ def self_learning_map(
     cut_x, cut_y = int(min(vocab_cutoff, X.shape[0])), int(min(vocab_cutoff, Y.shape[0]))
     k = int(min(csls_k, cut_x, cut_y))
     gen = torch.Generator().manual_seed(int(random_state))
-    Xc, Yc = X[:cut_x], Y[:cut_y]
+    # The rounds run in float32 (n x n similarities); the final map is refitted in X's precision.
+    Xf, Yf = X.to(torch.float32), Y.to(torch.float32)
+    Xc, Yc = Xf[:cut_x], Yf[:cut_y]
     history: list[dict[str, Any]] = []
     W_prev: torch.Tensor | None = None
     best, last_gain, level_start, p = -math.inf, 0, 0, float(keep_prob)
     converged = False
     it = 0
     for it in range(1, int(max_iter) + 1):
-        W, _ = polar_factor(X[rows].T @ Y[cols])
+        W, _ = polar_factor(Xf[rows].T @ Yf[cols])
         change = map_change(W_prev, W)
         W_prev = W
         record = {"round": it, "keep_prob": p, "map_change": change, "n_pairs": int(rows.numel())}
@@ -436,7 +447,7 @@ def self_learning_map(
         if p >= 1.0 and change < tol:
             converged = True
             break
-        rows, cols, objective = induce_dictionary(Xc @ W.to(X.dtype), Yc, csls_k=k, keep_prob=p, generator=gen)
+        rows, cols, objective = induce_dictionary(Xc @ W.to(Xf.dtype), Yc, csls_k=k, keep_prob=p, generator=gen)
         record["objective"] = objective
         if objective - best >= threshold:
             best, last_gain = objective, it
@@ -444,9 +455,83 @@ def self_learning_map(
         # noisy objective of the stochastic rounds creeps up for long without the dictionary settling).
         if p < 1.0 and (it - last_gain >= patience or it - level_start >= 4 * patience):
             p, last_gain, level_start = min(1.0, p * growth), it, it
-    W = W_prev if W_prev is not None else polar_factor(X[rows].T @ Y[cols])[0]
-    score = dictionary_score(Xc @ W.to(X.dtype), Yc, csls_k=k)
+    W = polar_factor(X[rows].T @ Y[cols])[0]
+    score = dictionary_score(Xc @ W.to(Xf.dtype), Yc, csls_k=k)
     return UnsupervisedFit(W=W, rows=rows, cols=cols, history=history, converged=converged, n_iter=it, score=score)
+
+
+def candidate_starts(
+    X: torch.Tensor,
+    Y: torch.Tensor,
+    *,
+    init: str = "vecmap",
+    n_init: int = 3,
+    init_size: int | None = None,
+    csls_k: int = 10,
+    random_state: int = 0,
+) -> list[tuple[torch.Tensor, torch.Tensor, dict[str, Any]]]:
+    """``n_init`` different first dictionaries, so that restarts do not all fail together.
+
+    ``"vecmap"``: start ``i = 0`` compares the sorted similarities of the first ``init_size`` rows of
+    each side; start 1 those of the first half of them (a lower frequency cut-off); later starts those
+    of a random 80 % of the first ``init_size`` rows of each side (drawn with seed ``random_state + i``).
+    ``"gw"``: :func:`gw_dictionary` from different starting couplings (seeds ``random_state + i``).
+    ``"mixed"``: the ``"vecmap"`` starts, the last one replaced by a GW start on at most 500 rows.
+
+    Parameters
+    ----------
+    X, Y : torch.Tensor
+        Normalised rows (:func:`normalize_rows`), most important first.
+    init : {"vecmap", "gw", "mixed"}, default "vecmap"
+    n_init : int, default 3
+    init_size : int, optional
+        Rows per side available to a start (default 4000 for sorted similarities, 1000 for GW).
+    csls_k : int, default 10
+    random_state : int, default 0
+
+    Returns
+    -------
+    list of (rows, cols, info)
+        One dictionary per start; ``info`` names the start (``start``) and its rows (``n``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> gen = torch.Generator().manual_seed(0)
+    >>> X = normalize_rows(torch.randn(100, 6, generator=gen))
+    >>> starts = candidate_starts(X, X, n_init=3)
+    >>> [info["start"] for _, _, info in starts]  # doctest: +NORMALIZE_WHITESPACE
+    ['sorted similarity, first 100 rows', 'sorted similarity, first 50 rows',
+     'sorted similarity, random 80 of the first 100 rows (seed 2)']
+    """
+    m = int(min(init_size or 4000, X.shape[0], Y.shape[0]))
+    starts: list[tuple[torch.Tensor, torch.Tensor, dict[str, Any]]] = []
+    for i in range(int(n_init)):
+        seed = int(random_state) + i
+        if init == "gw" or (init == "mixed" and i == n_init - 1 and n_init > 1):
+            size = init_size or 1000 if init == "gw" else min(init_size or 500, 500)
+            rows, cols, info = gw_dictionary(X, Y, n=size, random_state=seed)
+            starts.append((rows, cols, {"start": f"Gromov-Wasserstein, {info['n'][0]} rows", **info}))
+            continue
+        if i == 0 or (i == 1 and m >= 4):
+            keep = m if i == 0 else m // 2
+            rows, cols = sorted_similarity_dictionary(X, Y, n=keep, csls_k=csls_k)
+            starts.append((rows, cols, {"start": f"sorted similarity, first {keep} rows", "n": keep}))
+            continue
+        # Independent random subsets of each side: the shared rows are fewer, but the start differs.
+        gen = torch.Generator().manual_seed(seed)
+        keep = max(2, int(0.8 * m))
+        sub_x = torch.randperm(m, generator=gen)[:keep].sort().values.to(X.device)
+        sub_y = torch.randperm(m, generator=gen)[:keep].sort().values.to(Y.device)
+        r, c = sorted_similarity_dictionary(X[sub_x], Y[sub_y], n=keep, csls_k=csls_k)
+        starts.append(
+            (
+                sub_x[r],
+                sub_y[c],
+                {"start": f"sorted similarity, random {keep} of the first {m} rows (seed {seed})", "n": keep},
+            )
+        )
+    return starts
 
 
 def unsupervised_alignment(
@@ -462,10 +547,12 @@ def unsupervised_alignment(
     patience: int = 5,
     max_iter: int = 150,
     tol: float = 1e-6,
+    screen_iter: int = 30,
+    screen_size: int = 2000,
     random_state: int = 0,
     label: str = "unsupervised_alignment",
 ) -> UnsupervisedFit:
-    """Align two spaces without any known pair: a first dictionary, self-learning, best of ``n_init`` starts.
+    """Align two spaces without any known pair: diverse starts, a screening run each, full self-learning on the best.
 
     Parameters
     ----------
@@ -473,15 +560,21 @@ def unsupervised_alignment(
     Y : array of shape (n_y, d_y)
         Not paired; rows in order of importance (most frequent first for words). Normalised here with
         :func:`normalize_rows`.
-    init : {"vecmap", "gw"}, default "vecmap"
-        First dictionary: :func:`sorted_similarity_dictionary` or :func:`gw_dictionary`.
+    init : {"vecmap", "gw", "mixed"}, default "vecmap"
+        Kind of first dictionaries (:func:`candidate_starts`).
     n_init : int, default 1
-        Starts (seeds ``random_state, random_state + 1, ...``: the stochastic induction's seed, and for
-        ``"gw"`` the starting coupling); the best by :func:`dictionary_score` is returned.
+        Starts. With more than one, each start (seed ``random_state + i`` for its stochastic induction)
+        is screened by ``screen_iter`` self-learning rounds on the first ``screen_size`` rows; the one
+        with the best :func:`dictionary_score` then continues, from its screened dictionary and
+        ``keep_prob``, on ``vocab_cutoff`` rows. With one start there is no screening.
     init_size : int, optional
-        Rows of each side used by the start (default 4000 for ``"vecmap"``, 1000 for ``"gw"``).
+        Rows of each side used by the starts (default 4000 for ``"vecmap"``, 1000 for ``"gw"``).
     vocab_cutoff, csls_k, keep_prob, patience, max_iter, tol :
-        As in :func:`self_learning_map`.
+        As in :func:`self_learning_map` (``max_iter`` bounds the final run).
+    screen_iter : int, default 30
+        Rounds of each start's screening run.
+    screen_size : int, default 2000
+        Rows per side in the screening runs (at most ``vocab_cutoff``).
     random_state : int, default 0
         First seed.
     label : str
@@ -490,12 +583,13 @@ def unsupervised_alignment(
     Returns
     -------
     UnsupervisedFit
-        The chosen start's fit, with ``restarts`` listing every start.
+        The final fit; ``restarts`` lists every start (``seed``, ``start``, ``score`` after screening,
+        ``n_iter``, ``chosen``).
 
     Warns
     -----
     ConvergenceWarning
-        Once, when the chosen start ends at ``max_iter`` rounds with the map still changing by more than
+        Once, when the final run ends at ``max_iter`` rounds with the map still changing by more than
         ``tol``.
 
     Examples
@@ -521,41 +615,49 @@ def unsupervised_alignment(
     check_number(patience, "patience", integer=True, low=1)
     check_number(max_iter, "max_iter", integer=True, low=1)
     check_number(tol, "tol", low=0.0, low_inclusive=False)
+    check_number(screen_iter, "screen_iter", integer=True, low=1)
+    check_number(screen_size, "screen_size", integer=True, low=2)
     check_number(random_state, "random_state", integer=True)
     A, B = normalize_rows(Xt), normalize_rows(Yt)
-    chosen: UnsupervisedFit | None = None
+    starts = candidate_starts(
+        A, B, init=init, n_init=n_init, init_size=init_size, csls_k=csls_k, random_state=random_state
+    )
+    settings = {"csls_k": csls_k, "patience": patience, "tol": tol}
     restarts: list[dict[str, Any]] = []
-    start_info: dict[str, Any] = {}
-    vecmap_start: tuple[torch.Tensor, torch.Tensor] | None = None
-    for seed in range(int(random_state), int(random_state) + int(n_init)):
-        if init == "vecmap":
-            if vecmap_start is None:  # deterministic: computed once, the seeds vary the induction
-                vecmap_start = sorted_similarity_dictionary(A, B, n=init_size or 4000, csls_k=csls_k)
-            rows, cols = vecmap_start
-        else:
-            rows, cols, start_info = gw_dictionary(A, B, n=init_size or 1000, random_state=seed)
-        fit = self_learning_map(
-            A,
-            B,
-            rows,
-            cols,
-            vocab_cutoff=vocab_cutoff,
-            csls_k=csls_k,
-            keep_prob=keep_prob,
-            patience=patience,
-            max_iter=max_iter,
-            tol=tol,
-            random_state=seed,
-        )
-        restarts.append(
-            {"seed": seed, "score": fit.score, "converged": fit.converged, "n_iter": fit.n_iter, **start_info}
-        )
-        if chosen is None or fit.score > chosen.score:
-            chosen = fit
-    assert chosen is not None  # n_init >= 1
-    chosen.restarts = restarts
-    if not chosen.converged:
-        last = chosen.history[-1]
+    rows, cols = starts[0][0], starts[0][1]
+    seed, p = int(random_state), float(keep_prob)
+    if len(starts) > 1:
+        best: UnsupervisedFit | None = None
+        for i, (r, c, info) in enumerate(starts):
+            trial = self_learning_map(
+                A,
+                B,
+                r,
+                c,
+                vocab_cutoff=min(screen_size, vocab_cutoff),
+                keep_prob=keep_prob,
+                max_iter=screen_iter,
+                random_state=int(random_state) + i,
+                **settings,
+            )
+            restarts.append(
+                {"seed": int(random_state) + i, "score": trial.score, "n_iter": trial.n_iter, "chosen": False, **info}
+            )
+            if best is None or trial.score > best.score:
+                best, seed = trial, int(random_state) + i
+        assert best is not None  # at least two starts
+        restarts[seed - int(random_state)]["chosen"] = True
+        rows, cols, p = best.rows, best.cols, best.history[-1]["keep_prob"]
+    else:
+        restarts.append({"seed": seed, "chosen": True, **starts[0][2]})
+    fit = self_learning_map(
+        A, B, rows, cols, vocab_cutoff=vocab_cutoff, keep_prob=p, max_iter=max_iter, random_state=seed, **settings
+    )
+    if len(starts) == 1:
+        restarts[0].update(score=fit.score, n_iter=fit.n_iter)
+    fit.restarts = restarts
+    if not fit.converged:
+        last = fit.history[-1]
         warnings.warn(
             f"{label} stopped after max_iter={max_iter} rounds without converging: the relative change of the "
             f"map ||W_t - W_(t-1)||_F / ||W_t||_F was {last['map_change']:.2e} > tol={tol:.1e} in the last round "
@@ -564,4 +666,4 @@ def unsupervised_alignment(
             ConvergenceWarning,
             stacklevel=2,
         )
-    return chosen
+    return fit
