@@ -199,7 +199,7 @@ def test_cli_reports_an_unreachable_hub_as_one_line(black_hole, tmp_path):
     texts = tmp_path / "texts.txt"
     texts.write_text("a cat\na dog\n")
     env = hub_env(black_hole.url, tmp_path, **{TIMEOUT_ENV: "2"})
-    args = [sys.executable, "-m", "latentalign.cli", "embed", "hf:some-org/some-model", str(texts)]
+    args = [sys.executable, "-m", "latentalign.cli", "-q", "embed", "hf:some-org/some-model", str(texts)]
     res = subprocess.run([*args, "-o", str(tmp_path / "o.npy")], capture_output=True, text=True, env=env, timeout=120)
     assert res.returncode == 1, res.stdout + res.stderr
     lines = res.stderr.strip().splitlines()
