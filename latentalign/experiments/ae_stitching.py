@@ -17,6 +17,7 @@ forward pass by the current encoder without gradient through them), followed by 
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import time
 from pathlib import Path
@@ -25,6 +26,8 @@ from typing import Any
 import numpy as np
 
 __all__ = ["run", "load_images", "train_autoencoder", "reconstruction_errors", "build_autoencoder"]
+
+logger = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -308,6 +311,7 @@ def _train_and_score(setup: dict[str, Any], seeds: list[int]):
     means: dict[tuple[str, bool], list[float]] = {}
     examples: dict[str, Any] = {}
     for dataset in setup["datasets"]:
+        logger.info("%s: loading images, then training the autoencoders", dataset)
         data = load_images(dataset, int(setup["n_train"]), int(setup["n_test"]), seed=int(setup["data_seed"]))
         rng = np.random.default_rng(int(setup["data_seed"]))
         anchor_idx = np.sort(rng.choice(len(data["train"]), int(setup["n_anchors"]), replace=False))

@@ -15,6 +15,7 @@ chosen on validation stamps drawn from the anchor pool (never on the test stamps
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ from latentalign.anchors import distinct_rows
 from latentalign.experiments.runner import Check, ExperimentResult
 
 __all__ = ["run", "asif_predict"]
+
+logger = logging.getLogger(__name__)
 
 _SHORT = {
     "minilm": "MiniLM",
@@ -182,6 +185,7 @@ def run(config: dict[str, Any], *, out_dir: Path) -> ExperimentResult:
     classes = sorted(set(tops))
     labels = np.asarray([classes.index(t) for t in tops], dtype=np.int64)
     prompts_text = [str(setup["prompt"]).format(phrases[c]) for c in classes]
+    logger.info("encoding %d class prompts with %s", len(prompts_text), ", ".join(text_models))
     prompts = {
         t: np.asarray(load_encoder(t).encode(prompts_text, progress=False), dtype=np.float32) for t in text_models
     }

@@ -9,6 +9,7 @@ chance level); the runner also measures it by shuffling the pairing.
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from latentalign.anchors import distinct_rows
 from latentalign.experiments.runner import Check, ExperimentResult
 
 __all__ = ["run", "tuxpaint_pairs", "parameter_count"]
+
+logger = logging.getLogger(__name__)
 
 _SHORT = {
     "minilm": "MiniLM",
@@ -81,6 +84,7 @@ def embed_models(
             inputs, dataset = images, "tuxpaint/png"
         else:
             inputs, dataset = captions, "tuxpaint/en"
+        logger.info("embedding %d items of %s with %s (store cache)", len(ids), dataset, name)
         store = embed(load_encoder(name), inputs, ids, dataset=dataset, shard_size=128, progress=False)
         out[name] = np.ascontiguousarray(store.get(ids), dtype=np.float32)
         notes.append(

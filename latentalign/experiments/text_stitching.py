@@ -22,6 +22,7 @@ trained on (relative coordinates for the relative head).
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from pathlib import Path
@@ -32,6 +33,8 @@ import numpy as np
 from latentalign.experiments.runner import Check, ExperimentResult
 
 __all__ = ["run", "wordnet_sample", "definition"]
+
+logger = logging.getLogger(__name__)
 
 _SHORT = {"minilm": "MiniLM", "mpnet": "MPNet", "e5-small": "e5", "minilm-l3-onnx": "MiniLM-L3"}
 _QUOTE = re.compile(r';?\s*"')
@@ -70,6 +73,7 @@ def _embed(name: str, inputs: Any, ids: list[str], dataset: str, notes: list[str
     from latentalign.store import embed
 
     start = time.perf_counter()
+    logger.info("embedding %d items of %s with %s (store cache)", len(ids), dataset, name)
     store = embed(load_encoder(name), inputs, ids, dataset=dataset, shard_size=256, progress=False)
     X = np.ascontiguousarray(store.get(ids), dtype=np.float32)
     notes.append(

@@ -19,6 +19,7 @@ French word owns its row are used, so every French word has its own vector.
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
     from latentalign.encoders.word_vectors import WordVectorEncoder
 
 __all__ = ["run", "as_word_vectors", "owned_words", "split_dictionary", "precision_at_1"]
+
+logger = logging.getLogger(__name__)
 
 NORMALISATIONS = ("original", "unit", "unit+center")
 MAPPINGS = ("unconstrained", "orthogonal")
@@ -256,6 +259,7 @@ def run(config: dict[str, Any], *, out_dir: Path) -> ExperimentResult:
     n_train, n_test = int(setup["n_train"]), int(setup["n_test"])
     notes: list[str] = []
     start = time.perf_counter()
+    logger.info("loading GloVe-50 and fastText-fr word vectors and the FreeDict dictionary")
     glove = as_word_vectors(load_encoder("glove-50"))
     en_words = glove.vocabulary[: int(setup["en_vocab"])]
     E_en = np.asarray(glove.encode(en_words, progress=False), dtype=np.float32)
