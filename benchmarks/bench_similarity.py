@@ -2,15 +2,21 @@
 
     python benchmarks/bench_similarity.py [--quick] [--threads 2] [--repeats 3] [--skip-large-knn]
 
+``--quick`` (1e4 x 768 CKA, 2e3 and 1e4 rows of mutual kNN; under a minute) is for development and writes
+results/bench_similarity_quick.txt; the full run (1e5 x 768 CKA, 1e4 and 1e5 rows of mutual kNN) writes
+results/bench_similarity.txt and takes a few minutes on a quiet machine.
+
 One process, one interleaved run: within each size the methods are called in turn, ``--repeats`` rounds,
 and each method's MEDIAN wall time is reported, so a change in machine load hits every method alike. The
 load average is recorded before and after. Inputs are float32.
 
 Peers, on equal work:
 - CKA: the plain numpy formula ``Xc = X - mean; ||Xc^T Yc||_F^2 / (||Xc^T Xc||_F ||Yc^T Yc||_F)`` (numpy
-  uses BLAS syrk for ``Xc^T Xc``), and the bare float32 GEMM ``X^T Y`` (torch) timed alone: the machine's
-  GEMM rate during this run. CKA's useful work is ``2 n d_x d_y + n d_x^2 + n d_y^2`` flops (the two Gram
-  matrices are symmetric), reported as GFLOP/s and as a fraction of that GEMM rate.
+  uses BLAS syrk for ``Xc^T Xc``), and the bare float32 GEMM ``X^T Y`` timed alone in torch and in numpy:
+  the faster is the machine's GEMM rate during this run. CKA's useful work is ``2 n d_x d_y + n d_x^2 +
+  n d_y^2`` flops (the two Gram matrices are symmetric), reported as GFLOP/s and as a fraction of that GEMM
+  rate. ``linear_cka`` (and ``mutual_knn``) run twice: with its block products in numpy's BLAS (the default on the CPU) and in
+  torch (``moments.CPU_PRODUCTS = "torch"``), to check that choice on the machine at hand.
 - mutual kNN / CKNNA: the faiss route, two ``IndexFlatIP`` searches of each L2-normalised space against
   itself (``k + 1`` neighbours, the row itself dropped) and a vectorised intersection of the neighbour sets.
   At the large size only latentalign runs (the faiss route takes about twice as long; ``--faiss-large``
@@ -37,7 +43,7 @@ from _common import limit_threads, machine_summary, print_table  # noqa: E402
 
 SIZES = {
     "full": {"cka": (100_000, 768), "knn": 10_000, "knn_large": 100_000},
-    "quick": {"cka": (20_000, 768), "knn": 3_000, "knn_large": 10_000},
+    "quick": {"cka": (10_000, 768), "knn": 2_000, "knn_large": 10_000},
 }
 K = 10
 GEN_ROWS = 8192
@@ -71,6 +77,18 @@ def interleaved(methods: dict[str, Callable[[], Any]], repeats: int) -> tuple[di
     return {name: statistics.median(t) for name, t in times.items()}, values
 
 
+def with_products(library: str, fn: Callable[..., float], *args: Any, **kwargs: Any) -> float:
+    """``fn(*args, **kwargs)`` with the CPU block products in ``library`` ("numpy" or "torch")."""
+    from latentalign.functional import moments
+
+    default = moments.CPU_PRODUCTS
+    moments.CPU_PRODUCTS = library
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        moments.CPU_PRODUCTS = default
+
+
 # -- CKA ----------------------------------------------------------------------------------------------------
 
 
@@ -90,14 +108,18 @@ def bench_cka(n: int, d: int, repeats: int) -> list[dict[str, Any]]:
     X, Y = make_pair(n, d)
     Xt, Yt = torch.from_numpy(X), torch.from_numpy(Y)
     moments = ("linear_cka", "unbiased_cka", "svcca", "procrustes_distance")
+
     methods = {
         "numpy formula": lambda: numpy_cka(X, Y),
         "bare X^T Y (torch)": lambda: float(torch.mm(Xt.T, Yt)[0, 0]),
+        "bare X^T Y (numpy)": lambda: float((X.T @ Y)[0, 0]),
         "latentalign linear_cka": lambda: linear_cka(X, Y),
+        "linear_cka, torch products": lambda: with_products("torch", linear_cka, X, Y),
         "latentalign 4 moment measures": lambda: similarity_scores(X, Y, metrics=moments)["linear_cka"],
     }
     seconds, values = interleaved(methods, repeats)
-    gemm_rate = 2.0 * n * d * d / seconds["bare X^T Y (torch)"] / 1e9
+    gemm_seconds = min(seconds["bare X^T Y (torch)"], seconds["bare X^T Y (numpy)"])
+    gemm_rate = 2.0 * n * d * d / gemm_seconds / 1e9
     useful = 4.0 * n * d * d  # 2 n d^2 for X^T Y, n d^2 for each symmetric Gram matrix
     rows = []
     for name, s in seconds.items():
@@ -156,6 +178,8 @@ def bench_knn(n: int, d: int, repeats: int, with_faiss: bool) -> list[dict[str, 
         methods["faiss route mutual kNN"] = lambda: faiss_mutual_knn(X, Y, K)
     methods["latentalign mutual_knn"] = lambda: mutual_knn(X, Y, k=K)
     if with_faiss:
+        methods["mutual_knn, torch products"] = lambda: with_products("torch", mutual_knn, X, Y, k=K)
+    if with_faiss:
         methods["latentalign cknna"] = lambda: cknna(X, Y, k=K)
     seconds, values = interleaved(methods, repeats)
     peer = seconds.get("faiss route mutual kNN")
@@ -197,7 +221,10 @@ def main() -> None:
     parser.add_argument("--skip-large-knn", action="store_true", help="no mutual kNN at the large size")
     parser.add_argument("--faiss-large", action="store_true", help="also run the faiss route at the large size")
     parser.add_argument(
-        "--out", type=Path, default=None, help="results file (default: results/bench_similarity.txt, not with --quick)"
+        "--out",
+        type=Path,
+        default=None,
+        help="results file (default: results/bench_similarity.txt, or bench_similarity_quick.txt with --quick)",
     )
     args = parser.parse_args()
     limit_threads(args.threads)
@@ -221,7 +248,8 @@ def main() -> None:
         print_table(
             bench_cka(n, d, args.repeats),
             ["method", "n", "d", "seconds", "GFLOP/s", "% of X^T Y rate", "speed vs numpy", "value"],
-            title="Linear CKA, float32 (useful work 4 n d^2 flops; 'bare X^T Y' is the GEMM alone, 2 n d^2)",
+            title="Linear CKA, float32 (useful work 4 n d^2 flops; 'bare X^T Y' is the GEMM alone, 2 n d^2; the "
+            "faster bare GEMM is 100%)",
         )
     ]
     knn_columns = ["method", "n", "d", "k", "seconds", "GFLOP/s (full search)", "speed vs faiss", "value"]
@@ -246,10 +274,9 @@ def main() -> None:
         f"{', '.join(f'{x:.2f}' for x in load_after)}; total {time.perf_counter() - started:.0f} s"
     )
     print(footer, flush=True)
-    out = args.out or (None if args.quick else HERE / "results" / "bench_similarity.txt")
-    if out is not None:  # a --quick run is printed only, unless --out names a file
-        out.write_text("\n".join(header) + "\n" + "\n".join(tables) + "\n" + footer + "\n")
-        print(f"wrote {out}")
+    out = args.out or HERE / "results" / ("bench_similarity_quick.txt" if args.quick else "bench_similarity.txt")
+    out.write_text("\n".join(header) + "\n" + "\n".join(tables) + "\n" + footer + "\n")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

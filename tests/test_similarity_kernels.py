@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from latentalign.functional import moments
 from latentalign.functional.similarity import (
     cknna,
     linear_cka,
@@ -189,3 +190,40 @@ def test_zero_row_is_refused_for_cosine():
     X[4] = 0.0
     with pytest.raises(ValueError, match=r"X has a zero row \(row 4\), whose cosine similarity is undefined"):
         mutual_knn(X, np.random.default_rng(9).standard_normal((10, 2)), k=3)
+
+
+# --------------------------------------------------------------------------------------------------------
+# CPU products in numpy's BLAS or in torch; the thresholded block search
+# --------------------------------------------------------------------------------------------------------
+@pytest.fixture(params=["numpy", "torch"])
+def cpu_products(request, monkeypatch):
+    monkeypatch.setattr(moments, "CPU_PRODUCTS", request.param)
+    return request.param
+
+
+def test_both_cpu_product_libraries_give_the_float64_values(cpu_products):
+    X, Y = offset_pair(8000, 40, 24, seed=6)
+    assert linear_cka(X, Y) == pytest.approx(cka64(X, Y), rel=1e-6)
+    assert procrustes_distance(X, Y) == pytest.approx(procrustes64(X, Y), rel=1e-6)
+    stats = moments.compute_stats(torch.from_numpy(X), torch.from_numpy(Y), gram=True, block_rows=3000)
+    X64 = X.astype(np.float64) - X.astype(np.float64).mean(0)
+    np.testing.assert_allclose(stats.gram().numpy(), X64.T @ X64, rtol=1e-6, atol=1e-6 * np.abs(X64.T @ X64).max())
+    values, indices = self_knn_cosine(torch.from_numpy(sign_rows(150, 16, seed=3)), 6, block_rows=40)
+    np.testing.assert_array_equal(indices.numpy(), stable_knn(sign_rows(150, 16, seed=3), 6))
+
+
+@pytest.mark.parametrize(("n", "block_rows"), [(700, 200), (700, 64), (301, 100)])
+def test_thresholded_search_matches_the_float64_reference(n, block_rows):
+    # Widths that are and are not multiples of the 64-score chunks, a short last block, float64 scores.
+    X = np.random.default_rng(n + block_rows).standard_normal((n, 12))
+    _, indices = self_knn_cosine(torch.from_numpy(X), 7, block_rows)
+    np.testing.assert_array_equal(indices.numpy(), stable_knn(X, 7))
+
+
+def test_blocks_where_most_entries_reach_the_thresholds_fall_back_to_a_top_k():
+    # 16 distinct rows of +-1, each repeated: after the diagonal blocks every threshold is 1 (a duplicate),
+    # and in every other block all the row's duplicates reach it, in every 64-score chunk: more than k chunks
+    # per row, so each block is reduced by a top-k; the ties go to the lower index.
+    X = sign_rows(1200, 4, seed=12)
+    _, indices = self_knn_cosine(torch.from_numpy(X), 3, block_rows=400)
+    np.testing.assert_array_equal(indices.numpy(), stable_knn(X, 3))

@@ -32,7 +32,8 @@ pass. On the CPU every product runs in numpy's BLAS on views of the buffers (no 
 by ``syrk`` (numpy dispatches ``A.T @ A`` to it), at half the flops of a GEMM. Measured single-threaded in
 float32 on the development machine (AMD EPYC), numpy's BLAS ran ``X^T Y`` at about 100 GFLOP/s against
 torch's 95, and ``X^T X`` at the equivalent of 195 GFLOP/s against 143 for torch's block-triangular GEMMs
-(torch has no syrk binding); :data:`CPU_PRODUCTS` switches back to torch to compare. On other devices
+(torch has no syrk binding). With two threads on an overloaded machine (load average above 10 on two
+cores) torch's products were the faster; :data:`CPU_PRODUCTS` switches to them. On other devices
 (GPU) the products run in torch, the Gram matrices block-triangularly (one GEMM per panel of about
 :data:`GRAM_PANEL` columns with the columns from it on). The products run in the input dtype (float32
 data runs at the float32 GEMM rate) and accumulate in that dtype over at most ``flush_rows`` rows
@@ -87,7 +88,8 @@ MIN_BLOCK_ROWS, MAX_BLOCK_ROWS = 2048, 16384
 FLUSH_ROWS = 8192
 #: Columns per panel of the block-triangular Gram products (wide enough for GEMM efficiency).
 GRAM_PANEL = 256
-#: Library of the block products on the CPU: ``"numpy"`` (its BLAS, with syrk for the Gram matrices) or ``"torch"``.
+#: Library of the CPU block products here and in the k-NN search of :mod:`~latentalign.functional.similarity`:
+#: ``"numpy"`` (its BLAS, with syrk for the Gram matrices) or ``"torch"``.
 CPU_PRODUCTS = "numpy"
 #: Names of the fourth-order sums (``fourth=True``), in the order of the module docstring.
 FOURTH_ORDER = ("saa", "sbb", "sab", "sxa", "sxb", "sya", "syb")

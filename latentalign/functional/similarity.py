@@ -67,6 +67,7 @@ from scipy.linalg import get_blas_funcs
 
 from latentalign._array import ArrayLike
 from latentalign._validation import check_array, check_choice, check_number, check_pair
+from latentalign.functional import moments
 from latentalign.functional.moments import CrossStats, compute_stats, is_finite
 from latentalign.functional.norms import row_norms
 from latentalign.functional.procrustes import FLOAT32_PRODUCT_FLOOR, products_underflowed
@@ -562,8 +563,9 @@ def _entries_reaching(
 
 
 def _score_product(U: torch.Tensor) -> Any:
-    """``(a, c, out) -> U[a] @ U[c]^T`` into ``out``: numpy's BLAS on the CPU (faster than torch's there), torch elsewhere."""
-    if U.device.type == "cpu":
+    """``(a, c, out) -> U[a] @ U[c]^T`` into ``out``: on the CPU in the library of
+    :data:`~latentalign.functional.moments.CPU_PRODUCTS` (numpy's BLAS by default), elsewhere in torch."""
+    if U.device.type == "cpu" and moments.CPU_PRODUCTS == "numpy":
         u = U.numpy()
 
         def numpy_product(a: slice, c: slice, out: torch.Tensor) -> None:
