@@ -399,6 +399,7 @@ def write_report(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    records = [_label_rows(record) for record in records]  # every bar named by pair and method
     rows = [row for record in records for row in record["rows"]]
     paths = {"markdown": out / "report.md", "csv": out / "report.csv"}
     body = [f"# latentalign report\n\n{len(records)} run record(s).\n"]
@@ -445,10 +446,11 @@ def plot_metric(rows: Sequence[dict[str, Any]], path: Path, *, metric: str, grou
     ax.set_xticklabels(groups, rotation=15, ha="right", fontsize=8)
     ax.set_ylabel(metric)
     ax.set_ylim(0, 1.0 if all(0 <= r[metric] <= 1 for r in rows) else None)
-    ax.legend(fontsize=8, ncol=min(len(names), 5))
+    # beside the axes, one entry a line: long method names never cover the bars
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     ax.set_title(f"{metric} by {group} and {series}")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    fig.savefig(path.with_suffix(".svg"))
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    fig.savefig(path.with_suffix(".svg"), bbox_inches="tight")
     plt.close(fig)
     return path

@@ -17,7 +17,10 @@ def report(
     out: Path = typer.Option(Path("report"), "--out", "-o", help="output directory"),
     metric: str = typer.Option("recall@1", help="metric to plot"),
 ) -> None:
-    """Turn run records into report.md, report.csv and a PNG plot.
+    """Turn run records into report.md, report.csv and a bar plot of --metric (PNG and SVG).
+
+    Reads the records of every command (older record files and the report.json of `latentalign
+    diagnose` included); bars are labelled by pair and method.
 
     **Examples**
 
