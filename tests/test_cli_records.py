@@ -273,3 +273,30 @@ def test_run_lists_failed_checks_and_strict_makes_them_exit_1(tmp_path, monkeypa
     assert "word_translation_csls: CSLS beats NN (paper 0.4, ours 0.3)" in result.output
     strict = run("run", "all", "--summary-only", "--strict", "-o", tmp_path)
     assert strict.exit_code == 1 and "1 check(s) FAILED:" in strict.output
+
+
+def test_run_of_one_experiment_with_a_failing_check_exits_1_only_with_strict(tmp_path, monkeypatch):
+    import latentalign.experiments
+
+    (tmp_path / "strict_runner.py").write_text(
+        "from latentalign.experiments import Check, ExperimentResult\n"
+        "def run(config, *, out_dir):\n"
+        "    n = config['setup']['n']\n"
+        "    return ExperimentResult(rows=[{'n': n}], checks=[Check('n is 3', '3', str(n), n == 3)])\n"
+    )
+    monkeypatch.setattr(latentalign.experiments, "__path__", [*latentalign.experiments.__path__, str(tmp_path)])
+    monkeypatch.delitem(sys.modules, "latentalign.experiments.strict_runner", raising=False)
+    config = tmp_path / "strict.toml"
+    config.write_text(
+        'runner = "latentalign.experiments.strict_runner:run"\ntitle = "Strict"\n'
+        '[paper]\ncitation = "Nobody 2024"\n[setup]\nn = 3\n[reduced]\nn = 2\n'
+    )
+    passing = run("run", config, "--strict", "-o", tmp_path / "out")
+    assert passing.exit_code == 0 and "FAILED" not in passing.output, passing.output
+    failing = run("run", config, "--reduced", "-o", tmp_path / "out")
+    assert failing.exit_code == 0 and "1 check(s) FAILED:\n  strict: n is 3 (paper 3, ours 2)" in failing.output
+    strict = run("run", config, "--reduced", "--strict", "-o", tmp_path / "out")
+    assert strict.exit_code == 1 and "1 check(s) FAILED:" in strict.output
+    record = json.loads((tmp_path / "out" / "strict.json").read_text())
+    assert record["inputs"]["config"]["sha256"] == hashlib.sha256(config.read_bytes()).hexdigest()
+    assert record["command"] and record["wall_s"] is not None and record["outputs"][0].endswith("strict.md")
