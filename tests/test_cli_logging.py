@@ -74,12 +74,15 @@ def test_the_cli_leaves_the_library_logger_as_it_found_it(files):
 
 def test_a_python_warning_is_one_clean_line(files):
     np.save(files / "few.npy", np.random.default_rng(1).standard_normal((3, 4)).astype(np.float32))
-    result = invoke("fit", files / "few.npy", files / "few.npy", "-m", "affine", "-o", files / "m.safetensors",
-                    "--record-dir", files / "r")  # fmt: skip
+    result_args = ["fit", files / "few.npy", files / "few.npy", "-m", "affine", "-o", files / "m.safetensors",
+                   "--record-dir", files / "r"]  # fmt: skip
+    result = invoke(*result_args)
     assert result.exit_code == 0, result.output
     lines = [line for line in result.stderr.splitlines() if line.startswith("Warning: ")]
     assert lines and lines[0].startswith("Warning: IllConditionedWarning: "), result.stderr
     assert ".py:" not in result.stderr and "warnings.warn" not in result.stderr  # no file path, no source line
+    verbose = invoke("-v", *[str(a) for a in result_args])
+    assert "\nWarning: IllConditionedWarning: " in "\n" + verbose.stderr  # the same line with --verbose
 
 
 def test_no_progress_turns_off_every_bar_for_the_run_only():

@@ -35,11 +35,12 @@ class EchoHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            message = (
-                " ".join(self.format(record).split()) if record.levelno >= logging.WARNING else self.format(record)
-            )
-            if record.levelno >= logging.WARNING and not getattr(record, "prefixed", False):
-                message = f"{record.levelname.capitalize()}: {message}"
+            if getattr(record, "prefixed", False):  # a Python warning, already "Warning: <category>: ..."
+                message = " ".join(record.getMessage().split())
+            elif record.levelno >= logging.WARNING:
+                message = f"{record.levelname.capitalize()}: " + " ".join(self.format(record).split())
+            else:
+                message = self.format(record)
             sys.stderr.write(message + "\n")
             sys.stderr.flush()
         except Exception:  # a broken stderr must not turn a log line into a crash
