@@ -114,6 +114,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--output", help="results file (default: results/bench_retrieval[_quick].txt)")
     args = parser.parse_args()
     if args.quick:
         args.queries, args.keys = 1_000, 10_000
@@ -186,7 +187,7 @@ def main() -> None:
             verdict = "met" if ratio <= allowed else "NOT met"
             lines.append(f"{name} / {reference}: {ratio:.3f} (target <= {allowed:.3f}: {verdict})")
     print("\n".join(lines))
-    results = QUICK_RESULTS if args.quick else RESULTS
+    results = args.output or (QUICK_RESULTS if args.quick else RESULTS)
     os.makedirs(os.path.dirname(results), exist_ok=True)
     with open(results, "w") as handle:
         handle.write(text.lstrip("\n") + "\n\n" + "\n".join(lines) + "\n")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import cast
 
@@ -35,6 +36,7 @@ __all__ = [
     "NUMPY_BLAS",
     "product",
     "tile_buffer",
+    "torch_threads_beside_blas",
     "TILE_ELEMENTS",
     "QUERY_BLOCK",
     "KEPT_TILES",
@@ -229,6 +231,34 @@ def product(A: torch.Tensor, B: torch.Tensor, out: torch.Tensor | None = None) -
     if out is None:
         return A @ B.T
     return torch.mm(A, B.T, out=out)
+
+
+@contextmanager
+def torch_threads_beside_blas(device: torch.device) -> Iterator[None]:
+    """Hold torch's intra-op threads at one while numpy's BLAS multiplies the CPU tiles (restored after).
+
+    numpy's BLAS and torch keep separate thread pools, and each pool's threads keep spinning for a while after
+    its call returns: side by side on every core they take the cores from each other (an exact search on 2
+    cores ran 3x slower than its products alone). The products keep all of numpy's threads; torch's light
+    per-tile work (maxima, merges) runs on the calling thread.
+
+    Examples
+    --------
+    >>> import torch
+    >>> with torch_threads_beside_blas(torch.device("cpu")):
+    ...     inside = torch.get_num_threads()
+    >>> inside
+    1
+    """
+    previous = torch.get_num_threads()
+    if not (NUMPY_BLAS and device.type == "cpu") or previous == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def tile_buffer(rows: int, cols: int, like: torch.Tensor) -> torch.Tensor:
@@ -428,18 +458,19 @@ def blocked_topk(
     values = torch.empty(n_q, k, dtype=scorer.Q.dtype, device=device)
     indices = torch.empty(n_q, k, dtype=torch.int64, device=device)
     least = k + 1 if exclude_self else k
-    for start, stop in query_blocks(n_q, chunk_size):
-        Qb = scorer.queries(start, stop)
-        vals = torch.full((stop - start, k), -math.inf, dtype=scorer.Q.dtype, device=device)
-        idx: torch.Tensor | None = torch.full((stop - start, k), -1, dtype=torch.int64, device=device)
-        spans = list(key_blocks(scorer.n_keys, stop - start, least))
-        buffer = tile_buffer(stop - start, spans[0][1] - spans[0][0], Qb)
-        for j, (c0, c1) in enumerate(spans):
-            S = scorer.tile(Qb, start, stop, slice(c0, c1), _tile_out(buffer, stop - start, c1 - c0))
-            if exclude_self:
-                _mask_self(S, start, stop, c0, c1)
-            vals, idx = merge_topk(vals, idx, S, c0, j == 0)
-        values[start:stop], indices[start:stop] = vals, cast(torch.Tensor, idx)
+    with torch_threads_beside_blas(device):
+        for start, stop in query_blocks(n_q, chunk_size):
+            Qb = scorer.queries(start, stop)
+            vals = torch.full((stop - start, k), -math.inf, dtype=scorer.Q.dtype, device=device)
+            idx: torch.Tensor | None = torch.full((stop - start, k), -1, dtype=torch.int64, device=device)
+            spans = list(key_blocks(scorer.n_keys, stop - start, least))
+            buffer = tile_buffer(stop - start, spans[0][1] - spans[0][0], Qb)
+            for j, (c0, c1) in enumerate(spans):
+                S = scorer.tile(Qb, start, stop, slice(c0, c1), _tile_out(buffer, stop - start, c1 - c0))
+                if exclude_self:
+                    _mask_self(S, start, stop, c0, c1)
+                vals, idx = merge_topk(vals, idx, S, c0, j == 0)
+            values[start:stop], indices[start:stop] = vals, cast(torch.Tensor, idx)
     return values, indices
 
 
@@ -465,17 +496,18 @@ def csls_pass(
     cand_v = torch.empty(n_q, depth, dtype=dtype, device=device)
     cand_i = torch.empty(n_q, depth, dtype=torch.int64, device=device)
     col_v = torch.full((n_k, csls_k), -math.inf, dtype=dtype, device=device)
-    for b, (start, stop) in enumerate(query_blocks(n_q, chunk_size, least=csls_k)):
-        Qb = scorer.queries(start, stop)
-        vals = torch.full((stop - start, depth), -math.inf, dtype=dtype, device=device)
-        idx: torch.Tensor | None = torch.full((stop - start, depth), -1, dtype=torch.int64, device=device)
-        spans = list(key_blocks(n_k, stop - start, depth))
-        buffer = tile_buffer(stop - start, spans[0][1] - spans[0][0], Qb)
-        for j, (c0, c1) in enumerate(spans):
-            S = scorer.tile(Qb, start, stop, slice(c0, c1), _tile_out(buffer, stop - start, c1 - c0))
-            vals, idx = merge_topk(vals, idx, S, c0, j == 0)
-            merge_column_topk(col_v[c0:c1], S, b == 0)
-        cand_v[start:stop], cand_i[start:stop] = vals, cast(torch.Tensor, idx)
+    with torch_threads_beside_blas(device):
+        for b, (start, stop) in enumerate(query_blocks(n_q, chunk_size, least=csls_k)):
+            Qb = scorer.queries(start, stop)
+            vals = torch.full((stop - start, depth), -math.inf, dtype=dtype, device=device)
+            idx: torch.Tensor | None = torch.full((stop - start, depth), -1, dtype=torch.int64, device=device)
+            spans = list(key_blocks(n_k, stop - start, depth))
+            buffer = tile_buffer(stop - start, spans[0][1] - spans[0][0], Qb)
+            for j, (c0, c1) in enumerate(spans):
+                S = scorer.tile(Qb, start, stop, slice(c0, c1), _tile_out(buffer, stop - start, c1 - c0))
+                vals, idx = merge_topk(vals, idx, S, c0, j == 0)
+                merge_column_topk(col_v[c0:c1], S, b == 0)
+            cand_v[start:stop], cand_i[start:stop] = vals, cast(torch.Tensor, idx)
     return cand_v[:, :csls_k].mean(1), col_v.mean(1), cand_v, cand_i
 
 
@@ -513,35 +545,36 @@ def count_ahead(
     device = scorer.Q.device
     counts = torch.zeros(n_q, g, dtype=torch.int64, device=device)
     scores = torch.full((n_q, g), -math.inf, dtype=scorer.Q.dtype, device=device)
-    for start, stop in query_blocks(n_q, chunk_size):
-        Qb = scorer.queries(start, stop)
-        gi, gv = gold[start:stop], valid[start:stop]
-        spans = list(key_blocks(scorer.n_keys, stop - start))
-        starts = torch.tensor([c0 for c0, _ in spans], device=device)
-        home = torch.searchsorted(starts, gi, right=True) - 1  # the tile of each gold key
-        # Gold scores are read from the very tiles that are counted (the same product, bit for bit), so a
-        # key equal to a gold key is counted as tied with it; the first few of these tiles are kept.
-        kept: dict[int, torch.Tensor] = {}
-        buffer = tile_buffer(stop - start, spans[0][1] - spans[0][0], Qb)  # for the tiles not kept
-        for t in torch.unique(home[gv]).tolist():
-            c0, c1 = spans[t]
-            keep = len(kept) < KEPT_TILES
-            out = None if keep else _tile_out(buffer, stop - start, c1 - c0)
-            S = scorer.tile(Qb, start, stop, slice(c0, c1), out)
-            r, col = (gv & (home == t)).nonzero(as_tuple=True)
-            scores[start + r, col] = S[r, gi[r, col] - c0]
-            if keep:
-                kept[t] = S
-        gs = scores[start:stop]
-        threshold = gs.masked_fill(~gv, math.inf)  # padding: nothing scores >= +inf
-        block = counts[start:stop]
-        for t, (c0, c1) in enumerate(spans):
-            if t in kept:
-                S = kept.pop(t)
-            else:
-                S = scorer.tile(Qb, start, stop, slice(c0, c1), _tile_out(buffer, stop - start, c1 - c0))
-            r, col = (gv & (home == t)).nonzero(as_tuple=True)
-            S[r, gi[r, col] - c0] = -math.inf  # gold keys are not counted
-            for j in range(g):
-                block[:, j] += _count(S, threshold[:, j : j + 1], inclusive).to(device)
+    with torch_threads_beside_blas(device):
+        for start, stop in query_blocks(n_q, chunk_size):
+            Qb = scorer.queries(start, stop)
+            gi, gv = gold[start:stop], valid[start:stop]
+            spans = list(key_blocks(scorer.n_keys, stop - start))
+            starts = torch.tensor([c0 for c0, _ in spans], device=device)
+            home = torch.searchsorted(starts, gi, right=True) - 1  # the tile of each gold key
+            # Gold scores are read from the very tiles that are counted (the same product, bit for bit), so a
+            # key equal to a gold key is counted as tied with it; the first few of these tiles are kept.
+            kept: dict[int, torch.Tensor] = {}
+            buffer = tile_buffer(stop - start, spans[0][1] - spans[0][0], Qb)  # for the tiles not kept
+            for t in torch.unique(home[gv]).tolist():
+                c0, c1 = spans[t]
+                keep = len(kept) < KEPT_TILES
+                out = None if keep else _tile_out(buffer, stop - start, c1 - c0)
+                S = scorer.tile(Qb, start, stop, slice(c0, c1), out)
+                r, col = (gv & (home == t)).nonzero(as_tuple=True)
+                scores[start + r, col] = S[r, gi[r, col] - c0]
+                if keep:
+                    kept[t] = S
+            gs = scores[start:stop]
+            threshold = gs.masked_fill(~gv, math.inf)  # padding: nothing scores >= +inf
+            block = counts[start:stop]
+            for t, (c0, c1) in enumerate(spans):
+                if t in kept:
+                    S = kept.pop(t)
+                else:
+                    S = scorer.tile(Qb, start, stop, slice(c0, c1), _tile_out(buffer, stop - start, c1 - c0))
+                r, col = (gv & (home == t)).nonzero(as_tuple=True)
+                S[r, gi[r, col] - c0] = -math.inf  # gold keys are not counted
+                for j in range(g):
+                    block[:, j] += _count(S, threshold[:, j : j + 1], inclusive).to(device)
     return counts, scores
