@@ -3,10 +3,12 @@
 Exact search runs on :mod:`latentalign.functional.blocks`: the scores are produced one cache-sized tile
 (a block of query rows against a block of keys) at a time and feed a fused top-k, the CSLS penalties or the
 gold counts, so memory is a few tiles whatever the input sizes. Among keys with equal scores, the lower key
-index ranks first. CSLS takes one pass over the cosines for both penalties and each query's best
-candidates, plus a recomputation of the rows whose candidates cannot be proven to hold the answer. Inputs
-may be numpy arrays or torch tensors (CPU or GPU, same code); outputs come back the same way. No gradients
-flow through these functions.
+index ranks first. CSLS retrieval and CSLS ranks take one pass over the cosines for both penalties and each
+query's best candidates, plus a recomputation of the rows whose candidates cannot be proven to hold the
+answer (:mod:`latentalign.functional.knn_csls`). On the CPU the tile products go through numpy's BLAS
+(``blocks.NUMPY_BLAS``; set it to ``False`` for torch's), with its thread count. Inputs may be numpy arrays
+or torch tensors (CPU or GPU, same code); outputs come back the same way. No gradients flow through these
+functions.
 
 Metrics returned by :func:`retrieval_scores`
 --------------------------------------------
@@ -274,7 +276,8 @@ def knn(
     metric : {"cosine", "l2", "dot"}
         Cosine similarity, squared Euclidean distance, or inner product.
     index : {"exact", "faiss", "faiss-ivf"}
-        ``"exact"``: blocked matrix product + top-k in torch (runs on the inputs' device).
+        ``"exact"``: blocked matrix product + top-k in torch (runs on the inputs' device; on the CPU the
+        products use numpy's BLAS, see the module docstring).
         ``"faiss"``: faiss ``IndexFlatIP`` / ``IndexFlatL2`` on the CPU, also exact; both give the same
         neighbours up to ties and float32 rounding. ``"faiss-ivf"``: faiss ``IndexIVFFlat``, APPROXIMATE
         (scans ``nprobe`` of ``nlist`` k-means cells); use it only for large key sets.
