@@ -400,14 +400,13 @@ def merge_column_topk(vals: torch.Tensor, S: torch.Tensor, first: bool) -> torch
     best = groups.amax(1)
     if first:  # the groups holding a column's k best values: those reaching its k-th best group maximum
         vals.fill_(-math.inf)
-        reached = torch.topk(best, k, dim=0, sorted=False).values.amin(0)
-        hit = (best >= reached[None, :]).nonzero()
-        floor = torch.nextafter(reached, reached.new_tensor(-math.inf))  # values >= reached are merged
+        floor = torch.topk(best, k, dim=0, sorted=False).values.amin(0)
+        hit = (best >= floor[None, :]).nonzero()
     else:
         floor = vals[:, -1]
         hit = (best > floor[None, :]).nonzero()
     if hit.shape[0]:
-        _merge_column_groups(vals, groups, hit, floor)
+        _merge_column_groups(vals, groups, hit, floor, first)
     if full < rows:  # the last rows (fewer than GROUP) are merged as they are, without a padded copy
         rest = S[full:]
         cols = (rest.amax(0) > vals[:, -1]).nonzero().squeeze(1)
@@ -416,13 +415,16 @@ def merge_column_topk(vals: torch.Tensor, S: torch.Tensor, first: bool) -> torch
     return vals
 
 
-def _merge_column_groups(vals: torch.Tensor, groups: torch.Tensor, hit: torch.Tensor, floor: torch.Tensor) -> None:
-    """Merge the values above ``floor`` (per column) of the row groups ``hit`` ((group, column) pairs of
-    ``groups``) into the column top-k ``vals``."""
+def _merge_column_groups(
+    vals: torch.Tensor, groups: torch.Tensor, hit: torch.Tensor, floor: torch.Tensor, inclusive: bool
+) -> None:
+    """Merge the values above ``floor`` (per column; or equal to it, ``inclusive``) of the row groups ``hit``
+    ((group, column) pairs of ``groups``) into the column top-k ``vals``."""
     k, width = vals.shape[1], groups.shape[2]
     hit_groups, hit_cols = hit[:, 0], hit[:, 1]
     found = groups[hit_groups, :, hit_cols]
-    entry, lane = (found > floor[hit_cols, None]).nonzero(as_tuple=True)
+    passed = found >= floor[hit_cols, None] if inclusive else found > floor[hit_cols, None]
+    entry, lane = passed.nonzero(as_tuple=True)
     cols_e, values = hit_cols[entry], found[entry, lane]
     counts = torch.bincount(cols_e, minlength=width)
     touched = counts.nonzero().squeeze(1)
