@@ -1,7 +1,8 @@
 """Exact top-10 cosine retrieval: latentalign vs faiss flat, torch mm+topk, scikit-learn and the bare GEMM.
 
 One process, one random problem (float32, fixed seed, queries = keys + noise), every method repeated
-``--repeat`` times in alternation (the machine may be shared) and the MEDIAN kept. ``GEMM torch`` and
+``--repeat`` times in alternation (the machine may be shared) and the MEDIAN kept (3 repeats with
+``--quick``, 2 at the full size, which keeps its 16 runs of 1.5 TFLOP each under 10 minutes). ``GEMM torch`` and
 ``GEMM numpy`` are ``Q @ K.T`` alone, in tiles of 1024 query rows x 2048 keys, through torch's and numpy's
 BLAS (the floor of any exact search; the faster one's GFLOP/s is the machine's rate in this run). Ratios
 are relative to ``latentalign knn``; the lines under the table compare each latentalign method with its
@@ -112,12 +113,14 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=100_000)
     parser.add_argument("--dim", type=int, default=768)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=None, help="runs of each method (default 3 quick, 2 full)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--output", help="results file (default: results/bench_retrieval[_quick].txt)")
     args = parser.parse_args()
     if args.quick:
         args.queries, args.keys = 1_000, 10_000
+    if args.repeat is None:
+        args.repeat = 3 if args.quick else 2
     limit_threads(args.threads)
     import torch
 
