@@ -40,6 +40,7 @@ bounded, and POT's entropic GW underflows in float32 for useful ``reg``; see
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -47,8 +48,10 @@ import torch
 from latentalign._array import ArrayLike
 from latentalign._validation import check_choice, check_pair
 from latentalign.align.base import Aligner
+from latentalign.exceptions import IllConditionedWarning
 from latentalign.functional.ot_rounds import (
     MIN_MAP_ROWS,
+    OT_ROUND_METHODS,
     check_ot_rounds_options,
     check_pairs,
     ot_alignment_rounds,
@@ -89,9 +92,7 @@ def check_unpaired(X: ArrayLike, Y: ArrayLike) -> tuple[torch.Tensor, torch.Tens
 
 #: OTAligner parameters passed on to :func:`~latentalign.functional.ot_rounds.ot_alignment_rounds`.
 _ROUND_OPTIONS = (
-    "method",
     "reg",
-    "n_iter",
     "init",
     "metric",
     "alpha",
@@ -102,7 +103,15 @@ _ROUND_OPTIONS = (
     "batch_size",
     "sample",
     "random_state",
+    "map_tol",
+    "csls_k",
+    "confidence",
 )
+#: Known pairs from which method="auto" takes the self-learning route (its held-out checks need 4).
+AUTO_MIN_PAIRS = 4
+#: Rounds when n_iter=None: self-learning's stochastic induction needs a few to reach keep_prob = 1.
+_DEFAULT_ROUNDS = {"self-learning": 30}
+_DEFAULT_OT_ROUNDS = 5
 
 
 class OTAligner(Aligner):
@@ -110,10 +119,16 @@ class OTAligner(Aligner):
 
     Parameters
     ----------
-    method : {"sinkhorn", "emd", "gw"}, default "sinkhorn"
-        Coupling of each round. ``"sinkhorn"``: entropic OT (log domain when ``reg`` is small for the
-        dtype); ``"emd"``: exact OT; ``"gw"``: Gromov-Wasserstein, fused with the cost between mapped
-        source rows and target rows (weight ``1 - alpha``) once a map exists.
+    method : {"auto", "self-learning", "sinkhorn", "emd", "gw"}, default "auto"
+        Matching of each round. ``"self-learning"`` (needs known pairs): mutual CSLS nearest neighbours
+        of the free rows under the current map, with stochastic dictionary induction, only matches as
+        close as the known pairs are when held out entering the fit, the best round chosen on held-out
+        pairs (:func:`~latentalign.functional.self_learning.seeded_self_learning`); it copes with free
+        rows that have no counterpart. ``"sinkhorn"``: entropic OT (log domain when ``reg`` is small for
+        the dtype); ``"emd"``: exact OT; ``"gw"``: Gromov-Wasserstein, fused with the cost between mapped
+        source rows and target rows (weight ``1 - alpha``) once a map exists. ``"auto"``:
+        ``"self-learning"`` with at least 4 known pairs and free rows on both sides, else ``"sinkhorn"``
+        (the route of earlier versions, whatever the pairs).
     reg : float, default 0.05
         Entropic regularisation relative to the mean cost (``"sinkhorn"``; ``"gw"`` when > 0, with
         ``reg=0`` running exact GW; ignored by ``"emd"``). Entropic GW needs small values (about 1e-3 to
@@ -121,9 +136,10 @@ class OTAligner(Aligner):
     refine : {"procrustes", "affine"}, default "procrustes"
         The map fitted on the barycentric targets (:class:`~latentalign.align.procrustes.Procrustes` or
         :class:`~latentalign.align.affine.Affine`), saved as ``map_``.
-    n_iter : int, default 5
-        Couple-then-map rounds after the start. Stops early when the row-wise matches (argmax of the
-        coupling) no longer change.
+    n_iter : int, optional
+        Most rounds after the start (default: 5 for the OT methods, 30 for self-learning). Stops early
+        when the map's relative change ``||W_t - W_{t-1}||_F / ||W_t||_F`` falls below ``map_tol`` (or,
+        for OT, when the row-wise matches no longer change).
     init : {"auto", "gw", "relative", "identity"}, default "auto"
         First map. ``"auto"``: fitted on ``pairs`` when there are more pairs than source dimensions (or no
         free rows left); else ``"relative"`` when there are at least 2 pairs; else ``"gw"``.
@@ -142,7 +158,9 @@ class OTAligner(Aligner):
     gw_samples : int, default 2000
         Cap on the free rows of each side entering a Gromov-Wasserstein coupling.
     max_iter, tol : optional
-        Passed to the OT solver (defaults in :mod:`latentalign.functional.ot`, tolerance scaled to dtype).
+        Passed to the OT solver. Unset, Sinkhorn stops at a marginal error of 1e-4 or 2,000 iterations
+        inside the rounds (each coupling only feeds one map fit); the other solvers use the defaults of
+        :mod:`latentalign.functional.ot`.
     batch_size : int, optional
         ``method="sinkhorn"`` only: solve with POT's lazy Sinkhorn in blocks of this many rows, without any
         ``n x m`` matrix (slower per iteration).
@@ -154,7 +172,14 @@ class OTAligner(Aligner):
         on ``X`` and on ``Y`` separately and saved (``preprocess_x_``, ``preprocess_y_``); outputs are
         mapped back through ``Y``'s steps.
     random_state : int, default 0
-        Seed of the row sampling.
+        Seed of the row sampling (and of the stochastic dictionary induction).
+    map_tol : float, default 1e-3
+        Convergence on the map: relative change between rounds below this.
+    csls_k : int, default 10
+        CSLS neighbourhood of the self-learning matches.
+    confidence : float or None, default 0.1
+        Self-learning: quantile of the held-out known pairs' cosines below which a match is left out
+        (None keeps every mutual match).
 
     Attributes
     ----------
@@ -165,11 +190,15 @@ class OTAligner(Aligner):
         For each row of ``X``: its paired row of ``Y`` (anchors), the row of ``Y`` carrying most of its
         mass in the last coupling (free rows that were coupled), or -1 (rows left out by sampling).
     history_ : list of dict
-        One entry per round (``round`` 0 is the GW start): ``changed`` (fraction of coupled rows whose
-        match changed since the previous coupling; None when there is none to compare), ``residual``
-        (``1 - R^2`` of the map fitted on that round's targets), ``n_coupled``.
+        One entry per round (``round`` 0 is the start), with its ``step``. OT rounds: ``changed``
+        (fraction of coupled rows whose match changed since the previous coupling; None when there is
+        none to compare), ``map_change``, ``residual`` (``1 - R^2`` of the map fitted on that round's
+        targets), ``n_coupled``. Self-learning rounds: see
+        :func:`~latentalign.functional.self_learning.seeded_self_learning`.
+    method_ : str
+        The route taken (``"auto"`` resolved).
     converged_ : bool
-        Whether the matches stopped changing within ``n_iter`` rounds.
+        Whether the map (or the matches) stopped changing within ``n_iter`` rounds.
     n_iter_ : int
         Rounds run.
     n_features_in_, n_features_out_ : int
@@ -193,10 +222,10 @@ class OTAligner(Aligner):
     def __init__(
         self,
         *,
-        method: str = "sinkhorn",
+        method: str = "auto",
         reg: float = 0.05,
         refine: str = "procrustes",
-        n_iter: int = 5,
+        n_iter: int | None = None,
         init: str = "auto",
         metric: str = "sqeuclidean",
         alpha: float = 0.5,
@@ -208,6 +237,9 @@ class OTAligner(Aligner):
         sample: str = "random",
         preprocess: str | list[str] | None = None,
         random_state: int = 0,
+        map_tol: float = 1e-3,
+        csls_k: int = 10,
+        confidence: float | None = 0.1,
     ) -> None:
         self.method = method
         self.reg = reg
@@ -224,15 +256,30 @@ class OTAligner(Aligner):
         self.sample = sample
         self.preprocess = preprocess
         self.random_state = random_state
+        self.map_tol = map_tol
+        self.csls_k = csls_k
+        self.confidence = confidence
 
     # -- parameters ---------------------------------------------------------------------------------
     def _check_params(self) -> None:
         check_choice(self.refine, "refine", _REFINES)
-        check_ot_rounds_options(**self._round_options())
+        check_choice(self.method, "method", ("auto", *OT_ROUND_METHODS))
+        # "auto" may fall back on Sinkhorn, so its options are checked as Sinkhorn's
+        check_ot_rounds_options(**self._round_options("sinkhorn" if self.method == "auto" else self.method))
 
-    def _round_options(self) -> dict[str, Any]:
-        """The parameters the OT rounds take, as keyword arguments."""
-        return {name: getattr(self, name) for name in _ROUND_OPTIONS}
+    def _resolve_method(self, n_pairs: int, n_free_x: int, n_free_y: int) -> str:
+        if self.method != "auto":
+            return str(self.method)
+        seeded = n_pairs >= AUTO_MIN_PAIRS and min(n_free_x, n_free_y) >= 2
+        return "self-learning" if seeded else "sinkhorn"
+
+    def _round_options(self, method: str) -> dict[str, Any]:
+        """The parameters the rounds take, as keyword arguments, for the route ``method``."""
+        options = {name: getattr(self, name) for name in _ROUND_OPTIONS}
+        n_iter = self.n_iter
+        if n_iter is None:
+            n_iter = _DEFAULT_ROUNDS.get(method, _DEFAULT_OT_ROUNDS)
+        return {**options, "method": method, "n_iter": n_iter}
 
     # -- fitting ------------------------------------------------------------------------------------
     def fit(self, X: ArrayLike, Y: ArrayLike, pairs: ArrayLike | None = None) -> OTAligner:
@@ -254,6 +301,11 @@ class OTAligner(Aligner):
         Xt, Yt = check_unpaired(X, Y)
         self._remember_feature_names(X)
         P = check_pairs(pairs, Xt.shape[0], Yt.shape[0])
+        method = self._resolve_method(
+            P.shape[0],
+            Xt.shape[0] - int(P[:, 0].unique().numel()),
+            Yt.shape[0] - int(P[:, 1].unique().numel()),
+        )
         for key in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
             delattr(self, key)
         prep_x = make_preprocessor(self.preprocess).fit(Xt)
@@ -263,14 +315,25 @@ class OTAligner(Aligner):
             mapping = make_map(self.refine).fit(Xa, Ya)
             return mapping._transform, mapping
 
-        rounds = ot_alignment_rounds(
-            prep_x._forward(Xt),
-            prep_y._forward(Yt),
-            fit_map,
-            pairs=P,
-            **self._round_options(),
-            label="OTAligner",
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            # the rounds fit many intermediate maps on few rows; only the final map's conditioning matters
+            warnings.simplefilter("always", IllConditionedWarning)
+            rounds = ot_alignment_rounds(
+                prep_x._forward(Xt),
+                prep_y._forward(Yt),
+                fit_map,
+                pairs=P,
+                **self._round_options(method),
+                label="OTAligner",
+            )
+        ill = [w for w in caught if issubclass(w.category, IllConditionedWarning)]
+        for w in caught:
+            if w not in ill:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        final_rank = getattr(rounds.map, "rank_", None)
+        if ill and (final_rank is None or final_rank < min(Xt.shape[1], Yt.shape[1])):
+            warnings.warn(ill[-1].message, IllConditionedWarning, stacklevel=2)
+        self.method_ = method
         self.preprocess_x_ = prep_x
         self.preprocess_y_ = prep_y
         self.map_ = rounds.map

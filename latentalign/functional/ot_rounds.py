@@ -16,6 +16,7 @@ of the estimators that fit Procrustes or affine maps.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,11 +43,17 @@ __all__ = [
     "FitMap",
     "OTRounds",
     "check_ot_rounds_options",
+    "linear_part",
+    "relative_change",
     "check_pairs",
     "ot_alignment_rounds",
 ]
 
-OT_ROUND_METHODS = ("sinkhorn", "emd", "gw")
+OT_ROUND_METHODS = ("sinkhorn", "emd", "gw", "self-learning")
+#: Sinkhorn settings inside the rounds when the caller sets none: a round only needs a coupling good
+#: enough for the barycentric targets of one map fit, not one converged to 1e-8.
+ROUND_SINKHORN_TOL = 1e-4
+ROUND_SINKHORN_MAX_ITER = 2000
 OT_ROUND_INITS = ("auto", "gw", "relative", "identity")
 # Fewest rows a map can be fitted on: a centred fit needs two distinct rows.
 MIN_MAP_ROWS = 2
@@ -88,6 +95,36 @@ class OTRounds:
     n_iter: int
 
 
+def relative_change(W_prev: torch.Tensor | None, W: torch.Tensor) -> float:
+    """Relative change of a map between rounds, ``||W - W_prev||_F / ||W||_F`` (inf without ``W_prev``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> relative_change(torch.eye(2), torch.eye(2)), relative_change(None, torch.eye(2))
+    (0.0, inf)
+    """
+    if W_prev is None:
+        return math.inf
+    norm = float(torch.linalg.matrix_norm(W))
+    return float(torch.linalg.matrix_norm(W - W_prev)) / norm if norm > 0 else math.inf
+
+
+def linear_part(transform: Transform, dim: int, like: torch.Tensor) -> torch.Tensor:
+    """The matrix ``W`` of an affine ``transform(x) = x W + b``, in float64, from ``dim + 1`` probe rows.
+
+    Examples
+    --------
+    >>> import torch
+    >>> W = torch.tensor([[0.0, 2.0], [1.0, 0.0]])
+    >>> linear_part(lambda Z: Z @ W + 1.0, 2, W).tolist()
+    [[0.0, 2.0], [1.0, 0.0]]
+    """
+    probes = torch.cat([torch.zeros(1, dim), torch.eye(dim)]).to(dtype=like.dtype, device=like.device)
+    out = transform(probes).to(torch.float64)
+    return out[1:] - out[:1]
+
+
 def check_ot_rounds_options(
     *,
     method: str,
@@ -103,6 +140,9 @@ def check_ot_rounds_options(
     batch_size: int | None,
     sample: str,
     random_state: int,
+    map_tol: float = 1e-3,
+    csls_k: int = 10,
+    confidence: float | None = 0.1,
 ) -> None:
     """Validate the options of :func:`ot_alignment_rounds`; raise ``ValueError``/``TypeError`` naming the bad one.
 
@@ -132,6 +172,9 @@ def check_ot_rounds_options(
         )
     check_choice(sample, "sample", ("random", "first"))
     check_number(random_state, "random_state", integer=True)
+    check_number(map_tol, "map_tol", low=0.0, low_inclusive=False)
+    check_number(csls_k, "csls_k", integer=True, low=1)
+    check_number(confidence, "confidence", low=0.0, high=1.0, allow_none=True)
 
 
 def check_pairs(pairs: Any, n_x: int, n_y: int) -> torch.Tensor:
@@ -222,6 +265,9 @@ def ot_alignment_rounds(
     batch_size: int | None = None,
     sample: str = "random",
     random_state: int = 0,
+    map_tol: float = 1e-3,
+    csls_k: int = 10,
+    confidence: float | None = 0.1,
     label: str = "ot_alignment_rounds",
 ) -> OTRounds:
     """Align unpaired (or partly paired) rows: alternate an OT coupling and a map fitted on it.
@@ -306,7 +352,26 @@ def ot_alignment_rounds(
         batch_size=batch_size,
         sample=sample,
         random_state=random_state,
+        map_tol=map_tol,
+        csls_k=csls_k,
+        confidence=confidence,
     )
+    if method == "self-learning":
+        return _self_learning_rounds(
+            X,
+            Y,
+            fit_map,
+            pairs=pairs,
+            init=init,
+            n_iter=n_iter,
+            max_samples=max_samples,
+            sample=sample,
+            random_state=random_state,
+            map_tol=map_tol,
+            csls_k=csls_k,
+            confidence=confidence,
+            label=label,
+        )
     P = check_pairs(pairs, X.shape[0], Y.shape[0])
     m = P.shape[0]
     n_free_x = X.shape[0] - int(P[:, 0].unique().numel())
@@ -326,6 +391,9 @@ def ot_alignment_rounds(
     matches[P[:, 0]] = P[:, 1]
     history: list[dict[str, Any]] = []
     solver: dict[str, Any] = {"reg": float(reg), "metric": metric, "max_iter": max_iter, "tol": tol}
+    if method == "sinkhorn" and tol is None:
+        solver["tol"] = ROUND_SINKHORN_TOL
+        solver["max_iter"] = ROUND_SINKHORN_MAX_ITER if max_iter is None else max_iter
 
     def refit(rows_x: torch.Tensor, targets: torch.Tensor) -> tuple[Transform, Any, float]:
         Xa = torch.cat([X[Px], X[rows_x]])
@@ -382,22 +450,41 @@ def ot_alignment_rounds(
 
     converged = False
     rounds = 0
+    W_prev = None if transform is None else linear_part(transform, X.shape[1], X)
+    solver_warnings: list[str] = []
     for rnd in range(1, int(n_iter) + 1):
         if no_free:
             converged = True
             break
         rows = gw_rows if method == "gw" else lin_rows
-        rows_x, targets, best = _couple(X, Y, rows, transform, method, solver, float(alpha), batch_size)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
+            rows_x, targets, best = _couple(X, Y, rows, transform, method, solver, float(alpha), batch_size)
+        # a round's coupling only feeds one map fit: what counts is the last one (reported below)
+        solver_warnings = [str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)]
+        for w in caught:
+            if not issubclass(w.category, ConvergenceWarning):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         before = matches[rows_x.cpu()]
         seen = before >= 0  # rows matched by the previous coupling (not anchors: they are not coupled)
         changed = float((before[seen] != best.cpu()[seen]).double().mean()) if bool(seen.any()) else None
         transform, fitted, residual = refit(rows_x, targets)
+        W = linear_part(transform, X.shape[1], X)
+        change = relative_change(W_prev, W)
+        W_prev = W
         matches[rows_x.cpu()] = best.cpu()
         rounds = rnd
         history.append(
-            {"round": rnd, "step": method, "changed": changed, "residual": residual, "n_coupled": int(rows_x.numel())}
+            {
+                "round": rnd,
+                "step": method,
+                "changed": changed,
+                "map_change": change,
+                "residual": residual,
+                "n_coupled": int(rows_x.numel()),
+            }
         )
-        if changed == 0.0:
+        if changed == 0.0 or change < map_tol:
             converged = True
             break
     if int(n_iter) == 0 or no_free:
@@ -410,11 +497,15 @@ def ot_alignment_rounds(
             else "a single round cannot be compared with a previous coupling"
         )
         warnings.warn(
-            f"{label} stopped after n_iter={n_iter} rounds without converging ({detail}). Increase n_iter, or "
-            "lower reg for sharper couplings; the history has the per-round log.",
+            f"{label} stopped after n_iter={n_iter} rounds without converging: the map's relative change "
+            f"||W_t - W_t-1||_F / ||W_t||_F was {history[-1].get('map_change', math.inf):.2e} in the last "
+            f"round, above map_tol={map_tol:g}, and {detail}. Increase n_iter, raise map_tol, or lower reg "
+            "for sharper couplings; the history has the per-round log.",
             ConvergenceWarning,
             stacklevel=2,
         )
+    for message in solver_warnings:
+        warnings.warn(f"{label}, last round: {message}", ConvergenceWarning, stacklevel=2)
     if transform is None:
         raise ValueError(
             f"init='identity' with n_iter={n_iter} and {free_x.numel()} free rows of X fits no map: "
@@ -447,3 +538,67 @@ def _couple(
         return sx, targets, sy[best]
     plan = ot_plan_tensors(Zx, Y[sy], method=method, **solver)
     return sx, barycentric_projection_tensors(plan, Y[sy]), sy[plan.argmax(1)]
+
+
+def _self_learning_rounds(
+    X: torch.Tensor,
+    Y: torch.Tensor,
+    fit_map: FitMap,
+    *,
+    pairs: Any,
+    init: str,
+    n_iter: int,
+    max_samples: int | None,
+    sample: str,
+    random_state: int,
+    map_tol: float,
+    csls_k: int,
+    confidence: float | None,
+    label: str,
+) -> OTRounds:
+    """``method="self-learning"``: :func:`~latentalign.functional.self_learning.seeded_self_learning`."""
+    # imported here: self_learning builds on this module's pairs checks
+    from latentalign.functional.self_learning import seeded_self_learning
+
+    if init not in ("auto", "relative"):
+        raise ValueError(
+            f"method='self-learning' starts from the known pairs (init='auto') or from their relative "
+            f"representations (init='relative'), got init={init!r}. Use one of those, or an OT method."
+        )
+    P = check_pairs(pairs, X.shape[0], Y.shape[0])
+    if P.shape[0] < MIN_MAP_ROWS:
+        raise ValueError(
+            f"method='self-learning' needs known pairs (at least {MIN_MAP_ROWS}), got {P.shape[0]}. Pass pairs, "
+            "or use method='sinkhorn' (which starts from a Gromov-Wasserstein coupling)."
+        )
+    gen = torch.Generator().manual_seed(int(random_state))
+    dev = X.device
+    free_x = _sample(_free_rows(X.shape[0], P[:, 0]), max_samples, gen, sample).to(dev)
+    free_y = _sample(_free_rows(Y.shape[0], P[:, 1]), max_samples, gen, sample).to(dev)
+    out = seeded_self_learning(
+        X,
+        Y,
+        fit_map,
+        pairs=P,
+        start="relative" if init == "relative" else "pairs",
+        rows_x=free_x,
+        rows_y=free_y,
+        csls_k=csls_k,
+        max_iter=max(int(n_iter), 1),
+        tol=map_tol,
+        confidence=confidence,
+        random_state=random_state,
+        label=label,
+    )
+    matches = torch.full((X.shape[0],), -1, dtype=torch.long)
+    matches[out.matches[:, 0]] = out.matches[:, 1]
+    first = "relative" if init == "relative" else "pairs"
+    history = [{"step": "self-learning" if h["round"] else first, **h} for h in out.history]
+    return OTRounds(
+        map=out.map,
+        transform=out.transform,
+        matches=matches,
+        history=history,
+        converged=out.converged,
+        n_iter=out.n_iter,
+    )

@@ -12,6 +12,7 @@ The loop stops as soon as the matches no longer change. :func:`self_learning_rou
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,13 +21,16 @@ from typing import Any
 import torch
 
 from latentalign._array import ArrayLike
-from latentalign._validation import check_number, check_pair
+from latentalign._validation import check_choice, check_number, check_pair
 from latentalign.exceptions import ConvergenceWarning
-from latentalign.functional.ot_rounds import MIN_MAP_ROWS, FitMap, check_pairs
+from latentalign.functional.ot_rounds import MIN_MAP_ROWS, FitMap, check_pairs, linear_part, relative_change
 from latentalign.functional.retrieval import csls_knn
 
 __all__ = [
+    "SEEDED_STARTS",
     "SelfLearningRounds",
+    "seeded_self_learning",
+    "stochastic_mutual_csls",
     "mutual_csls_matches",
     "mutual_csls_tensors",
     "self_learning_rounds",
@@ -252,3 +256,290 @@ def self_learning_rounds(
     return SelfLearningRounds(
         map=fitted, transform=transform, matches=train.cpu(), history=history, converged=converged, n_iter=rounds
     )
+
+
+# -- pairs plus unpaired rows ------------------------------------------------------------------------
+SEEDED_STARTS = ("relative", "pairs")
+
+
+def stochastic_mutual_csls(
+    Z: torch.Tensor, Y: torch.Tensor, *, k: int, keep_prob: float, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Mutual CSLS nearest neighbours after dropping each score with probability ``1 - keep_prob``.
+
+    VecMap's stochastic dictionary induction, restricted to *mutual* matches: a pair enters only when
+    each row is the other's best surviving CSLS match, so rows without a counterpart on the other side
+    (different items) rarely enter. One ``n_z x n_y`` score matrix.
+
+    Returns
+    -------
+    rows, cols : torch.Tensor of int64
+    scores : torch.Tensor
+        CSLS scores of the pairs (before dropping).
+
+    Examples
+    --------
+    >>> import torch
+    >>> gen = torch.Generator().manual_seed(0)
+    >>> rows, cols, _ = stochastic_mutual_csls(torch.eye(3)[[1, 2, 0]], torch.eye(3), k=1, keep_prob=1.0, generator=gen)
+    >>> cols.tolist()
+    [1, 2, 0]
+    """
+    unit = torch.nn.functional.normalize
+    S = unit(Z, dim=1) @ unit(Y, dim=1).T
+    kz, ky = min(k, S.shape[1]), min(k, S.shape[0])
+    r_z = S.topk(kz, dim=1).values.mean(1)
+    r_y = S.topk(ky, dim=0).values.mean(0)
+    C = S.mul_(2.0).sub_(r_z[:, None]).sub_(r_y[None, :])
+    scores = C
+    if keep_prob < 1.0:
+        drop = torch.rand(C.shape, generator=generator).to(C.device) >= keep_prob
+        scores = C.masked_fill(drop, -math.inf)
+    fwd = scores.argmax(1)
+    bwd = scores.argmax(0)
+    rows = torch.arange(Z.shape[0], device=Z.device)
+    mutual = (bwd[fwd] == rows) & torch.isfinite(scores[rows, fwd])
+    return rows[mutual], fwd[mutual], C[rows[mutual], fwd[mutual]]
+
+
+def _relative_rows(X: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+    unit = torch.nn.functional.normalize
+    return unit(X, dim=1) @ unit(anchors, dim=1).T
+
+
+def seeded_self_learning(
+    X: torch.Tensor,
+    Y: torch.Tensor,
+    fit_map: FitMap,
+    *,
+    pairs: Any,
+    start: str = "relative",
+    rows_x: torch.Tensor | None = None,
+    rows_y: torch.Tensor | None = None,
+    csls_k: int = 10,
+    keep_prob: float = 0.1,
+    growth: float = 2.0,
+    max_iter: int = 50,
+    tol: float = 1e-3,
+    confidence: float | None = 0.1,
+    n_folds: int = 5,
+    random_state: int = 0,
+    label: str = "seeded_self_learning",
+) -> SelfLearningRounds:
+    """Few known pairs plus unpaired rows (possibly of different items): self-learning on the free rows.
+
+    1. *start*: ``"relative"`` matches the free rows by mutual CSLS between their cosine similarities to
+       the known pairs (relative representations, comparable across spaces without any map), and fits
+       the first map on the pairs plus those matches; ``"pairs"`` fits it on the pairs alone.
+    2. *rounds*: map the free source rows, keep the mutual CSLS matches among scores that survive a
+       random drop (kept with probability ``keep_prob``, doubled by ``growth`` each round up to 1, so the
+       first rounds can leave a poor start), refit the map on the pairs plus those matches.
+    3. *confidence*: a mutual match enters the fit only when the cosine of its mapped source row and its
+       target is at least the ``confidence`` quantile of the cosines that *held-out known pairs* reach:
+       the pairs are split in ``n_folds`` folds, and each fold is mapped by a map fitted like the
+       current one without it. The true pairs thus calibrate what a correct match looks like under a
+       map of this quality; matches between different items (the nearest *other* item) fall below.
+    4. *stop*: once ``keep_prob`` reached 1, when the map's relative change between rounds,
+       ``||W_t - W_{t-1}||_F / ||W_t||_F``, falls below ``tol``.
+    5. *select*: the same held-out folds score each round's dictionary: the mean reciprocal rank of
+       each held-out pair's target among its fold's targets and all free target rows; the map returned
+       is fitted on the best one, which is the start when the unpaired rows only mislead (e.g. no free
+       row has a counterpart on the other side).
+
+    Only mutual, confident matches enter a fit, so free rows with no counterpart on the other side
+    (two corpora of different items) mostly stay out; the known pairs enter every fit.
+
+    Parameters
+    ----------
+    X : torch.Tensor of shape (n_x, d_x)
+    Y : torch.Tensor of shape (n_y, d_y)
+        Validated rows of one dtype and device; not paired row by row.
+    fit_map : callable
+        ``fit_map(X_rows, Y_rows) -> (transform, fitted)`` for an affine map ``x W + b``.
+    pairs : array of shape (m, 2)
+        Known pairs ``(index into X, index into Y)``, at least 2.
+    start : {"relative", "pairs"}, default "relative"
+    rows_x, rows_y : torch.Tensor of int64, optional
+        The free rows taking part in the matching (default: all rows not in ``pairs``).
+    csls_k : int, default 10
+    keep_prob : float, default 0.1
+        First probability of keeping a score in the stochastic induction.
+    growth : float, default 2.0
+        Factor applied to ``keep_prob`` after every round (until 1).
+    max_iter : int, default 50
+        Most rounds.
+    tol : float, default 1e-3
+        Convergence on the map's relative change between rounds (at ``keep_prob = 1``).
+    confidence : float or None, default 0.1
+        Quantile of the held-out pairs' cosines below which a match is left out (None: keep every
+        mutual match). Calibration and selection need at least 4 known pairs; with fewer, every mutual
+        match is kept and the last round's map is returned.
+    n_folds : int, default 5
+        Folds of the known pairs for that calibration (at most one per pair).
+    random_state : int, default 0
+        Seed of the stochastic induction.
+    label : str
+        Name used in the warning.
+
+    Returns
+    -------
+    SelfLearningRounds
+        ``history`` per round: ``round``, ``keep_prob``, ``n_mutual`` (mutual matches found),
+        ``cosine_floor`` (the calibrated threshold), ``n_matches`` (those kept), ``csls`` (their mean
+        score), ``map_change``, ``heldout_mrr`` (mean reciprocal rank of the held-out pairs under maps fitted
+        on that round's dictionary; None without validation).
+
+    Warns
+    -----
+    ConvergenceWarning
+        When ``max_iter`` rounds end with the map still changing by more than ``tol``.
+
+    Examples
+    --------
+    Five pairs and 300 unpaired rows of a rotated skewed cloud, a third of them without counterpart:
+
+    >>> import torch
+    >>> gen = torch.Generator().manual_seed(0)
+    >>> X = torch.empty(400, 5, dtype=torch.float64).exponential_(generator=gen)
+    >>> Q, _ = torch.linalg.qr(torch.randn(5, 5, dtype=torch.float64, generator=gen))
+    >>> Y = torch.cat([X[:300] @ Q, torch.empty(100, 5, dtype=torch.float64).exponential_(generator=gen) @ Q])
+    >>> def fit_map(A, B):
+    ...     W = torch.linalg.lstsq(A, B).solution
+    ...     return (lambda Z: Z @ W), W
+    >>> seeds = torch.stack([torch.arange(5), torch.arange(5)], 1)
+    >>> out = seeded_self_learning(X[:300].contiguous(), Y, fit_map, pairs=seeds)
+    >>> right = float((out.matches[:, 0] == out.matches[:, 1]).double().mean())
+    >>> out.converged, right > 0.99, torch.allclose(out.map, Q, atol=1e-2)
+    (True, True, True)
+    """
+    check_choice(start, "start", SEEDED_STARTS)
+    check_number(csls_k, "csls_k", integer=True, low=1)
+    check_number(keep_prob, "keep_prob", low=0.0, high=1.0, low_inclusive=False)
+    check_number(growth, "growth", low=1.0, low_inclusive=False)
+    check_number(max_iter, "max_iter", integer=True, low=1)
+    check_number(tol, "tol", low=0.0, low_inclusive=False)
+    check_number(confidence, "confidence", low=0.0, high=1.0, allow_none=True)
+    check_number(n_folds, "n_folds", integer=True, low=2)
+    P = check_pairs(pairs, X.shape[0], Y.shape[0]).to(X.device)
+    if P.shape[0] < MIN_MAP_ROWS:
+        raise ValueError(
+            f"pairs has {P.shape[0]} rows; {label} needs at least {MIN_MAP_ROWS} known pairs. Pass more "
+            "pairs, or fit without pairs (e.g. UnsupervisedAligner)."
+        )
+    fx = _free(X.shape[0], P[:, 0]) if rows_x is None else rows_x.to(X.device)
+    fy = _free(Y.shape[0], P[:, 1]) if rows_y is None else rows_y.to(X.device)
+    k = int(min(csls_k, max(fx.numel(), 1), max(fy.numel(), 1)))
+    gen = torch.Generator().manual_seed(int(random_state))
+    d = X.shape[1]
+
+    def refit(rows: torch.Tensor, cols: torch.Tensor, anchors: torch.Tensor = P) -> tuple[Transform, Any]:
+        return fit_map(torch.cat([X[anchors[:, 0]], X[fx[rows]]]), torch.cat([Y[anchors[:, 1]], Y[fy[cols]]]))
+
+    folds = min(int(n_folds), P.shape[0])
+    fold_of = torch.randperm(P.shape[0], generator=gen).to(X.device) % folds
+    validate = P.shape[0] >= 4
+
+    def heldout(rows: torch.Tensor, cols: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """Known pairs mapped by maps fitted like the current one without their fold: the cosines, and
+        the mean reciprocal rank of each true target among the fold's targets and the free target rows."""
+        cosines, inverse_ranks = [], []
+        for f in range(folds):
+            held = fold_of == f
+            transform_f, _ = refit(rows, cols, P[~held])
+            Z = transform_f(X[P[held, 0]])
+            true = _cosines(Z, Y[P[held, 1]])
+            unit = torch.nn.functional.normalize
+            keys = unit(torch.cat([Y[P[held, 1]], Y[fy]]).to(torch.float64), dim=1)
+            above = (unit(Z.to(torch.float64), dim=1) @ keys.T > true[:, None]).sum(1)
+            cosines.append(true)
+            inverse_ranks.append(1.0 / (1.0 + above.double()))
+        return torch.cat(cosines), float(torch.cat(inverse_ranks).mean())
+
+    empty = torch.zeros(0, dtype=torch.long, device=X.device)
+    rows, cols = empty, empty
+    if start == "relative" and fx.numel() and fy.numel():
+        rows, cols, _ = stochastic_mutual_csls(
+            _relative_rows(X[fx], X[P[:, 0]]), _relative_rows(Y[fy], Y[P[:, 1]]), k=k, keep_prob=1.0, generator=gen
+        )
+    transform, fitted = refit(rows, cols)
+    W_prev = linear_part(transform, d, X)
+    history: list[dict[str, Any]] = [
+        {
+            "round": 0,
+            "keep_prob": None,
+            "n_mutual": int(rows.numel()),
+            "cosine_floor": None,
+            "n_matches": int(rows.numel()),
+            "csls": None,
+            "map_change": None,
+            "heldout_mrr": None,
+        }
+    ]
+    # the dictionary whose maps reach the known pairs best when these are held out (model selection)
+    best = (-math.inf, rows, cols)
+    p, converged, rounds, change = float(keep_prob), False, 0, math.inf
+    if fx.numel() == 0 or fy.numel() == 0:
+        converged = True
+    for rnd in range(1, int(max_iter) + 1):
+        if converged:
+            break
+        Zx = transform(X[fx])
+        cand_rows, cand_cols, cand_scores = stochastic_mutual_csls(Zx, Y[fy], k=k, keep_prob=p, generator=gen)
+        floor = -math.inf
+        if validate:
+            cosines, mrr = heldout(rows, cols)  # of the dictionary behind the current map
+            history[-1]["heldout_mrr"] = mrr
+            if mrr > best[0]:
+                best = (mrr, rows, cols)
+            if confidence is not None:
+                floor = float(torch.quantile(cosines, float(confidence)))
+        sure = _cosines(Zx[cand_rows], Y[fy[cand_cols]]) >= floor
+        rows, cols, scores = cand_rows[sure], cand_cols[sure], cand_scores[sure]
+        transform, fitted = refit(rows, cols)
+        W = linear_part(transform, d, X)
+        change = relative_change(W_prev, W)
+        W_prev = W
+        rounds = rnd
+        history.append(
+            {
+                "round": rnd,
+                "keep_prob": p,
+                "n_mutual": int(cand_rows.numel()),
+                "cosine_floor": floor,
+                "n_matches": int(rows.numel()),
+                "csls": float(scores.mean()) if scores.numel() else float("nan"),
+                "map_change": change,
+                "heldout_mrr": None,
+            }
+        )
+        if p >= 1.0 and change < tol:
+            converged = True
+        p = min(1.0, p * float(growth))
+    if validate and rounds > 0:
+        history[-1]["heldout_mrr"] = heldout(rows, cols)[1]
+        if best[0] > history[-1]["heldout_mrr"]:
+            _, rows, cols = best
+            transform, fitted = refit(rows, cols)
+    if not converged:
+        warnings.warn(
+            f"{label} stopped after max_iter={max_iter} rounds with the map still changing: relative change "
+            f"||W_t - W_t-1||_F / ||W_t||_F = {change:.2e} > tol={tol:g} in the last round. Increase max_iter "
+            "or tol, or pass more pairs; the history has the per-round log.",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    matches = torch.cat([P, torch.stack([fx[rows], fy[cols]], 1)])
+    return SelfLearningRounds(
+        map=fitted, transform=transform, matches=matches.cpu(), history=history, converged=converged, n_iter=rounds
+    )
+
+
+def _cosines(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+    unit = torch.nn.functional.normalize
+    return (unit(A.to(torch.float64), dim=1) * unit(B.to(torch.float64), dim=1)).sum(1)
+
+
+def _free(n: int, taken: torch.Tensor) -> torch.Tensor:
+    mask = torch.ones(n, dtype=torch.bool, device=taken.device)
+    mask[taken] = False
+    return mask.nonzero().reshape(-1)

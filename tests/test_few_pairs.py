@@ -1,0 +1,169 @@
+"""Few known pairs plus unpaired rows: the self-learning route of OTAligner and its stopping rules.
+
+Synthetic spaces with cluster structure (as embeddings have): ``Y = X Q + noise``. The free rows of the
+two sides are either the same items shuffled, or *different* items (no free row has a counterpart).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from latentalign.align import make_aligner
+from latentalign.align.ot import OTAligner
+from latentalign.align.procrustes import Procrustes
+from latentalign.exceptions import ConvergenceWarning, IllConditionedWarning
+from latentalign.functional.ot_rounds import ot_alignment_rounds
+from latentalign.functional.self_learning import seeded_self_learning, stochastic_mutual_csls
+
+D, N_PAIRS = 16, 12
+
+
+def spaces(n: int = 600, seed: int = 0, noise: float = 0.2):
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((40, D)) * 2.0
+    X = centers[rng.integers(0, 40, n)] + rng.standard_normal((n, D))
+    Q, _ = np.linalg.qr(rng.standard_normal((D, D)))
+    Y = X @ Q + noise * rng.standard_normal((n, D))
+    return X, Y
+
+
+def split(n: int, disjoint: bool, seed: int = 0):
+    """Test rows, pairs, and the free rows of each side (as indices into the n items)."""
+    rng = np.random.default_rng(seed)
+    idx = rng.permutation(n)
+    test, pairs, rest = idx[:150], idx[150 : 150 + N_PAIRS], idx[150 + N_PAIRS :]
+    if disjoint:
+        return test, pairs, rest[: len(rest) // 2], rest[len(rest) // 2 :]
+    return test, pairs, rest, rng.permutation(rest)
+
+
+def fit_inputs(X, Y, pairs, free_x, free_y):
+    Xf = np.concatenate([X[pairs], X[free_x]])
+    Yf = np.concatenate([Y[pairs], Y[free_y]])
+    return Xf, Yf, np.stack([np.arange(len(pairs)), np.arange(len(pairs))], 1)
+
+
+def recall(model, X, Y) -> float:
+    Z = np.asarray(model.transform(X))
+    Zn = Z / np.linalg.norm(Z, axis=1, keepdims=True)
+    Yn = Y / np.linalg.norm(Y, axis=1, keepdims=True)
+    return float((np.argmax(Zn @ Yn.T, axis=1) == np.arange(len(Z))).mean())
+
+
+def pairs_only(X, Y, pairs) -> Procrustes:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", IllConditionedWarning)
+        return Procrustes().fit(X[pairs], Y[pairs])
+
+
+def test_default_route_with_pairs_is_self_learning_and_reaches_the_supervised_map():
+    X, Y = spaces()
+    test, pairs, free_x, free_y = split(len(X), disjoint=False)
+    Xf, Yf, known = fit_inputs(X, Y, pairs, free_x, free_y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a good fit ends without any warning
+        model = OTAligner().fit(Xf, Yf, pairs=known)
+    assert model.method_ == "self-learning" and model.converged_
+    assert model.history_[-1]["map_change"] < model.map_tol
+    supervised = Procrustes().fit(X[free_x], Y[free_x])
+    r_model, r_sup = recall(model, X[test], Y[test]), recall(supervised, X[test], Y[test])
+    r_pairs = recall(pairs_only(X, Y, pairs), X[test], Y[test])
+    assert r_model >= r_sup - 0.02 and r_model > r_pairs + 0.1
+    # the free rows found their counterparts (row k of Xf is item free_x[k - N_PAIRS])
+    matched = model.matches_.numpy()[N_PAIRS:]
+    found = matched >= 0
+    assert found.mean() > 0.5  # mutual and confident only (measured: 0.69)
+    assert (free_y[matched[found] - N_PAIRS] == free_x[found]).mean() > 0.95
+
+
+def test_make_aligner_ot_takes_the_same_route():
+    assert make_aligner("ot").get_params()["method"] == "auto"
+    X, Y = spaces(n=300, seed=1)
+    known = np.stack([np.arange(N_PAIRS), np.arange(N_PAIRS)], 1)
+    assert make_aligner("ot").fit(X, Y, pairs=known).method_ == "self-learning"
+    assert OTAligner().fit(X, Y).method_ == "sinkhorn"  # no pairs: the OT route, as before
+
+
+def test_disjoint_free_rows_do_not_make_the_map_worse_than_the_pairs():
+    X, Y = spaces(seed=2)
+    test, pairs, free_x, free_y = split(len(X), disjoint=True, seed=2)
+    Xf, Yf, known = fit_inputs(X, Y, pairs, free_x, free_y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", IllConditionedWarning)
+        model = OTAligner().fit(Xf, Yf, pairs=known)
+    r_pairs = recall(pairs_only(X, Y, pairs), X[test], Y[test])
+    assert recall(model, X[test], Y[test]) >= r_pairs - 0.02
+    assert all(h["heldout_mrr"] is not None for h in model.history_)
+
+
+def test_a_bad_fit_warns_once_naming_the_map_criterion():
+    X, Y = spaces(n=300, seed=3)
+    known = np.stack([np.arange(N_PAIRS), np.arange(N_PAIRS)], 1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        OTAligner(n_iter=2).fit(X, Y, pairs=known)
+    convergence = [w for w in caught if issubclass(w.category, ConvergenceWarning)]
+    assert len(convergence) == 1
+    assert "relative change ||W_t - W_t-1||_F / ||W_t||_F" in str(convergence[0].message)
+    assert "max_iter=2" in str(convergence[0].message)
+
+
+def test_ot_rounds_stop_on_the_map_and_sinkhorn_rounds_end_without_warnings():
+    # Float64 Sinkhorn run to 10,000 iterations at tol 1e-8 inside every round warned here
+    # (marginal error 1.8e-7); the rounds now ask for the coupling they need.
+    rng = np.random.default_rng(0)
+    C = rng.standard_normal((20, 16)) * 3
+    X = C[rng.integers(0, 20, 300)] + rng.standard_normal((300, 16))
+    Q, _ = np.linalg.qr(rng.standard_normal((16, 16)))
+    perm = rng.permutation(300)
+    Y = (X @ Q)[perm]
+    inv = np.argsort(perm)
+    known = np.stack([np.arange(20), inv[:20]], 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = OTAligner(method="sinkhorn").fit(X, Y, pairs=known)
+    assert model.converged_ and (model.matches_.numpy() == inv).mean() == 1.0
+    assert all("map_change" in h for h in model.history_[1:])
+
+
+def test_map_tol_stops_ot_rounds_before_the_matches_settle():
+    X, Y = (torch.from_numpy(a) for a in spaces(n=200, seed=4))
+
+    def fit(A, B):
+        m = Procrustes().fit(A, B)
+        return m._transform, m
+
+    out = ot_alignment_rounds(X, Y[torch.randperm(200)], fit, method="emd", n_iter=10, map_tol=0.5)
+    assert out.converged and out.n_iter == 1 and out.history[1]["map_change"] < 0.5
+
+
+def test_seeded_self_learning_needs_pairs_and_checks_its_options():
+    X, Y = (torch.from_numpy(a) for a in spaces(n=100, seed=5))
+
+    def fit(A, B):
+        m = Procrustes().fit(A, B)
+        return m._transform, m
+
+    with pytest.raises(ValueError, match=r"pairs has 1 rows; seeded_self_learning needs at least 2"):
+        seeded_self_learning(X, Y, fit, pairs=[[0, 0]])
+    with pytest.raises(ValueError, match=r"start='gw' is not supported"):
+        seeded_self_learning(X, Y, fit, pairs=[[0, 0], [1, 1]], start="gw")
+    with pytest.raises(ValueError, match=r"method='self-learning' needs known pairs \(at least 2\), got 0"):
+        OTAligner(method="self-learning").fit(X, Y)
+    with pytest.raises(ValueError, match=r"method='self-learning' starts from the known pairs .* init='gw'"):
+        OTAligner(method="self-learning", init="gw").fit(X, Y, pairs=[[0, 0], [1, 1]])
+    with pytest.raises(ValueError, match=r"confidence"):
+        OTAligner(confidence=1.5).fit(X, Y)
+
+
+def test_stochastic_induction_drops_matches_and_keeps_only_mutual_ones():
+    gen = torch.Generator().manual_seed(0)
+    Y = torch.randn(50, 8, generator=gen, dtype=torch.float64)
+    rows, cols, _ = stochastic_mutual_csls(Y, Y, k=5, keep_prob=1.0, generator=gen)
+    assert torch.equal(rows, cols) and rows.numel() == 50
+    rows, cols, _ = stochastic_mutual_csls(Y, Y, k=5, keep_prob=0.1, generator=gen)
+    assert rows.numel() < 50
