@@ -334,17 +334,19 @@ def merge_topk(
     passed = found >= floor[hit_rows] if first else found > floor[hit_rows]
     entry, lane = passed.nonzero(as_tuple=True)
     rows_e, cols_e = hit_rows[entry], hit_groups[entry] + lane * n_groups  # cols_e: the key's place in S
+    values_e = found[entry, lane]
     if idx is not None:  # each row's new keys in increasing order (see below)
         by_key = torch.argsort(rows_e * S.shape[1] + cols_e)
-        rows_e, cols_e = rows_e[by_key], cols_e[by_key]
+        rows_e, cols_e, values_e = rows_e[by_key], cols_e[by_key], values_e[by_key]
     counts = torch.bincount(rows_e, minlength=rows)
     touched = counts.nonzero().squeeze(1)
     slot = (torch.cumsum(counts > 0, 0) - 1)[rows_e]
     place = torch.arange(rows_e.shape[0], device=S.device) - (torch.cumsum(counts, 0) - counts)[rows_e]
     width_c = int(counts.max())
     buf_v = S.new_full((touched.shape[0], width_c), -math.inf)
-    buf_v[slot, place] = S[rows_e, cols_e]
-    all_v = torch.cat([vals[touched], buf_v], dim=1)
+    buf_v[slot, place] = values_e
+    # on the first tile nothing is kept yet (and every row has at least k new scores)
+    all_v = buf_v if first else torch.cat([vals[touched], buf_v], dim=1)
     if idx is None:
         vals[touched] = torch.topk(all_v, k, dim=1).values
         return vals, None
@@ -355,7 +357,8 @@ def merge_topk(
     # the lower index first among equal scores.
     sorted_v, order = torch.sort(all_v, dim=1, descending=True, stable=True)
     vals[touched] = sorted_v[:, :k]
-    idx[touched] = torch.cat([idx[touched], buf_i], dim=1).gather(1, order[:, :k])
+    all_i = buf_i if first else torch.cat([idx[touched], buf_i], dim=1)
+    idx[touched] = all_i.gather(1, order[:, :k])
     return vals, idx
 
 
