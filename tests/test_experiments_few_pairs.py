@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from latentalign.experiments import load_config, run_experiment
-from latentalign.experiments.few_and_no_pairs import _zero_pair_check, curve_table, identity_r1
+from latentalign.experiments.few_and_no_pairs import _zero_pair_check, build_result, curve_table, identity_r1
 from latentalign.experiments.few_and_no_pairs_curves import budget_curve, split_items, training_rows
 from latentalign.experiments.few_and_no_pairs_data import DATA_SOURCES, load_case, one_to_one
 from latentalign.experiments.few_and_no_pairs_plot import plot_curves
@@ -139,6 +139,7 @@ def _records(values: dict[tuple[str, str, int], list[float]], n_pool: int = 100)
             "r1_csls": v,
             "r1_cosine": v,
             "error": None,
+            "convergence_warnings": 0,
         }
         for (m, s, b), vs in values.items()
         for i, v in enumerate(vs)
@@ -183,6 +184,41 @@ def test_plot_curves_writes_one_png(tmp_path):
     curves = [{"label": "(x) A-model -> B-model", "identity": 0.5, "records": records}]
     path = plot_curves(curves, tmp_path / "curves.png", n_seeds=2, title="test")
     assert path is not None and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_build_result_orders_every_budget_column_and_lists_the_cases_not_run(tmp_path):
+    config = load_config(NAME)
+    config["setup"] = {**config["setup"], "run_cases": ["c"], "seeds": [0, 1]}
+    small = _records({("procrustes", "none", 5): [0.5, 0.7], ("procrustes", "none", 100): [1.0, 1.0]})
+    large = _records({("procrustes", "none", 500): [0.9, 0.9], ("procrustes", "none", 900): [1.0, 1.0]}, n_pool=900)
+    runs = [
+        {
+            "key": "b",
+            "label": "(b) small",
+            "n_items": 130,
+            "n_test": 30,
+            "same_modality": True,
+            "identity": None,
+            "records": small,
+            "seconds": 1.0,
+        },
+        {
+            "key": "c",
+            "label": "(c) large",
+            "n_items": 1200,
+            "n_test": 300,
+            "same_modality": True,
+            "identity": 0.9,
+            "records": large,
+            "seconds": 1.0,
+        },
+    ]
+    result = build_result(config, runs, tmp_path)
+    assert list(result.rows[0])[3:] == ["5", "500", "all", "failed fits"]
+    assert result.rows[0]["500"] is None and result.rows[1]["500"] == "0.900 [0.900-0.900]"
+    not_run = [r["case"] for r in result.rows if r["method"] == "not run"]
+    assert len(not_run) == len(config["setup"]["cases"]) - 1 and not any("(c)" in c for c in not_run)
+    assert (tmp_path / f"{NAME}.png").is_file() and "seeds [0, 1]" in result.notes[0]
 
 
 # ------------------------------------------------------------------------------------------ slow: reduced run

@@ -35,7 +35,7 @@ from latentalign.experiments.few_and_no_pairs_data import SHORT_NAMES, load_case
 from latentalign.experiments.few_and_no_pairs_plot import plot_curves
 from latentalign.experiments.runner import Check, ExperimentResult
 
-__all__ = ["run", "curve_table", "summarize", "identity_r1"]
+__all__ = ["run", "compute_runs", "build_result", "curve_table", "summarize", "identity_r1"]
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def _ordered_methods(records: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return [(m, s) for m in methods for s in _SETTING_ORDER if (m, s) in found]
 
 
-def curve_table(label: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def curve_table(label: str, records: list[dict[str, Any]], columns: list[str] | None = None) -> list[dict[str, Any]]:
     """Rows of the page: one per method and unpaired setting, one column per budget ("mean [min-max]").
 
     Examples
@@ -119,6 +119,7 @@ def curve_table(label: str, records: list[dict[str, Any]]) -> list[dict[str, Any
     rows = []
     for method, unpaired in _ordered_methods(records):
         row: dict[str, Any] = {"case": label, "method": method, "unpaired rows": unpaired}
+        row.update(dict.fromkeys(columns or []))
         for budget, is_all in budgets:
             row["all" if is_all else str(budget)] = _cell(summarize(records, method, unpaired, budget))
         errors = [r for r in records if r["method"] == method and r["unpaired"] == unpaired and r["error"]]
@@ -232,17 +233,19 @@ def _case_label(case: dict[str, Any]) -> str:
     return f"({case['key']}) {SHORT_NAMES.get(case['source'], case['source'])} -> {SHORT_NAMES.get(case['target'], case['target'])}"
 
 
-def run(config: dict[str, Any], *, out_dir: str | Path) -> ExperimentResult:
-    """Runner: the budget curves of the cases in ``run_cases``, the checks, the table, notes and figure."""
+def compute_runs(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """The expensive part: embeddings (cached) and every fit of the cases in ``run_cases``.
+
+    Returns one dict per case run (label, sizes, identity baseline, the fit records), what
+    :func:`build_result` turns into the page; the JSON record keeps them under ``details``.
+    """
     setup = config["setup"]
     seeds = [int(s) for s in setup["seeds"]]
     run_keys = [str(k) for k in setup["run_cases"]]
-    planned = list(setup["cases"])
     threads = set_threads(setup)
     runs: list[dict[str, Any]] = []
-    notes: list[str] = []
     try:
-        for case in planned:
+        for case in setup["cases"]:
             if not _selected(case, run_keys):
                 continue
             start = time.perf_counter()
@@ -276,21 +279,40 @@ def run(config: dict[str, Any], *, out_dir: str | Path) -> ExperimentResult:
             )
     finally:
         restore_threads(threads)
+    return runs
 
+
+def _budget_labels(runs: list[dict[str, Any]]) -> list[str]:
+    budgets = sorted({r["budget"] for run in runs for r in run["records"] if not r["is_all"]})
+    return [str(b) for b in budgets] + ["all"]
+
+
+def build_result(config: dict[str, Any], runs: list[dict[str, Any]], out_dir: str | Path) -> ExperimentResult:
+    """The table, checks, notes and figure of the cases in ``runs`` (what :func:`compute_runs` returned)."""
+    setup = config["setup"]
+    seeds = [int(s) for s in setup["seeds"]]
+    run_keys = [str(k) for k in setup["run_cases"]]
+    planned = list(setup["cases"])
+    notes: list[str] = []
+    columns = _budget_labels(runs)
     rows: list[dict[str, Any]] = []
     for r in runs:
-        rows += curve_table(r["label"], r["records"])
+        rows += curve_table(r["label"], r["records"], columns)
         if r["identity"] is not None:
             rows.append(
                 {
                     "case": r["label"],
                     "method": "identity map (no fit)",
                     "unpaired rows": "-",
+                    **dict.fromkeys(columns),
                     "0": f"{r['identity']:.3f}",
                 }
             )
     not_run = [c for c in planned if not _selected(c, run_keys)]
-    rows += [{"case": _case_label(c) + f", {c['data']}", "method": "not run", "unpaired rows": "-"} for c in not_run]
+    rows += [
+        {"case": _case_label(c) + f", {c['data']}", "method": "not run", "unpaired rows": "-", **dict.fromkeys(columns)}
+        for c in not_run
+    ]
 
     plots = []
     plot = plot_curves(runs, Path(out_dir) / f"{config['name']}.png", n_seeds=len(seeds), title=config["title"])
@@ -326,3 +348,8 @@ def run(config: dict[str, Any], *, out_dir: str | Path) -> ExperimentResult:
         "records": [rec for r in runs for rec in r["records"]],
     }
     return ExperimentResult(rows=rows, checks=_checks(runs, setup), notes=notes, plots=plots, details=details)
+
+
+def run(config: dict[str, Any], *, out_dir: str | Path) -> ExperimentResult:
+    """Runner: the budget curves of the cases in ``run_cases``, the checks, the table, notes and figure."""
+    return build_result(config, compute_runs(config), out_dir)
