@@ -1,17 +1,21 @@
 """Zero-pair alignment on real embeddings: the unsupervised aligner against supervised Procrustes.
 
-Two cases, both offline:
+Cases, all offline (one paired set per case: row i of each side is the same item; the zero-pair fit sees
+all rows with the target rows shuffled and no pair; half of the rows are held out and the supervised
+Procrustes map is fitted on the other half, paired; score: R@1 with CSLS (k = 10) of the held-out rows,
+retrieved among the held-out targets):
 
+(t) timing: a clustered 5,000 x 768 float32 cloud and a rotated, shuffled copy (seconds of one fit).
 (c) MiniLM-L6 (``minilm``) vs MiniLM-L3 (``minilm-l3-onnx``) on 2,000 WordNet lemmas (the first lemma of
-    each synset, single words, alphabetic, deduplicated, a seeded draw). Half of the lemmas are held out;
-    the supervised Procrustes map is fitted on the other half (paired by lemma); the zero-pair fit sees
-    all 2,000 rows of each side with the target rows shuffled and no pair. Score: R@1 with CSLS (k = 10)
-    of the held-out lemmas, retrieved among the held-out targets. Three seeds of the zero-pair fit.
+    each synset, single words, alphabetic, deduplicated, a seeded draw).
+(a) EfficientNet-Lite0 vs Lite1 pooled features of 2,000 Fashion-MNIST train images.
+(b) MiniLM-L6 vs MPNet (``mpnet``) on the same 2,000 WordNet lemmas.
 (d) GloVe-50 vs fastText-fr, 5,000 frequent words each, FreeDict test pairs: the split of the
     ``word_translation_ot`` experiment (a third of the English words with a translation held out;
     P@1 with CSLS among all French words).
 
-Run ``python benchmarks/bench_unsupervised.py`` (``--small`` for a quick run at reduced sizes). Prints a
+Run ``python benchmarks/bench_unsupervised.py`` (``--small`` for a quick run at reduced sizes;
+``--prepare`` encodes and caches the embeddings first; ``--cases t,c`` runs a subset). Prints a
 table and writes ``benchmarks/results/bench_unsupervised.txt`` with the date and the load average.
 Embeddings are cached under the latentalign embeddings directory, so a second run does not encode again.
 """
@@ -100,12 +104,12 @@ def fit_zero_pairs(X: np.ndarray, Y: np.ndarray, seed: int, **params):
     return model, time.perf_counter() - start, n_warn
 
 
-def case_minilm(n: int, seeds: list[int], params: dict) -> list[dict]:
+def case_paired(label: str, X: np.ndarray, Y: np.ndarray, seeds: list[int], params: dict) -> list[dict]:
+    """Row i of X and Y is the same item: supervised Procrustes on half vs the zero-pair fit on all."""
     from latentalign.align import Procrustes
     from latentalign.preprocessing import make_preprocessor
 
-    X, Y = text_pair(2000)
-    X, Y = X[:n], Y[:n]
+    n = len(X)
     rng = np.random.default_rng(0)
     test = np.sort(rng.permutation(n)[: n // 2])
     train = np.setdiff1d(np.arange(n), test)
@@ -115,7 +119,7 @@ def case_minilm(n: int, seeds: list[int], params: dict) -> list[dict]:
     sup = Procrustes(center=False).fit(Xn[train], Yn[train])
     rows = [
         {
-            "case": "(c) MiniLM-L6 -> L3",
+            "case": label,
             "method": f"Procrustes, {len(train)} pairs",
             "seed": "-",
             "r1_csls": r1_csls(sup.transform(Xn[test]), Yn[test], None),
@@ -126,17 +130,48 @@ def case_minilm(n: int, seeds: list[int], params: dict) -> list[dict]:
     shuffle = np.random.default_rng(1).permutation(n)  # no order shared by the two sides
     for seed in seeds:
         model, seconds, n_warn = fit_zero_pairs(X, Y[shuffle], seed, **params)
+        chosen = [r for r in model.restarts_ if r.get("chosen")][0]
         rows.append(
             {
-                "case": "(c) MiniLM-L6 -> L3",
+                "case": label,
                 "method": "UnsupervisedAligner, 0 pairs",
                 "seed": seed,
                 "r1_csls": r1_csls(model.map_.transform(Xn[test]), Yn[test], None),
                 "seconds": seconds,
-                "notes": f"rounds={model.n_iter_} converged={model.converged_} score={model.score_:.3f} warnings={n_warn}",
+                "notes": f"rounds={model.n_iter_} converged={model.converged_} score={model.score_:.3f} "
+                f"warnings={n_warn} start={chosen['start']!r} screened={[round(r['score'], 3) for r in model.restarts_]} "
+                f"load={os.getloadavg()[0]:.1f}",
             }
         )
+        print(rows[-1], flush=True)
     return rows
+
+
+def case_timing(n: int, d: int, params: dict) -> list[dict]:
+    """Seconds of one zero-pair fit on ``n x d`` rows per side: a clustered cloud and a rotated, shuffled copy."""
+    from latentalign.functional.retrieval import retrieval_scores
+
+    rng = np.random.default_rng(0)
+    spectrum = np.geomspace(3.0, 0.1, d).astype(np.float32)
+    centres = rng.normal(size=(50, d)).astype(np.float32) * spectrum
+    X = centres[rng.integers(0, 50, n)] + 0.5 * rng.normal(size=(n, d)).astype(np.float32) * spectrum
+    Q, _ = np.linalg.qr(rng.normal(size=(d, d)))
+    # Rows stay roughly in order of importance (as word lists are): shuffled within blocks of 100.
+    perm = np.concatenate([b + rng.permutation(len(b)) for b in np.array_split(np.arange(n), n // 100)])
+    Y = (X @ Q.astype(np.float32))[perm]
+    model, seconds, n_warn = fit_zero_pairs(X, Y, 0, **params)
+    r1 = float(retrieval_scores(model.transform(X), Y, gold=np.argsort(perm), k=1)["recall@1"])
+    return [
+        {
+            "case": f"(t) timing, {n} x {d} float32 per side",
+            "method": "UnsupervisedAligner, 0 pairs",
+            "seed": 0,
+            "r1_csls": r1,
+            "seconds": seconds,
+            "notes": f"R@1 without CSLS; rounds={model.n_iter_} converged={model.converged_} warnings={n_warn} "
+            f"load={os.getloadavg()[0]:.1f}",
+        }
+    ]
 
 
 def case_words(n_words: int, seeds: list[int], params: dict) -> list[dict]:
@@ -175,7 +210,10 @@ def case_words(n_words: int, seeds: list[int], params: dict) -> list[dict]:
 def summary(rows: list[dict]) -> list[str]:
     lines = []
     for case in dict.fromkeys(r["case"] for r in rows):
-        sup = [r for r in rows if r["case"] == case and r["seed"] == "-"][0]["r1_csls"]
+        sups = [r for r in rows if r["case"] == case and r["seed"] == "-"]
+        if not sups:
+            continue
+        sup = sups[0]["r1_csls"]
         zero = [r["r1_csls"] for r in rows if r["case"] == case and r["seed"] != "-"]
         med = float(np.median(zero))
         lines.append(
@@ -187,20 +225,41 @@ def summary(rows: list[dict]) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--small", action="store_true", help="1,000 lemmas / 2,000 words, one seed")
-    parser.add_argument("--cases", default="c,d")
+    parser.add_argument("--small", action="store_true", help="1,000 lemmas or images / 2,000 words, one seed")
+    parser.add_argument("--seeds", type=int, default=3, help="zero-pair seeds per case (full run)")
+    parser.add_argument("--cases", default="t,c,a,b,d")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     limit_threads(args.threads)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    seeds = [0] if args.small else [0, 1, 2]
+    seeds = [0] if args.small else list(range(args.seeds))
     params = {"init": "vecmap", "n_init": 3}
+    n = 1000 if args.small else 2000
+    # The paired sets are shuffled on one side (no shared order), so the screening sees all their rows.
+    paired = {**params, "screen_size": n}
+    cases = {
+        "t": lambda: case_timing(2000 if args.small else 5000, 768, params),
+        "c": lambda: case_paired(
+            "(c) MiniLM-L6 -> L3, WordNet lemmas", *(a[:n] for a in text_pair(2000)), seeds, paired
+        ),
+        "a": lambda: case_paired("(a) EfficientNet-Lite0 -> Lite1, Fashion-MNIST", *image_pair(n), seeds, paired),
+        "b": lambda: case_paired(
+            "(b) MiniLM-L6 -> MPNet, WordNet lemmas",
+            *(a[:n] for a in text_pair(2000, ("minilm", "mpnet"))),
+            seeds,
+            paired,
+        ),
+        "d": lambda: case_words(2000 if args.small else 5000, seeds, params),
+    }
     rows: list[dict] = []
-    if "c" in args.cases:
-        rows += case_minilm(1000 if args.small else 2000, seeds, params)
-    if "d" in args.cases:
-        rows += case_words(2000 if args.small else 5000, seeds, params)
+    for key in args.cases.split(","):
+        rows += cases[key]()
+        report(rows, args, params)
+
+
+def report(rows: list[dict], args: argparse.Namespace, params: dict) -> None:
+    """Print the table so far and (full runs) write it, so that a long run keeps what it finished."""
     header = "| case | method | seed | R@1 CSLS | seconds | notes |\n|---|---|---|---:|---:|---|"
     table = [header] + [
         f"| {r['case']} | {r['method']} | {r['seed']} | {r['r1_csls']:.3f} | {r['seconds']:.1f} | {r['notes']} |"
@@ -211,7 +270,7 @@ def main() -> None:
             f"bench_unsupervised ({'small' if args.small else 'full'}) {datetime.datetime.now().isoformat(timespec='seconds')}",
             f"load average before/after: {LOAD_BEFORE} / {tuple(round(x, 2) for x in os.getloadavg())}",
             f"machine: {machine_summary()}",
-            f"zero-pair parameters: {params}",
+            f"zero-pair parameters: {params}; the paired cases (a)-(c) also screen all their rows (screen_size = n)",
             "",
             *table,
             "",

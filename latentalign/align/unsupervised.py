@@ -57,7 +57,7 @@ class UnsupervisedAligner(Aligner):
         Convergence: relative change of the map between rounds, ``||W_t - W_(t-1)||_F / ||W_t||_F``.
     screen_iter : int, default 30
         Self-learning rounds of each start's screening run (with ``n_init > 1``).
-    screen_size : int, default 2000
+    screen_size : int, default 1000
         Rows per side in the screening runs.
     preprocess : str or list of str, optional
         Steps fitted on ``X`` and ``Y`` separately before everything else (the rows are also
@@ -113,7 +113,7 @@ class UnsupervisedAligner(Aligner):
         max_iter: int = 150,
         tol: float = 1e-6,
         screen_iter: int = 30,
-        screen_size: int = 2000,
+        screen_size: int = 1000,
         preprocess: str | list[str] | None = None,
         random_state: int = 0,
     ) -> None:

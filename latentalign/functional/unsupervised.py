@@ -46,6 +46,8 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,6 +94,41 @@ def normalize_rows(X: torch.Tensor) -> torch.Tensor:
     unit = torch.nn.functional.normalize
     Z = unit(X, dim=1)
     return unit(Z - Z.mean(0), dim=1)
+
+
+@contextmanager
+def _single_thread() -> Iterator[None]:
+    """Run small (d x d) LAPACK calls on one thread.
+
+    Measured on a loaded 2-core machine: a 768 x 768 float64 SVD took 0.2 s on one thread and 9 s on
+    two (the threads wait on each other); the n x n GEMMs around it keep all threads.
+    """
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
+def _polar(M: torch.Tensor) -> torch.Tensor:
+    """:func:`polar_factor` of a small matrix, on one thread."""
+    with _single_thread():
+        return polar_factor(M)[0]
+
+
+def _sqrt_gram(A: torch.Tensor) -> torch.Tensor:
+    """``sqrt(A A^T) = U S U^T`` (n x n, float32) from the d x d Gram matrix, not an n x d SVD.
+
+    With ``A = U S V^T``: ``A V = U S``, so ``U S U^T = (A V S^-1/2)(A V S^-1/2)^T``.
+    """
+    C = A.T.to(torch.float64) @ A.to(torch.float64)
+    with _single_thread():
+        evals, V = torch.linalg.eigh(C)
+    s = evals.clamp(min=0).sqrt()
+    inv_sqrt = torch.where(s > 1e-6 * s.max(), s.clamp(min=1e-300).rsqrt(), torch.zeros_like(s))
+    P = A.to(torch.float32) @ (V * inv_sqrt).to(torch.float32)
+    return P @ P.T
 
 
 def _topk_mean(S: torch.Tensor, k: int) -> torch.Tensor:
@@ -166,9 +203,7 @@ def sorted_similarity_dictionary(
     m = int(min(n, X.shape[0], Y.shape[0]))
     sides = []
     for A in (X[:m], Y[:m]):
-        A = normalize_rows(A.to(torch.float32))
-        U, s, _ = torch.linalg.svd(A, full_matrices=False)
-        K = (U * s) @ U.T  # sqrt(A A^T): same eigenvectors, square-rooted eigenvalues
+        K = _sqrt_gram(normalize_rows(A.to(torch.float32)))  # same eigenvectors, square-rooted eigenvalues
         K = K.sort(dim=1).values
         sides.append(normalize_rows(K))
     S = sides[0] @ sides[1].T
@@ -439,7 +474,7 @@ def self_learning_map(
     converged = False
     it = 0
     for it in range(1, int(max_iter) + 1):
-        W, _ = polar_factor(Xf[rows].T @ Yf[cols])
+        W = _polar(Xf[rows].T @ Yf[cols])
         change = map_change(W_prev, W)
         W_prev = W
         record = {"round": it, "keep_prob": p, "map_change": change, "n_pairs": int(rows.numel())}
@@ -455,7 +490,7 @@ def self_learning_map(
         # noisy objective of the stochastic rounds creeps up for long without the dictionary settling).
         if p < 1.0 and (it - last_gain >= patience or it - level_start >= 4 * patience):
             p, last_gain, level_start = min(1.0, p * growth), it, it
-    W = polar_factor(X[rows].T @ Y[cols])[0]
+    W = _polar(X[rows].T @ Y[cols])
     score = dictionary_score(Xc @ W.to(Xf.dtype), Yc, csls_k=k)
     return UnsupervisedFit(W=W, rows=rows, cols=cols, history=history, converged=converged, n_iter=it, score=score)
 
@@ -548,7 +583,7 @@ def unsupervised_alignment(
     max_iter: int = 150,
     tol: float = 1e-6,
     screen_iter: int = 30,
-    screen_size: int = 2000,
+    screen_size: int = 1000,
     random_state: int = 0,
     label: str = "unsupervised_alignment",
 ) -> UnsupervisedFit:
@@ -573,7 +608,7 @@ def unsupervised_alignment(
         As in :func:`self_learning_map` (``max_iter`` bounds the final run).
     screen_iter : int, default 30
         Rounds of each start's screening run.
-    screen_size : int, default 2000
+    screen_size : int, default 1000
         Rows per side in the screening runs (at most ``vocab_cutoff``).
     random_state : int, default 0
         First seed.
