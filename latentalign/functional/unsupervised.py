@@ -657,7 +657,7 @@ def unsupervised_alignment(
     starts = candidate_starts(
         A, B, init=init, n_init=n_init, init_size=init_size, csls_k=csls_k, random_state=random_state
     )
-    settings = {"csls_k": csls_k, "patience": patience, "tol": tol}
+    settings: dict[str, Any] = {"csls_k": csls_k, "patience": patience, "tol": tol}
     restarts: list[dict[str, Any]] = []
     rows, cols = starts[0][0], starts[0][1]
     seed, p = int(random_state), float(keep_prob)
