@@ -179,17 +179,21 @@ def complete_rotation(M: torch.Tensor, max_rank: int | None = None) -> tuple[tor
     >>> import torch
     >>> X = torch.randn(3, 5, dtype=torch.float64)
     >>> R, _, rank = complete_rotation(X.T @ X)
-    >>> rank, torch.allclose(R, torch.eye(5))
+    >>> rank, torch.allclose(R, torch.eye(5, dtype=torch.float64))
     (3, True)
     """
     M = M.to(_F64)
     d_x, d_y = M.shape
     k = min(d_x, d_y)
-    U, S, Vh = torch.linalg.svd(M, full_matrices=False)
+    # bases of the complements too when the pairs cannot fix every direction (known before the SVD)
+    full = max_rank is not None and max_rank < k
+    U, S, Vh = torch.linalg.svd(M, full_matrices=full)
+    S = S[:k]
     rank = _constrained_rank(S, max_rank)
     if rank >= k:
-        return U @ Vh, S, rank
-    U, _, Vh = torch.linalg.svd(M, full_matrices=True)  # bases of the complements too
+        return U[:, :k] @ Vh[:k], S, rank
+    if not full:
+        U, _, Vh = torch.linalg.svd(M, full_matrices=True)
     V = Vh.T
     R = U[:, :rank] @ V[:, :rank].T
     Uc, Vc = U[:, rank:], V[:, rank:]
