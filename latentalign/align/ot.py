@@ -140,9 +140,12 @@ class OTAligner(Aligner):
         Most rounds after the start (default: 5 for the OT methods, 30 for self-learning). Stops early
         when the map's relative change ``||W_t - W_{t-1}||_F / ||W_t||_F`` falls below ``map_tol`` (or,
         for OT, when the row-wise matches no longer change).
-    init : {"auto", "gw", "relative", "identity"}, default "auto"
-        First map. ``"auto"``: fitted on ``pairs`` when there are more pairs than source dimensions (or no
-        free rows left); else ``"relative"`` when there are at least 2 pairs; else ``"gw"``.
+    init : {"auto", "gw", "relative", "identity", "pairs"}, default "auto"
+        First map. Self-learning: ``"auto"`` or ``"relative"`` matches the free rows by their relative
+        representations (mutual CSLS of their cosines to the pairs), ``"pairs"`` fits on the pairs alone
+        (the pairs-only map stays a candidate of the final selection either way). OT methods:
+        ``"auto"``: fitted on ``pairs`` when there are more pairs than source dimensions (or no free rows
+        left); else ``"relative"`` when there are at least 2 pairs; else ``"gw"``.
         ``"relative"``: the free rows are coupled by their cosine similarities to the known pairs (their
         relative representations, which two spaces share without any map; Moschella et al. 2023), then the
         map is fitted on the pairs and that coupling. ``"gw"``: from a Gromov-Wasserstein coupling (exact GW

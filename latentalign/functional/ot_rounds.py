@@ -157,7 +157,7 @@ def check_ot_rounds_options(
     if method == "sinkhorn" and reg == 0:
         raise ValueError("method='sinkhorn' needs reg > 0, got reg=0. Use method='emd' for exact OT.")
     check_number(n_iter, "n_iter", integer=True, low=0)
-    check_choice(init, "init", OT_ROUND_INITS)
+    check_choice(init, "init", OT_ROUND_INITS + (("pairs",) if method == "self-learning" else ()))
     check_choice(metric, "metric", METRICS)
     check_number(alpha, "alpha", low=0.0, high=1.0)
     check_number(max_samples, "max_samples", integer=True, low=2, allow_none=True)
@@ -560,10 +560,11 @@ def _self_learning_rounds(
     # imported here: self_learning builds on this module's pairs checks
     from latentalign.functional.self_learning import seeded_self_learning
 
-    if init not in ("auto", "relative"):
+    if init not in ("auto", "relative", "pairs"):
         raise ValueError(
-            f"method='self-learning' starts from the known pairs (init='auto') or from their relative "
-            f"representations (init='relative'), got init={init!r}. Use one of those, or an OT method."
+            f"method='self-learning' starts from the known pairs' relative representations (init='auto' or "
+            f"'relative') or from the pairs alone (init='pairs'), got init={init!r}. Use one of those, or an OT "
+            "method."
         )
     P = check_pairs(pairs, X.shape[0], Y.shape[0])
     if P.shape[0] < MIN_MAP_ROWS:
@@ -580,7 +581,7 @@ def _self_learning_rounds(
         Y,
         fit_map,
         pairs=P,
-        start="relative" if init == "relative" else "pairs",
+        start="pairs" if init == "pairs" else "relative",
         rows_x=free_x,
         rows_y=free_y,
         csls_k=csls_k,
@@ -592,7 +593,7 @@ def _self_learning_rounds(
     )
     matches = torch.full((X.shape[0],), -1, dtype=torch.long)
     matches[out.matches[:, 0]] = out.matches[:, 1]
-    first = "relative" if init == "relative" else "pairs"
+    first = "pairs" if init == "pairs" else "relative"
     history = [{"step": "self-learning" if h["round"] else first, **h} for h in out.history]
     return OTRounds(
         map=out.map,

@@ -323,6 +323,7 @@ def seeded_self_learning(
     tol: float = 1e-3,
     confidence: float | None = 0.1,
     n_folds: int = 5,
+    validation: float | None = 0.2,
     random_state: int = 0,
     label: str = "seeded_self_learning",
 ) -> SelfLearningRounds:
@@ -343,8 +344,14 @@ def seeded_self_learning(
        ``||W_t - W_{t-1}||_F / ||W_t||_F``, falls below ``tol``.
     5. *select*: the same held-out folds score each round's dictionary: the mean reciprocal rank of
        each held-out pair's target among its fold's targets and all free target rows; the map returned
-       is fitted on the best one, which is the start when the unpaired rows only mislead (e.g. no free
-       row has a counterpart on the other side).
+       is fitted on the best one. These folds saw the dictionary, so this choice is only among rounds.
+
+    6. *validate the route*: before all that, a ``validation`` share of the known pairs is set aside,
+       the whole procedure runs on the other pairs, and its map is compared with the map of those pairs
+       alone on the set-aside pairs (mean reciprocal rank of their targets among the set-aside targets
+       and all free target rows). Only if self-learning ranks them better is it run again on all pairs;
+       otherwise the map of all pairs alone is returned. The set-aside pairs take no part in the trial
+       (not even as relative coordinates), so this check is not biased by them.
 
     Only mutual, confident matches enter a fit, so free rows with no counterpart on the other side
     (two corpora of different items) mostly stay out; the known pairs enter every fit.
@@ -376,6 +383,9 @@ def seeded_self_learning(
         match is kept and the last round's map is returned.
     n_folds : int, default 5
         Folds of the known pairs for that calibration (at most one per pair).
+    validation : float or None, default 0.2
+        Share (at most 0.9) of the known pairs set aside to choose between self-learning and the pairs alone (step 6;
+        needs at least 10 pairs, None skips it). ``history[0]["validation"]`` has both scores.
     random_state : int, default 0
         Seed of the stochastic induction.
     label : str
@@ -420,7 +430,24 @@ def seeded_self_learning(
     check_number(tol, "tol", low=0.0, low_inclusive=False)
     check_number(confidence, "confidence", low=0.0, high=1.0, allow_none=True)
     check_number(n_folds, "n_folds", integer=True, low=2)
+    check_number(validation, "validation", low=0.0, high=0.9, low_inclusive=False, allow_none=True)
     P = check_pairs(pairs, X.shape[0], Y.shape[0]).to(X.device)
+    options = {
+        "start": start,
+        "rows_x": rows_x,
+        "rows_y": rows_y,
+        "csls_k": csls_k,
+        "keep_prob": keep_prob,
+        "growth": growth,
+        "max_iter": max_iter,
+        "tol": tol,
+        "confidence": confidence,
+        "n_folds": n_folds,
+        "random_state": random_state,
+        "label": label,
+    }
+    if validation is not None and P.shape[0] >= 10:
+        return _validated_route(X, Y, fit_map, P, float(validation), options)
     if P.shape[0] < MIN_MAP_ROWS:
         raise ValueError(
             f"pairs has {P.shape[0]} rows; {label} needs at least {MIN_MAP_ROWS} known pairs. Pass more "
@@ -515,22 +542,79 @@ def seeded_self_learning(
         if p >= 1.0 and change < tol:
             converged = True
         p = min(1.0, p * float(growth))
+    kept = "the last round's"
     if validate and rounds > 0:
         history[-1]["heldout_mrr"] = heldout(rows, cols)[1]
         if best[0] > history[-1]["heldout_mrr"]:
             _, rows, cols = best
             transform, fitted = refit(rows, cols)
+            kept = "the map of the dictionary that ranked the held-out pairs best" + (
+                " (the pairs alone)" if rows.numel() == 0 else ""
+            )
     if not converged:
         warnings.warn(
             f"{label} stopped after max_iter={max_iter} rounds with the map still changing: relative change "
-            f"||W_t - W_t-1||_F / ||W_t||_F = {change:.2e} > tol={tol:g} in the last round. Increase max_iter "
-            "or tol, or pass more pairs; the history has the per-round log.",
+            f"||W_t - W_t-1||_F / ||W_t||_F = {change:.2e} > tol={tol:g} in the last round; it returns {kept}. "
+            "Increase max_iter or tol, or pass more pairs; if the unpaired rows hold different items, the "
+            "pairs alone may be all there is. The history has the per-round log.",
             ConvergenceWarning,
             stacklevel=2,
         )
     matches = torch.cat([P, torch.stack([fx[rows], fy[cols]], 1)])
     return SelfLearningRounds(
         map=fitted, transform=transform, matches=matches.cpu(), history=history, converged=converged, n_iter=rounds
+    )
+
+
+def _validated_route(
+    X: torch.Tensor, Y: torch.Tensor, fit_map: FitMap, P: torch.Tensor, share: float, options: dict[str, Any]
+) -> SelfLearningRounds:
+    """Step 6 of :func:`seeded_self_learning`: self-learning or the pairs alone, chosen on set-aside pairs."""
+    gen = torch.Generator().manual_seed(int(options["random_state"]) + 1)
+    order = torch.randperm(P.shape[0], generator=gen).to(P.device)
+    n_val = max(2, round(share * P.shape[0]))
+    val, train = P[order[:n_val]], P[order[n_val:]]
+    fy = options["rows_y"]
+    if fy is None:
+        fy = _free(Y.shape[0], P[:, 1])
+    keys = torch.cat([Y[val[:, 1]], Y[fy.to(Y.device)]])
+
+    def mrr(transform: Transform) -> float:
+        unit = torch.nn.functional.normalize
+        Z = unit(transform(X[val[:, 0]]).to(torch.float64), dim=1)
+        S = Z @ unit(keys.to(torch.float64), dim=1).T
+        true = S[torch.arange(n_val), torch.arange(n_val)]
+        return float((1.0 / (1.0 + (S > true[:, None]).sum(1).double())).mean())
+
+    trial_options = dict(options)
+    if trial_options["rows_x"] is None:  # the set-aside pairs are not free rows of the trial either
+        trial_options["rows_x"] = _free(X.shape[0], P[:, 0])
+    trial_options["rows_y"] = fy
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        trial = seeded_self_learning(X, Y, fit_map, pairs=train, validation=None, **trial_options)
+    alone, _ = fit_map(X[train[:, 0]], Y[train[:, 1]])
+    scores = {"self-learning": mrr(trial.transform), "pairs alone": mrr(alone), "n_pairs_set_aside": n_val}
+    if scores["self-learning"] >= scores["pairs alone"]:
+        out = seeded_self_learning(X, Y, fit_map, pairs=P, validation=None, **options)
+        out.history[0]["validation"] = scores
+        return out
+    transform, fitted = fit_map(X[P[:, 0]], Y[P[:, 1]])
+    history: list[dict[str, Any]] = [
+        {
+            "round": 0,
+            "keep_prob": None,
+            "n_mutual": 0,
+            "cosine_floor": None,
+            "n_matches": 0,
+            "csls": None,
+            "map_change": None,
+            "heldout_mrr": None,
+            "validation": scores,
+        }
+    ]
+    return SelfLearningRounds(
+        map=fitted, transform=transform, matches=P.cpu(), history=history, converged=True, n_iter=0
     )
 
 
