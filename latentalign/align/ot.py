@@ -122,9 +122,10 @@ class OTAligner(Aligner):
     method : {"auto", "self-learning", "sinkhorn", "emd", "gw"}, default "auto"
         Matching of each round. ``"self-learning"`` (needs known pairs): mutual CSLS nearest neighbours
         of the free rows under the current map, with stochastic dictionary induction, only matches as
-        close as the known pairs are when held out entering the fit, the best round chosen on held-out
-        pairs (:func:`~latentalign.functional.self_learning.seeded_self_learning`); it copes with free
-        rows that have no counterpart. ``"sinkhorn"``: entropic OT (log domain when ``reg`` is small for
+        close as the known pairs are when held out entering the fit, and the route checked against the
+        pairs alone on set-aside pairs
+        (:func:`~latentalign.functional.self_learning.seeded_self_learning`); it copes with free rows
+        that have no counterpart. ``"sinkhorn"``: entropic OT (log domain when ``reg`` is small for
         the dtype); ``"emd"``: exact OT; ``"gw"``: Gromov-Wasserstein, fused with the cost between mapped
         source rows and target rows (weight ``1 - alpha``) once a map exists. ``"auto"``:
         ``"self-learning"`` with at least 4 known pairs and free rows on both sides, else ``"sinkhorn"``
@@ -143,7 +144,7 @@ class OTAligner(Aligner):
     init : {"auto", "gw", "relative", "identity", "pairs"}, default "auto"
         First map. Self-learning: ``"auto"`` or ``"relative"`` matches the free rows by their relative
         representations (mutual CSLS of their cosines to the pairs), ``"pairs"`` fits on the pairs alone
-        (the pairs-only map stays a candidate of the final selection either way). OT methods:
+        (either way, the map of the pairs alone is kept when set-aside pairs prefer it). OT methods:
         ``"auto"``: fitted on ``pairs`` when there are more pairs than source dimensions (or no free rows
         left); else ``"relative"`` when there are at least 2 pairs; else ``"gw"``.
         ``"relative"``: the free rows are coupled by their cosine similarities to the known pairs (their
