@@ -5,7 +5,7 @@ unsupervised first dictionary (VecMap's sorted similarity distributions, or anne
 Gromov-Wasserstein), robust self-learning (stochastic, bidirectional CSLS dictionary induction on the
 most frequent rows), best of several starts by an unsupervised score, and a final orthogonal map that
 works on unseen points. The starts differ from each other (frequency cut-offs, random subsets,
-Gromov-Wasserstein couplings); each is screened by a short self-learning run and only the best, by
+Gromov-Wasserstein couplings); each is screened by a self-learning run on fewer rows and only the best, by
 the unsupervised score, gets the full run.
 
 Rows of ``X`` and ``Y`` are not paired and their numbers may differ. Put the most important rows
@@ -55,8 +55,9 @@ class UnsupervisedAligner(Aligner):
         Most self-learning rounds per start.
     tol : float, default 1e-6
         Convergence: relative change of the map between rounds, ``||W_t - W_(t-1)||_F / ||W_t||_F``.
-    screen_iter : int, default 30
-        Self-learning rounds of each start's screening run (with ``n_init > 1``).
+    screen_iter : int, default 100
+        Most self-learning rounds of each start's screening run (with ``n_init > 1``); a run stops
+        earlier once its map stops changing.
     screen_size : int, default 1000
         Rows per side in the screening runs.
     preprocess : str or list of str, optional
@@ -112,7 +113,7 @@ class UnsupervisedAligner(Aligner):
         patience: int = 5,
         max_iter: int = 150,
         tol: float = 1e-6,
-        screen_iter: int = 30,
+        screen_iter: int = 100,
         screen_size: int = 1000,
         preprocess: str | list[str] | None = None,
         random_state: int = 0,

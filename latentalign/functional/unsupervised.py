@@ -33,8 +33,8 @@ A weak start is the usual failure: on real embeddings the first dictionary can b
 1 % of the rows, and whether self-learning then finds the true map depends on the start and on the
 random dictionaries of the stochastic rounds. The starts are therefore made different from each other
 (:func:`candidate_starts`: sorted similarities over different frequency cut-offs and random subsets of
-the first rows, Gromov-Wasserstein couplings from different starting plans), each is screened by a short
-self-learning run on the first ``screen_size`` rows, and only the one with the best *unsupervised* score
+the first rows, Gromov-Wasserstein couplings from different starting plans), each is screened by a
+self-learning run on the first ``screen_size`` rows (until its map settles), and only the one with the best *unsupervised* score
 (:func:`dictionary_score`: the mean CSLS score of the mutual nearest neighbours under its map) goes on to
 the full self-learning. No ground truth enters the loop.
 
@@ -582,7 +582,7 @@ def unsupervised_alignment(
     patience: int = 5,
     max_iter: int = 150,
     tol: float = 1e-6,
-    screen_iter: int = 30,
+    screen_iter: int = 100,
     screen_size: int = 1000,
     random_state: int = 0,
     label: str = "unsupervised_alignment",
@@ -606,8 +606,11 @@ def unsupervised_alignment(
         Rows of each side used by the starts (default 4000 for ``"vecmap"``, 1000 for ``"gw"``).
     vocab_cutoff, csls_k, keep_prob, patience, max_iter, tol :
         As in :func:`self_learning_map` (``max_iter`` bounds the final run).
-    screen_iter : int, default 30
-        Rounds of each start's screening run.
+    screen_iter : int, default 100
+        Most rounds of each start's screening run (it stops earlier once its map stops changing). The
+        score only tells a good start from a bad one once the run has reached ``keep_prob = 1``: on
+        MiniLM-L6 vs L3 words, after 30 rounds every start scored 0.13 whether it later succeeded or
+        not; at convergence, 0.55 against 0.26.
     screen_size : int, default 1000
         Rows per side in the screening runs (at most ``vocab_cutoff``).
     random_state : int, default 0
