@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -68,6 +69,7 @@ from scipy.linalg import get_blas_funcs
 from latentalign._array import ArrayLike
 from latentalign._validation import check_array, check_choice, check_number, check_pair
 from latentalign.functional import moments
+from latentalign.functional.blocks import torch_threads_beside_blas
 from latentalign.functional.moments import CrossStats, compute_stats, is_finite
 from latentalign.functional.norms import row_norms
 from latentalign.functional.procrustes import FLOAT32_PRODUCT_FLOOR, products_underflowed
@@ -617,7 +619,9 @@ def self_knn_cosine(
     """
     n = X.shape[0]
     b = max(1, min(block_rows or KNN_BLOCK_ROWS, n))
-    with torch.no_grad():
+    numpy_products = X.device.type == "cpu" and moments.CPU_PRODUCTS == "numpy"
+    hold_torch_threads = torch_threads_beside_blas(X.device) if numpy_products else nullcontext()
+    with torch.no_grad(), hold_torch_threads:
         U = _unit_rows(X, name, b)
         product = _score_product(U)
         search = _SelfSearch(n, k, X.dtype, X.device)
