@@ -44,6 +44,8 @@ sys.path.insert(0, str(HERE))
 
 from _common import limit_threads, machine_summary, print_table  # noqa: E402
 
+from latentalign.experiments.few_and_no_pairs_data import wordnet_lemmas  # noqa: E402
+
 BUDGETS = (5, 10, 25, 50, 100)
 METHODS = ("Procrustes", "Affine", "RelativeProjection", "LFM transfer", "LFM pointwise+ZoomOut")
 
@@ -54,22 +56,6 @@ def _cache(name: str) -> Path:
     root = embeddings_dir() / "bench_functional_map"
     root.mkdir(parents=True, exist_ok=True)
     return root / f"{name}.npy"
-
-
-def wordnet_lemmas(n: int, seed: int = 0) -> list[str]:
-    """``n`` distinct single-word WordNet lemmas (first lemma of each synset), a seeded draw."""
-    from latentalign.datasets import load_wordnet_glosses
-
-    wn = load_wordnet_glosses()
-    seen: set[str] = set()
-    words = []
-    for lemmas in wn.lemmas:
-        word = lemmas[0].lower()
-        if word.isalpha() and len(word) > 2 and word not in seen:
-            seen.add(word)
-            words.append(word)
-    rng = np.random.default_rng(seed)
-    return [words[i] for i in np.sort(rng.choice(len(words), size=n, replace=False))]
 
 
 def embeddings(n: int) -> tuple[np.ndarray, np.ndarray]:
