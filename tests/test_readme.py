@@ -1,5 +1,6 @@
 """The README runs as written: its set-up commands come first, its ``>>>`` snippets pass as doctests, and every
-code block marked ``<!-- runnable -->`` (``<!-- runnable: slow -->`` for the slow ones) runs in an empty folder.
+code block marked ``<!-- runnable -->`` (``<!-- runnable: slow -->`` for the slow ones, ``<!-- runnable: manual -->``
+for the ones ``make test`` leaves to ``make test-manual``) runs in an empty folder.
 
 Python blocks run in order in one namespace; a bash block runs with this interpreter's ``bin`` folder first on
 ``PATH`` (so ``python`` and ``latentalign`` are the project's), after the fast bash blocks before it, whose
@@ -22,7 +23,9 @@ import pytest
 from latentalign.datasets._fetch import MIRRORS_ENV
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-_FENCE = re.compile(r"(?:<!-- runnable(?P<slow>: slow)? -->\n)?^```(?P<lang>\w*)\n(?P<body>.*?)^```$", re.M | re.S)
+_FENCE = re.compile(
+    r"(?:<!-- runnable(?::\s*(?P<kind>slow|manual))? -->\n)?^```(?P<lang>\w*)\n(?P<body>.*?)^```$", re.M | re.S
+)
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,7 @@ class Block:
     line: int
     runnable: bool
     slow: bool
+    manual: bool
 
 
 def _blocks() -> list[Block]:
@@ -42,7 +46,8 @@ def _blocks() -> list[Block]:
             m["body"],
             text.count("\n", 0, m.start("body")) + 1,
             m.group(0).startswith("<!--"),
-            bool(m["slow"]),
+            m["kind"] is not None,
+            m["kind"] == "manual",
         )
         for m in _FENCE.finditer(text)
     ]
@@ -87,7 +92,12 @@ def test_the_api_snippets_pass_as_doctests(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize(
     "index",
-    [pytest.param(i, id=f"line{b.line}", marks=[pytest.mark.slow] if b.slow else []) for i, b in enumerate(BASH)],
+    [
+        pytest.param(
+            i, id=f"line{b.line}", marks=[pytest.mark.manual] if b.manual else [pytest.mark.slow] if b.slow else []
+        )
+        for i, b in enumerate(BASH)
+    ],
 )
 def test_the_bash_blocks_run_as_written(index, tmp_path):
     block = BASH[index]
