@@ -1,0 +1,1 @@
+"""Merging models by matching their units: permutation specs, unit matching, weight averaging."""
