@@ -97,9 +97,7 @@ class PermutationSpec:
                 if perm is not None:
                     perm_to_axes.setdefault(perm, []).append((key, axis))
         object.__setattr__(self, "axes_to_perm", MappingProxyType(axes))
-        object.__setattr__(
-            self, "perm_to_axes", MappingProxyType({p: tuple(v) for p, v in perm_to_axes.items()})
-        )
+        object.__setattr__(self, "perm_to_axes", MappingProxyType({p: tuple(v) for p, v in perm_to_axes.items()}))
 
     @classmethod
     def from_axes(cls, axes_to_perm: Mapping[str, Sequence[str | None]]) -> PermutationSpec:
@@ -141,7 +139,9 @@ def state_dict_of(model: nn.Module | Mapping[str, torch.Tensor]) -> dict[str, to
         return {k: v.detach() for k, v in model.state_dict().items()}
     if isinstance(model, Mapping):
         return dict(model)
-    raise TypeError(f"Expected an nn.Module or a state_dict (mapping of names to tensors); received {type(model).__name__}.")
+    raise TypeError(
+        f"Expected an nn.Module or a state_dict (mapping of names to tensors); received {type(model).__name__}."
+    )
 
 
 def check_spec(
@@ -286,7 +286,9 @@ def apply_permutation(
     return out
 
 
-def permute_model(model: nn.Module, spec: PermutationSpec, perms: Mapping[str, Sequence[int] | np.ndarray | torch.Tensor]) -> nn.Module:
+def permute_model(
+    model: nn.Module, spec: PermutationSpec, perms: Mapping[str, Sequence[int] | np.ndarray | torch.Tensor]
+) -> nn.Module:
     """A new model of the same class with its units reordered by ``perms`` (see :func:`apply_permutation`).
 
     Examples
@@ -343,7 +345,9 @@ def mlp_spec(num_hidden: int, *, prefix: str = "layers") -> PermutationSpec:
     (None, 'h1')
     """
     if num_hidden < 1:
-        raise ValueError(f"num_hidden must be at least 1 (a model without hidden units has nothing to permute); received {num_hidden}.")
+        raise ValueError(
+            f"num_hidden must be at least 1 (a model without hidden units has nothing to permute); received {num_hidden}."
+        )
     axes: dict[str, tuple[str | None, ...]] = {}
     for i in range(num_hidden + 1):
         out_perm = f"h{i}" if i < num_hidden else None
@@ -409,7 +413,11 @@ def resnet_spec(blocks_per_stage: Sequence[int] | int = 3, *, num_stages: int = 
     >>> spec.axes_to_perm["stages.1.0.conv2.weight"]
     ('stream1', 's1b0', None, None)
     """
-    blocks = [int(blocks_per_stage)] * num_stages if isinstance(blocks_per_stage, int) else [int(b) for b in blocks_per_stage]
+    blocks = (
+        [int(blocks_per_stage)] * num_stages
+        if isinstance(blocks_per_stage, int)
+        else [int(b) for b in blocks_per_stage]
+    )
     if not blocks or min(blocks) < 1:
         raise ValueError(f"blocks_per_stage must give at least one block per stage; received {blocks_per_stage!r}.")
     axes: dict[str, tuple[str | None, ...]] = {"conv1.weight": ("stream0", None, None, None)}
