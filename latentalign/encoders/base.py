@@ -5,19 +5,28 @@ An encoder turns a sequence of inputs (texts, images, arrays or words) into a fl
 ``torch.inference_mode()``, the output shape and finiteness checks, optional L2 normalisation, and the
 ``metadata`` record (model id, layer, pooling, dtype, seed, library versions) that keys the embedding
 cache in :mod:`latentalign.store`. Adapters implement only ``_encode_batch``.
+
+Hidden layers: ``encode(inputs, layers=...)`` returns a dict layer name -> ``(n, d)`` array from ONE
+forward pass per batch, pooled like the final embedding. It is an ``encode`` argument rather than a
+constructor option so that the :class:`Encoder` protocol (``encode`` returns one array) and the cache key
+(``metadata``) stay as they are: the default ``layers=None`` is today's call, and one encoder object serves
+both. Adapters that expose layers implement :meth:`BaseEncoder.layer_names` and ``_encode_batch_layers``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar, Protocol, overload, runtime_checkable
 
 import numpy as np
 import torch
 
 from latentalign._optional import library_versions
 
-__all__ = ["Encoder", "BaseEncoder", "MODALITIES", "batched"]
+__all__ = ["Encoder", "BaseEncoder", "MODALITIES", "LayerSpec", "batched"]
+
+#: What ``encode(layers=...)`` takes: ``"all"``, one layer name, or a sequence of names and indices.
+LayerSpec = str | Sequence[str | int]
 
 MODALITIES = ("text", "image", "array", "word")
 
@@ -132,9 +141,98 @@ class BaseEncoder:
         meta["versions"] = library_versions(*self._libraries)
         return meta
 
+    def layer_names(self) -> list[str]:
+        """The hidden layers ``encode(layers="all")`` returns, in forward order (empty: no layer access).
+
+        Integer entries of ``layers`` index this list (negative values count from the end).
+        """
+        return []
+
+    def _extra_layer_names(self) -> list[str]:
+        """Further names ``layers`` accepts beyond :meth:`layer_names` (e.g. nested module paths)."""
+        return []
+
+    def _encode_batch_layers(self, batch: Any, names: list[str]) -> dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def resolve_layers(self, layers: LayerSpec) -> list[str]:
+        """The layer names ``layers`` selects, in the order given, without repeats.
+
+        Parameters
+        ----------
+        layers : "all", str or sequence of str and int
+            ``"all"`` selects :meth:`layer_names`; an int indexes that list; a str names a layer.
+
+        Raises
+        ------
+        ValueError
+            For an unknown name or an index out of range (the message lists the available layers), or
+            when the adapter gives no access to its hidden layers.
+        """
+        names = self.layer_names()
+        if not names:
+            raise ValueError(
+                f"{type(self).__name__} {self.name!r} gives no access to hidden layers, so layers={layers!r} "
+                "cannot be served. Use layers=None, or an encoder that exposes them (HFEncoder, "
+                "SentenceTransformerEncoder, TimmEncoder, EfficientNetLiteEncoder, TorchModuleEncoder)."
+            )
+        if isinstance(layers, str):
+            layers = names if layers == "all" else [layers]
+        if isinstance(layers, (bytes, int)) or not isinstance(layers, Sequence) or len(layers) == 0:
+            raise ValueError(
+                f"layers must be 'all', a layer name or a non-empty list of names and indices, got {layers!r}. "
+                f"Available layers of {self.name!r}: {names}."
+            )
+        known = set(names) | set(self._extra_layer_names())
+        chosen: list[str] = []
+        for entry in layers:
+            if isinstance(entry, (int, np.integer)) and not isinstance(entry, bool):
+                if not -len(names) <= entry < len(names):
+                    raise ValueError(
+                        f"layer index {int(entry)} is out of range for {self.name!r}, which has {len(names)} "
+                        f"layers ({-len(names)}..{len(names) - 1}): {names}."
+                    )
+                name = names[int(entry)]
+            elif isinstance(entry, str) and entry in known:
+                name = entry
+            else:
+                extra = " (or any nested module path)" if len(known) > len(names) else ""
+                raise ValueError(f"unknown layer {entry!r} for {self.name!r}. Available layers{extra}: {names}.")
+            if name not in chosen:
+                chosen.append(name)
+        return chosen
+
+    @overload
     def encode(
-        self, inputs: Any, *, batch_size: int = 64, normalize: bool = False, progress: bool = True
-    ) -> np.ndarray:
+        self,
+        inputs: Any,
+        *,
+        batch_size: int = ...,
+        normalize: bool = ...,
+        progress: bool = ...,
+        layers: None = ...,
+    ) -> np.ndarray: ...
+
+    @overload
+    def encode(
+        self,
+        inputs: Any,
+        *,
+        batch_size: int = ...,
+        normalize: bool = ...,
+        progress: bool = ...,
+        layers: LayerSpec,
+    ) -> dict[str, np.ndarray]: ...
+
+    def encode(
+        self,
+        inputs: Any,
+        *,
+        batch_size: int = 64,
+        normalize: bool = False,
+        progress: bool = True,
+        layers: LayerSpec | None = None,
+    ) -> np.ndarray | dict[str, np.ndarray]:
         """Encode ``inputs`` into a float32 array of shape ``(len(inputs), dim)``.
 
         Parameters
@@ -148,13 +246,22 @@ class BaseEncoder:
             L2-normalise each output row.
         progress : bool
             Show a tqdm progress bar.
+        layers : "all", str or sequence of str and int, optional
+            Return hidden layers instead of the final embedding: a dict layer name -> ``(n, d_layer)``
+            float32 array, all layers from one forward pass per batch, each pooled like the final
+            embedding (token pooling for text models, spatial mean for CNN feature maps). See
+            :meth:`layer_names` and :meth:`resolve_layers`. ``None`` (default): the final embedding.
 
         Returns
         -------
         numpy.ndarray of shape (n, dim), float32
+            Or, with ``layers``, a dict of such arrays in the order the layers were asked for.
         """
         batch_size = _check_batch_size(batch_size)
+        names = None if layers is None else self.resolve_layers(layers)
         inputs = self._check_inputs(inputs)
+        if names is not None:
+            return self._encode_layers(inputs, names, batch_size, normalize, progress)
         n = len(inputs)
         out = np.empty((n, self.dim), dtype=np.float32)
         if n == 0:
@@ -173,15 +280,58 @@ class BaseEncoder:
                 out[start : start + len(batch)] = emb
                 start += len(batch)
                 bar.update(len(batch))
-        bad = ~np.isfinite(out).all(axis=1)
-        if bad.any():
-            raise ValueError(
-                f"{self.name} produced non-finite embeddings for {int(bad.sum())} of {n} inputs (first at "
-                f"index {int(np.flatnonzero(bad)[0])}). Check those inputs, or run the model in float32."
-            )
+        self._check_finite(out)
         if normalize:
             out = l2_normalize_rows(out)
         return out
+
+    def _encode_layers(
+        self, inputs: Any, names: list[str], batch_size: int, normalize: bool, progress: bool
+    ) -> dict[str, np.ndarray]:
+        n = len(inputs)
+        outs: dict[str, np.ndarray] = {}
+        for module in self._modules():
+            module.eval()
+        from tqdm.auto import tqdm
+
+        with (
+            torch.inference_mode(),
+            tqdm(total=n, disable=not progress, desc=f"encode {self.name} layers", unit="item", leave=False) as bar,
+        ):
+            start = 0
+            for batch in batched(inputs, batch_size):
+                states = self._encode_batch_layers(batch, names)
+                for name in names:
+                    emb = _to_float32_numpy(states[name])
+                    if name not in outs:
+                        width = emb.shape[1] if emb.ndim == 2 else -1
+                        outs[name] = np.empty((n, max(width, 0)), dtype=np.float32)
+                    expected = (len(batch), outs[name].shape[1])
+                    if emb.shape != expected:
+                        raise ValueError(
+                            f"layer {name!r} of {self.name!r} gave an array of shape {emb.shape} for a batch of "
+                            f"{len(batch)} inputs (expected {expected}); pick layers whose pooled output is "
+                            "(batch, features)."
+                        )
+                    outs[name][start : start + len(batch)] = emb
+                start += len(batch)
+                bar.update(len(batch))
+        if n == 0:
+            return {name: np.empty((0, 0), dtype=np.float32) for name in names}
+        for name in names:
+            self._check_finite(outs[name], f" in layer {name!r}")
+            if normalize:
+                outs[name] = l2_normalize_rows(outs[name])
+        return {name: outs[name] for name in names}
+
+    def _check_finite(self, out: np.ndarray, where: str = "") -> None:
+        bad = ~np.isfinite(out).all(axis=1)
+        if bad.any():
+            n = out.shape[0]
+            raise ValueError(
+                f"{self.name} produced non-finite embeddings{where} for {int(bad.sum())} of {n} inputs (first at "
+                f"index {int(np.flatnonzero(bad)[0])}). Check those inputs, or run the model in float32."
+            )
 
     def __call__(self, inputs: Any, **kwargs: Any) -> np.ndarray:
         return self.encode(inputs, **kwargs)

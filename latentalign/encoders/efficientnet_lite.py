@@ -38,6 +38,11 @@ class EfficientNetLiteEncoder(BaseEncoder):
         Defaults to :class:`ImagePreprocess` at the native size with mean 127, std 128, scale 1.
     device : str or torch.device, optional
     name : str, optional
+
+    Notes
+    -----
+    ``encode(layers=...)``: ``"stem"``, ``"blocks.0"`` ... ``"blocks.{N-1}"`` (the MBConv blocks) and
+    ``"head"`` (the features the final embedding averages), each averaged over space, from one pass.
     """
 
     modality = "image"
@@ -99,6 +104,27 @@ class EfficientNetLiteEncoder(BaseEncoder):
             self.model._fc.weight.detach().cpu().numpy().copy(),
             self.model._fc.bias.detach().cpu().numpy().copy(),
         )
+
+    def layer_names(self) -> list[str]:
+        """``"stem"``, ``"blocks.0"`` ... ``"blocks.{N-1}"``, ``"head"``: the stages of ``extract_features``."""
+        return ["stem", *(f"blocks.{i}" for i in range(len(self.model._blocks))), "head"]
+
+    def _encode_batch_layers(self, batch: Any, names: list[str]) -> dict[str, torch.Tensor]:
+        # extract_features step by step (its own code, in eval mode), keeping the pooled stages asked for
+        model = self.model
+        wanted = set(names)
+        pooled: dict[str, torch.Tensor] = {}
+        x = model._swish(model._bn0(model._conv_stem(self.preprocess(batch).to(self.device))))
+        if "stem" in wanted:
+            pooled["stem"] = x.mean((2, 3))
+        rate = model._global_params.drop_connect_rate
+        for idx, block in enumerate(model._blocks):
+            x = block(x, drop_connect_rate=rate * float(idx) / len(model._blocks) if rate else rate)
+            if f"blocks.{idx}" in wanted:
+                pooled[f"blocks.{idx}"] = x.mean((2, 3))
+        if "head" in wanted:
+            pooled["head"] = model._swish(model._bn1(model._conv_head(x))).mean((2, 3))
+        return pooled
 
     def _encode_batch(self, batch: Any) -> torch.Tensor:
         pixels = self.preprocess(batch).to(self.device)

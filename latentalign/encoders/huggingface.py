@@ -133,11 +133,33 @@ class HFEncoder(BaseEncoder):
             "prefix": self.prefix,
         }
 
-    def _encode_batch(self, batch: Any) -> torch.Tensor:
+    def layer_names(self) -> list[str]:
+        """``"embeddings"`` then ``"layer.0"`` ... ``"layer.{L-1}"``: the entries of ``hidden_states``.
+
+        So ``encode(layers=[i])`` pools the same state as ``HFEncoder(..., layer=i)``.
+        """
+        n_layers = getattr(self.model.config, "num_hidden_layers", None)
+        return [] if n_layers is None else ["embeddings", *(f"layer.{i}" for i in range(int(n_layers)))]
+
+    def _tokenize(self, batch: Any) -> Any:
         texts = [self.prefix + t for t in batch] if self.prefix else list(batch)
-        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt").to(
+        return self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt").to(
             self.device
         )
+
+    def _encode_batch_layers(self, batch: Any, names: list[str]) -> dict[str, torch.Tensor]:
+        enc = self._tokenize(batch)
+        hidden = self.model(**enc, output_hidden_states=True, return_dict=True).hidden_states
+        index = {name: i for i, name in enumerate(self.layer_names())}
+        if len(hidden) != len(index):
+            raise ValueError(
+                f"{self.model_id!r} returned {len(hidden)} hidden states, but its config declares "
+                f"{len(index) - 1} layers (+ embeddings); encode this model with layers=None."
+            )
+        return {name: pool_tokens(hidden[index[name]], enc["attention_mask"], self.pooling) for name in names}
+
+    def _encode_batch(self, batch: Any) -> torch.Tensor:
+        enc = self._tokenize(batch)
         want_all = self.layer != -1
         out = self.model(**enc, output_hidden_states=want_all, return_dict=True)
         hidden = out.hidden_states[self.layer] if want_all else out.last_hidden_state

@@ -10,6 +10,7 @@ import torch
 
 from latentalign._optional import import_optional
 from latentalign.encoders._hub import load_from_hub
+from latentalign.encoders._pooling import pool_tokens
 from latentalign.encoders.base import BaseEncoder, resolve_device
 
 __all__ = ["SentenceTransformerEncoder"]
@@ -38,6 +39,11 @@ class SentenceTransformerEncoder(BaseEncoder):
     -----
     The output is the model's own pipeline (transformer, pooling and, where the model has one, its
     ``Normalize`` module); ``encode(normalize=True)`` normalises again, which is harmless.
+
+    ``encode(layers=...)`` runs the underlying transformers model once per batch with
+    ``output_hidden_states=True`` (layer names ``"embeddings"``, ``"layer.0"``, ...) and pools every state
+    with the model's own pooling mode (mean, cls, max or last token) and attention mask; modules after the
+    pooling (``Dense``, ``Normalize``) apply only to the final embedding. The ``prompt`` is prepended.
     """
 
     modality = "text"
@@ -103,6 +109,39 @@ class SentenceTransformerEncoder(BaseEncoder):
             "prompt": self.prompt,
             "modules": modules,
         }
+
+    def _transformer(self) -> Any:
+        """The transformers model inside the first module (``auto_model``, or ``model`` in newer releases)."""
+        first = self.model[0]
+        inner = getattr(first, "auto_model", None) or getattr(first, "model", None)
+        return inner if isinstance(inner, torch.nn.Module) and hasattr(inner, "config") else None
+
+    def layer_names(self) -> list[str]:
+        """``"embeddings"`` then ``"layer.0"`` ... ``"layer.{L-1}"`` of the transformer (as :class:`HFEncoder`)."""
+        inner = self._transformer()
+        n_layers = getattr(getattr(inner, "config", None), "num_hidden_layers", None)
+        return [] if n_layers is None else ["embeddings", *(f"layer.{i}" for i in range(int(n_layers)))]
+
+    def _token_pooling(self) -> str:
+        mode = self._pooling()
+        pooling = {"mean": "mean", "cls": "cls", "max": "max", "lasttoken": "last_token"}.get(str(mode))
+        if pooling is None:
+            raise ValueError(
+                f"layers=... pools hidden states with the model's pooling mode, but {self.model_id!r} pools "
+                f"with {mode!r}; only mean, cls, max and lasttoken are supported. Use layers=None."
+            )
+        return pooling
+
+    def _encode_batch_layers(self, batch: Any, names: list[str]) -> dict[str, torch.Tensor]:
+        pooling = self._token_pooling()
+        texts = [self.prompt + t for t in batch] if self.prompt else list(batch)
+        max_length = getattr(self.model, "max_seq_length", None)
+        enc = self.model.tokenizer(
+            texts, padding=True, truncation=max_length is not None, max_length=max_length, return_tensors="pt"
+        ).to(next(self.model.parameters()).device)
+        hidden = self._transformer()(**enc, output_hidden_states=True, return_dict=True).hidden_states
+        index = {name: i for i, name in enumerate(self.layer_names())}
+        return {name: pool_tokens(hidden[index[name]], enc["attention_mask"], pooling) for name in names}
 
     def _encode_batch(self, batch: Any) -> np.ndarray:
         return self.model.encode(

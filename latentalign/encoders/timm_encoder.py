@@ -21,6 +21,7 @@ from latentalign.encoders._torchvision_stub import import_without_torchvision
 from latentalign.encoders._weights import file_fingerprint, load_state_dict_file, module_fingerprint, seeded
 from latentalign.encoders.base import BaseEncoder, resolve_device
 from latentalign.encoders.image import ImagePreprocess
+from latentalign.encoders.torch_module import run_with_hooks
 
 __all__ = ["TimmEncoder"]
 
@@ -50,6 +51,14 @@ class TimmEncoder(BaseEncoder):
     name : str, optional
     **model_kwargs
         Passed to ``timm.create_model``.
+
+    Notes
+    -----
+    ``encode(layers=...)``: ``"all"`` is the model's ``feature_info`` modules (its stages or blocks, e.g.
+    ``"layer1"`` ... ``"layer4"`` of a ResNet, ``"blocks.0"`` ... of a ViT); any nested module path of
+    ``forward_features`` can be named. They are captured by forward hooks in one ``forward_features`` pass
+    and pooled over space (``(n, C, H, W)`` maps) or over tokens (``(n, T, C)``): max for
+    ``pooling="max"``, mean otherwise (``"head"`` applies only to the final embedding).
     """
 
     modality = "image"
@@ -164,6 +173,22 @@ class TimmEncoder(BaseEncoder):
             return tokens.mean(1) if self.pooling == "avg" else tokens.amax(1)
         raise ValueError(f"cannot pool forward_features output of shape {tuple(feats.shape)}; use pooling='head'.")
 
+    def layer_names(self) -> list[str]:
+        """The modules of the model's ``feature_info`` (stages or blocks), else its direct children."""
+        info = getattr(self.model, "feature_info", None)
+        names = [str(entry["module"]) for entry in info or [] if isinstance(entry, dict) and "module" in entry]
+        return names or [name for name, _ in self.model.named_children()]
+
+    def _extra_layer_names(self) -> list[str]:
+        return [name for name, _ in self.model.named_modules() if name]
+
+    def _pixels(self, batch: Any) -> torch.Tensor:
+        return self.preprocess(batch).to(self.device, dtype=next(self.model.parameters()).dtype)
+
+    def _encode_batch_layers(self, batch: Any, names: list[str]) -> dict[str, torch.Tensor]:
+        pixels = self._pixels(batch)
+        spatial = "max" if self.pooling == "max" else "mean"
+        return run_with_hooks(self.model, names, lambda: self.model.forward_features(pixels), spatial=spatial)
+
     def _encode_batch(self, batch: Any) -> torch.Tensor:
-        pixels = self.preprocess(batch).to(self.device, dtype=next(self.model.parameters()).dtype)
-        return self._pool(self.model.forward_features(pixels))
+        return self._pool(self.model.forward_features(self._pixels(batch)))

@@ -8,10 +8,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from latentalign.encoders._pooling import pool_layer_output
 from latentalign.encoders._weights import module_fingerprint
 from latentalign.encoders.base import BaseEncoder, check_dim, check_modality, resolve_device
 
-__all__ = ["TorchModuleEncoder"]
+__all__ = ["TorchModuleEncoder", "run_with_hooks"]
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
 
@@ -26,6 +27,45 @@ def _callable_id(fn: Callable[..., Any] | None) -> Any:
     module = getattr(fn, "__module__", None) or type(fn).__module__
     qualname = getattr(fn, "__qualname__", None) or type(fn).__qualname__
     return f"{module}.{qualname}"
+
+
+def run_with_hooks(
+    module: torch.nn.Module, names: list[str], forward: Callable[[], Any], *, spatial: str = "mean"
+) -> dict[str, torch.Tensor]:
+    """Run ``forward()`` once with forward hooks on the submodules ``names`` of ``module``; return each
+    one's output pooled to ``(batch, features)`` by :func:`~latentalign.encoders._pooling.pool_layer_output`.
+
+    A submodule called more than once in the pass (a shared block) keeps its last output.
+
+    Examples
+    --------
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.Flatten(), torch.nn.LazyLinear(2))
+    >>> x = torch.ones(4, 1, 6, 6)
+    >>> {k: tuple(v.shape) for k, v in run_with_hooks(net, ["0", "1"], lambda: net(x)).items()}
+    {'0': (4, 3), '1': (4, 48)}
+    """
+    modules = dict(module.named_modules())
+    captured: dict[str, Any] = {}
+
+    def hook_for(name: str) -> Callable[..., None]:
+        def hook(_module: torch.nn.Module, _inputs: Any, output: Any) -> None:
+            captured[name] = output
+
+        return hook
+
+    handles = [modules[name].register_forward_hook(hook_for(name)) for name in names]
+    try:
+        forward()
+    finally:
+        for handle in handles:
+            handle.remove()
+    missing = [name for name in names if name not in captured]
+    if missing:
+        raise ValueError(
+            f"layers {missing} did not run in the forward pass (ran: {[n for n in names if n in captured]}); "
+            "choose modules the forward pass calls."
+        )
+    return {name: pool_layer_output(captured[name], name, spatial=spatial) for name in names}
 
 
 class TorchModuleEncoder(BaseEncoder):
@@ -52,6 +92,13 @@ class TorchModuleEncoder(BaseEncoder):
 
     Notes
     -----
+    ``encode(layers=...)`` captures module outputs with forward hooks during the one forward pass:
+    ``"all"`` means the module's direct children (:meth:`layer_names`, e.g. each layer of a
+    ``Sequential``), and any nested module path of ``module.named_modules()`` can be named. Each output is
+    reduced to one row per item by :func:`~latentalign.encoders._pooling.pool_layer_output` (spatial mean
+    of ``(n, C, H, W)`` feature maps, mean over tokens of ``(n, T, d)``); ``postprocess`` applies only to
+    the final output.
+
     The cache key of :func:`latentalign.store.embed` uses ``metadata``: it holds a fingerprint of the
     module's weights and the qualified names of the pre/post-processing callables (or their
     ``config()`` when they have one), so changing a lambda's body without renaming it is not seen.
@@ -120,12 +167,38 @@ class TorchModuleEncoder(BaseEncoder):
                 "to TorchModuleEncoder."
             ) from None
 
-    def _encode_batch(self, batch: Any) -> torch.Tensor:
+    def layer_names(self) -> list[str]:
+        """The direct children of the module (what ``layers="all"`` returns), by their attribute names.
+
+        Examples
+        --------
+        >>> net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+        >>> enc = TorchModuleEncoder(net, dim=2)
+        >>> enc.layer_names()
+        ['0', '1', '2']
+        >>> states = enc.encode(np.ones((5, 3), dtype=np.float32), layers="all", progress=False)
+        >>> {name: a.shape for name, a in states.items()}
+        {'0': (5, 4), '1': (5, 4), '2': (5, 2)}
+        """
+        return [name for name, _ in self.module.named_children()]
+
+    def _extra_layer_names(self) -> list[str]:
+        return [name for name, _ in self.module.named_modules() if name]
+
+    def _input(self, batch: Any) -> Any:
         x = self.preprocess(batch) if self.preprocess is not None else self._to_tensor(batch)
         if isinstance(x, torch.Tensor):
             x = x.to(self.device)
             if x.is_floating_point():
                 x = x.to(_DTYPES[self.dtype])
+        return x
+
+    def _encode_batch_layers(self, batch: Any, names: list[str]) -> dict[str, torch.Tensor]:
+        x = self._input(batch)
+        return run_with_hooks(self.module, names, lambda: self.module(x))
+
+    def _encode_batch(self, batch: Any) -> torch.Tensor:
+        x = self._input(batch)
         out = self.module(x)
         if self.postprocess is not None:
             out = self.postprocess(out)
