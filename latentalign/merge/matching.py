@@ -96,7 +96,7 @@ def matching_objective(
     total = 0.0
     for key, wa in params_a.items():
         wb = _permute(params_b[key], spec.axes_to_perm[key], {k: v.to(wa.device) for k, v in index.items()})
-        total += float(torch.sum(wa.double() * wb.double()))
+        total += float(torch.sum(wa.detach().double() * wb.detach().double()))
     return total
 
 
