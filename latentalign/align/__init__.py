@@ -19,6 +19,8 @@ _LAZY = {
     "LatentFunctionalMap": "latentalign.align.functional_map",
     "UniversalSpace": "latentalign.align.universal",
     "SelfLearning": "latentalign.align.refine",
+    "MLPAligner": "latentalign.align.mlp",
+    "KernelRidgeAligner": "latentalign.align.kernel_ridge",
 }
 
 __all__ = ["Aligner", "make_aligner", "list_aligners", *_LAZY]

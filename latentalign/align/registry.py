@@ -19,6 +19,8 @@ ALIGNERS: dict[str, str] = {
     "ot": "latentalign.align.ot:OTAligner",
     "lfm": "latentalign.align.functional_map:LatentFunctionalMap",
     "unsupervised": "latentalign.align.unsupervised:UnsupervisedAligner",
+    "mlp": "latentalign.align.mlp:MLPAligner",
+    "kernel_ridge": "latentalign.align.kernel_ridge:KernelRidgeAligner",
 }
 
 

@@ -84,7 +84,9 @@ class AlignerName(str, enum.Enum):
     """
 
     affine = "affine"
+    kernel_ridge = "kernel_ridge"
     lfm = "lfm"
+    mlp = "mlp"
     ot = "ot"
     procrustes = "procrustes"
     relative = "relative"

@@ -1,0 +1,436 @@
+"""MLP aligner: a small neural network trained to map source embeddings onto target embeddings.
+
+The network works on standardised data: ``x_s = (x - mean_x) / scale_x`` (per column), then hidden layers
+``h = act(h W_i + b_i)``, an output layer, and (``linear_skip=True``) a linear path ``x_s W_skip`` added to
+the output; the prediction is rescaled as ``y = out * scale_y + mean_y`` (one scale for all target columns,
+so the mean squared error weighs every target direction as the original space does).
+
+With ``linear_skip=True`` the linear path starts at the (lightly ridged) least-squares solution on the
+training rows and the output layer starts at zero, so training starts from the affine map and the
+nonlinear part only adds what the data support; early stopping on held-out pairs (``validation_fraction``)
+keeps the weights of the epoch with the lowest held-out loss. On a linear relation the result stays close
+to :class:`~latentalign.align.affine.Affine`; on a curved one it improves on it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from sklearn.utils import check_random_state
+from torch import nn
+
+from latentalign._array import ArrayLike
+from latentalign._validation import check_choice, check_number, check_pair
+from latentalign.align.base import Aligner
+from latentalign.exceptions import ConvergenceWarning
+
+__all__ = ["MLPAligner", "MLPMap", "ACTIVATIONS", "LOSSES"]
+
+#: Hidden-layer activations accepted by :class:`MLPAligner` (functions of ``torch.nn.functional``).
+ACTIVATIONS = ("relu", "gelu", "tanh", "silu")
+#: Training losses: mean squared error on standardised targets, or one minus the cosine similarity.
+LOSSES = ("mse", "cosine")
+_F64 = torch.float64
+# Ridge of the linear start, relative to the mean eigenvalue of the standardised X^T X.
+_SKIP_RIDGE = 1e-3
+# Columns whose standard deviation is below this are left unscaled.
+_STD_EPS = 1e-12
+
+
+class MLPMap(nn.Module):
+    """The network of :class:`MLPAligner` with its standardisation, as a module.
+
+    Parameters
+    ----------
+    weights, biases : sequences of torch.Tensor
+        ``weights[i]`` of shape ``(in_i, out_i)`` (the transpose of ``nn.Linear.weight``), ``biases[i]`` of
+        shape ``(out_i,)``; the last pair is the output layer.
+    skip : torch.Tensor of shape (d_x, d_y) or None
+        Weight of the linear path on the standardised input (``None``: no linear path).
+    mean_x, scale_x : torch.Tensor of shape (d_x,)
+    mean_y : torch.Tensor of shape (d_y,)
+    scale_y : torch.Tensor of shape ()
+    activation : str
+        One of :data:`ACTIVATIONS`.
+    trainable : bool, default False
+        Hold the weights as ``nn.Parameter`` objects (the standardisation stays in buffers).
+
+    Examples
+    --------
+    >>> import torch
+    >>> m = MLPMap([torch.eye(2), torch.eye(2)], [torch.zeros(2)] * 2, None, torch.zeros(2), torch.ones(2),
+    ...            torch.zeros(2), torch.tensor(1.0), activation="relu")
+    >>> m(torch.tensor([[1.0, -1.0]]))
+    tensor([[1., 0.]])
+    """
+
+    mean_x: torch.Tensor
+    scale_x: torch.Tensor
+    mean_y: torch.Tensor
+    scale_y: torch.Tensor
+
+    def __init__(
+        self,
+        weights: list[torch.Tensor],
+        biases: list[torch.Tensor],
+        skip: torch.Tensor | None,
+        mean_x: torch.Tensor,
+        scale_x: torch.Tensor,
+        mean_y: torch.Tensor,
+        scale_y: torch.Tensor,
+        *,
+        activation: str,
+        trainable: bool = False,
+    ) -> None:
+        super().__init__()
+        self.n_layers = len(weights)
+        self.activation = activation
+        self.has_skip = skip is not None
+        named = [(f"weight{i}", w) for i, w in enumerate(weights)] + [(f"bias{i}", b) for i, b in enumerate(biases)]
+        if skip is not None:
+            named.append(("skip", skip))
+        for name, value in named:
+            value = value.detach().clone(memory_format=torch.contiguous_format)
+            if trainable:
+                self.register_parameter(name, nn.Parameter(value))
+            else:
+                self.register_buffer(name, value)
+        for name, value in (("mean_x", mean_x), ("scale_x", scale_x), ("mean_y", mean_y), ("scale_y", scale_y)):
+            self.register_buffer(name, value.detach().clone())
+
+    def layers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The ``(weight, bias)`` pairs, input layer first."""
+        return [(getattr(self, f"weight{i}"), getattr(self, f"bias{i}")) for i in range(self.n_layers)]
+
+    def standardized(self, x: torch.Tensor) -> torch.Tensor:
+        """Network output before the target rescaling (what the mse loss compares)."""
+        xs = (x - self.mean_x) / self.scale_x
+        act = getattr(nn.functional, self.activation)
+        h = xs
+        layers = self.layers()
+        for weight, bias in layers[:-1]:
+            h = act(torch.addmm(bias, h, weight))
+        weight, bias = layers[-1]
+        out = torch.addmm(bias, h, weight)
+        if self.has_skip:
+            out = out + xs @ self.skip
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map a batch ``x`` of shape ``(n, d_x)`` to ``(n, d_y)``."""
+        return self.standardized(x) * self.scale_y + self.mean_y
+
+    def extra_repr(self) -> str:
+        sizes = [int(self.weight0.shape[0])] + [int(w.shape[1]) for w, _ in self.layers()]
+        return f"sizes={sizes}, activation={self.activation!r}, linear_skip={self.has_skip}"
+
+
+class MLPAligner(Aligner):
+    """Nonlinear map ``Y ~ f(X)`` by a multilayer perceptron trained with AdamW (torch).
+
+    See the module docstring for the network. Training: minibatches of ``batch_size`` shuffled training
+    rows per step, ``max_epochs`` passes at most. With ``early_stopping`` a ``validation_fraction`` of the
+    pairs is held out; training stops when the held-out loss has not improved by ``tol`` for
+    ``n_iter_no_change`` epochs and the weights of the best epoch are kept (scikit-learn's
+    ``MLPRegressor`` rule). Without it the training loss is watched the same way and the last weights
+    are kept.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : tuple of int, default (256,)
+        Width of each hidden layer (its length is the depth; ``()`` gives a linear map).
+    activation : {"relu", "gelu", "tanh", "silu"}, default "gelu"
+    linear_skip : bool, default True
+        Add a linear path from the input to the output, started at the least-squares solution (see the
+        module docstring); ``False`` gives a plain MLP started at random.
+    loss : {"mse", "cosine"}, default "mse"
+        Mean squared error on standardised targets, or ``1 - cos(f(x), y)`` (directions only: the norms
+        of the predictions are then not trained).
+    weight_decay : float, default 1e-4
+        Decoupled weight decay of AdamW (>= 0).
+    lr : float, default 3e-3
+        Learning rate (> 0).
+    batch_size : int, default 64
+        Rows per step (capped at the number of training rows).
+    max_epochs : int, default 200
+    early_stopping : bool, default True
+    validation_fraction : float, default 0.1
+        Share of the pairs held out for early stopping (at least one row), in (0, 1).
+    n_iter_no_change : int, default 10
+    tol : float, default 1e-4
+        Smallest decrease of the watched loss that counts as an improvement.
+    random_state : int, numpy Generator/RandomState or None, default None
+        Seeds the initial weights, the held-out split and the shuffling: equal seeds give identical
+        fits (on the same device and thread count).
+
+    Attributes
+    ----------
+    coefs_ : list of torch.Tensor
+        ``coefs_[i]`` of shape ``(in_i, out_i)``, the last one the output layer (training dtype).
+    intercepts_ : list of torch.Tensor
+    skip_coef_ : torch.Tensor of shape (n_features_in_, n_features_out_)
+        The linear path (zeros with ``linear_skip=False``).
+    mean_x_, scale_x_, mean_y_, scale_y_ : torch.Tensor
+        The standardisation (``scale_y_`` is a scalar tensor).
+    n_iter_ : int
+        Epochs run.
+    loss_curve_ : list of float
+        Training loss per epoch.
+    validation_loss_curve_ : list of float
+        Held-out loss per epoch (empty without early stopping).
+    n_features_in_, n_features_out_ : int
+
+    Warns
+    -----
+    ConvergenceWarning
+        When ``max_epochs`` is reached while the watched loss still improves.
+
+    Notes
+    -----
+    There is no inverse map: :meth:`inverse_transform` raises ``NotImplementedError``; fit
+    ``MLPAligner().fit(Y, X)`` for the reverse direction. :meth:`score` is the R^2 of
+    :class:`~latentalign.align.base.Aligner`. Training runs on the device of ``X``, in float64 for float64
+    input and float32 otherwise.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.standard_normal((600, 4))
+    >>> Y = np.tanh(X @ rng.standard_normal((4, 4))) @ rng.standard_normal((4, 3))
+    >>> mlp = MLPAligner(random_state=0).fit(X[:500], Y[:500])
+    >>> bool(mlp.score(X[500:], Y[500:]) > 0.95)
+    True
+    """
+
+    invertible: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        *,
+        hidden_layer_sizes: tuple[int, ...] = (256,),
+        activation: str = "gelu",
+        linear_skip: bool = True,
+        loss: str = "mse",
+        weight_decay: float = 1e-4,
+        lr: float = 3e-3,
+        batch_size: int = 64,
+        max_epochs: int = 200,
+        early_stopping: bool = True,
+        validation_fraction: float = 0.1,
+        n_iter_no_change: int = 10,
+        tol: float = 1e-4,
+        random_state: Any = None,
+    ) -> None:
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.linear_skip = linear_skip
+        self.loss = loss
+        self.weight_decay = weight_decay
+        self.lr = lr
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.random_state = random_state
+
+    def _check_params(self) -> None:
+        sizes = self.hidden_layer_sizes
+        if not isinstance(sizes, (tuple, list)):
+            raise TypeError(f"hidden_layer_sizes must be a tuple of positive integers (e.g. (256,)), got {sizes!r}.")
+        for size in sizes:
+            check_number(size, "hidden_layer_sizes[i]", integer=True, low=1)
+        check_choice(self.activation, "activation", ACTIVATIONS)
+        check_choice(self.linear_skip, "linear_skip", [True, False])
+        check_choice(self.loss, "loss", LOSSES)
+        check_number(self.weight_decay, "weight_decay", low=0.0)
+        check_number(self.lr, "lr", low=0.0, low_inclusive=False)
+        check_number(self.batch_size, "batch_size", integer=True, low=1)
+        check_number(self.max_epochs, "max_epochs", integer=True, low=1)
+        check_choice(self.early_stopping, "early_stopping", [True, False])
+        check_number(self.validation_fraction, "validation_fraction", low=0.0, high=1.0, low_inclusive=False)
+        if self.validation_fraction == 1.0:
+            raise ValueError("validation_fraction must be < 1, got 1.0; keep some pairs for training (e.g. 0.1).")
+        check_number(self.n_iter_no_change, "n_iter_no_change", integer=True, low=1)
+        check_number(self.tol, "tol", low=0.0)
+
+    # -- fit --------------------------------------------------------------------------------------------
+    def fit(self, X: ArrayLike, Y: ArrayLike) -> MLPAligner:
+        """Train the network on paired rows of ``X`` (source) and ``Y`` (target); return ``self``.
+
+        Parameters
+        ----------
+        X : array of shape (n_samples, d_x)
+        Y : array of shape (n_samples, d_y)
+            Paired rows, numpy arrays or torch tensors (not mixed); at least 2 (one held out with
+            early stopping).
+        """
+        self._check_params()
+        Xt, Yt, spec = check_pair(X, Y, min_rows=2, purpose=type(self).__name__)
+        self._remember_feature_names(X)
+        dtype = spec.compute_dtype
+        Xt, Yt = Xt.to(dtype), Yt.to(dtype)
+        n = Xt.shape[0]
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        generator = torch.Generator().manual_seed(seed)
+        order = torch.randperm(n, generator=generator).to(Xt.device)
+        n_val = max(1, int(round(self.validation_fraction * n))) if self.early_stopping else 0
+        n_val = min(n_val, n - 1)
+        val, train = order[:n_val], order[n_val:]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = self._initial_network(Xt[train], Yt[train])
+        history, val_history, best_state = self._train(net, Xt, Yt, train, val, generator)
+        if best_state is not None:
+            net.load_state_dict(best_state)
+        layers = net.layers()
+        self.coefs_ = [w.detach().clone() for w, _ in layers]
+        self.intercepts_ = [b.detach().clone() for _, b in layers]
+        self.skip_coef_ = (
+            net.skip.detach().clone()
+            if net.has_skip
+            else torch.zeros((Xt.shape[1], Yt.shape[1]), dtype=dtype, device=Xt.device)
+        )
+        self.mean_x_, self.scale_x_ = net.mean_x.clone(), net.scale_x.clone()
+        self.mean_y_, self.scale_y_ = net.mean_y.clone(), net.scale_y.clone()
+        self.n_iter_ = len(history)
+        self.loss_curve_ = history
+        self.validation_loss_curve_ = val_history
+        self.n_features_in_ = int(Xt.shape[1])
+        self.n_features_out_ = int(Yt.shape[1])
+        return self
+
+    def _initial_network(self, X: torch.Tensor, Y: torch.Tensor) -> MLPMap:
+        """The network before training: random hidden layers, zero output layer over the linear start."""
+        dtype, device = X.dtype, X.device
+        mean_x = X.mean(0)
+        scale_x = X.std(0, unbiased=False)
+        scale_x = torch.where(scale_x > _STD_EPS, scale_x, torch.ones_like(scale_x))
+        mean_y = Y.mean(0)
+        scale_y = (Y - mean_y).square().mean().sqrt()
+        scale_y = scale_y if float(scale_y) > _STD_EPS else torch.ones_like(scale_y)
+        sizes = [X.shape[1], *[int(s) for s in self.hidden_layer_sizes], Y.shape[1]]
+        weights, biases = [], []
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+            layer = nn.Linear(fan_in, fan_out, dtype=dtype)  # PyTorch's default initialisation
+            weights.append(layer.weight.detach().T.to(device))
+            biases.append(layer.bias.detach().to(device))
+        skip = None
+        if self.linear_skip:
+            weights[-1] = torch.zeros_like(weights[-1])
+            biases[-1] = torch.zeros_like(biases[-1])
+            skip = _ridge_start((X - mean_x) / scale_x, (Y - mean_y) / scale_y)
+        return MLPMap(
+            weights, biases, skip, mean_x, scale_x, mean_y, scale_y, activation=self.activation, trainable=True
+        )
+
+    def _loss(self, net: MLPMap, X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+        out = net.standardized(X)
+        if self.loss == "mse":
+            return (out - (Y - net.mean_y) / net.scale_y).square().mean()
+        pred = out * net.scale_y + net.mean_y
+        return 1.0 - nn.functional.cosine_similarity(pred, Y, dim=1).mean()
+
+    def _train(
+        self,
+        net: MLPMap,
+        X: torch.Tensor,
+        Y: torch.Tensor,
+        train: torch.Tensor,
+        val: torch.Tensor,
+        generator: torch.Generator,
+    ) -> tuple[list[float], list[float], dict[str, torch.Tensor] | None]:
+        optimizer = torch.optim.AdamW(net.parameters(), lr=float(self.lr), weight_decay=float(self.weight_decay))
+        batch = min(int(self.batch_size), train.numel())
+        history: list[float] = []
+        val_history: list[float] = []
+        best, stall, best_state = float("inf"), 0, None
+        stopped = False
+        for _ in range(int(self.max_epochs)):
+            net.train()
+            perm = train[torch.randperm(train.numel(), generator=generator).to(train.device)]
+            total = 0.0
+            for start in range(0, perm.numel(), batch):
+                rows = perm[start : start + batch]
+                optimizer.zero_grad(set_to_none=True)
+                loss = self._loss(net, X[rows], Y[rows])
+                loss.backward()
+                optimizer.step()
+                total += float(loss.detach()) * rows.numel()
+            history.append(total / perm.numel())
+            watched = history[-1]
+            if self.early_stopping:
+                with torch.no_grad():
+                    watched = float(self._loss(net, X[val], Y[val]))
+                val_history.append(watched)
+            if watched < best - float(self.tol):
+                stall = 0
+            else:
+                stall += 1
+            if watched < best:
+                best = watched
+                if self.early_stopping:
+                    best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            if stall >= int(self.n_iter_no_change):
+                stopped = True
+                break
+        if not stopped:
+            watched_name = "held-out" if self.early_stopping else "training"
+            warnings.warn(
+                f"MLPAligner reached max_epochs={self.max_epochs} while the {watched_name} loss was still "
+                f"improving (by more than tol={self.tol} within the last n_iter_no_change="
+                f"{self.n_iter_no_change} epochs). Raise max_epochs or lr for a converged fit.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        return history, val_history, best_state
+
+    # -- the map ----------------------------------------------------------------------------------------
+    def _map(self, *, trainable: bool = False) -> MLPMap:
+        return MLPMap(
+            self.coefs_,
+            self.intercepts_,
+            self.skip_coef_ if self.linear_skip else None,
+            self.mean_x_,
+            self.scale_x_,
+            self.mean_y_,
+            self.scale_y_,
+            activation=self.activation,
+            trainable=trainable,
+        )
+
+    def _transform(self, X: torch.Tensor) -> torch.Tensor:
+        net = self._map().to(device=X.device, dtype=X.dtype)
+        with torch.no_grad():
+            return net(X)
+
+    def transform(self, X: ArrayLike) -> ArrayLike:
+        """Predicted target embeddings of source rows ``X``.
+
+        Parameters
+        ----------
+        X : array of shape (n_samples, n_features_in_)
+
+        Returns
+        -------
+        array of shape (n_samples, n_features_out_)
+            Same kind (numpy/torch), dtype and device as ``X``.
+        """
+        return super().transform(X)
+
+    def _module(self, *, trainable: bool, inverse: bool) -> nn.Module:
+        return self._map(trainable=trainable)
+
+
+def _ridge_start(Xs: torch.Tensor, Ys: torch.Tensor) -> torch.Tensor:
+    """Least squares ``Xs W ~ Ys`` with a small ridge (standardised, centred data), in float64."""
+    X64, Y64 = Xs.to(_F64), Ys.to(_F64)
+    gram = X64.T @ X64
+    ridge = _SKIP_RIDGE * max(float(gram.diagonal().mean()), _STD_EPS)
+    gram.diagonal().add_(ridge)
+    return torch.linalg.solve(gram, X64.T @ Y64).to(Xs.dtype)
