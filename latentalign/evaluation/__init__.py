@@ -3,10 +3,14 @@
 Each measure exists as a pure function in :mod:`latentalign.functional` and as a stateful evaluator here
 (``update`` / ``compute`` / ``reset``). The stitching scores live in :mod:`latentalign.evaluation.stitching`;
 :func:`alignability_report` says whether two spaces are likely to align, with an anchor-budget curve.
+:func:`bootstrap` puts an interval on a held-out score by refitting on resampled pairs;
+:func:`match_confidence` and :func:`reliability_curve` say how far each single match can be trusted.
 """
 
 from __future__ import annotations
 
+from latentalign.evaluation.bootstrap import BootstrapResult, bootstrap
+from latentalign.evaluation.confidence import ReliabilityCurve, match_confidence, reliability_curve
 from latentalign.evaluation.diagnostics import AlignabilityReport, alignability_report
 from latentalign.evaluation.retrieval import RetrievalEvaluator
 from latentalign.evaluation.similarity import SimilarityEvaluator
@@ -15,9 +19,14 @@ from latentalign.functional.similarity import similarity_scores
 
 __all__ = [
     "AlignabilityReport",
+    "BootstrapResult",
+    "ReliabilityCurve",
     "RetrievalEvaluator",
     "SimilarityEvaluator",
     "alignability_report",
+    "bootstrap",
+    "match_confidence",
+    "reliability_curve",
     "retrieval_scores",
     "similarity_scores",
 ]
