@@ -32,7 +32,8 @@ streams in bounded memory; :func:`pair_stores` aligns two stores by id.
 Modules: :mod:`~latentalign.store.format` (layout, ids, the content key, the manifest),
 :mod:`~latentalign.store.files` (checksums, atomic writes, the writer lock),
 :mod:`~latentalign.store.reader`, :mod:`~latentalign.store.writer`, :mod:`~latentalign.store.encoding`
-(the encoding loop) and :mod:`~latentalign.store.pairing`. :mod:`latentalign.dist` writes the same
+(the encoding loop), :mod:`~latentalign.store.pairing` and :mod:`~latentalign.store.layers` (one store per
+hidden layer over a shared id set). :mod:`latentalign.dist` writes the same
 format with the same writer.
 """
 
@@ -40,6 +41,7 @@ from __future__ import annotations
 
 from latentalign.store.encoding import embed
 from latentalign.store.format import FORMAT, FORMAT_VERSION, cache_key
+from latentalign.store.layers import LayeredStore, write_layer_embeddings
 from latentalign.store.pairing import align_by_id, pair_stores
 from latentalign.store.reader import EmbeddingStore
 from latentalign.store.writer import PrecisionLossWarning, write_embeddings
@@ -48,10 +50,12 @@ __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
     "EmbeddingStore",
+    "LayeredStore",
     "PrecisionLossWarning",
     "align_by_id",
     "cache_key",
     "embed",
     "pair_stores",
     "write_embeddings",
+    "write_layer_embeddings",
 ]
