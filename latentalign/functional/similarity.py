@@ -80,6 +80,8 @@ __all__ = [
     "unbiased_cka",
     "mutual_knn",
     "cknna",
+    "mutual_knn_from_neighbours",
+    "cknna_from_neighbours",
     "svcca",
     "procrustes_distance",
     "similarity_scores",
@@ -710,8 +712,22 @@ def mutual_knn(
     with torch.no_grad():
         _, ia = _neighbours(Xt, k, metric, chunk_size, "X")
         _, ib = _neighbours(Yt, k, metric, chunk_size, "Y")
+    return mutual_knn_from_neighbours(ia, ib)
+
+
+def mutual_knn_from_neighbours(ia: torch.Tensor, ib: torch.Tensor) -> float:
+    """:func:`mutual_knn` from the ``(n, k)`` neighbour indices of each space (e.g. :func:`self_knn_cosine`),
+    so that each space's search can be reused across many pairs.
+
+    Examples
+    --------
+    >>> import torch
+    >>> mutual_knn_from_neighbours(torch.tensor([[1, 2], [0, 2]]), torch.tensor([[2, 1], [2, 3]]))
+    0.75
+    """
+    with torch.no_grad():
         shared = _shared_neighbours(ia, ib)[0].numel()
-    return shared / (ia.shape[0] * k)
+    return shared / (ia.shape[0] * ia.shape[1])
 
 
 def _sparse_hsic_u(n: int, rows: torch.Tensor, cols: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -767,6 +783,23 @@ def cknna(X: ArrayLike, Y: ArrayLike, *, k: int = 10, chunk_size: int | None = N
     with torch.no_grad():
         va, ia = _neighbours(Xt, k, "cosine", chunk_size, "X")
         vb, ib = _neighbours(Yt, k, "cosine", chunk_size, "Y")
+    return cknna_from_neighbours(va, ia, vb, ib)
+
+
+def cknna_from_neighbours(va: torch.Tensor, ia: torch.Tensor, vb: torch.Tensor, ib: torch.Tensor) -> float:
+    """:func:`cknna` from each space's ``(n, k)`` cosine neighbour similarities and indices (as
+    :func:`self_knn_cosine` returns them), so that each space's search can be reused across many pairs.
+
+    Examples
+    --------
+    >>> import torch
+    >>> X = torch.randn(30, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    >>> v, i = self_knn_cosine(X, 5)
+    >>> round(cknna_from_neighbours(v, i, v, i), 6)
+    1.0
+    """
+    n, k = ia.shape
+    with torch.no_grad():
         va, vb = va.to(torch.float64), vb.to(torch.float64)
         rows = torch.arange(n, device=ia.device)[:, None].expand(n, k)
         kk = _sparse_hsic_u(n, rows.reshape(-1), ia.reshape(-1), va.reshape(-1), va.reshape(-1))
