@@ -1,0 +1,127 @@
+"""Per-match confidence (margins, CSLS margins, OT coupling mass) and reliability curves."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from latentalign.evaluation import match_confidence, reliability_curve
+from latentalign.functional.ot import ot_plan
+from latentalign.functional.retrieval import csls_scores
+
+
+@pytest.fixture(scope="module")
+def noisy():
+    """Keys and noisy copies of them as queries; query i <-> key i; harder queries carry more noise."""
+    rng = np.random.default_rng(0)
+    K = rng.standard_normal((150, 12))
+    noise = np.linspace(0.2, 1.5, 150)[:, None]
+    Q = K + noise * rng.standard_normal((150, 12))
+    return Q, K
+
+
+def test_margin_is_top1_minus_top2_cosine(noisy):
+    Q, K = noisy
+    match, conf = match_confidence(Q, K, kind="margin")
+    cos = (Q / np.linalg.norm(Q, axis=1, keepdims=True)) @ (K / np.linalg.norm(K, axis=1, keepdims=True)).T
+    top = np.sort(cos, axis=1)[:, ::-1]
+    np.testing.assert_array_equal(match, cos.argmax(1))
+    np.testing.assert_allclose(conf, top[:, 0] - top[:, 1], atol=1e-12)
+
+
+def test_csls_margin_is_top1_minus_top2_csls(noisy):
+    Q, K = noisy
+    match, conf = match_confidence(Q, K, kind="csls_margin", csls_k=5)
+    S = csls_scores(Q, K, k=5)
+    top = np.sort(S, axis=1)[:, ::-1]
+    np.testing.assert_array_equal(match, S.argmax(1))
+    np.testing.assert_allclose(conf, top[:, 0] - top[:, 1], atol=1e-10)
+
+
+def test_coupling_confidence_is_the_row_share_of_the_chosen_key(noisy):
+    Q, K = noisy
+    match, conf = match_confidence(Q, K, kind="coupling", reg=0.05)
+    P = ot_plan(Q, K, method="sinkhorn", reg=0.05, metric="cosine")
+    np.testing.assert_array_equal(match, P.argmax(1))
+    np.testing.assert_allclose(conf, P.max(1) * len(Q), rtol=1e-10)
+    assert conf.min() > 0 and conf.max() <= 1 + 1e-6
+
+
+@pytest.mark.parametrize("kind", ["margin", "csls_margin", "coupling"])
+def test_confidence_is_informative_on_planted_noise(noisy, kind):
+    Q, K = noisy
+    match, conf = match_confidence(Q, K, kind=kind)
+    correct = match == np.arange(len(Q))
+    curve = reliability_curve(conf, correct, n_bins=3, probabilities=kind == "coupling")
+    accuracies = [b["accuracy"] for b in curve.bins]
+    assert 0.3 < curve.accuracy < 0.95  # some right, some wrong: a real test of the ranking
+    assert accuracies[0] < accuracies[-1]
+    assert curve.auroc > 0.7
+
+
+def test_torch_in_torch_out(noisy):
+    Q, K = (torch.from_numpy(a) for a in noisy)
+    match, conf = match_confidence(Q, K, kind="margin")
+    ref_match, ref_conf = match_confidence(*noisy, kind="margin")
+    assert isinstance(match, torch.Tensor) and isinstance(conf, torch.Tensor)
+    np.testing.assert_array_equal(match.numpy(), ref_match)
+    np.testing.assert_allclose(conf.numpy(), ref_conf)
+
+
+def test_reliability_bins_ranks_and_auroc_by_hand():
+    conf = np.array([0.9, 0.1, 0.5, 0.7, 0.3, 0.2])
+    correct = np.array([1, 0, 1, 0, 1, 0])
+    curve = reliability_curve(conf, correct, n_bins=2)
+    low, high = curve.bins
+    assert (low["count"], high["count"]) == (3, 3)
+    assert low["confidence_low"] == 0.1 and low["confidence_high"] == 0.3 and high["confidence_low"] == 0.5
+    assert low["accuracy"] == pytest.approx(1 / 3) and high["accuracy"] == pytest.approx(2 / 3)
+    assert low["mean_rank"] == pytest.approx(0.25) and high["mean_rank"] == pytest.approx(0.75)
+    # correct scores 0.9, 0.5, 0.3 vs wrong 0.7, 0.2, 0.1: 7 of the 9 (correct, wrong) pairs are ordered right
+    assert curve.auroc == pytest.approx(7 / 9)
+    assert curve.ece is None and curve.accuracy == 0.5 and curve.n == 6
+
+
+def test_auroc_agrees_with_sklearn():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(1)
+    conf = np.round(rng.random(200), 1)  # many ties
+    correct = rng.random(200) < conf
+    assert reliability_curve(conf, correct).auroc == pytest.approx(roc_auc_score(correct, conf))
+
+
+def test_ece_of_calibrated_and_overconfident_scores():
+    rng = np.random.default_rng(2)
+    conf = rng.random(20_000)
+    calibrated = reliability_curve(conf, rng.random(20_000) < conf, probabilities=True)
+    assert calibrated.ece < 0.02
+    # always right half of the time whatever the score: ECE = mean |0.5 - bin confidence| = 0.25
+    coin = reliability_curve(conf, rng.random(20_000) < 0.5, probabilities=True)
+    assert coin.ece == pytest.approx(0.25, abs=0.02)
+
+
+def test_one_class_has_no_auroc():
+    curve = reliability_curve(np.array([0.1, 0.2]), np.array([True, True]))
+    assert curve.auroc is None and curve.accuracy == 1.0
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (lambda: match_confidence(np.ones((3, 2)), np.ones((3, 2)), kind="entropy"), ValueError, "kind"),
+        (lambda: match_confidence(np.ones((3, 2)), np.ones((1, 2))), ValueError, "K has 1 row, but"),
+        (lambda: match_confidence(np.ones((3, 2)), np.ones((3, 4))), ValueError, "features"),
+        (lambda: match_confidence(np.ones((3, 2)), np.eye(2), kind="coupling", reg=0), ValueError, "reg must be > 0"),
+        (lambda: reliability_curve([0.1, 0.2], [True]), ValueError, "one entry per confidence value"),
+        (lambda: reliability_curve([[0.1]], [True]), ValueError, "confidence must be a non-empty 1-D array"),
+        (lambda: reliability_curve([0.1, 0.2], [2, 0]), ValueError, "correct must hold booleans or 0/1"),
+        (lambda: reliability_curve([0.1, np.nan], [1, 0]), ValueError, "confidence contains NaN"),
+        (lambda: reliability_curve([0.1, 0.2], [1, 0], n_bins=0), ValueError, "n_bins must be >= 1"),
+        (lambda: reliability_curve([0.1, 1.5], [1, 0], probabilities=True), ValueError, r"in \[0, 1\]"),
+    ],
+)
+def test_bad_inputs_are_named(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
