@@ -16,6 +16,8 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from latentalign import Affine, OTAligner, Procrustes, RelativeProjection, SelfLearning
 from latentalign.align.functional_map import LatentFunctionalMap
+from latentalign.align.kernel_ridge import KernelRidgeAligner
+from latentalign.align.mlp import MLPAligner
 from latentalign.align.unsupervised import UnsupervisedAligner
 from latentalign.exceptions import ConvergenceWarning, NotFittedError
 from latentalign.preprocessing import Center, Chain, L2Normalize, StandardScale
@@ -28,6 +30,8 @@ ESTIMATORS = [
     UnsupervisedAligner(n_init=1, max_iter=20),
     SelfLearning(init=Procrustes()),
     LatentFunctionalMap(),
+    KernelRidgeAligner(),
+    MLPAligner(hidden_layer_sizes=(8,), max_epochs=5),
     Center(),
     StandardScale(),
     L2Normalize(),
