@@ -8,11 +8,15 @@ command line.
 
 from __future__ import annotations
 
+import logging
+import math
 import os
-from collections.abc import Iterable, Iterator
-from typing import TypeVar
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
 
-__all__ = ["PROGRESS_ENV", "progress_enabled", "progress_bar"]
+__all__ = ["PROGRESS_ENV", "progress_enabled", "progress_bar", "RoundProgress"]
 
 #: Environment variable that turns latentalign's progress bars off when ``0``, ``false``, ``no`` or ``off``.
 PROGRESS_ENV = "LATENTALIGN_PROGRESS"
@@ -54,3 +58,116 @@ def progress_bar(
     from tqdm.auto import tqdm
 
     yield from tqdm(items, desc=desc, total=total, unit=unit, leave=False)
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, float):
+        return "-" if math.isnan(value) else f"{value:.3g}"
+    return "-" if value is None else str(value)
+
+
+class RoundProgress:
+    """Report the rounds of an iterative fit: a tqdm bar (unless progress is off) and DEBUG log lines.
+
+    An instance is the ``on_round`` callback the loops of :mod:`latentalign.functional` take: they stay
+    pure (no bar, no environment switch) and the estimator that calls them decides how rounds are shown.
+    Each call advances the bar by one round, shows ``keys`` of the round's record as the bar's postfix
+    and logs the whole record at DEBUG on ``logger``. On leaving the ``with`` block, one INFO line on
+    ``logger`` says what ran, how many rounds and how long it took.
+
+    Parameters
+    ----------
+    desc : str
+        What runs (the bar's label and the start of the log lines), e.g. ``"OTAligner (sinkhorn)"``.
+    logger : logging.Logger
+        Where the DEBUG and INFO lines go (the calling module's ``logging.getLogger(__name__)``).
+    total : int, optional
+        Most rounds (the bar's length).
+    keys : sequence of str, default ("changed", "map_change")
+        Fields of each record shown in the bar's postfix, when present.
+    unit : str, default "round"
+    enabled : bool, optional
+        Force the bar on or off; by default :func:`progress_enabled` decides. Logging is not affected.
+    summary : bool, default True
+        Whether leaving the block logs the INFO line (off for an inner stage whose caller logs one line
+        for the whole fit).
+
+    Attributes
+    ----------
+    n : int
+        Rounds reported so far.
+    seconds : float
+        Time spent inside the ``with`` block (set on leaving it).
+    outcome : str
+        Set by the caller before leaving the block (e.g. ``"converged"``); appended to the INFO line.
+
+    Examples
+    --------
+    >>> import logging
+    >>> log = logging.getLogger("latentalign.example")
+    >>> with RoundProgress("toy fit", logger=log, total=3, enabled=False) as on_round:
+    ...     for r in range(1, 3):
+    ...         on_round({"round": r, "changed": 1.0 / r})
+    >>> on_round.n
+    2
+    """
+
+    def __init__(
+        self,
+        desc: str,
+        *,
+        logger: logging.Logger,
+        total: int | None = None,
+        keys: Sequence[str] = ("changed", "map_change"),
+        unit: str = "round",
+        enabled: bool | None = None,
+        summary: bool = True,
+    ) -> None:
+        self.desc = desc
+        self.logger = logger
+        self.total = total
+        self.keys = tuple(keys)
+        self.unit = unit
+        self.enabled = progress_enabled() if enabled is None else enabled
+        self.summary = summary
+        self.n = 0
+        self.seconds = 0.0
+        self.outcome = ""
+        self._bar: Any = None
+        self._start = 0.0
+
+    def __enter__(self) -> RoundProgress:
+        self._start = time.perf_counter()
+        self.n = 0
+        if self.enabled:
+            from tqdm.auto import tqdm
+
+            # rounds are few and each is real work: redraw on every one (tqdm skips redraws within 0.1 s)
+            self._bar = tqdm(total=self.total, desc=self.desc, unit=self.unit, leave=False, mininterval=0)
+        self.logger.debug("%s: started", self.desc)
+        return self
+
+    def __call__(self, record: Mapping[str, Any]) -> None:
+        self.n += 1
+        self.logger.debug(
+            "%s: %s %d: %s", self.desc, self.unit, self.n, ", ".join(f"{k}={_format(v)}" for k, v in record.items())
+        )
+        if self._bar is not None:
+            shown = {k: _format(record[k]) for k in self.keys if k in record}
+            self._bar.set_postfix(shown, refresh=False)
+            self._bar.update(1)
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.seconds = time.perf_counter() - self._start
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        if not self.summary:
+            return
+        if exc_type is not None:
+            ended = f"stopped by {exc_type.__name__} after"
+        else:
+            ended = "done:" if not self.outcome else f"{self.outcome},"
+        self.logger.info("%s %s %d %s(s) in %.2f s", self.desc, ended, self.n, self.unit, self.seconds)

@@ -40,12 +40,14 @@ bounded, and POT's entropic GW underflows in float32 for useful ``reg``; see
 
 from __future__ import annotations
 
+import logging
 import warnings
 from typing import Any
 
 import torch
 
 from latentalign._array import ArrayLike
+from latentalign._progress import RoundProgress
 from latentalign._validation import check_choice, check_pair
 from latentalign.align.base import Aligner
 from latentalign.exceptions import IllConditionedWarning
@@ -59,6 +61,10 @@ from latentalign.functional.ot_rounds import (
 from latentalign.preprocessing import make_preprocessor
 
 __all__ = ["OTAligner", "check_pairs", "check_unpaired", "make_map"]
+
+logger = logging.getLogger(__name__)
+#: Fields of each round shown on the progress bar (OT rounds: the first two; self-learning: the last two).
+_SHOWN = ("changed", "map_change", "n_matches")
 
 _REFINES = ("procrustes", "affine")
 
@@ -319,7 +325,12 @@ class OTAligner(Aligner):
             mapping = make_map(self.refine).fit(Xa, Ya)
             return mapping._transform, mapping
 
-        with warnings.catch_warnings(record=True) as caught:
+        options = self._round_options(method)
+        desc = f"OTAligner ({method}, {Xt.shape[0]} x {Yt.shape[0]} rows, {P.shape[0]} pairs)"
+        with (
+            RoundProgress(desc, logger=logger, total=options["n_iter"], keys=_SHOWN) as progress,
+            warnings.catch_warnings(record=True) as caught,
+        ):
             # the rounds fit many intermediate maps on few rows; only the final map's conditioning matters
             warnings.simplefilter("always", IllConditionedWarning)
             rounds = ot_alignment_rounds(
@@ -327,9 +338,11 @@ class OTAligner(Aligner):
                 prep_y._forward(Yt),
                 fit_map,
                 pairs=P,
-                **self._round_options(method),
+                **options,
                 label="OTAligner",
+                on_round=progress,
             )
+            progress.outcome = "converged" if rounds.converged else "not converged"
         ill = [w for w in caught if issubclass(w.category, IllConditionedWarning)]
         for w in caught:
             if w not in ill:

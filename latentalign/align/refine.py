@@ -13,11 +13,13 @@ The loop stops as soon as the matches no longer change; when ``n_iter`` rounds e
 
 from __future__ import annotations
 
+import logging
 from typing import Any, cast
 
 import torch
 
 from latentalign._array import ArrayLike
+from latentalign._progress import RoundProgress
 from latentalign._validation import check_choice, check_number
 from latentalign.align.base import Aligner
 from latentalign.align.ot import check_pairs, check_unpaired, make_map, min_pairs
@@ -149,16 +151,20 @@ class SelfLearning(Aligner):
             started.append(cast(Aligner, self.init).clone().fit(Xp, Yp))  # set: no pairs means init
             return started[0]._transform, started[0]
 
-        rounds = self_learning_rounds(
-            prep_x._forward(Xt),
-            prep_y._forward(Yt),
-            fit_map,
-            pairs=P,
-            start=start,
-            n_iter=self.n_iter,
-            csls_k=self.csls_k,
-            label="SelfLearning",
-        )
+        desc = f"SelfLearning ({Xt.shape[0]} x {Yt.shape[0]} rows, {P.shape[0]} pairs)"
+        with RoundProgress(desc, logger=logging.getLogger(__name__), total=self.n_iter) as progress:
+            rounds = self_learning_rounds(
+                prep_x._forward(Xt),
+                prep_y._forward(Yt),
+                fit_map,
+                pairs=P,
+                start=start,
+                n_iter=self.n_iter,
+                csls_k=self.csls_k,
+                label="SelfLearning",
+                on_round=progress,
+            )
+            progress.outcome = "converged" if rounds.converged else "not converged"
         self.preprocess_x_ = prep_x
         self.preprocess_y_ = prep_y
         if started:

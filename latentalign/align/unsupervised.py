@@ -14,9 +14,12 @@ Rows of ``X`` and ``Y`` are not paired and their numbers may differ. Put the mos
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from latentalign._array import ArrayLike
+from latentalign._progress import RoundProgress
 from latentalign._validation import check_choice, check_number
 from latentalign.align.base import Aligner
 from latentalign.align.ot import check_unpaired
@@ -25,6 +28,8 @@ from latentalign.functional.unsupervised import UNSUPERVISED_INITS, unsupervised
 from latentalign.preprocessing import make_preprocessor
 
 __all__ = ["UnsupervisedAligner"]
+
+logger = logging.getLogger(__name__)
 
 
 class UnsupervisedAligner(Aligner):
@@ -167,23 +172,41 @@ class UnsupervisedAligner(Aligner):
         prep_x = make_preprocessor(self.preprocess).fit(Xt)
         prep_y = make_preprocessor(self.preprocess).fit(Yt)
         Xp, Yp = prep_x._forward(Xt), prep_y._forward(Yt)
-        result = unsupervised_alignment(
-            Xp,
-            Yp,
-            init=self.init,
-            n_init=self.n_init,
-            init_size=self.init_size,
-            vocab_cutoff=self.vocab_cutoff,
-            csls_k=self.csls_k,
-            keep_prob=self.keep_prob,
-            patience=self.patience,
-            max_iter=self.max_iter,
-            tol=self.tol,
-            screen_iter=self.screen_iter,
-            screen_size=self.screen_size,
-            random_state=self.random_state,
-            label="UnsupervisedAligner",
+        desc = f"UnsupervisedAligner ({self.init}, {Xt.shape[0]} x {Yt.shape[0]} rows)"
+        # screening the starts is a stage of the fit: its time goes into the rounds' one INFO line
+        screening = RoundProgress(
+            f"{desc}: screening starts",
+            logger=logger,
+            total=self.n_init,
+            keys=("score",),
+            unit="start",
+            summary=False,
+            enabled=None if self.n_init > 1 else False,
         )
+        rounds = RoundProgress(desc, logger=logger, total=self.max_iter, keys=("keep_prob", "map_change"))
+        with rounds, screening:
+            result = unsupervised_alignment(
+                Xp,
+                Yp,
+                init=self.init,
+                n_init=self.n_init,
+                init_size=self.init_size,
+                vocab_cutoff=self.vocab_cutoff,
+                csls_k=self.csls_k,
+                keep_prob=self.keep_prob,
+                patience=self.patience,
+                max_iter=self.max_iter,
+                tol=self.tol,
+                screen_iter=self.screen_iter,
+                screen_size=self.screen_size,
+                random_state=self.random_state,
+                label="UnsupervisedAligner",
+                on_start=screening,
+                on_round=rounds,
+            )
+            rounds.outcome = "converged" if result.converged else "not converged"
+            if self.n_init > 1:
+                rounds.outcome += f" (best of {self.n_init} starts)"
         unit = torch.nn.functional.normalize
         # The map is fitted on the normalised rows (as inside the loop); applied to any row, so it
         # generalises to unseen points like any Procrustes map.

@@ -41,6 +41,7 @@ __all__ = [
     "OT_ROUND_INITS",
     "MIN_MAP_ROWS",
     "FitMap",
+    "OnRound",
     "OTRounds",
     "check_ot_rounds_options",
     "linear_part",
@@ -62,6 +63,8 @@ Transform = Callable[[torch.Tensor], torch.Tensor]
 #: ``fit_map(X_rows, Y_rows) -> (transform, fitted)``: fits a map sending ``X_rows`` onto ``Y_rows``
 #: (paired row by row) and returns the function that applies it plus the fitted object to keep.
 FitMap = Callable[[torch.Tensor, torch.Tensor], tuple[Transform, Any]]
+#: ``on_round(record)``: called after each round with that round's history entry (e.g. a progress bar).
+OnRound = Callable[[dict[str, Any]], None]
 
 
 @dataclass
@@ -269,6 +272,7 @@ def ot_alignment_rounds(
     csls_k: int = 10,
     confidence: float | None = 0.1,
     label: str = "ot_alignment_rounds",
+    on_round: OnRound | None = None,
 ) -> OTRounds:
     """Align unpaired (or partly paired) rows: alternate an OT coupling and a map fitted on it.
 
@@ -311,6 +315,9 @@ def ot_alignment_rounds(
         Seed of the row sampling (rows are drawn once, so consecutive rounds couple the same rows).
     label : str, default "ot_alignment_rounds"
         Name used in the :class:`~latentalign.exceptions.ConvergenceWarning` message.
+    on_round : callable, optional
+        Called after each round (not the start) with that round's history entry, e.g. a
+        :class:`latentalign._progress.RoundProgress`; this function shows nothing itself.
 
     Returns
     -------
@@ -371,6 +378,7 @@ def ot_alignment_rounds(
             csls_k=csls_k,
             confidence=confidence,
             label=label,
+            on_round=on_round,
         )
     P = check_pairs(pairs, X.shape[0], Y.shape[0])
     m = P.shape[0]
@@ -484,6 +492,8 @@ def ot_alignment_rounds(
                 "n_coupled": int(rows_x.numel()),
             }
         )
+        if on_round is not None:
+            on_round(history[-1])
         if changed == 0.0 or change < map_tol:
             converged = True
             break
@@ -555,6 +565,7 @@ def _self_learning_rounds(
     csls_k: int,
     confidence: float | None,
     label: str,
+    on_round: OnRound | None,
 ) -> OTRounds:
     """``method="self-learning"``: :func:`~latentalign.functional.self_learning.seeded_self_learning`."""
     # imported here: self_learning builds on this module's pairs checks
@@ -590,6 +601,7 @@ def _self_learning_rounds(
         confidence=confidence,
         random_state=random_state,
         label=label,
+        on_round=on_round,
     )
     matches = torch.full((X.shape[0],), -1, dtype=torch.long)
     matches[out.matches[:, 0]] = out.matches[:, 1]

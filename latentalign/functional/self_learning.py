@@ -23,8 +23,9 @@ import torch
 from latentalign._array import ArrayLike
 from latentalign._validation import check_choice, check_number, check_pair
 from latentalign.exceptions import ConvergenceWarning
-from latentalign.functional.ot_rounds import MIN_MAP_ROWS, FitMap, check_pairs, linear_part, relative_change
+from latentalign.functional.ot_rounds import MIN_MAP_ROWS, FitMap, OnRound, check_pairs, linear_part, relative_change
 from latentalign.functional.retrieval import csls_knn
+from latentalign.functional.transport_refine import TRANSPORT_STARTS, transport_refined_map
 
 __all__ = [
     "SEEDED_STARTS",
@@ -136,6 +137,7 @@ def self_learning_rounds(
     n_iter: int = 10,
     csls_k: int = 10,
     label: str = "self_learning_rounds",
+    on_round: OnRound | None = None,
 ) -> SelfLearningRounds:
     """Alternate re-matching by mutual CSLS nearest neighbours and refitting a map on the matches.
 
@@ -159,6 +161,9 @@ def self_learning_rounds(
         CSLS neighbourhood size (MUSE: 10); at most the rows of either side.
     label : str, default "self_learning_rounds"
         Name used in the :class:`~latentalign.exceptions.ConvergenceWarning` message.
+    on_round : callable, optional
+        Called after each round with that round's history entry (e.g. a progress bar); this function
+        shows nothing itself.
 
     Returns
     -------
@@ -228,6 +233,8 @@ def self_learning_rounds(
                 "changed": changed,
             }
         )
+        if on_round is not None:
+            on_round(history[-1])
         rounds = rnd
         if changed == 0.0:
             converged = True
@@ -326,6 +333,7 @@ def seeded_self_learning(
     validation: float | None = 0.2,
     random_state: int = 0,
     label: str = "seeded_self_learning",
+    on_round: OnRound | None = None,
 ) -> SelfLearningRounds:
     """Few known pairs plus unpaired rows (possibly of different items): self-learning on the free rows.
 
@@ -391,6 +399,9 @@ def seeded_self_learning(
         Seed of the stochastic induction.
     label : str
         Name used in the warning.
+    on_round : callable, optional
+        Called after each round (not the start) with that round's history entry, e.g. a progress bar;
+        with the route validation (step 6), the trial run's rounds come first, with ``"trial": True``.
 
     Returns
     -------
@@ -446,6 +457,7 @@ def seeded_self_learning(
         "n_folds": n_folds,
         "random_state": random_state,
         "label": label,
+        "on_round": on_round,
     }
     if validation is not None and P.shape[0] >= 10:
         return _validated_route(X, Y, fit_map, P, float(validation), options)
@@ -536,6 +548,8 @@ def seeded_self_learning(
                 "heldout_mrr": None,
             }
         )
+        if on_round is not None:
+            on_round(history[-1])
         if p >= 1.0 and change < tol:
             converged = True
         p = min(1.0, p * float(growth))
@@ -580,16 +594,33 @@ def _validated_route(
     if trial_options["rows_x"] is None:  # the set-aside pairs are not free rows of the trial either
         trial_options["rows_x"] = _free(X.shape[0], P[:, 0])
     trial_options["rows_y"] = fy
+    if options["on_round"] is not None:
+        report = options["on_round"]
+        trial_options["on_round"] = lambda record: report({**record, "trial": True})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         trial = seeded_self_learning(X, Y, fit_map, pairs=train, validation=None, **trial_options)
     alone, _ = fit_map(X[train[:, 0]], Y[train[:, 1]])
-    scores = {"self-learning": mrr(trial.transform), "pairs alone": mrr(alone), "n_pairs_set_aside": n_val}
-    if scores["self-learning"] >= scores["pairs alone"]:
+    fx = trial_options["rows_x"]
+    routes = {"self-learning": mrr(trial.transform)}
+    for start in TRANSPORT_STARTS:
+        soft, _ = transport_refined_map(X, Y, fit_map, pairs=train, rows_x=fx, rows_y=fy, start=start)
+        routes[f"transport ({start} start)"] = mrr(soft)
+    routes["pairs alone"] = mrr(alone)
+    route = max(routes, key=lambda name: routes[name])  # the first of equal scores: self-learning
+    scores: dict[str, Any] = {**routes, "n_pairs_set_aside": n_val, "route": route}
+    if route == "self-learning":
         out = seeded_self_learning(X, Y, fit_map, pairs=P, validation=None, **options)
         out.history[0]["validation"] = scores
         return out
-    transform, fitted = fit_map(X[P[:, 0]], Y[P[:, 1]])
+    n_rounds = 0
+    if route == "pairs alone":
+        transform, fitted = fit_map(X[P[:, 0]], Y[P[:, 1]])
+    else:
+        fx_all = _free(X.shape[0], P[:, 0]) if options["rows_x"] is None else options["rows_x"]
+        start = route.split("(")[1].split(" ")[0]
+        transform, fitted = transport_refined_map(X, Y, fit_map, pairs=P, rows_x=fx_all, rows_y=fy, start=start)
+        n_rounds = 1
     history: list[dict[str, Any]] = [
         {
             "round": 0,
@@ -604,7 +635,7 @@ def _validated_route(
         }
     ]
     return SelfLearningRounds(
-        map=fitted, transform=transform, matches=P.cpu(), history=history, converged=True, n_iter=0
+        map=fitted, transform=transform, matches=P.cpu(), history=history, converged=True, n_iter=n_rounds
     )
 
 

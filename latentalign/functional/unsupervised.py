@@ -57,6 +57,7 @@ from latentalign._array import ArrayLike
 from latentalign._validation import check_choice, check_number, check_pair
 from latentalign.exceptions import ConvergenceWarning
 from latentalign.functional.ot import gw_loss, gw_plan_tensors
+from latentalign.functional.ot_rounds import OnRound
 from latentalign.functional.procrustes import polar_factor
 from latentalign.functional.self_learning import mutual_csls_tensors
 
@@ -409,6 +410,7 @@ def self_learning_map(
     max_iter: int = 150,
     tol: float = 1e-6,
     random_state: int = 0,
+    on_round: OnRound | None = None,
 ) -> UnsupervisedFit:
     """Robust self-learning from a first dictionary: orthogonal map, stochastic CSLS induction, repeat.
 
@@ -439,6 +441,9 @@ def self_learning_map(
         Convergence: relative change of the map between rounds, at ``keep_prob = 1``.
     random_state : int, default 0
         Seed of the stochastic induction.
+    on_round : callable, optional
+        Called after each round with that round's history entry (e.g. a progress bar); this function
+        shows nothing itself.
 
     Returns
     -------
@@ -481,9 +486,13 @@ def self_learning_map(
         history.append(record)
         if p >= 1.0 and change < tol:
             converged = True
+            if on_round is not None:
+                on_round(record)
             break
         rows, cols, objective = induce_dictionary(Xc @ W.to(Xf.dtype), Yc, csls_k=k, keep_prob=p, generator=gen)
         record["objective"] = objective
+        if on_round is not None:
+            on_round(record)
         if objective - best >= threshold:
             best, last_gain = objective, it
         # keep_prob grows on a stall, and at the latest after 4 * patience rounds at one level (the
@@ -586,6 +595,8 @@ def unsupervised_alignment(
     screen_size: int = 1000,
     random_state: int = 0,
     label: str = "unsupervised_alignment",
+    on_start: OnRound | None = None,
+    on_round: OnRound | None = None,
 ) -> UnsupervisedFit:
     """Align two spaces without any known pair: diverse starts, a screening run each, full self-learning on the best.
 
@@ -617,6 +628,11 @@ def unsupervised_alignment(
         First seed.
     label : str
         Name used in the warning.
+    on_start : callable, optional
+        Called after each start's screening run (only with ``n_init > 1``) with its ``restarts`` entry.
+    on_round : callable, optional
+        Called after each round of the final run with its history entry. Both are for progress bars
+        and logs (:class:`latentalign._progress.RoundProgress`); this function shows nothing itself.
 
     Returns
     -------
@@ -681,6 +697,8 @@ def unsupervised_alignment(
             restarts.append(
                 {"seed": int(random_state) + i, "score": trial.score, "n_iter": trial.n_iter, "chosen": False, **info}
             )
+            if on_start is not None:
+                on_start(restarts[-1])
             if best is None or trial.score > best.score:
                 best, seed = trial, int(random_state) + i
         assert best is not None  # at least two starts
@@ -689,7 +707,16 @@ def unsupervised_alignment(
     else:
         restarts.append({"seed": seed, "chosen": True, **starts[0][2]})
     fit = self_learning_map(
-        A, B, rows, cols, vocab_cutoff=vocab_cutoff, keep_prob=p, max_iter=max_iter, random_state=seed, **settings
+        A,
+        B,
+        rows,
+        cols,
+        vocab_cutoff=vocab_cutoff,
+        keep_prob=p,
+        max_iter=max_iter,
+        random_state=seed,
+        on_round=on_round,
+        **settings,
     )
     if len(starts) == 1:
         restarts[0].update(score=fit.score, n_iter=fit.n_iter)
