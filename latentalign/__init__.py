@@ -1,7 +1,9 @@
 """latentalign: make the latent spaces of different pretrained models talk to each other.
 
 Importing the package has no side effects: no CUDA initialisation, no environment changes, no downloads.
-Heavy submodules (encoders, datasets, evaluation, stitching) load on first attribute access.
+Heavy submodules (encoders, datasets, evaluation, stitching) load on first attribute access: the
+aligners, the :class:`~latentalign.stitching.Stitcher`, the evaluation measures (``retrieval_scores``,
+``linear_cka``, ``mutual_knn``, ...) and persistence are all reachable as ``latentalign.<name>``.
 """
 
 from __future__ import annotations
@@ -23,10 +25,20 @@ _LAZY = {
     "OTAligner": "latentalign.align",
     "UniversalSpace": "latentalign.align",
     "SelfLearning": "latentalign.align",
+    "UnsupervisedAligner": "latentalign.align.unsupervised",
     "make_aligner": "latentalign.align",
     "list_aligners": "latentalign.align",
     "load": "latentalign.persistence",
     "save": "latentalign.persistence",
+    "Stitcher": "latentalign.stitching",
+    "retrieval_scores": "latentalign.functional.retrieval",
+    "csls_knn": "latentalign.functional.retrieval",
+    "linear_cka": "latentalign.functional.similarity",
+    "unbiased_cka": "latentalign.functional.similarity",
+    "mutual_knn": "latentalign.functional.similarity",
+    "cknna": "latentalign.functional.similarity",
+    "similarity_scores": "latentalign.functional.similarity",
+    "alignability_report": "latentalign.evaluation",
     "NotFittedError": "latentalign.exceptions",
     "ConvergenceWarning": "latentalign.exceptions",
     "IllConditionedWarning": "latentalign.exceptions",
