@@ -45,6 +45,7 @@ __all__ = [
     "rows_to_csv",
     "write_report",
     "plot_metric",
+    "plot_reliability",
     "RECORDED_LIBRARIES",
     "OPTIONAL_LIBRARIES",
 ]
@@ -420,9 +421,20 @@ def write_report(
     return paths
 
 
+def _error_bar(row: dict[str, Any], metric: str) -> tuple[float, float]:
+    """Distances from ``row[metric]`` down to ``<metric>_low`` and up to ``<metric>_high`` (NaN: no interval)."""
+    low, high, value = row.get(f"{metric}_low"), row.get(f"{metric}_high"), row.get(metric)
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (low, high, value)):
+        return float("nan"), float("nan")
+    return max(value - low, 0.0), max(high - value, 0.0)
+
+
 def plot_metric(rows: Sequence[dict[str, Any]], path: Path, *, metric: str, group: str, series: str) -> Path | None:
     """Grouped bar chart of ``metric``: one group per ``group`` value, one bar per ``series`` value.
 
+    Rows that carry an interval (``<metric>_low`` and ``<metric>_high``, e.g. from
+    :meth:`latentalign.evaluation.BootstrapResult.as_row`) get it drawn as an error bar, and the title says
+    what the bars are (``<metric>_interval``, e.g. "95 % bootstrap interval over pairs, n=200").
     Written to ``path`` (PNG) and beside it as SVG; returns ``path`` (``None`` without matplotlib).
     """
     try:
@@ -437,20 +449,110 @@ def plot_metric(rows: Sequence[dict[str, Any]], path: Path, *, metric: str, grou
     width = 0.8 / max(len(names), 1)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(groups)), 4.0))
     for i, name in enumerate(names):
-        values = []
+        values, errors = [], []
         for g in groups:
-            match = [r[metric] for r in rows if str(r.get(group)) == g and str(r.get(series)) == name]
-            values.append(match[0] if match else float("nan"))
-        ax.bar([j + i * width for j in range(len(groups))], values, width=width, label=name)
+            match = [r for r in rows if str(r.get(group)) == g and str(r.get(series)) == name]
+            values.append(match[0][metric] if match else float("nan"))
+            errors.append(_error_bar(match[0], metric) if match else (float("nan"), float("nan")))
+        has_bars = any(math.isfinite(e[0]) for e in errors)
+        ax.bar(
+            [j + i * width for j in range(len(groups))],
+            values,
+            width=width,
+            label=name,
+            yerr=list(zip(*errors)) if has_bars else None,
+            capsize=3 if has_bars else 0,
+        )
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(groups))])
     ax.set_xticklabels(groups, rotation=15, ha="right", fontsize=8)
     ax.set_ylabel(metric)
     ax.set_ylim(0, 1.0 if all(0 <= r[metric] <= 1 for r in rows) else None)
     # beside the axes, one entry a line: long method names never cover the bars
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
-    ax.set_title(f"{metric} by {group} and {series}")
+    intervals = sorted({str(r[f"{metric}_interval"]) for r in rows if r.get(f"{metric}_interval")})
+    caption = f"\nerror bars: {'; '.join(intervals)}" if intervals else ""
+    ax.set_title(f"{metric} by {group} and {series}{caption}", fontsize=10 if caption else None)
     fig.tight_layout()
     fig.savefig(path, dpi=120, bbox_inches="tight")
     fig.savefig(path.with_suffix(".svg"), bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+def plot_reliability(
+    curves: dict[str, Any], path: str | os.PathLike[str], *, title: str = "Reliability of match confidence"
+) -> Path | None:
+    """Accuracy against confidence rank, one line per confidence score; PNG at ``path`` and SVG beside it.
+
+    ``curves`` maps a label (e.g. ``"CSLS margin"``) to a
+    :class:`~latentalign.evaluation.ReliabilityCurve` or its ``to_dict()``. Each bin is a point at its
+    mean confidence rank (0: least confident query, 1: most) and its accuracy; a dotted line marks each
+    score's overall accuracy. A second panel draws the curves with an ECE (probability-like scores)
+    against their mean confidence, beside the diagonal of perfect calibration. Returns ``path``
+    (``None`` without matplotlib).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> curve = {"bins": [{"mean_rank": 0.25, "accuracy": 0.2, "mean_confidence": 0.1},
+    ...                   {"mean_rank": 0.75, "accuracy": 0.9, "mean_confidence": 0.8}],
+    ...          "accuracy": 0.55, "auroc": 0.8, "ece": None, "n": 40}
+    >>> out = plot_reliability({"margin": curve}, Path(tempfile.mkdtemp()) / "reliability.png")
+    >>> out is None or (out.exists() and out.with_suffix(".svg").exists())
+    True
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    out = Path(path)
+    data = {label: c.to_dict() if hasattr(c, "to_dict") else dict(c) for label, c in curves.items()}
+    calibrated = {label: c for label, c in data.items() if c.get("ece") is not None}
+    fig, axes = plt.subplots(1, 2 if calibrated else 1, figsize=(11.0 if calibrated else 6.0, 4.2), squeeze=False)
+    ax = axes[0, 0]
+    for i, (label, c) in enumerate(data.items()):
+        colour = f"C{i}"
+        auroc = f", AUROC {c['auroc']:.2f}" if c.get("auroc") is not None else ""
+        ax.plot(
+            [b["mean_rank"] for b in c["bins"]],
+            [b["accuracy"] for b in c["bins"]],
+            "o-",
+            color=colour,
+            label=f"{label} ({c['n']} queries{auroc})",
+        )
+        ax.axhline(c["accuracy"], color=colour, ls=":", lw=0.9)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("confidence rank of the bin (0: least confident, 1: most)")
+    ax.set_ylabel("accuracy of the matches in the bin")
+    ax.set_title("accuracy by confidence rank (dotted: overall)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    if calibrated:
+        ax = axes[0, 1]
+        ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--", label="perfect calibration")
+        for i, (label, c) in enumerate(data.items()):
+            if label in calibrated:
+                ax.plot(
+                    [b["mean_confidence"] for b in c["bins"]],
+                    [b["accuracy"] for b in c["bins"]],
+                    "o-",
+                    color=f"C{i}",
+                    label=f"{label} (ECE {c['ece']:.3f})",
+                )
+        ax.set_xlim(0, 1)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("mean confidence of the bin")
+        ax.set_ylabel("accuracy of the matches in the bin")
+        ax.set_title("calibration of probability-like scores", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="upper left")
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120, bbox_inches="tight")
+    fig.savefig(out.with_suffix(".svg"), bbox_inches="tight")
+    plt.close(fig)
+    return out

@@ -198,3 +198,20 @@ def test_non_finite_metric_values_are_refused(pairs):
     X, Y, Xt, Yt = pairs
     with pytest.raises(ValueError, match="returned a non-finite value on 4 of 4 replicates"):
         bootstrap(Procrustes(), X, Y, lambda a, x, y: float("nan"), n=4, test=(Xt, Yt))
+
+
+def test_report_bars_carry_the_bootstrap_interval_and_say_what_it_is(tmp_path, pairs):
+    matplotlib = pytest.importorskip("matplotlib")
+    from latentalign.reports import plot_metric
+
+    X, Y, Xt, Yt = pairs
+    res = bootstrap(Procrustes(), X, Y, "recall@1", n=10, test=(Xt, Yt), random_state=0)
+    with_interval = [{"pair": "a -> b", "method": "procrustes", **res.as_row()}, {"pair": "a -> b", "method": "x"}]
+    without = [{"pair": "a -> b", "method": "procrustes", "recall@1": res.estimate}, {"pair": "a -> b", "method": "x"}]
+    with_interval[1]["recall@1"] = without[1]["recall@1"] = 0.5
+    with matplotlib.rc_context({"svg.fonttype": "none"}):  # text kept as text in the SVG
+        plot_metric(with_interval, tmp_path / "bars.png", metric="recall@1", group="pair", series="method")
+        plot_metric(without, tmp_path / "plain.png", metric="recall@1", group="pair", series="method")
+    bars, plain = (tmp_path / "bars.svg").read_text(), (tmp_path / "plain.svg").read_text()
+    assert "error bars: 95 % bootstrap interval over pairs, n=10" in bars and "error bars" not in plain
+    assert bars.count("LineCollection") == 1 and "LineCollection" not in plain  # one error bar drawn

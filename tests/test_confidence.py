@@ -125,3 +125,20 @@ def test_one_class_has_no_auroc():
 def test_bad_inputs_are_named(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_reliability_plot_png_and_svg(tmp_path, noisy):
+    matplotlib = pytest.importorskip("matplotlib")
+    from latentalign.reports import plot_reliability
+
+    Q, K = noisy
+    curves = {}
+    for kind in ("margin", "coupling"):
+        match, conf = match_confidence(Q, K, kind=kind)
+        curves[kind] = reliability_curve(conf, match == np.arange(len(Q)), n_bins=5, probabilities=kind == "coupling")
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        out = plot_reliability(curves, tmp_path / "rel.png", title="planted")
+    svg = (tmp_path / "rel.svg").read_text()
+    assert out == tmp_path / "rel.png" and out.stat().st_size > 0
+    assert f"ECE {curves['coupling'].ece:.3f}" in svg and "perfect calibration" in svg
+    assert f"AUROC {curves['margin'].auroc:.2f}" in svg
