@@ -1,4 +1,4 @@
-"""Stitching: model A's encoder, a fitted map, and model B's decoder or classifier head, as one module.
+"""Stitcher: model A's encoder, a fitted map, and model B's decoder or classifier head, as one module.
 
 The aligner was fitted on paired anchors and the head was trained on B's own embeddings, so the
 composition works zero-shot. :class:`Stitcher` is a real ``torch.nn.Module``: the map is a submodule
