@@ -215,3 +215,29 @@ def test_report_bars_carry_the_bootstrap_interval_and_say_what_it_is(tmp_path, p
     bars, plain = (tmp_path / "bars.svg").read_text(), (tmp_path / "plain.svg").read_text()
     assert "error bars: 95 % bootstrap interval over pairs, n=10" in bars and "error bars" not in plain
     assert bars.count("LineCollection") == 1 and "LineCollection" not in plain  # one error bar drawn
+
+
+def test_budget_curves_draw_intervals_only_when_the_records_carry_them(tmp_path):
+    matplotlib = pytest.importorskip("matplotlib")
+    from latentalign.experiments.few_and_no_pairs_plot import plot_curves
+
+    def records(interval: bool) -> list[dict]:
+        out = []
+        for budget, value in ((5, 0.4), (20, 0.7), (100, 0.9)):
+            row = {"method": "procrustes", "unpaired": "none", "is_all": budget == 100, "budget": budget}
+            row["r1_csls"] = value
+            if interval:
+                row |= {"r1_csls_low": value - 0.1, "r1_csls_high": value + 0.05}
+                row["r1_csls_interval"] = "95 % bootstrap interval over pairs, n=200"
+            out.append(row)
+        return out
+
+    svgs = {}
+    for interval in (True, False):
+        curves = [{"label": "a -> b", "identity": None, "records": records(interval)}]
+        with matplotlib.rc_context({"svg.fonttype": "none"}):
+            plot_curves(curves, tmp_path / f"{interval}.svg", n_seeds=1, title="t")
+        svgs[interval] = (tmp_path / f"{interval}.svg").read_text()
+    assert "capped bars: 95 % bootstrap interval over pairs, n=200" in svgs[True]
+    assert "capped bars" not in svgs[False]
+    assert svgs[True].count("LineCollection") == svgs[False].count("LineCollection") + 1

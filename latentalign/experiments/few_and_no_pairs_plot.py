@@ -46,7 +46,8 @@ def plot_curves(curves: Sequence[dict[str, Any]], path: Path, *, n_seeds: int, t
     ``curves`` holds one entry per case: ``label`` (panel title), ``identity`` (R@1 of the identity map or
     None) and ``records`` (what :func:`~latentalign.experiments.few_and_no_pairs_curves.budget_curve`
     returned). Budgets sit at even spacing (0, 5, 10, ... , all); the line is the mean over seeds and the
-    band spans the lowest to the highest seed.
+    band spans the lowest to the highest seed. Records that carry a bootstrap interval (``r1_csls_low``,
+    ``r1_csls_high``, described by ``r1_csls_interval``) get it drawn as capped bars, named in the title.
     """
     try:
         import matplotlib
@@ -88,6 +89,11 @@ def plot_curves(curves: Sequence[dict[str, Any]], path: Path, *, n_seeds: int, t
                 continue
             ax.plot(x, mean, _STYLES[setting], color=colour, marker="o", ms=3, lw=1.4, label=label)
             ax.fill_between(x, low, high, color=colour, alpha=0.12, lw=0)
+            if all(r.get("r1_csls_low") is not None and r.get("r1_csls_high") is not None for r in sub):
+                # bootstrap intervals carried by the records: lowest low to highest high over seeds
+                lo = np.array([min(r["r1_csls_low"] for r in sub if r["budget"] == b) for b in xs])
+                hi = np.array([max(r["r1_csls_high"] for r in sub if r["budget"] == b) for b in xs])
+                ax.errorbar(x, mean, yerr=[mean - lo, hi - mean], fmt="none", ecolor=colour, capsize=2, lw=0.8)
         if curve.get("identity") is not None:
             ax.axhline(curve["identity"], color="grey", lw=0.8, ls=":", label="identity map (no fit)")
         ax.set_xticks(range(len(budgets)))
@@ -102,9 +108,11 @@ def plot_curves(curves: Sequence[dict[str, Any]], path: Path, *, n_seeds: int, t
         for h, lab in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(lab, h)
     fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=4, fontsize=8, frameon=False)
+    intervals = sorted({str(r["r1_csls_interval"]) for c in curves for r in c["records"] if r.get("r1_csls_interval")})
+    caption = f"; capped bars: {', '.join(intervals)}" if intervals else ""
     fig.suptitle(
         f"{title}\nline / point: mean over {n_seeds} seed(s); band / bar: lowest to highest seed; "
-        "dashed: free rows of the two sides are different items",
+        f"dashed: free rows of the two sides are different items{caption}",
         fontsize=10,
     )
     legend_rows = int(np.ceil(len(handles) / 4))
