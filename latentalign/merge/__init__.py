@@ -3,7 +3,8 @@
 Networks trained from different seeds compute similar features in a different order. This package
 writes that symmetry down as data (:mod:`~latentalign.merge.spec`: which axes of which weights each unit
 permutation reorders), finds the permutations that align one model's units with another's
-(:mod:`~latentalign.merge.matching`: from weights or from activations), averages the aligned weights
+(:mod:`~latentalign.merge.matching`: from weights or from activations; :mod:`~latentalign.merge.cycle`:
+N models onto one shared universe), averages the aligned weights
 (:mod:`~latentalign.merge.merging`), measures the loss barrier along the linear path
 (:mod:`~latentalign.merge.interpolation`) and recomputes batch-norm statistics after merging
 (:mod:`~latentalign.merge.repair`). Reference models live in :mod:`~latentalign.merge.architectures`.
@@ -24,6 +25,7 @@ True
 """
 
 from latentalign.merge.architectures import MLP, ResNet, TransformerBlock, VGGLike
+from latentalign.merge.cycle import CycleConsistentResult, cycle_consistent_matching
 from latentalign.merge.interpolation import BarrierResult, barrier, interpolate
 from latentalign.merge.matching import MatchResult, activation_matching, matching_objective, weight_matching
 from latentalign.merge.merging import as_model, merge, task_arithmetic
@@ -58,6 +60,8 @@ __all__ = [
     "weight_matching",
     "activation_matching",
     "matching_objective",
+    "cycle_consistent_matching",
+    "CycleConsistentResult",
     "merge",
     "task_arithmetic",
     "as_model",
