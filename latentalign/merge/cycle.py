@@ -82,7 +82,7 @@ def _objective(aligned: Sequence[Mapping[str, torch.Tensor]]) -> float:
     total = 0.0
     for key in aligned[0]:
         stack = [a[key] for a in aligned]
-        summed = sum(stack)
+        summed = torch.stack(stack).sum(0)
         total += 0.5 * (float(torch.sum(summed * summed)) - sum(float(torch.sum(s * s)) for s in stack))
     return total
 
