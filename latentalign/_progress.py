@@ -12,11 +12,12 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, TypeVar
 
-__all__ = ["PROGRESS_ENV", "progress_enabled", "progress_bar", "RoundProgress"]
+__all__ = ["PROGRESS_ENV", "progress_enabled", "progress_bar", "byte_progress", "RoundProgress"]
 
 #: Environment variable that turns latentalign's progress bars off when ``0``, ``false``, ``no`` or ``off``.
 PROGRESS_ENV = "LATENTALIGN_PROGRESS"
@@ -58,6 +59,28 @@ def progress_bar(
     from tqdm.auto import tqdm
 
     yield from tqdm(items, desc=desc, total=total, unit=unit, leave=False)
+
+
+@contextmanager
+def byte_progress(total: int | None, *, desc: str, enabled: bool | None = None) -> Iterator[Callable[[int], None]]:
+    """A bar over ``total`` bytes (in KB, MB, ...): the block yields ``advance(n_bytes)``.
+
+    Off (``enabled`` or the switch), ``advance`` does nothing.
+
+    Examples
+    --------
+    >>> with byte_progress(3 << 20, desc="copying", enabled=False) as advance:
+    ...     for _ in range(3):
+    ...         advance(1 << 20)
+    """
+    on = progress_enabled() if enabled is None else enabled
+    if not on:
+        yield lambda n: None
+        return
+    from tqdm.auto import tqdm
+
+    with tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024, leave=False) as bar:
+        yield bar.update
 
 
 def _format(value: Any) -> str:

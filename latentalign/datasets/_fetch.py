@@ -19,12 +19,14 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import logging
 import math
 import os
 import re
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
@@ -33,6 +35,7 @@ import pooch
 
 from latentalign._network import network_timeouts, short_cause
 from latentalign._paths import data_dir
+from latentalign._progress import progress_enabled
 from latentalign.datasets._deb import deb_control, extract_deb
 from latentalign.exceptions import DataUnavailableError, PersistenceError
 
@@ -50,6 +53,8 @@ __all__ = [
     "sha256",
     "apt_timeout_options",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: The environment variable listing the Debian mirrors to try, in order.
 MIRRORS_ENV = "LATENTALIGN_DEBIAN_MIRRORS"
@@ -243,12 +248,16 @@ def _download_deb(name: str, src: DebianSource, workdir: Path, *, pinned: bool =
     fname = PurePosixPath(entry["path"]).name
     known = f"sha256:{entry['sha256']}" if pinned else None
     timeouts = network_timeouts()
-    downloader = pooch.HTTPDownloader(timeout=(timeouts.connect, timeouts.read), progressbar=False)
+    # pooch draws a tqdm bar on stderr; --no-progress (LATENTALIGN_PROGRESS=0) turns it off
+    downloader = pooch.HTTPDownloader(timeout=(timeouts.connect, timeouts.read), progressbar=progress_enabled())
     failures = []
     for mirror in debian_mirrors():
         url = f"{mirror}/{entry['path']}"
         try:
-            return Path(pooch.retrieve(url, known, fname=fname, path=debs_dir(), downloader=downloader))
+            started = time.perf_counter()
+            path = Path(pooch.retrieve(url, known, fname=fname, path=debs_dir(), downloader=downloader))
+            logger.info("%s for %r ready (%s) in %.1f s", fname, name, url, time.perf_counter() - started)
+            return path
         except (OSError, ValueError) as exc:  # requests' errors are OSErrors; a wrong hash is a ValueError
             failures.append(f"{mirror}: {short_cause(exc)}")
     if shutil.which("apt-get") is not None:
@@ -347,6 +356,8 @@ def fetch(name: str, *, update_checksums: bool = False) -> Path:
     if target.is_dir() and not update_checksums:
         return verify(name, target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    logger.info("fetching %r (Debian package %s) into %s", name, src.package, target)
+    started = time.perf_counter()
     try:
         with tempfile.TemporaryDirectory(prefix=f".{name}-", dir=target.parent) as tmp:
             work, staged = Path(tmp) / "deb", Path(tmp) / name
@@ -366,6 +377,7 @@ def fetch(name: str, *, update_checksums: bool = False) -> Path:
             debs_dir().rmdir()
         except OSError:
             pass
+    logger.info("fetched %r in %.1f s", name, time.perf_counter() - started)
     return target
 
 

