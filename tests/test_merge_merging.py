@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from latentalign.merge.architectures import MLP, VGGLike
-from latentalign.merge.interpolation import barrier, interpolate
+from latentalign.merge.interpolation import barrier, barrier_from_curve, interpolate
 from latentalign.merge.matching import weight_matching
 from latentalign.merge.merging import merge, task_arithmetic
 from latentalign.merge.repair import reset_batchnorm
@@ -171,3 +171,8 @@ def test_reset_batchnorm_errors():
         reset_batchnorm(MLP(2, [2], 2), torch.zeros(2, 2))
     with pytest.raises(ValueError, match="loader yielded no batch"):
         reset_batchnorm(VGGLike(1, [2], 2), [])
+
+
+def test_barrier_from_curve_checks_its_inputs():
+    with pytest.raises(ValueError, match=r"alphas must include 0 and 1 .* received 2 alphas \[0.0, 0.5\] and 3 values"):
+        barrier_from_curve([0.0, 0.5], [1.0, 2.0, 3.0])

@@ -26,7 +26,7 @@ True
 
 from latentalign.merge.architectures import MLP, ResNet, TransformerBlock, VGGLike
 from latentalign.merge.cycle import CycleConsistentResult, cycle_consistent_matching
-from latentalign.merge.interpolation import BarrierResult, barrier, interpolate
+from latentalign.merge.interpolation import BarrierResult, barrier, barrier_from_curve, interpolate
 from latentalign.merge.matching import MatchResult, activation_matching, matching_objective, weight_matching
 from latentalign.merge.merging import as_model, merge, task_arithmetic
 from latentalign.merge.repair import reset_batchnorm
@@ -67,6 +67,7 @@ __all__ = [
     "as_model",
     "interpolate",
     "barrier",
+    "barrier_from_curve",
     "BarrierResult",
     "reset_batchnorm",
 ]

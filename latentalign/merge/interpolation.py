@@ -19,7 +19,7 @@ from latentalign.merge.checks import check_same_architecture, check_same_device
 from latentalign.merge.merging import as_model
 from latentalign.merge.spec import state_dict_of
 
-__all__ = ["interpolate", "barrier", "BarrierResult"]
+__all__ = ["interpolate", "barrier", "barrier_from_curve", "BarrierResult"]
 
 
 def _alphas(alphas: Sequence[float] | np.ndarray | int) -> np.ndarray:
@@ -135,7 +135,28 @@ def barrier(
                 )
             values.append(value)
     curve = np.asarray(values)
+    return BarrierResult(grid, curve, barrier_from_curve(grid, curve, higher_is_better=higher_is_better))
+
+
+def barrier_from_curve(
+    alphas: Sequence[float] | np.ndarray, values: Sequence[float] | np.ndarray, *, higher_is_better: bool = False
+) -> float:
+    """The barrier of a curve already evaluated along the path (``alphas`` must include 0 and 1).
+
+    Examples
+    --------
+    >>> barrier_from_curve([0.0, 0.5, 1.0], [1.0, 3.0, 2.0])
+    1.5
+    >>> round(barrier_from_curve([0.0, 0.5, 1.0], [0.9, 0.5, 0.8], higher_is_better=True), 6)
+    0.35
+    """
+    grid, curve = np.asarray(alphas, dtype=np.float64).reshape(-1), np.asarray(values, dtype=np.float64).reshape(-1)
+    if grid.shape != curve.shape or not (np.any(grid == 0.0) and np.any(grid == 1.0)):
+        raise ValueError(
+            f"alphas must include 0 and 1 (the endpoints of the path) and match values in length; received "
+            f"{grid.size} alphas {grid.tolist()[:6]} and {curve.size} values."
+        )
     start, end = curve[grid == 0.0][0], curve[grid == 1.0][0]
     line = start + grid * (end - start)
     gap = line - curve if higher_is_better else curve - line
-    return BarrierResult(grid, curve, float(max(gap.max(), 0.0)))
+    return float(max(gap.max(), 0.0))
