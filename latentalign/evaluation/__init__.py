@@ -5,6 +5,7 @@ Each measure exists as a pure function in :mod:`latentalign.functional` and as a
 :func:`alignability_report` says whether two spaces are likely to align, with an anchor-budget curve.
 :func:`bootstrap` puts an interval on a held-out score by refitting on resampled pairs;
 :func:`match_confidence` and :func:`reliability_curve` say how far each single match can be trusted.
+:func:`similarity_matrix` scores every layer of one model against every layer of another.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from latentalign.evaluation.bootstrap import BootstrapResult, bootstrap
 from latentalign.evaluation.confidence import ReliabilityCurve, match_confidence, reliability_curve
 from latentalign.evaluation.diagnostics import AlignabilityReport, alignability_report
+from latentalign.evaluation.layer_similarity import LayerSimilarity, similarity_matrix
 from latentalign.evaluation.retrieval import RetrievalEvaluator
 from latentalign.evaluation.similarity import SimilarityEvaluator
 from latentalign.functional.retrieval import retrieval_scores
@@ -20,6 +22,7 @@ from latentalign.functional.similarity import similarity_scores
 __all__ = [
     "AlignabilityReport",
     "BootstrapResult",
+    "LayerSimilarity",
     "ReliabilityCurve",
     "RetrievalEvaluator",
     "SimilarityEvaluator",
@@ -28,5 +31,6 @@ __all__ = [
     "match_confidence",
     "reliability_curve",
     "retrieval_scores",
+    "similarity_matrix",
     "similarity_scores",
 ]
