@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from _reference import brute_csls, brute_topk
 
 from latentalign.functional import blocks
 from latentalign.functional.knn_csls import candidate_depth, csls_candidates
@@ -25,20 +26,6 @@ def medium_tiles(monkeypatch):
 def blas(request, monkeypatch):
     monkeypatch.setattr(blocks, "NUMPY_BLAS", request.param)
     return request.param
-
-
-def brute_topk(S: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    order = np.argsort(-S, axis=1, kind="stable")[:, :k]
-    return np.take_along_axis(S, order, axis=1), order
-
-
-def brute_csls(Q: np.ndarray, K: np.ndarray, csls_k: int) -> np.ndarray:
-    Qn = Q / np.linalg.norm(Q, axis=1, keepdims=True)
-    Kn = K / np.linalg.norm(K, axis=1, keepdims=True)
-    C = Qn @ Kn.T
-    r_q = -np.sort(-C, axis=1)[:, :csls_k].mean(1)
-    r_k = -np.sort(-C, axis=0)[:csls_k].mean(0)
-    return 2 * C - r_q[:, None] - r_k[None, :]
 
 
 def brute_best_positions(S: np.ndarray, gold: list[set[int]], ties: str) -> np.ndarray:
