@@ -138,6 +138,7 @@ def _plot(matrices: dict[str, np.ndarray], out: Path, name: str) -> Path:
 
 def run(config: dict[str, Any], *, out_dir: str | Path):
     """Train absolute and relative classifiers with several seeds; score every (encoder, head) seed pair."""
+    from latentalign._progress import progress_bar
     from latentalign.experiments.common import restore_threads, set_threads
     from latentalign.experiments.cross_architecture import embed_subset, fashion_mnist_subset
     from latentalign.experiments.runner import Check, ExperimentResult
@@ -176,7 +177,7 @@ def run(config: dict[str, Any], *, out_dir: str | Path):
                     lr=float(setup["lr"]),
                     weight_decay=float(setup["weight_decay"]),
                 )
-                for s in seeds
+                for s in progress_bar(seeds, desc=f"training {kind} classifiers", unit="seed")
             ]
             scores = stitching_scores(models, F_test, test.labels, anchors)
             M = np.zeros((len(seeds), len(seeds)))
