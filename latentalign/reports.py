@@ -46,6 +46,7 @@ __all__ = [
     "write_report",
     "plot_metric",
     "plot_reliability",
+    "plot_layer_similarity",
     "RECORDED_LIBRARIES",
     "OPTIONAL_LIBRARIES",
 ]
@@ -554,5 +555,66 @@ def plot_reliability(
     fig.tight_layout()
     fig.savefig(out, dpi=120, bbox_inches="tight")
     fig.savefig(out.with_suffix(".svg"), bbox_inches="tight")
+    plt.close(fig)
+    return out
+
+
+def plot_layer_similarity(
+    result: Any, path: str | os.PathLike[str], *, annotate: bool | None = None, title: str | None = None
+) -> Path | None:
+    """Heatmap of a layers x layers similarity table; PNG at ``path`` and SVG beside it.
+
+    ``result`` is a :class:`~latentalign.evaluation.LayerSimilarity` (or any object with ``values``,
+    ``layers_a``, ``layers_b``, ``metric``, ``name_a`` and ``name_b``): model A's layers run down the
+    rows (first layer on top), model B's along the columns, the model names label the axes and a colour
+    bar gives the scale (0 to 1 for scores in that range). ``annotate`` writes each value in its cell;
+    by default only when the table has at most 16 x 16 cells. Returns ``path`` (``None`` without matplotlib).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from types import SimpleNamespace
+    >>> import numpy as np
+    >>> table = SimpleNamespace(values=np.array([[1.0, 0.4], [0.3, 0.9]]), layers_a=["l0", "l1"],
+    ...                         layers_b=["k0", "k1"], metric="linear_cka", name_a="M1", name_b="M2")
+    >>> out = plot_layer_similarity(table, Path(tempfile.mkdtemp()) / "layers.png")
+    >>> out is None or (out.exists() and out.with_suffix(".svg").exists())
+    True
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    import numpy as np
+
+    out = Path(path)
+    values = np.asarray(result.values, dtype=float)
+    rows, cols = values.shape
+    if annotate is None:
+        annotate = rows <= 16 and cols <= 16
+    unit = bool(np.nanmin(values) >= 0 and np.nanmax(values) <= 1)
+    fig, ax = plt.subplots(figsize=(max(4.5, 0.55 * cols + 2.5), max(3.5, 0.45 * rows + 1.8)))
+    image = ax.imshow(values, cmap="viridis", vmin=0 if unit else None, vmax=1 if unit else None, aspect="auto")
+    ax.set_xticks(range(cols))
+    ax.set_xticklabels(result.layers_b, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(rows))
+    ax.set_yticklabels(result.layers_a, fontsize=8)
+    ax.set_xlabel(f"{result.name_b} layer")
+    ax.set_ylabel(f"{result.name_a} layer")
+    if annotate:
+        middle = 0.5 if unit else float(np.nanmean(values))
+        for i in range(rows):
+            for j in range(cols):
+                colour = "black" if values[i, j] > middle else "white"
+                ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", fontsize=7, color=colour)
+    fig.colorbar(image, ax=ax, label=result.metric)
+    ax.set_title(title or f"{result.metric}: {result.name_a} vs {result.name_b}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120, bbox_inches="tight")
+    with matplotlib.rc_context({"svg.fonttype": "none"}):  # labels stay text: searchable, smaller files
+        fig.savefig(out.with_suffix(".svg"), bbox_inches="tight")
     plt.close(fig)
     return out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +11,7 @@ import torch
 from latentalign.encoders import TorchModuleEncoder
 from latentalign.evaluation import LayerSimilarity, similarity_matrix
 from latentalign.functional.similarity import cknna, linear_cka, mutual_knn
+from latentalign.reports import plot_layer_similarity
 from latentalign.store import LayeredStore, write_layer_embeddings
 
 N = 240
@@ -97,6 +100,22 @@ def test_markdown_table():
     assert lines[0] == "| M / N (linear_cka) | y0 | y1 |"
     assert lines[1] == "|---|---|---|"
     assert lines[2] == f"| x | 1.00 | {result.values[0, 1]:.2f} |"
+
+
+def test_heatmap_png_and_svg_carry_names_and_values(tmp_path):
+    pytest.importorskip("matplotlib")
+    from PIL import Image
+
+    result = similarity_matrix(_model(0), _model(1), name_a="MiniA", name_b="MiniB")
+    out = plot_layer_similarity(result, tmp_path / "cka.png")
+    assert out == tmp_path / "cka.png"
+    assert min(Image.open(out).size) > 100
+    texts = re.findall(r"<text[^>]*>([^<]*)</text>", out.with_suffix(".svg").read_text())
+    assert {"MiniA layer", "MiniB layer", "layer.0", "layer.3", "linear_cka"} <= set(texts)
+    assert sum(t.startswith(("0.", "1.")) and len(t) == 4 for t in texts) >= 16  # the 4 x 4 values annotated
+    plot_layer_similarity(result, tmp_path / "bare.png", annotate=False)
+    bare = re.findall(r"<text[^>]*>([^<]*)</text>", (tmp_path / "bare.svg").read_text())
+    assert f"{result.values[1, 2]:.2f}" not in bare and "MiniA layer" in bare
 
 
 def test_errors_name_the_layer_and_the_fix():
