@@ -25,7 +25,7 @@ from latentalign._validation import check_choice, check_number, check_pair
 from latentalign.exceptions import ConvergenceWarning
 from latentalign.functional.ot_rounds import MIN_MAP_ROWS, FitMap, OnRound, check_pairs, linear_part, relative_change
 from latentalign.functional.retrieval import csls_knn
-from latentalign.functional.transport_refine import TRANSPORT_STARTS, transport_refined_map
+from latentalign.functional.transport_refine import transport_refined_map
 
 __all__ = [
     "SEEDED_STARTS",
@@ -357,9 +357,13 @@ def seeded_self_learning(
 
     6. *validate the route*: before all that, a ``validation`` share of the known pairs is set aside,
        the whole procedure runs on the other pairs, and its map is compared with the map of those pairs
-       alone on the set-aside pairs (mean reciprocal rank of their targets among the set-aside targets
-       and all free target rows). Only if self-learning ranks them better is it run again on all pairs;
-       otherwise the map of all pairs alone is returned. The set-aside pairs take no part in the trial
+       alone, and with the soft-matching maps of
+       :func:`~latentalign.functional.transport_refine.transport_refined_map` (barycentres of an
+       entropic OT coupling, see ``TRANSPORT_ROUTES``), on the set-aside pairs (mean reciprocal rank of
+       their targets among the set-aside targets and all free target rows). The route that ranks them
+       best is run again on all pairs (ties go to self-learning). Soft matching is what works when the
+       free rows hold different items: hard matches then pair near-synonyms and the map drifts. The
+       set-aside pairs take no part in the trial
        (not even as relative coordinates), so this check is not biased by them.
 
     Only mutual, confident matches enter a fit, so free rows with no counterpart on the other side
@@ -393,8 +397,8 @@ def seeded_self_learning(
     n_folds : int, default 5
         Folds of the known pairs for that calibration (at most one per pair).
     validation : float or None, default 0.2
-        Share (at most 0.9) of the known pairs set aside to choose between self-learning and the pairs alone (step 6;
-        needs at least 10 pairs, None skips it). ``history[0]["validation"]`` has both scores.
+        Share (at most 0.9) of the known pairs set aside to choose the route (step 6; needs at least 10
+        pairs, None skips it). ``history[0]["validation"]`` has every route's score and the ``route`` taken.
     random_state : int, default 0
         Seed of the stochastic induction.
     label : str
@@ -570,10 +574,20 @@ def seeded_self_learning(
     )
 
 
+#: Soft-matching routes the route check also tries: (start, rounds). Measured on WordNet lemmas with 50
+#: pairs: with disjoint free rows the map is best after 1-2 rounds and drifts after; with the same items
+#: on both sides it keeps improving (MPNet, relative start: 0.92 CSLS R@1 after 1 round, 0.97 after 6).
+TRANSPORT_ROUTES = {
+    "transport (relative start, 1 round)": ("relative", 1),
+    "transport (relative start, 6 rounds)": ("relative", 6),
+    "transport (pairs start, 1 round)": ("pairs", 1),
+}
+
+
 def _validated_route(
     X: torch.Tensor, Y: torch.Tensor, fit_map: FitMap, P: torch.Tensor, share: float, options: dict[str, Any]
 ) -> SelfLearningRounds:
-    """Step 6 of :func:`seeded_self_learning`: self-learning or the pairs alone, chosen on set-aside pairs."""
+    """Step 6 of :func:`seeded_self_learning`: self-learning, soft matching or the pairs alone, chosen on set-aside pairs."""
     gen = torch.Generator().manual_seed(int(options["random_state"]) + 1)
     order = torch.randperm(P.shape[0], generator=gen).to(P.device)
     n_val = max(2, round(share * P.shape[0]))
@@ -603,9 +617,11 @@ def _validated_route(
     alone, _ = fit_map(X[train[:, 0]], Y[train[:, 1]])
     fx = trial_options["rows_x"]
     routes = {"self-learning": mrr(trial.transform)}
-    for start in TRANSPORT_STARTS:
-        soft, _ = transport_refined_map(X, Y, fit_map, pairs=train, rows_x=fx, rows_y=fy, start=start)
-        routes[f"transport ({start} start)"] = mrr(soft)
+    for name, (start, n_rounds) in TRANSPORT_ROUTES.items():
+        soft, _ = transport_refined_map(
+            X, Y, fit_map, pairs=train, rows_x=fx, rows_y=fy, start=start, n_rounds=n_rounds
+        )
+        routes[name] = mrr(soft)
     routes["pairs alone"] = mrr(alone)
     route = max(routes, key=lambda name: routes[name])  # the first of equal scores: self-learning
     scores: dict[str, Any] = {**routes, "n_pairs_set_aside": n_val, "route": route}
@@ -618,9 +634,10 @@ def _validated_route(
         transform, fitted = fit_map(X[P[:, 0]], Y[P[:, 1]])
     else:
         fx_all = _free(X.shape[0], P[:, 0]) if options["rows_x"] is None else options["rows_x"]
-        start = route.split("(")[1].split(" ")[0]
-        transform, fitted = transport_refined_map(X, Y, fit_map, pairs=P, rows_x=fx_all, rows_y=fy, start=start)
-        n_rounds = 1
+        start, n_rounds = TRANSPORT_ROUTES[route]
+        transform, fitted = transport_refined_map(
+            X, Y, fit_map, pairs=P, rows_x=fx_all, rows_y=fy, start=start, n_rounds=n_rounds
+        )
     history: list[dict[str, Any]] = [
         {
             "round": 0,

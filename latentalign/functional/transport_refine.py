@@ -1,0 +1,130 @@
+"""A map from a few known pairs plus unpaired rows of *different* items, by soft (entropic OT) matching.
+
+When the unpaired rows of the two sides are different items (two corpora, no counterpart guaranteed),
+hard matches (mutual nearest neighbours) pair each row with a near-synonym at best, and a map refitted
+on them drifts. :func:`transport_refined_map` instead sends every free source row to the *barycentre*
+of the target rows an entropic OT coupling spreads it over: the coupling matches the two clouds as
+distributions, which they share even without shared items, and the barycentres average the error of
+any single neighbour away. The map is then fitted on the known pairs plus those soft targets.
+
+Measured on WordNet lemmas with 50 pairs and 725 disjoint free rows per side (MiniLM-L6 -> MPNet):
+the map of the pairs alone retrieved 0.16-0.17 of held-out words (R@1), the relative start below
+0.36-0.37; further rounds neither helped nor hurt much, and a round from the pairs' map helps only when
+that map is already good (MiniLM-L6 -> L3, identity completion: 0.81 -> 0.84, then down again).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+
+from latentalign._validation import check_choice, check_number
+from latentalign.exceptions import ConvergenceWarning
+from latentalign.functional.ot import barycentric_projection_tensors, ot_plan_tensors
+from latentalign.functional.ot_rounds import FitMap, Transform, check_pairs
+
+__all__ = ["TRANSPORT_STARTS", "transport_refined_map"]
+
+TRANSPORT_STARTS = ("relative", "pairs")
+
+
+def _relative(X: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+    unit = torch.nn.functional.normalize
+    return unit(X, dim=1) @ unit(anchors, dim=1).T
+
+
+def transport_refined_map(
+    X: torch.Tensor,
+    Y: torch.Tensor,
+    fit_map: FitMap,
+    *,
+    pairs: Any,
+    rows_x: torch.Tensor,
+    rows_y: torch.Tensor,
+    start: str = "relative",
+    reg: float = 0.1,
+    n_rounds: int = 1,
+) -> tuple[Transform, Any]:
+    """Fit a map on known pairs plus the entropic-OT barycentres of unpaired rows.
+
+    1. *start*: ``"relative"`` couples the free rows by the cosine cost between their relative
+       representations (cosines to the known pairs, comparable across spaces without any map);
+       ``"pairs"`` starts from the map of the pairs alone and goes straight to the rounds.
+    2. *rounds* (``n_rounds``): couple the mapped free source rows with the free target rows (cosine
+       cost, Sinkhorn with ``reg`` relative to the mean cost), send each source row to its barycentric
+       target, refit the map on the pairs plus those targets.
+
+    Parameters
+    ----------
+    X : torch.Tensor of shape (n_x, d_x)
+    Y : torch.Tensor of shape (n_y, d_y)
+        Validated rows of one dtype and device.
+    fit_map : callable
+        ``fit_map(X_rows, Y_rows) -> (transform, fitted)``.
+    pairs : array of shape (m, 2)
+        Known pairs ``(index into X, index into Y)``, at least 2.
+    rows_x, rows_y : torch.Tensor of int64
+        The free rows of each side (at least 2 each); they need not hold the same items.
+    start : {"relative", "pairs"}, default "relative"
+    reg : float, default 0.1
+        Entropic regularisation relative to the mean cost. Large on purpose: a blurred coupling
+        averages over near neighbours, which is what rows without a counterpart need.
+    n_rounds : int, default 1
+        Rounds after the start.
+
+    Returns
+    -------
+    transform : callable
+        Applies the map to source rows.
+    fitted : Any
+        What ``fit_map`` returned last.
+
+    Examples
+    --------
+    Ten pairs and two *different* samples of one skewed cloud, rotated:
+
+    >>> import torch
+    >>> gen = torch.Generator().manual_seed(0)
+    >>> Q, _ = torch.linalg.qr(torch.randn(6, 6, dtype=torch.float64, generator=gen))
+    >>> scale = torch.linspace(3.0, 0.5, 6, dtype=torch.float64)
+    >>> X = torch.randn(610, 6, dtype=torch.float64, generator=gen) * scale
+    >>> Y = torch.cat([X[:10], torch.randn(600, 6, dtype=torch.float64, generator=gen) * scale]) @ Q
+    >>> def fit_map(A, B):
+    ...     U, _, Vt = torch.linalg.svd(A.T @ B)
+    ...     return (lambda Z: Z @ (U @ Vt)), U @ Vt
+    >>> pairs = torch.stack([torch.arange(10), torch.arange(10)], 1)
+    >>> free = torch.arange(10, 610)
+    >>> _, W = transport_refined_map(X, Y, fit_map, pairs=pairs, rows_x=free, rows_y=free)
+    >>> bool(torch.linalg.matrix_norm(W - Q) < 0.5)
+    True
+    """
+    check_choice(start, "start", TRANSPORT_STARTS)
+    check_number(reg, "reg", low=0.0, low_inclusive=False)
+    check_number(n_rounds, "n_rounds", integer=True, low=0)
+    P = check_pairs(pairs, X.shape[0], Y.shape[0]).to(X.device)
+    fx, fy = rows_x.to(X.device), rows_y.to(X.device)
+    if fx.numel() < 2 or fy.numel() < 2:
+        raise ValueError(
+            f"rows_x and rows_y must name at least 2 free rows each, got {fx.numel()} and {fy.numel()}. "
+            "Without free rows, fit the map on the pairs alone."
+        )
+
+    def refit(targets: torch.Tensor) -> tuple[Transform, Any]:
+        return fit_map(torch.cat([X[P[:, 0]], X[fx]]), torch.cat([Y[P[:, 1]], targets]))
+
+    def soft_targets(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+        # The rounds only need barycentres of a blurred coupling, not a converged one.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            plan = ot_plan_tensors(A, B, method="sinkhorn", reg=float(reg), metric="cosine", max_iter=2000, tol=1e-6)
+        return barycentric_projection_tensors(plan.to(Y.dtype), Y[fy])
+
+    if start == "relative":
+        transform, fitted = refit(soft_targets(_relative(X[fx], X[P[:, 0]]), _relative(Y[fy], Y[P[:, 1]])))
+    else:
+        transform, fitted = fit_map(X[P[:, 0]], Y[P[:, 1]])
+    for _ in range(int(n_rounds)):
+        transform, fitted = refit(soft_targets(transform(X[fx]), Y[fy]))
+    return transform, fitted
