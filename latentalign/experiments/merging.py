@@ -153,6 +153,9 @@ def _run_family(
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     seed = int(setup["seed"])
     X_train, y_train, X_test, y_test = _load(family["dataset"], int(family["n_train"]), int(family["n_test"]))
+    factor = int(family.get("downsample", 1))
+    if factor > 1:  # average-pool the images (28x28 -> 14x14 at 2): a 4x cheaper ResNet on two cores
+        X_train, X_test = F.avg_pool2d(X_train, factor), F.avg_pool2d(X_test, factor)
     models = []
     start = time.perf_counter()
     for offset in range(2):
@@ -212,6 +215,7 @@ def _run_family(
         "agreement": float(np.mean([np.mean(wm.perms[p] == am.perms[p]) for p in wm.perms])),
         "n_train": int(family["n_train"]),
         "n_test": int(family["n_test"]),
+        "image_size": int(X_train.shape[-1]),
     }
     return rows, details
 
@@ -309,7 +313,7 @@ def run(config: dict[str, Any], *, out_dir: str | Path) -> ExperimentResult:
     ]
     for name, info in details.items():
         notes.append(
-            f"{name}: {info['n_train']} training / {info['n_test']} test images; training {info['train_s']:.0f} s; weight "
+            f"{name}: {info['n_train']} training / {info['n_test']} test images ({info['image_size']} px); training {info['train_s']:.0f} s; weight "
             f"matching {info['weight_matching_s']:.2f} s ({info['weight_matching_sweeps']} sweeps), activation matching "
             f"{info['activation_matching_s']:.2f} s; the two methods agree on {100 * info['agreement']:.0f} % of units."
         )
