@@ -118,6 +118,7 @@ HAND = {
     "euclidean": [[0.0, -1.0], [-math.sqrt(5), -math.sqrt(2)]],
     "l1": [[0.0, -1.0], [-3.0, -2.0]],
     "linf": [[0.0, -1.0], [-2.0, -1.0]],
+    "change_of_basis": [[1.0, 0.0], [-2.0, 2.0]],  # (0, 2) = -2 (1, 0) + 2 (1, 1)
 }
 
 
@@ -132,6 +133,7 @@ SKLEARN = {
     "euclidean": lambda X, A: -pairwise_distances(X, A, metric="euclidean"),
     "l1": lambda X, A: -pairwise_distances(X, A, metric="manhattan"),
     "linf": lambda X, A: -pairwise_distances(X, A, metric="chebyshev"),
+    "change_of_basis": lambda X, A: X @ np.linalg.pinv(A),
 }
 
 

@@ -6,6 +6,7 @@ statistics (:class:`~latentalign.functional.moments.CrossStats`): Procrustes and
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, ClassVar
 
 import torch
@@ -13,6 +14,7 @@ import torch
 from latentalign._array import ArrayLike
 from latentalign._validation import check_choice, check_is_fitted, warn_underdetermined
 from latentalign.align.base import Aligner, cast_like
+from latentalign.exceptions import IllConditionedWarning
 from latentalign.functional.moments import CrossStats
 from latentalign.functional.procrustes import COMPLEMENTS, paired_stats, procrustes_from_stats
 
@@ -215,6 +217,13 @@ class Procrustes(StreamingAligner):
         coordinates (the same space seen twice, a fine-tuned copy) and no worse than arbitrary otherwise.
         ``"svd"``: whatever the thin SVD returns (the behaviour of earlier versions). Needs only the
         streamed statistics; a full-rank fit is the same either way.
+    whiten : bool, default False
+        ZCA-whiten both sides before the rotation and de-whiten the mapped source with the target's
+        covariance (VecMap's whitening, orthogonal mapping and target de-whitening): the map is
+        ``C_xx^{-1/2} R C_yy^{1/2}`` with ``R`` the rotation between the whitened spaces. It sends ``X``
+        exactly onto ``Y = X A + b`` for any invertible ``A`` (not only rotations), at the price of the
+        full covariances (``d^2`` statistics per side) and of needing clearly more pairs than dimensions
+        (the covariances must be well estimated). Not combined with ``scale`` or ``standardize``.
 
     Attributes
     ----------
@@ -225,6 +234,10 @@ class Procrustes(StreamingAligner):
         Singular values of the (standardised) cross-covariance ``M``.
     rank_ : int
         Directions of the rotation fixed by the pairs (``min(d_x, d_y)`` when the fit is determined).
+    whiten_x_, dewhiten_x_ : torch.Tensor of shape (d_x, d_x), float64
+        ``C_xx^{-1/2}`` and ``C_xx^{1/2}`` with ``whiten=True`` (empty ``(0, 0)`` tensors otherwise).
+    whiten_y_, dewhiten_y_ : torch.Tensor of shape (d_y, d_y), float64
+        The same for ``Y``.
     stats_ : dict
         The streamed sufficient statistics (see :meth:`get_stats`), kept so that ``partial_fit`` can go on
         after loading a saved aligner.
@@ -268,6 +281,10 @@ class Procrustes(StreamingAligner):
         "std_y_",
         "singular_values_",
         "rank_",
+        "whiten_x_",
+        "dewhiten_x_",
+        "whiten_y_",
+        "dewhiten_y_",
     )
 
     def __init__(
@@ -278,21 +295,29 @@ class Procrustes(StreamingAligner):
         standardize: bool = False,
         pad: str = "zero",
         complement: str = "identity",
+        whiten: bool = False,
     ) -> None:
         self.center = center
         self.scale = scale
         self.standardize = standardize
         self.pad = pad
         self.complement = complement
+        self.whiten = whiten
 
     def _check_params(self) -> None:
-        for name in ("center", "scale", "standardize"):
+        for name in ("center", "scale", "standardize", "whiten"):
             check_choice(getattr(self, name), name, [True, False])
         check_choice(self.pad, "pad", ["zero"])
         check_choice(self.complement, "complement", COMPLEMENTS)
+        if self.whiten and (self.scale or self.standardize):
+            raise ValueError(
+                "whiten=True cannot be combined with scale=True or standardize=True: whitening already "
+                "rescales every direction of both sides. Keep whiten=True alone, or set whiten=False."
+            )
 
     def _stats_options(self) -> dict[str, Any]:
-        return {"squares": bool(self.scale or self.standardize)}
+        whiten = bool(self.whiten)
+        return {"squares": bool(self.scale or self.standardize), "gram": whiten, "gram_y": whiten}
 
     def _min_rows(self) -> int:
         return 2 if self.center else 1
@@ -321,7 +346,17 @@ class Procrustes(StreamingAligner):
             scale=bool(self.scale),
             standardize=bool(self.standardize),
             complement=self.complement,
+            whiten=bool(self.whiten),
         )
+        empty = torch.zeros((0, 0), dtype=_F64)
+        if self.whiten and sol["whiten_rank"] < max(stats.dim_x, stats.dim_y):
+            warnings.warn(
+                f"whiten=True: the covariance of X or Y has numerical rank {sol['whiten_rank']}, below its "
+                f"dimension ({stats.dim_x} / {stats.dim_y}), so the directions without variance are dropped "
+                "from the map. Use clearly more pairs than dimensions, or reduce the dimension first (PCA).",
+                IllConditionedWarning,
+                stacklevel=4,
+            )
         return {
             "rotation_": sol["rotation"],
             "scale_": float(sol["scale"]),
@@ -331,10 +366,14 @@ class Procrustes(StreamingAligner):
             "std_y_": sol["std_y"],
             "singular_values_": sol["singular_values"],
             "rank_": int(sol["rank"]),
+            **{f"{key}_": sol.get(key, empty) for key in ("whiten_x", "dewhiten_x", "whiten_y", "dewhiten_y")},
         }
 
     def _forward_map(self) -> tuple[torch.Tensor, torch.Tensor]:
-        W = self.rotation_.to(_F64) * (self.scale_ / self.std_x_[:, None]) * self.std_y_[None, :]
+        if self.whiten_x_.numel():
+            W = self.whiten_x_ @ self.rotation_.to(_F64) @ self.dewhiten_y_
+        else:
+            W = self.rotation_.to(_F64) * (self.scale_ / self.std_x_[:, None]) * self.std_y_[None, :]
         return W, self.mean_y_ - self.mean_x_ @ W
 
     def _backward_map(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -342,5 +381,8 @@ class Procrustes(StreamingAligner):
             raise ValueError(
                 "This Procrustes map has scale_ = 0 (the fitted scale collapsed), so it cannot be inverted."
             )
-        W = self.rotation_.to(_F64).T * (self.std_x_[None, :] / (self.scale_ * self.std_y_[:, None]))
+        if self.whiten_x_.numel():
+            W = self.whiten_y_ @ self.rotation_.to(_F64).T @ self.dewhiten_x_
+        else:
+            W = self.rotation_.to(_F64).T * (self.std_x_[None, :] / (self.scale_ * self.std_y_[:, None]))
         return W, self.mean_x_ - self.mean_y_ @ W

@@ -13,6 +13,7 @@ from latentalign.anchors import check_anchors
 from latentalign.functional.relative import (
     Decoder,
     MetricSpec,
+    anchor_basis,
     check_anchor_norms,
     check_n_anchors,
     check_relative_options,
@@ -43,7 +44,9 @@ class RelativeProjection(Aligner):
     Parameters
     ----------
     metric : str or sequence of str, default="cosine"
-        ``"cosine"``, ``"angular"``, ``"euclidean"``, ``"l1"``, ``"linf"``, or several for the product
+        ``"cosine"``, ``"angular"``, ``"euclidean"``, ``"l1"``, ``"linf"``, ``"change_of_basis"`` (the
+        coordinates of a point in the anchor basis, by least squares; invariant to every invertible linear
+        map of the space when the centred anchors span it), or several for the product
         space of Cannistraci et al. (ICLR 2024); see :mod:`latentalign.functional.relative`.
     top_k : int, optional
         ASIF sparsification (Norelli et al., 2023): keep the ``top_k`` largest similarities per row,
@@ -193,8 +196,22 @@ class RelativeProjection(Aligner):
         return self._project(X, self.source_anchors_, self.source_mean_)
 
     def _module(self, *, trainable: bool, inverse: bool) -> torch.nn.Module:
-        from latentalign.align.modules import RelativeInverse, RelativeMap
+        from latentalign.align.modules import LinearMap, RelativeInverse, RelativeMap
 
+        metrics = parse_metrics(self.metric)
+        if "change_of_basis" in metrics:
+            # coordinates in the anchor basis are a linear map (x - mean) pinv(A_c), and so is their inverse
+            if len(metrics) > 1 or self.top_k is not None or self.power != 1.0:
+                raise NotImplementedError(
+                    "to_module supports metric='change_of_basis' alone (no product space, top_k=None, "
+                    "power=1.0); use transform for other settings."
+                )
+            if inverse:
+                A_c = (self.target_anchors_ - self.target_mean_).to(torch.float64)
+                return LinearMap(A_c.T, self.target_mean_.to(torch.float64), trainable=trainable)
+            A_c = (self.source_anchors_ - self.source_mean_).to(torch.float64)
+            P = anchor_basis(A_c)
+            return LinearMap(P.T, -(self.source_mean_.to(torch.float64) @ P), trainable=trainable)
         if inverse:
             block, decoder = self._decoder()  # raises where inverse_transform raises
             euclidean = decoder.metric == "euclidean"

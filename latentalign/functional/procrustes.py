@@ -57,6 +57,7 @@ __all__ = [
     "paired_stats",
     "products_underflowed",
     "sums_of_squares",
+    "whitening",
 ]
 
 _F64 = torch.float64
@@ -73,6 +74,7 @@ def paired_stats(
     *,
     squares: bool = False,
     gram: bool = False,
+    gram_y: bool = False,
     product_dtype: torch.dtype | None = None,
     min_rows: int = 1,
 ) -> tuple[CrossStats, ArraySpec, torch.Tensor]:
@@ -90,12 +92,12 @@ def paired_stats(
         ``X`` as a tensor (no copy), e.g. to read its device.
     """
     Xt, Yt, spec = check_pair(X, Y, min_rows=min_rows, ensure_finite=False)
-    stats = compute_stats(Xt, Yt, squares=squares, gram=gram, product_dtype=product_dtype)
+    stats = compute_stats(Xt, Yt, squares=squares, gram=gram, gram_y=gram_y, product_dtype=product_dtype)
     narrow = (product_dtype or Xt.dtype) != _F64
     if narrow and (not is_finite(stats) or products_underflowed(stats)):
         # float32 products of very large (> ~1e19) or very small (< ~1e-15) values overflow or lose their
         # digits in float32's subnormal range; float64 products hold any float32 magnitude exactly enough.
-        stats = compute_stats(Xt, Yt, squares=squares, gram=gram, product_dtype=_F64)
+        stats = compute_stats(Xt, Yt, squares=squares, gram=gram, gram_y=gram_y, product_dtype=_F64)
     if not is_finite(stats):
         raise_non_finite(X, Y)
     return stats, spec, Xt
@@ -215,6 +217,7 @@ def procrustes_from_stats(
     scale: bool = False,
     standardize: bool = False,
     complement: str = "identity",
+    whiten: bool = False,
 ) -> dict[str, Any]:
     """Solve Procrustes from sufficient statistics (float64, ``O(d^3)``, no pass over the data).
 
@@ -232,13 +235,23 @@ def procrustes_from_stats(
     complement : {"identity", "svd"}, default "identity"
         How the directions the pairs leave unconstrained (fewer pairs than dimensions) are rotated:
         closest to the identity (:func:`complete_rotation`), or as the thin SVD returns them.
+    whiten : bool
+        Whiten both sides (ZCA, see :func:`whitening`) before solving for the rotation, and de-whiten the
+        result with the target's covariance (the whitening / orthogonal mapping / de-whitening steps of
+        Artetxe et al., AAAI 2018, as in VecMap with the target's de-whitening). The map
+        ``C_xx^{-1/2} R C_yy^{1/2}`` is then the canonical-correlation map: it sends ``X`` onto ``Y``
+        exactly whenever ``Y = X A + b`` for an invertible ``A``. Needs both Gram matrices in ``stats``;
+        not combined with ``scale`` or ``standardize`` (whitening sets every scale).
 
     Returns
     -------
     dict
         ``rotation`` (d_x, d_y), ``scale`` (float), ``mean_x``, ``mean_y``, ``std_x``, ``std_y``, all float64
         (means are zeros when ``center=False``, stds ones when ``standardize=False``),
-        ``singular_values`` and ``rank`` (directions fixed by the pairs).
+        ``singular_values`` and ``rank`` (directions fixed by the pairs). With ``whiten=True`` also
+        ``whiten_x``, ``dewhiten_x`` (d_x, d_x) and ``whiten_y``, ``dewhiten_y`` (d_y, d_y): the inverse
+        square roots and square roots of both covariances (``rotation`` is then the rotation between the
+        whitened spaces), and ``whiten_rank`` (the smaller numerical rank of the two covariances).
     """
     check_choice(complement, "complement", COMPLEMENTS)
     if (scale or standardize) and not stats.has_squares:
@@ -264,6 +277,32 @@ def procrustes_from_stats(
         std_x = torch.ones_like(mean_x)
         std_y = torch.ones_like(mean_y)
         norm_x = float(squares[0].sum()) if squares is not None else float("nan")
+    if whiten and (scale or standardize):
+        raise ValueError(
+            "whiten=True cannot be combined with scale=True or standardize=True: whitening already rescales "
+            "every direction of both sides. Keep whiten=True alone, or set whiten=False."
+        )
+    if whiten and not (stats.has_gram and stats.has_gram_y):
+        raise ValueError(
+            "whiten=True needs the Gram matrices of both X and Y, but these statistics were accumulated "
+            "without them (gram=True, gram_y=True). Refit from the data with whiten=True."
+        )
+    whitened: dict[str, Any] = {}
+    if whiten:
+        cxx, cyy = stats.gram(), stats.gram_y()
+        if not center:
+            cxx = cxx + n * torch.outer(stats.mean_x, stats.mean_x)
+            cyy = cyy + n * torch.outer(stats.mean_y, stats.mean_y)
+        inv_x, sqrt_x, rank_x = whitening(cxx / max(n, 1))
+        inv_y, sqrt_y, rank_y = whitening(cyy / max(n, 1))
+        M = inv_x @ (M / max(n, 1)) @ inv_y
+        whitened = {
+            "whiten_x": inv_x,
+            "dewhiten_x": sqrt_x,
+            "whiten_y": inv_y,
+            "dewhiten_y": sqrt_y,
+            "whiten_rank": min(rank_x, rank_y),
+        }
     if not bool(M.abs().max() > 0):
         raise ValueError(
             "X and Y have zero cross-covariance (every column of one side is constant over the rows), so no "
@@ -288,7 +327,47 @@ def procrustes_from_stats(
         "std_y": std_y,
         "singular_values": S,
         "rank": rank,
+        **whitened,
     }
+
+
+#: Eigenvalues of a covariance below this fraction of the largest count as zero when whitening.
+WHITEN_RTOL = 1e-10
+
+
+def whitening(cov: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """ZCA whitening of a covariance matrix: ``cov^{-1/2}``, ``cov^{1/2}`` and the numerical rank.
+
+    Directions whose eigenvalue is below :data:`WHITEN_RTOL` times the largest carry no variance: they are
+    dropped (a zero eigenvalue in both roots), so ``cov^{-1/2}`` is the pseudo-inverse square root.
+
+    Parameters
+    ----------
+    cov : torch.Tensor of shape (d, d)
+        Symmetric positive semi-definite.
+
+    Returns
+    -------
+    inv_sqrt, sqrt : torch.Tensor of shape (d, d), float64
+        Symmetric; ``inv_sqrt @ cov @ inv_sqrt`` is the identity on the kept directions.
+    rank : int
+
+    Examples
+    --------
+    >>> import torch
+    >>> cov = torch.tensor([[4.0, 0.0], [0.0, 0.25]], dtype=torch.float64)
+    >>> inv_sqrt, sqrt, rank = whitening(cov)
+    >>> torch.diagonal(inv_sqrt).tolist(), torch.diagonal(sqrt).tolist(), rank
+    ([0.5, 2.0], [2.0, 0.5], 2)
+    """
+    cov = cov.to(_F64)
+    cov = 0.5 * (cov + cov.T)
+    evals, evecs = torch.linalg.eigh(cov)
+    top = float(evals.max()) if evals.numel() else 0.0
+    keep = evals > top * WHITEN_RTOL if top > 0 else torch.zeros_like(evals, dtype=torch.bool)
+    root = torch.where(keep, evals.clamp_min(0.0).sqrt(), torch.zeros_like(evals))
+    inv_root = torch.where(keep, 1.0 / torch.where(keep, root, torch.ones_like(root)), torch.zeros_like(root))
+    return (evecs * inv_root) @ evecs.T, (evecs * root) @ evecs.T, int(keep.sum())
 
 
 def sums_of_squares(stats: CrossStats, *, center: bool = True) -> tuple[torch.Tensor, torch.Tensor]:

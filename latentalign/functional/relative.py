@@ -23,7 +23,18 @@ euclidean  ``-||x - a||_2`` (negative distance)                  rotations/refle
 l1         ``-||x - a||_1``                                      translations, coordinate permutations and
                                                                  sign flips
 linf       ``-||x - a||_inf``                                    same as l1
+change_of  coordinates ``c`` of ``x`` in the anchor basis:           every invertible linear map (when the
+_basis     ``c = argmin ||x - c A||`` (minimum norm), i.e.         anchors span the space), translations
+           ``x pinv(A)``                                         with centring
 ========== ===================================================== ==========================================
+
+``change_of_basis`` treats the anchors as a (possibly overcomplete) basis, as in the follow-ups of relative
+representations that replace similarities by a change of basis: a point is described by the coefficients
+that rebuild it from the anchors. When the (centred) anchors span the space, ``c A = x`` has exact
+solutions and the minimum-norm one is unchanged when ``x`` and the anchors undergo any invertible linear map
+``x -> x M`` (the solution set of ``c A M = x M`` is that of ``c A = x``), a wider invariance than the
+cosine's; with fewer anchors it is the least-squares fit within their span. Its inverse is exact and linear:
+``x = c A``.
 
 Several metrics (a sequence, e.g. ``("cosine", "euclidean", "l1", "linf")``) build the product space of
 Cannistraci et al. (ICLR 2024, "From Bricks to Bridges: Product of Invariances to Enhance Latent Space
@@ -70,12 +81,13 @@ __all__ = [
     "relative_projection",
     "relative_inverse",
     "parse_metrics",
+    "anchor_basis",
 ]
 
 #: Similarities accepted by :func:`relative_projection`.
-RELATIVE_METRICS: tuple[str, ...] = ("cosine", "angular", "euclidean", "l1", "linf")
+RELATIVE_METRICS: tuple[str, ...] = ("cosine", "angular", "euclidean", "l1", "linf", "change_of_basis")
 #: Metrics whose relative coordinates :func:`relative_inverse` can map back (preference order).
-INVERTIBLE_METRICS: tuple[str, ...] = ("euclidean", "cosine", "angular")
+INVERTIBLE_METRICS: tuple[str, ...] = ("change_of_basis", "euclidean", "cosine", "angular")
 AGGREGATIONS: tuple[str, ...] = ("concat", "concat_norm", "sum")
 
 MetricSpec: TypeAlias = str | Sequence[str]
@@ -209,7 +221,7 @@ def relative_projection(
     anchors : array of shape (n_anchors, n_features)
         Anchor embeddings from the same space as ``X`` (same backend and device); at least 2.
     metric : str or sequence of str, default="cosine"
-        One of ``"cosine"``, ``"angular"``, ``"euclidean"``, ``"l1"``, ``"linf"`` (see the module
+        One of ``"cosine"``, ``"angular"``, ``"euclidean"``, ``"l1"``, ``"linf"``, ``"change_of_basis"`` (see the module
         docstring for the exact formulas and invariances), or several of them for a product space.
     top_k : int, optional
         ASIF sparsification: keep the ``top_k`` largest values of each row, zero the rest, then apply
@@ -356,7 +368,25 @@ def _prepare(metric: str, A_c: torch.Tensor) -> dict[str, torch.Tensor]:
         mid = A_c.mean(0)
         A_s = A_c - mid
         return {"mid": mid, "A": A_s, "sq": torch.linalg.vector_norm(A_s, dim=1).square()}
+    if metric == "change_of_basis":
+        return {"P": anchor_basis(A_c)}
     return {"A": A_c}
+
+
+def anchor_basis(A_c: torch.Tensor) -> torch.Tensor:
+    """``pinv(A_c)`` of shape ``(d, k)``: ``x @ anchor_basis(A_c)`` are the coordinates of ``x`` in the anchors.
+
+    Computed in float64 (SVD based, singular values below ``max(k, d) * eps * s_max`` dropped) and
+    returned in ``A_c``'s dtype.
+
+    Examples
+    --------
+    >>> import torch
+    >>> A = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    >>> torch.tensor([[3.0, 2.0]]) @ anchor_basis(A)  # 1 * (1, 0) + 2 * (1, 1)
+    tensor([[1., 2.]])
+    """
+    return torch.linalg.pinv(A_c.to(torch.float64)).to(A_c.dtype)
 
 
 def _fill(metric: str, xc: torch.Tensor, prep: dict[str, torch.Tensor], out: torch.Tensor) -> torch.Tensor:
@@ -368,6 +398,9 @@ def _fill(metric: str, xc: torch.Tensor, prep: dict[str, torch.Tensor], out: tor
         if metric == "angular":
             out.clamp_(-1.0, 1.0).arccos_().mul_(-1.0 / math.pi).add_(1.0)
         return (norms == 0).sum()
+    if metric == "change_of_basis":
+        torch.mm(xc, prep["P"], out=out)
+        return torch.zeros((), dtype=torch.int64, device=out.device)
     if metric == "euclidean":
         xs = xc - prep["mid"]
         x_sq = torch.linalg.vector_norm(xs, dim=1, keepdim=True).square()
@@ -434,7 +467,10 @@ class Decoder:
         A = A_c.to(torch.float64)
         self.metric = metric
         self.n_features = A.shape[1]
-        if metric == "euclidean":
+        if metric == "change_of_basis":
+            M = A
+            self.basis = A  # (k, d): coordinates times the anchors rebuild the point
+        elif metric == "euclidean":
             self.mid = A.mean(0)
             M = A - self.mid
             self.sq = torch.linalg.vector_norm(M, dim=1).square()
@@ -463,6 +499,8 @@ class Decoder:
 
     def decode(self, R: torch.Tensor) -> torch.Tensor:
         """Map an (n, k) block of relative coordinates to (n, d) points in centred anchor coordinates."""
+        if self.metric == "change_of_basis":
+            return R @ self.basis.to(device=R.device, dtype=R.dtype)
         pinv_T = self.pinv_T.to(device=R.device, dtype=R.dtype)
         if self.metric == "euclidean":
             sq = self.sq.to(device=R.device, dtype=R.dtype)
@@ -515,8 +553,8 @@ def relative_inverse(
         ``aggregate`` (and no sparsification).
     anchors : array of shape (n_anchors, n_features)
     metric, center, aggregate
-        As given to :func:`relative_projection`. For a product space the euclidean block is decoded
-        when present, otherwise the cosine, otherwise the angular one.
+        As given to :func:`relative_projection`. For a product space the change_of_basis block is decoded
+        when present, otherwise the euclidean, the cosine, then the angular one.
     scale : float, optional
         Norm given to the decoded (centred) points for the angle-based metrics; default: the mean norm of
         the centred anchors.
@@ -535,6 +573,8 @@ def relative_inverse(
     * euclidean: squared distances minus their mean over anchors are linear in the point (multilateration),
       so the point itself, norm included, is exact when the anchors are not all on one hyperplane
       (``n_anchors >= n_features + 1`` in general position).
+    * change_of_basis: ``x = c A`` (the anchors weighted by the coordinates), exact when the (centred)
+      anchors span the space.
     * l1, linf, ``aggregate="sum"`` and ``"concat_norm"`` have no linear inverse: ``NotImplementedError``.
 
     An :class:`~latentalign.exceptions.IllConditionedWarning` says when the inverse is approximate.
