@@ -227,20 +227,25 @@ def _plot(alphas: np.ndarray, details: dict[str, Any], out: Path, name: str) -> 
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(details), figsize=(4.2 * len(details), 3.3), squeeze=False)
+    colors = {"naive": "tab:gray", "weight matching": "tab:orange", "activation matching": "tab:green"}
     for ax, (family, info) in zip(axes[0], details.items()):
         for label, accs in info["curves"].items():
+            method = label.removesuffix(" + BN reset")
+            has_reset = any(k.endswith(" + BN reset") for k in info["curves"])
+            style = "-" if (label != method or not has_reset) else ":"
             ax.plot(
                 alphas,
                 100 * np.asarray(accs),
                 marker="o",
                 markersize=3,
                 label=label,
-                linestyle="--" if "naive" in label else "-",
+                color=colors[method],
+                linestyle=style,
             )
-        ax.set_title(family)
+        ax.set_title(family, fontsize=9)
         ax.set_xlabel("alpha (0 = A, 1 = B)")
         ax.set_ylabel("test accuracy (%)")
-    axes[0][0].legend(fontsize=7)
+        ax.legend(fontsize=6)
     fig.tight_layout()
     path = out / f"{name}.png"
     fig.savefig(path, dpi=110)
