@@ -96,7 +96,16 @@ def test_a_fresh_venv_with_the_wheel_lists_and_loads_the_experiments(wheel, tmp_
 
     probe = (
         "from latentalign.experiments import load_config; from latentalign.datasets._fetch import verify, _manifest;"
-        "print(load_config('word_translation_csls', reduced=True)['runner'], sorted(_manifest()))"
+        "config = load_config('word_translation_csls', reduced=True);"
+        "print(config['runner'], config['setup']['n_test'], sorted(_manifest()))"
     )
     out = _run([str(python), "-c", probe], tmp_path, env=env).stdout.split()
-    assert out[0] == "latentalign.experiments.word_translation:run" and "'wordnet']" in out[-1]
+    assert out[:2] == ["latentalign.experiments.word_translation:run", "500"] and "'wordnet']" in out[-1]
+
+    # a folder of configs named by LATENTALIGN_EXPERIMENTS replaces the packaged ones, installed too
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    (folder / "mine.toml").write_text('runner = "m:run"\ntitle = "t"\n[paper]\n[setup]\n')
+    override = {**env, "LATENTALIGN_EXPERIMENTS": str(folder)}
+    mine = _run([str(python), "-m", "latentalign", "list", "experiments"], tmp_path, env=override).stdout
+    assert mine.split("experiments:", 1)[1].strip() == "mine"
