@@ -151,7 +151,7 @@ def _plot(grids: dict[str, dict[str, np.ndarray]], cuts: list[str], out: Path, n
     import matplotlib.pyplot as plt
 
     kinds = ("procrustes", "affine", "trained")
-    fig, axes = plt.subplots(len(grids), 3, figsize=(10, 3.2 * len(grids)), squeeze=False)
+    fig, axes = plt.subplots(len(grids), 3, figsize=(11, 3.4 * len(grids)), squeeze=False)
     for r, (pair, grid) in enumerate(grids.items()):
         for c, kind in enumerate(kinds):
             ax = axes[r, c]
@@ -161,8 +161,9 @@ def _plot(grids: dict[str, dict[str, np.ndarray]], cuts: list[str], out: Path, n
                     ax.text(j, i, f"{grid[kind][i, j]:.2f}", ha="center", va="center", fontsize=7, color="w")
             ax.set_xticks(range(len(cuts)), cuts, fontsize=7)
             ax.set_yticks(range(len(cuts)), cuts, fontsize=7)
-            ax.set_xlabel("cut_b", fontsize=8)
-            ax.set_ylabel("cut_a", fontsize=8)
+            ax.set_xlabel(f"cut_b ({pair.split(' -> ')[1]})", fontsize=8)
+            if c == 0:
+                ax.set_ylabel(f"cut_a ({pair.split(' -> ')[0]})", fontsize=8)
             ax.set_title(f"{pair}: {kind}", fontsize=9)
     fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.6, label="test accuracy")
     path = out / f"{name}.png"
@@ -191,6 +192,7 @@ def _result(
     best_zero = [max(r["procrustes"], r["affine"]) for r in rows]
     wins = [r["trained"] >= z - tolerance for r, z in zip(rows, best_zero)]
     share = float(np.mean(wins))
+    notes: list[str] = []
     checks = [
         Check(
             claim=f"same architecture, matching depth: mean stitching penalty (B alone - trained) <= {max_penalty:g}",
@@ -208,8 +210,14 @@ def _result(
             passed=share >= min_share,
         ),
     ]
+    if diagonal:
+        against_a = float(np.mean([r["A_alone"] - r["trained"] for r in diagonal]))
+        notes.append(
+            "The stitched model runs A's front, so A alone is the other reference: over the same cells the "
+            f"mean of (A alone - trained) is {against_a:+.3f} (the check above measures against B alone)."
+        )
     off = [r for r in rows if r["cut_a"] != r["cut_b"]]
-    notes = [
+    notes += [
         "Models alone (test accuracy): " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(alone.items())) + ".",
         f"Models: SmallCNN (conv+BN+ReLU blocks of 8/16/32/32 channels times the width), {setup['n_train']} "
         f"training images, {setup['epochs']} epochs (cached); zero-shot maps fitted on the states of "

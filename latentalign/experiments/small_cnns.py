@@ -13,6 +13,7 @@ file under ``models_dir()/small_cnns`` (see :mod:`latentalign._paths`), so a sec
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -121,16 +122,24 @@ def load_fashion_tensors(split: str, n: int | None = None) -> tuple[torch.Tensor
     n : int, optional
         How many images (the first ``n`` of the split); all of them by default.
     """
+    all_images, all_labels = _fashion_split(split)
+    total = len(all_labels)
+    if n is not None and not (isinstance(n, (int, np.integer)) and 0 < n <= total):
+        raise ValueError(f"n must be an integer from 1 to {total} for the {split} split, got {n!r}.")
+    stop = total if n is None else int(n)
+    images = torch.from_numpy(all_images[:stop].astype(np.float32) / 255.0)
+    X = ((images - _MEAN) / _STD).unsqueeze(1)
+    y = torch.from_numpy(all_labels[:stop].astype(np.int64))
+    return X, y
+
+
+@functools.lru_cache(maxsize=2)
+def _fashion_split(split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Images and labels of one split, decompressed once per process (the files are read-only here)."""
     from latentalign.datasets import load_fashion_mnist
 
     data = load_fashion_mnist(split)
-    if n is not None and not (isinstance(n, (int, np.integer)) and 0 < n <= len(data)):
-        raise ValueError(f"n must be an integer from 1 to {len(data)} for the {split} split, got {n!r}.")
-    stop = len(data) if n is None else int(n)
-    images = torch.from_numpy(data.images[:stop].astype(np.float32) / 255.0)
-    X = ((images - _MEAN) / _STD).unsqueeze(1)
-    y = torch.from_numpy(data.labels[:stop].astype(np.int64))
-    return X, y
+    return data.images, data.labels
 
 
 def cache_path(width: float, seed: int, n_train: int, epochs: int) -> Path:
