@@ -6,7 +6,11 @@ test texts, with no training on A:
 * ``absolute``: A's raw embeddings straight into B's head (only where the dimensions agree);
 * ``relative``: both spaces turned into cosine similarities to the same anchor texts (B's head was
   trained on B's relative coordinates);
-* ``procrustes``: A mapped into B's space by orthogonal Procrustes fitted on the anchor pairs.
+* ``procrustes``: A mapped into B's space by orthogonal Procrustes fitted on the anchor pairs;
+* ``mlp`` and ``kernel_ridge``: A mapped into B's space by a learned nonlinear map fitted on the same
+  anchor pairs (:class:`~latentalign.align.mlp.MLPAligner` with early stopping on a tenth of them;
+  :class:`~latentalign.align.kernel_ridge.KernelRidgeAligner` with its ridge penalty picked on a fifth),
+  to show where nonlinearity pays over the rotation and where so few pairs make it overfit.
 
 Two tasks:
 
@@ -141,6 +145,7 @@ def stitching_table(
     ``train``'s items shared by all spaces.
     """
     from latentalign.align import Procrustes
+    from latentalign.experiments.cross_architecture import fit_kernel_ridge, fit_mlp
     from latentalign.functional.relative import relative_projection
 
     # Relative coordinates of every row of every space w.r.t. that space's own anchors (centred on the anchor
@@ -167,6 +172,11 @@ def stitching_table(
             "absolute": _scores(heads[b]["absolute"], X[test], y) if X.shape[1] == Y.shape[1] else None,
             "relative": _scores(heads[b]["relative"], rel[a][test], y),
             "procrustes": _scores(heads[b]["absolute"], procrustes.transform(X[test]), y),
+            # learned nonlinear maps on the same anchors (where nonlinearity pays, and where it overfits)
+            "mlp": _scores(heads[b]["absolute"], fit_mlp(X[anchors], Y[anchors], seed).transform(X[test]), y),
+            "kernel_ridge": _scores(
+                heads[b]["absolute"], fit_kernel_ridge(X[anchors], Y[anchors], seed)[0].transform(X[test]), y
+            ),
         }
         for method, score in results.items():
             native = native_rel if method == "relative" else native_abs
@@ -234,8 +244,14 @@ def _plot(rows: list[dict[str, Any]], out_dir: Path, name: str) -> list[Path]:
         import matplotlib.pyplot as plt
     except ImportError:  # pragma: no cover - plot extra missing
         return []
-    methods = ("absolute", "relative", "procrustes")
-    colours = {"absolute": "#9e9e9e", "relative": "#1f77b4", "procrustes": "#ff7f0e"}
+    methods = ("absolute", "relative", "procrustes", "mlp", "kernel_ridge")
+    colours = {
+        "absolute": "#9e9e9e",
+        "relative": "#1f77b4",
+        "procrustes": "#ff7f0e",
+        "mlp": "#2ca02c",
+        "kernel_ridge": "#d62728",
+    }
     tasks = [t for t in dict.fromkeys(r["task"] for r in rows)]
     widths = [max(3, len({(r["encoder A (input)"], r["head B"]) for r in rows if r["task"] == t})) for t in tasks]
     fig, axes = plt.subplots(
@@ -249,7 +265,7 @@ def _plot(rows: list[dict[str, Any]], out_dir: Path, name: str) -> list[Path]:
         sub = [r for r in rows if r["task"] == task]
         pairs = list(dict.fromkeys((r["encoder A (input)"], r["head B"]) for r in sub))
         x = np.arange(len(pairs))
-        width = 0.26
+        width = 0.16
         for j, method in enumerate(methods):
             vals = [
                 next(
@@ -263,7 +279,7 @@ def _plot(rows: list[dict[str, Any]], out_dir: Path, name: str) -> list[Path]:
                 for p in pairs
             ]
             ax.bar(
-                x + (j - 1) * width,
+                x + (j - 2) * width,
                 [np.nan if v is None else v for v in vals],
                 width,
                 label=method,
