@@ -64,9 +64,9 @@ def test_interval_shrinks_as_the_number_of_pairs_grows():
 
 def test_seeded_runs_are_identical_and_seeds_differ(pairs):
     X, Y, Xt, Yt = pairs
-    a = bootstrap(Procrustes(), X, Y, "linear_cka", n=20, test=(Xt, Yt), random_state=3)
-    b = bootstrap(Procrustes(), X, Y, "linear_cka", n=20, test=(Xt, Yt), random_state=3)
-    c = bootstrap(Procrustes(), X, Y, "linear_cka", n=20, test=(Xt, Yt), random_state=4)
+    a = bootstrap(Procrustes(), X, Y, fitted_angle, n=20, test=(Xt, Yt), random_state=3)
+    b = bootstrap(Procrustes(), X, Y, fitted_angle, n=20, test=(Xt, Yt), random_state=3)
+    c = bootstrap(Procrustes(), X, Y, fitted_angle, n=20, test=(Xt, Yt), random_state=4)
     np.testing.assert_array_equal(a.replicates, b.replicates)
     assert (a.low, a.high, a.estimate) == (b.low, b.high, b.estimate)
     assert not np.array_equal(a.replicates, c.replicates)
@@ -241,3 +241,22 @@ def test_budget_curves_draw_intervals_only_when_the_records_carry_them(tmp_path)
     assert "capped bars: 95 % bootstrap interval over pairs, n=200" in svgs[True]
     assert "capped bars" not in svgs[False]
     assert svgs[True].count("LineCollection") == svgs[False].count("LineCollection") + 1
+
+
+def test_a_score_that_needs_every_distinct_pair_is_biased_low_and_warns():
+    # 30 pairs in 24 dimensions: a resample keeps about 19 distinct pairs, fewer than the dimension, so
+    # every refit recovers the rotation worse than the fit on all pairs.
+    rng = np.random.default_rng(0)
+    Q, _ = np.linalg.qr(rng.standard_normal((24, 24)))
+    X = rng.standard_normal((90, 24))
+    Y = X @ Q + 0.05 * rng.standard_normal((90, 24))
+    with pytest.warns(UserWarning, match="lies outside its 95 % percentile interval"):
+        res = bootstrap(Procrustes(), X[:30], Y[:30], "recall@1", n=20, test=(X[30:], Y[30:]), random_state=0)
+    assert res.bias < 0 and res.high < res.estimate
+
+
+def test_no_bias_warning_on_a_well_determined_fit(pairs, recwarn):
+    X, Y, Xt, Yt = pairs
+    res = bootstrap(Procrustes(), X, Y, fitted_angle, n=30, test=(Xt, Yt), random_state=0)
+    assert res.low <= res.estimate <= res.high and abs(res.bias) < res.std
+    assert not [w for w in recwarn if "percentile interval" in str(w.message)]
