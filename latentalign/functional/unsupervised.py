@@ -45,6 +45,7 @@ polar factor, and the final map fitted on the final dictionary, use the input's 
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -67,6 +68,7 @@ __all__ = [
     "UnsupervisedFit",
     "normalize_rows",
     "candidate_starts",
+    "extra_start",
     "sorted_similarity_dictionary",
     "gw_dictionary",
     "induce_dictionary",
@@ -562,20 +564,51 @@ def candidate_starts(
             rows, cols = sorted_similarity_dictionary(X, Y, n=keep, csls_k=csls_k)
             starts.append((rows, cols, {"start": f"sorted similarity, first {keep} rows", "n": keep}))
             continue
-        # Independent random subsets of each side: the shared rows are fewer, but the start differs.
-        gen = torch.Generator().manual_seed(seed)
-        keep = max(2, int(0.8 * m))
-        sub_x = torch.randperm(m, generator=gen)[:keep].sort().values.to(X.device)
-        sub_y = torch.randperm(m, generator=gen)[:keep].sort().values.to(Y.device)
-        r, c = sorted_similarity_dictionary(X[sub_x], Y[sub_y], n=keep, csls_k=csls_k)
-        starts.append(
-            (
-                sub_x[r],
-                sub_y[c],
-                {"start": f"sorted similarity, random {keep} of the first {m} rows (seed {seed})", "n": keep},
-            )
-        )
+        starts.append(_subset_start(X, Y, m, seed, csls_k))
     return starts
+
+
+def _subset_start(
+    X: torch.Tensor, Y: torch.Tensor, m: int, seed: int, csls_k: int
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+    # Independent random subsets of each side: the shared rows are fewer, but the start differs.
+    gen = torch.Generator().manual_seed(seed)
+    keep = max(2, int(0.8 * m))
+    sub_x = torch.randperm(m, generator=gen)[:keep].sort().values.to(X.device)
+    sub_y = torch.randperm(m, generator=gen)[:keep].sort().values.to(Y.device)
+    r, c = sorted_similarity_dictionary(X[sub_x], Y[sub_y], n=keep, csls_k=csls_k)
+    info = {"start": f"sorted similarity, random {keep} of the first {m} rows (seed {seed})", "n": keep}
+    return sub_x[r], sub_y[c], info
+
+
+def extra_start(
+    X: torch.Tensor,
+    Y: torch.Tensor,
+    *,
+    init: str = "vecmap",
+    index: int = 3,
+    init_size: int | None = None,
+    csls_k: int = 10,
+    random_state: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+    """One more start beyond :func:`candidate_starts`' (seed ``random_state + index``).
+
+    ``"gw"``: :func:`gw_dictionary` from a new random coupling; otherwise sorted similarities of a new
+    random 80 % of the first ``init_size`` rows of each side.
+
+    Examples
+    --------
+    >>> import torch
+    >>> X = normalize_rows(torch.randn(100, 6, generator=torch.Generator().manual_seed(0)))
+    >>> extra_start(X, X, index=5)[2]["start"]
+    'sorted similarity, random 80 of the first 100 rows (seed 5)'
+    """
+    seed = int(random_state) + int(index)
+    if init == "gw":
+        rows, cols, info = gw_dictionary(X, Y, n=init_size or 1000, random_state=seed)
+        return rows, cols, {"start": f"Gromov-Wasserstein, {info['n'][0]} rows", **info}
+    m = int(min(init_size or 4000, X.shape[0], Y.shape[0]))
+    return _subset_start(X, Y, m, seed, csls_k)
 
 
 def unsupervised_alignment(
@@ -593,6 +626,9 @@ def unsupervised_alignment(
     tol: float = 1e-6,
     screen_iter: int = 100,
     screen_size: int = 1000,
+    max_starts: int | None = None,
+    agree_tol: float = 0.05,
+    time_budget: float | None = None,
     random_state: int = 0,
     label: str = "unsupervised_alignment",
     on_start: OnRound | None = None,
@@ -624,6 +660,16 @@ def unsupervised_alignment(
         not; at convergence, 0.55 against 0.26.
     screen_size : int, default 1000
         Rows per side in the screening runs (at most ``vocab_cutoff``).
+    max_starts : int, optional
+        With ``n_init > 1``: after the ``n_init`` starts, more are screened (random subsets of the first
+        rows with new seeds, or GW from new couplings) until the best start is *confirmed*, up to
+        ``max_starts`` in all (default ``n_init``: no more). Confirmed: another start's screened map
+        lies within ``agree_tol`` of it (the premise: a good map is found again from other starts, while
+        failed starts end in local optima of their own).
+    agree_tol : float, default 0.05
+        Relative distance ``||W_i - W_best||_F / ||W_best||_F`` under which two screened maps agree.
+    time_budget : float, optional
+        Seconds after which no further start (beyond ``n_init``) is screened.
     random_state : int, default 0
         First seed.
     label : str
@@ -638,13 +684,14 @@ def unsupervised_alignment(
     -------
     UnsupervisedFit
         The final fit; ``restarts`` lists every start (``seed``, ``start``, ``score`` after screening,
-        ``n_iter``, ``chosen``).
+        ``n_iter``, ``chosen``, ``gap``: the relative distance of its screened map to the chosen one's).
 
     Warns
     -----
     ConvergenceWarning
         Once, when the final run ends at ``max_iter`` rounds with the map still changing by more than
-        ``tol``.
+        ``tol``; and when more starts were allowed (``max_starts > n_init``) but none confirmed the
+        chosen one (the map may be a local optimum).
 
     Examples
     --------
@@ -671,18 +718,26 @@ def unsupervised_alignment(
     check_number(tol, "tol", low=0.0, low_inclusive=False)
     check_number(screen_iter, "screen_iter", integer=True, low=1)
     check_number(screen_size, "screen_size", integer=True, low=2)
+    check_number(max_starts, "max_starts", integer=True, low=1, allow_none=True)
+    check_number(agree_tol, "agree_tol", low=0.0, low_inclusive=False)
+    check_number(time_budget, "time_budget", low=0.0, allow_none=True)
     check_number(random_state, "random_state", integer=True)
+    began = time.perf_counter()
     A, B = normalize_rows(Xt), normalize_rows(Yt)
     starts = candidate_starts(
         A, B, init=init, n_init=n_init, init_size=init_size, csls_k=csls_k, random_state=random_state
     )
+    most = max(int(n_init), int(max_starts or n_init))
     settings: dict[str, Any] = {"csls_k": csls_k, "patience": patience, "tol": tol}
     restarts: list[dict[str, Any]] = []
     rows, cols = starts[0][0], starts[0][1]
     seed, p = int(random_state), float(keep_prob)
     if len(starts) > 1:
         best: UnsupervisedFit | None = None
-        for i, (r, c, info) in enumerate(starts):
+        maps: list[torch.Tensor] = []
+        i = 0
+        while i < len(starts):
+            r, c, info = starts[i]
             trial = self_learning_map(
                 A,
                 B,
@@ -699,10 +754,30 @@ def unsupervised_alignment(
             )
             if on_start is not None:
                 on_start(restarts[-1])
+            maps.append(trial.W)
             if best is None or trial.score > best.score:
                 best, seed = trial, int(random_state) + i
+            i += 1
+            gaps = [map_change(best.W, W) for W in maps]
+            confirmed = sum(gap < agree_tol for gap in gaps) >= 2  # the best's own gap is 0
+            spent = time_budget is not None and time.perf_counter() - began > time_budget
+            if i == len(starts) and i < most and not confirmed and not spent:
+                starts.append(
+                    extra_start(A, B, init=init, index=i, init_size=init_size, csls_k=csls_k, random_state=random_state)
+                )
         assert best is not None  # at least two starts
+        for entry, gap in zip(restarts, gaps):
+            entry["gap"] = gap
         restarts[seed - int(random_state)]["chosen"] = True
+        if most > n_init and not confirmed:
+            warnings.warn(
+                f"{label}: none of the {len(restarts)} screened starts confirmed the chosen one (closest other "
+                f"map at a relative distance of {sorted(gaps)[1]:.2f} > agree_tol={agree_tol:g}; scores "
+                f"{[round(e['score'], 3) for e in restarts]}): the map may be a local optimum. Raise max_starts "
+                "or time_budget, or pass a few known pairs (OTAligner).",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
         rows, cols, p = best.rows, best.cols, best.history[-1]["keep_prob"]
     else:
         restarts.append({"seed": seed, "chosen": True, **starts[0][2]})
