@@ -128,10 +128,12 @@ class OTAligner(Aligner):
     method : {"auto", "self-learning", "sinkhorn", "emd", "gw"}, default "auto"
         Matching of each round. ``"self-learning"`` (needs known pairs): mutual CSLS nearest neighbours
         of the free rows under the current map, with stochastic dictionary induction, only matches as
-        close as the known pairs are when held out entering the fit, and the route checked against the
-        pairs alone on set-aside pairs
-        (:func:`~latentalign.functional.self_learning.seeded_self_learning`); it copes with free rows
-        that have no counterpart. ``"sinkhorn"``: entropic OT (log domain when ``reg`` is small for
+        close as the known pairs are when held out entering the fit, and the route checked on set-aside
+        pairs (with at least 10 pairs) against the pairs alone and against soft matching (a map fitted
+        on the barycentres of an entropic OT coupling of the free rows, which is what works when the
+        free rows of the two sides are different items;
+        :func:`~latentalign.functional.self_learning.seeded_self_learning`). The route taken is in
+        ``history_[0]["validation"]["route"]``. ``"sinkhorn"``: entropic OT (log domain when ``reg`` is small for
         the dtype); ``"emd"``: exact OT; ``"gw"``: Gromov-Wasserstein, fused with the cost between mapped
         source rows and target rows (weight ``1 - alpha``) once a map exists. ``"auto"``:
         ``"self-learning"`` with at least 4 known pairs and free rows on both sides, else ``"sinkhorn"``
