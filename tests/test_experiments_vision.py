@@ -1,7 +1,8 @@
 """Reproductions 1-3 (vision): AE stitching across seeds, relative vs absolute classifiers, cross-architecture.
 
-Fast tests check the runners' building blocks on planted data; the slow tests re-run each experiment's
-``[reduced]`` config on the real offline models and data and check the paper's finding with margins.
+Fast tests check the runners' building blocks on planted data; the manual tests (``make test-manual``) re-run
+each experiment's ``[reduced]`` config on the real offline models and data and check the paper's finding with
+margins.
 """
 
 from __future__ import annotations
@@ -150,7 +151,11 @@ def test_relative_heads_stitch_across_seeds_on_planted_features(one_thread):
             assert min(scores[p]["macro_f1"] for p in ((0, 1), (1, 0))) > 0.8
 
 
-# ------------------------------------------------------------------------------------------ slow: reduced runs
+# ------------------------------------------------------------------------------------------ manual: reduced runs
+# Each reduced run trains or embeds on real images for minutes on a CPU and repeats what its experiment page
+# records; `make test` checks the same properties on planted features above (stitch_pair: the maps recover an
+# isometry where absolute fails; relative heads stitch across seeds; ScaledAffine recovers an affine map), and
+# `make test-manual` runs these.
 def _run(name, tmp_path):
     result, page = run_experiment(name, reduced=True, out_dir=tmp_path)
     assert page.is_file() and (tmp_path / f"{name}.png").is_file()
@@ -159,7 +164,7 @@ def _run(name, tmp_path):
     return result
 
 
-@pytest.mark.slow
+@pytest.mark.manual
 def test_ae_stitching_reduced_absolute_explodes_relative_survives(tmp_path):
     result = _run("ae_stitching", tmp_path)
     rows = {r["representation"]: r for r in result.rows if r["dataset"] == "mnist"}
@@ -170,7 +175,7 @@ def test_ae_stitching_reduced_absolute_explodes_relative_survives(tmp_path):
     assert result.passed
 
 
-@pytest.mark.slow
+@pytest.mark.manual
 def test_relative_classifiers_reduced_match_absolute_and_stitch_across_seeds(tmp_path):
     result = _run("relative_classifiers", tmp_path)
     rows = {(r["representation"], r["stitched"]): r for r in result.rows}
@@ -181,7 +186,7 @@ def test_relative_classifiers_reduced_match_absolute_and_stitch_across_seeds(tmp
     assert rows[("relative", True)]["macro_f1"] >= rows[("absolute", True)]["macro_f1"] + 20
 
 
-@pytest.mark.slow
+@pytest.mark.manual
 def test_cross_architecture_reduced_ordering(tmp_path):
     result = _run("cross_architecture", tmp_path)
     mean = {r["method"]: r["macro_f1"] for r in result.rows if r["source"] == "mean over pairs"}
