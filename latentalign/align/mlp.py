@@ -17,7 +17,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
@@ -112,9 +112,13 @@ class MLPMap(nn.Module):
         for name, value in (("mean_x", mean_x), ("scale_x", scale_x), ("mean_y", mean_y), ("scale_y", scale_y)):
             self.register_buffer(name, value.detach().clone())
 
+    def tensor(self, name: str) -> torch.Tensor:
+        """The parameter or buffer called ``name`` (``weight0``, ``bias0``, ..., ``skip``)."""
+        return cast(torch.Tensor, getattr(self, name))  # registered as a parameter or buffer in __init__
+
     def layers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The ``(weight, bias)`` pairs, input layer first."""
-        return [(getattr(self, f"weight{i}"), getattr(self, f"bias{i}")) for i in range(self.n_layers)]
+        return [(self.tensor(f"weight{i}"), self.tensor(f"bias{i}")) for i in range(self.n_layers)]
 
     def standardized(self, x: torch.Tensor) -> torch.Tensor:
         """Network output before the target rescaling (what the mse loss compares)."""
@@ -127,7 +131,7 @@ class MLPMap(nn.Module):
         weight, bias = layers[-1]
         out = torch.addmm(bias, h, weight)
         if self.has_skip:
-            out = out + xs @ self.skip
+            out = out + xs @ self.tensor("skip")
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -135,7 +139,8 @@ class MLPMap(nn.Module):
         return self.standardized(x) * self.scale_y + self.mean_y
 
     def extra_repr(self) -> str:
-        sizes = [int(self.weight0.shape[0])] + [int(w.shape[1]) for w, _ in self.layers()]
+        layers = self.layers()
+        sizes = [int(layers[0][0].shape[0])] + [int(w.shape[1]) for w, _ in layers]
         return f"sizes={sizes}, activation={self.activation!r}, linear_skip={self.has_skip}"
 
 
@@ -307,7 +312,7 @@ class MLPAligner(Aligner):
         self.coefs_ = [w.detach().clone() for w, _ in layers]
         self.intercepts_ = [b.detach().clone() for _, b in layers]
         self.skip_coef_ = (
-            net.skip.detach().clone()
+            net.tensor("skip").detach().clone()
             if net.has_skip
             else torch.zeros((Xt.shape[1], Yt.shape[1]), dtype=dtype, device=Xt.device)
         )
