@@ -424,9 +424,11 @@ def write_report(
 
 def _error_bar(row: dict[str, Any], metric: str) -> tuple[float, float]:
     """Distances from ``row[metric]`` down to ``<metric>_low`` and up to ``<metric>_high`` (NaN: no interval)."""
-    low, high, value = row.get(f"{metric}_low"), row.get(f"{metric}_high"), row.get(metric)
-    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (low, high, value)):
+    found = [row.get(f"{metric}_low"), row.get(metric), row.get(f"{metric}_high")]
+    numbers = [float(v) for v in found if isinstance(v, (int, float)) and math.isfinite(v)]
+    if len(numbers) < 3:
         return float("nan"), float("nan")
+    low, value, high = numbers
     return max(value - low, 0.0), max(high - value, 0.0)
 
 
