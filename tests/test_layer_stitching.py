@@ -225,6 +225,17 @@ def test_state_dict_to_and_save_load_round_trip(tmp_path):
         LayerStitcher.load(path, model_a=_cnn(0.5), model_b=_cnn(0.5))
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_to_moves_the_models_and_the_map_to_the_gpu():
+    a, b = _cnn(0.5, 0), _cnn(0.5, 1)
+    x = _images(16)
+    stitched = fit_layer_stitcher(a, "block3", b, "block3", x, "procrustes")
+    expected = stitched(x)
+    on_gpu = stitched.to("cuda")
+    assert all(t.is_cuda for t in on_gpu.state_dict().values())
+    torch.testing.assert_close(on_gpu(x.cuda()).cpu(), expected, atol=1e-4, rtol=1e-4)
+
+
 def test_the_package_keeps_the_stitcher_names():
     import latentalign.stitching as stitching
 
