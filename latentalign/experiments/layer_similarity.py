@@ -5,6 +5,10 @@ MiniLM-L6 (6 layers, 384-d) and MPNet (12 layers, 768-d) encode the same WordNet
 :func:`~latentalign.evaluation.similarity_matrix` scores every layer of one model against every layer of
 the other and of itself (linear CKA and mutual k-NN). MiniLM-L3 ships only as an ONNX graph with its pooled
 sentence embedding, so it enters as one layer (``"output"``) compared with every layer of the other two.
+
+:func:`run_cnns` is the same measurement on the small Fashion-MNIST CNNs of
+:mod:`latentalign.experiments.small_cnns` trained from several seeds and at two widths: does linear CKA
+match each block of one network with the same block of another (Kornblith et al., Sec. 6.1)?
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import numpy as np
 
 from latentalign.experiments.runner import Check, ExperimentResult
 
-__all__ = ["run", "sample_glosses", "depth_profile"]
+__all__ = ["run", "run_cnns", "sample_glosses", "depth_profile"]
 
 logger = logging.getLogger(__name__)
 
@@ -177,3 +181,73 @@ def _checks(tables: dict[tuple[str, str, str], Any], layered: list[str], paper: 
             )
         )
     return checks
+
+
+def run_cnns(config: dict[str, Any], *, out_dir: Path) -> ExperimentResult:
+    """Layer maps between small CNNs of several seeds and widths; check that CKA pairs up equal blocks."""
+    from latentalign.encoders import TorchModuleEncoder
+    from latentalign.evaluation import similarity_matrix
+    from latentalign.experiments.common import restore_threads, set_threads
+    from latentalign.experiments.small_cnns import evaluate_accuracy, load_fashion_tensors, train_small_cnn
+    from latentalign.reports import plot_layer_similarity
+
+    setup = config["setup"]
+    previous = set_threads(setup)
+    try:
+        notes: list[str] = []
+        X, y = load_fashion_tensors("test", int(setup["n_test"]))
+        states: dict[str, dict[str, np.ndarray]] = {}
+        for width, seed in setup["models"]:
+            label = f"w{width:g}-s{seed}"
+            start = time.perf_counter()
+            model = train_small_cnn(float(width), int(seed), n_train=int(setup["n_train"]), epochs=int(setup["epochs"]))
+            encoder = TorchModuleEncoder(model, dim=10, modality="image", name=label)
+            states[label] = encoder.encode(X, layers="all", batch_size=500, progress=False)
+            notes.append(
+                f"{label}: test accuracy {evaluate_accuracy(model, X, y):.3f} on {len(y)} images; layers "
+                f"{', '.join(f'{k} ({v.shape[1]}-d)' for k, v in states[label].items())}; "
+                f"{time.perf_counter() - start:.0f} s (weights cached after the first run)"
+            )
+        labels = list(states)
+        rows: list[dict[str, Any]] = []
+        plots: list[Path] = []
+        matched = total = 0
+        for i, a in enumerate(labels):
+            for b in labels[i + 1 :]:
+                result = similarity_matrix(states[a], states[b], name_a=a, name_b=b)
+                best = result.best_match()
+                # both directions: B's layer for each layer of A (rows), A's layer for each layer of B (columns)
+                best_back = {
+                    lb: result.layers_a[int(np.argmax(col))] for lb, col in zip(result.layers_b, result.values.T)
+                }
+                hits = sum(layer == best[layer] for layer in result.layers_a)
+                hits += sum(layer == best_back[layer] for layer in result.layers_b)
+                matched, total = matched + hits, total + len(result.layers_a) + len(result.layers_b)
+                for r, layer in enumerate(result.layers_a):
+                    rows.append(
+                        {
+                            "A": a,
+                            "B": b,
+                            "A layer": layer,
+                            **{f"B {name}": round(float(v), 4) for name, v in zip(result.layers_b, result.values[r])},
+                            "best B layer": best[layer],
+                        }
+                    )
+                path = Path(out_dir) / f"{config['name']}_{a}_{b}.png"
+                if plot_layer_similarity(result, path) is not None:
+                    plots.append(path)
+        share = matched / max(total, 1)
+        checks = [
+            Check(
+                claim=f"linear CKA matches each layer with the same layer of the other network in at least "
+                f"{float(setup['min_matched']):.0%} of the cases (all pairs of seeds and widths)",
+                paper=config["paper"].get("claim_across", ""),
+                ours=f"{matched} of {total} layers ({share:.0%})",
+                passed=bool(share >= float(setup["min_matched"])),
+            )
+        ]
+        notes += [f"Reading of the results (written after the full run): {n}" for n in config.get("notes", [])]
+        return ExperimentResult(rows=rows, checks=checks, notes=notes, plots=plots)
+    finally:
+        if previous is not None:
+            restore_threads(previous)
