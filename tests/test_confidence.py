@@ -142,3 +142,33 @@ def test_reliability_plot_png_and_svg(tmp_path, noisy):
     assert out == tmp_path / "rel.png" and out.stat().st_size > 0
     assert f"ECE {curves['coupling'].ece:.3f}" in svg and "perfect calibration" in svg
     assert f"AUROC {curves['margin'].auroc:.2f}" in svg
+
+
+# ------------------------------------------------------------------------------------------ experiment page
+def test_confidence_config_loads_and_states_its_sources():
+    from latentalign.experiments import load_config
+
+    config, reduced = load_config("confidence"), load_config("confidence", reduced=True)
+    assert config["runner"] == "latentalign.experiments.confidence:run"
+    for key in ("citation", "table", "differences", "sources"):
+        assert config["paper"].get(key), key
+    assert reduced["reduced_run"] and reduced["setup"] != config["setup"]
+    assert reduced["setup"]["n_bootstrap"] < config["setup"]["n_bootstrap"]
+
+
+@pytest.mark.slow
+def test_confidence_experiment_reduced_run_on_real_captions(tmp_path):
+    import json
+
+    from latentalign.experiments import run_experiment
+
+    result, page = run_experiment("confidence", reduced=True, out_dir=tmp_path)
+    assert result.passed, [c for c in result.checks if not c.passed]
+    assert [r["confidence"] for r in result.rows] == ["cosine margin", "CSLS margin", "OT coupling mass"]
+    for row in result.rows:  # the real pair: accuracy rises from the least to the most confident bin
+        assert row["accuracy, least confident bin"] < row["accuracy, most confident bin"] and row["AUROC"] > 0.65
+    assert result.rows[0]["recall@1_low"] <= result.rows[0]["recall@1_high"]
+    assert (tmp_path / "confidence.png").exists() and (tmp_path / "confidence.svg").exists()
+    record = json.loads((tmp_path / "confidence.json").read_text())
+    assert record["details"]["bootstrap"]["n"] == 20 and len(record["details"]["curves"]) == 3
+    assert "95 % bootstrap interval over pairs, n=20" in page.read_text()
