@@ -126,6 +126,7 @@ def case_paired(label: str, X: np.ndarray, Y: np.ndarray, seeds: list[int], para
                 "seconds": seconds,
                 "notes": f"rounds={model.n_iter_} converged={model.converged_} score={model.score_:.3f} "
                 f"warnings={n_warn} start={chosen['start']!r} screened={[round(r['score'], 3) for r in model.restarts_]} "
+                f"gaps={[round(r.get('gap', 0.0), 2) for r in model.restarts_]} "
                 f"load={os.getloadavg()[0]:.1f}",
             }
         )
@@ -256,7 +257,9 @@ def report(rows: list[dict], args: argparse.Namespace, params: dict) -> None:
             f"bench_unsupervised ({'small' if args.small else 'full'}) {datetime.datetime.now().isoformat(timespec='seconds')}",
             f"load average before/after: {LOAD_BEFORE} / {tuple(round(x, 2) for x in os.getloadavg())}",
             f"machine: {machine_summary()}",
-            f"zero-pair parameters: {params}; the paired cases (a)-(c) also screen all their rows (screen_size = n)",
+            f"zero-pair parameters: {params} (and the aligner's defaults: more starts, up to max_starts=8 within "
+            "time_budget=600 s, until another start confirms the best map; gaps = each start's distance to the "
+            "chosen map); the paired cases (a)-(c) also screen all their rows (screen_size = n)",
             "",
             *table,
             "",

@@ -17,7 +17,7 @@ from latentalign.align.ot import OTAligner
 from latentalign.align.procrustes import Procrustes
 from latentalign.exceptions import ConvergenceWarning, IllConditionedWarning
 from latentalign.functional.ot_rounds import ot_alignment_rounds
-from latentalign.functional.self_learning import seeded_self_learning, stochastic_mutual_csls
+from latentalign.functional.self_learning import TRANSPORT_ROUTES, seeded_self_learning, stochastic_mutual_csls
 
 D, N_PAIRS = 16, 12
 
@@ -98,7 +98,9 @@ def test_disjoint_free_rows_do_not_make_the_map_worse_than_the_pairs():
     r_pairs = recall(pairs_only(X, Y, pairs), X[test], Y[test])
     assert recall(model, X[test], Y[test]) >= r_pairs - 0.02
     scores = model.history_[0]["validation"]  # the route was chosen on set-aside pairs
-    assert set(scores) == {"self-learning", "pairs alone", "n_pairs_set_aside"}
+    routes = {"self-learning", "pairs alone", *TRANSPORT_ROUTES}
+    assert set(scores) == routes | {"n_pairs_set_aside", "route"}
+    assert scores[scores["route"]] == max(scores[name] for name in routes)
 
 
 def test_a_bad_fit_warns_once_naming_the_map_criterion():
