@@ -159,9 +159,9 @@ def _run(config: dict[str, Any], out_dir: Path) -> ExperimentResult:
         wrong = int(round((1 - curve.accuracy) * curve.n))
         if wrong <= 2:
             notes.append(
-                f"{_LABELS[kind]}: only {wrong} of its {curve.n} matches are wrong, so a bin of "
-                f"{curve.n // n_bins} queries can hold at most that many errors and the bin comparison is "
-                f"decided by where {'that error' if wrong == 1 else 'those errors'} fall; AUROC "
+                f"{_LABELS[kind]}: only {wrong} of its {curve.n} matches {'is' if wrong == 1 else 'are'} wrong, so a "
+                f"bin of {curve.n // n_bins} queries can hold at most that many errors and the bin comparison is "
+                f"decided by where {'that error falls' if wrong == 1 else 'those errors fall'}; AUROC "
                 f"{curve.auroc if curve.auroc is None else round(curve.auroc, 3)} ranks "
                 f"{'it' if wrong == 1 else 'them'} against every right match."
             )
