@@ -130,10 +130,10 @@ class LatentFunctionalMap(Aligner):
     ----------
     map_ : Procrustes or Affine
         The fitted map from ``X``'s space to ``Y``'s.
-    functional_map_ : torch.Tensor of shape (n_eigen_, n_eigen_), float64
+    functional_map_ : torch.Tensor of shape ``(n_eigen_, n_eigen_)``, float64
         The final ``C`` (coefficients on ``X`` to coefficients on ``Y``); ``(0, 0)`` when every row of
         ``Y`` was an anchor (nothing to match).
-    eigenvalues_x_, eigenvalues_y_ : torch.Tensor of shape (n_eigen_,), float64
+    eigenvalues_x_, eigenvalues_y_ : torch.Tensor of shape ``(n_eigen_,)``, float64
         Laplacian eigenvalues of each graph, ascending.
     matches_ : torch.Tensor of shape (n_y,), int64
         For each row of ``Y``: its anchor's row of ``X``, or the row of ``X`` the final map sends it to.

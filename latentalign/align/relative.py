@@ -64,8 +64,8 @@ class RelativeProjection(Aligner):
 
     Attributes
     ----------
-    source_anchors_ : tensor of shape (n_anchors, n_features_in_)
-    target_anchors_ : tensor of shape (n_anchors, n_features_target_)
+    source_anchors_ : tensor of shape ``(n_anchors, n_features_in_)``
+    target_anchors_ : tensor of shape ``(n_anchors, n_features_target_)``
     source_mean_, target_mean_ : tensor
         Anchor means subtracted before projecting (zeros when ``center=False``).
     n_anchors_ : int

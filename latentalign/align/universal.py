@@ -62,11 +62,11 @@ class UniversalSpace(Persistable, BaseEstimator):
     ----------
     names_ : list of str
         Model names, in fitting order (then in the order :meth:`add` was called).
-    weights_ : dict of str -> torch.Tensor of shape (d_k, dim_), float64
+    weights_ : dict of str -> torch.Tensor of shape ``(d_k, dim_)``, float64
     scales_ : dict of str -> float
     preprocessors_ : dict of str -> Chain
     n_features_ : dict of str -> int
-    mean_shape_ : torch.Tensor of shape (n_anchors, dim_), float64
+    mean_shape_ : torch.Tensor of shape ``(n_anchors, dim_)``, float64
         The consensus of the anchors in the universal space (used by :meth:`add`).
     dim_ : int
     history_ : list of float
