@@ -145,7 +145,7 @@ def test_a_converging_fit_emits_no_warning():
 def test_a_capped_fit_warns_once_naming_the_criterion():
     X, Y, _, _ = clustered(n=300)
     with pytest.warns(ConvergenceWarning) as caught:
-        model = UnsupervisedAligner(n_init=2, max_iter=3, screen_iter=3).fit(X, Y)
+        model = UnsupervisedAligner(n_init=2, max_starts=2, max_iter=3, screen_iter=3).fit(X, Y)
     messages = [str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)]
     assert len(messages) == 1
     assert "relative change of the map ||W_t - W_(t-1)||_F / ||W_t||_F" in messages[0]
