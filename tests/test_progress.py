@@ -45,7 +45,7 @@ def _fit_self_learning() -> SelfLearning:
 
 
 def _fit_unsupervised() -> UnsupervisedAligner:
-    return UnsupervisedAligner(n_init=2, screen_iter=10, max_iter=40).fit(*_unsupervised_cloud())
+    return UnsupervisedAligner(n_init=2, max_starts=2, screen_iter=10, max_iter=40).fit(*_unsupervised_cloud())
 
 
 FITS = {"OTAligner": _fit_ot, "SelfLearning": _fit_self_learning, "UnsupervisedAligner": _fit_unsupervised}

@@ -195,7 +195,7 @@ class UnsupervisedAligner(Aligner):
         screening = RoundProgress(
             f"{desc}: screening starts",
             logger=logger,
-            total=self.n_init,
+            total=max(self.n_init, self.max_starts),  # up to: more starts are screened until one confirms the best
             keys=("score",),
             unit="start",
             summary=False,
