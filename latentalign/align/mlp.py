@@ -5,11 +5,12 @@ The network works on standardised data: ``x_s = (x - mean_x) / scale_x`` (per co
 the output; the prediction is rescaled as ``y = out * scale_y + mean_y`` (one scale for all target columns,
 so the mean squared error weighs every target direction as the original space does).
 
-With ``linear_skip=True`` the linear path starts at the (lightly ridged) least-squares solution on the
-training rows and the output layer at half PyTorch's default initial scale, so training starts near the
-affine map and the nonlinear part only adds what the data support; early stopping on held-out pairs (``validation_fraction``)
-keeps the weights of the epoch with the lowest held-out loss. On a linear relation the result stays close
-to :class:`~latentalign.align.affine.Affine`; on a curved one it improves on it.
+With ``linear_skip=True`` the linear path starts at the ridge regression solution on the training rows
+(the ridge picked from :data:`SKIP_RIDGES` on the held-out pairs) and the output layer at half PyTorch's
+default initial scale, so training starts near the affine map and the nonlinear part only adds what the
+data support; early stopping on held-out pairs (``validation_fraction``) keeps the weights of the epoch with
+the lowest held-out loss. On a linear relation the result stays close to
+:class:`~latentalign.align.affine.Affine`; on a curved one it improves on it.
 """
 
 from __future__ import annotations
@@ -29,15 +30,18 @@ from latentalign._validation import check_choice, check_number, check_pair
 from latentalign.align.base import Aligner
 from latentalign.exceptions import ConvergenceWarning
 
-__all__ = ["MLPAligner", "MLPMap", "ACTIVATIONS", "LOSSES", "MIN_STEPS"]
+__all__ = ["MLPAligner", "MLPMap", "ACTIVATIONS", "LOSSES", "MIN_STEPS", "SKIP_RIDGES"]
 
 #: Hidden-layer activations accepted by :class:`MLPAligner` (functions of ``torch.nn.functional``).
 ACTIVATIONS = ("relu", "gelu", "tanh", "silu")
 #: Training losses: mean squared error on standardised targets, or one minus the cosine similarity.
 LOSSES = ("mse", "cosine")
 _F64 = torch.float64
-# Ridge of the linear start, relative to the mean eigenvalue of the standardised X^T X.
-_SKIP_RIDGE = 1e-3
+#: Ridges of the linear start, relative to the mean eigenvalue of the standardised ``X^T X``: the one with
+#: the lowest held-out loss is used (the first without early stopping). With fewer pairs than dimensions a
+#: near-interpolating start overfits, and training from it does not recover (measured on 720 pairs of
+#: 1280-d image embeddings: stitching macro F1 0.54 from the smallest ridge).
+SKIP_RIDGES = (1e-3, 1e-2, 0.1, 1.0, 10.0)
 # Columns whose standard deviation is below this are left unscaled.
 _STD_EPS = 1e-12
 # Training steps of fewer multiply-adds than this run on one CPU thread (see _one_thread).
@@ -304,7 +308,7 @@ class MLPAligner(Aligner):
         val, train = order[:n_val], order[n_val:]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            net = self._initial_network(Xt[train], Yt[train])
+            net = self._initial_network(Xt[train], Yt[train], Xt[val], Yt[val])
         history, val_history, best_state = self._train(net, Xt, Yt, train, val, generator)
         if best_state is not None:
             net.load_state_dict(best_state)
@@ -325,7 +329,7 @@ class MLPAligner(Aligner):
         self.n_features_out_ = int(Yt.shape[1])
         return self
 
-    def _initial_network(self, X: torch.Tensor, Y: torch.Tensor) -> MLPMap:
+    def _initial_network(self, X: torch.Tensor, Y: torch.Tensor, X_val: torch.Tensor, Y_val: torch.Tensor) -> MLPMap:
         """The network before training: random layers, a damped output layer over the linear start."""
         dtype, device = X.dtype, X.device
         mean_x = X.mean(0)
@@ -344,7 +348,9 @@ class MLPAligner(Aligner):
         if self.linear_skip:
             weights[-1] = weights[-1] * _OUT_SCALE
             biases[-1] = torch.zeros_like(biases[-1])
-            skip = _ridge_start((X - mean_x) / scale_x, (Y - mean_y) / scale_y)
+            skip = _ridge_start(
+                (X - mean_x) / scale_x, (Y - mean_y) / scale_y, (X_val - mean_x) / scale_x, (Y_val - mean_y) / scale_y
+            )
         return MLPMap(
             weights, biases, skip, mean_x, scale_x, mean_y, scale_y, activation=self.activation, trainable=True
         )
@@ -479,10 +485,16 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def _ridge_start(Xs: torch.Tensor, Ys: torch.Tensor) -> torch.Tensor:
-    """Least squares ``Xs W ~ Ys`` with a small ridge (standardised, centred data), in float64."""
+def _ridge_start(Xs: torch.Tensor, Ys: torch.Tensor, X_val: torch.Tensor, Y_val: torch.Tensor) -> torch.Tensor:
+    """Ridge regression ``Xs W ~ Ys`` (standardised, centred data) in float64, the ridge picked from
+    :data:`SKIP_RIDGES` by the loss on the held-out rows (the first ridge when there are none)."""
     X64, Y64 = Xs.to(_F64), Ys.to(_F64)
-    gram = X64.T @ X64
-    ridge = _SKIP_RIDGE * max(float(gram.diagonal().mean()), _STD_EPS)
-    gram.diagonal().add_(ridge)
-    return torch.linalg.solve(gram, X64.T @ Y64).to(Xs.dtype)
+    with _one_thread():
+        evals, evecs = torch.linalg.eigh(X64.T @ X64)
+    projected = evecs.T @ (X64.T @ Y64)  # one eigendecomposition serves every ridge
+    scale = max(float(evals.mean()), _STD_EPS)
+    ridges = SKIP_RIDGES if X_val.shape[0] else SKIP_RIDGES[:1]
+    candidates = [evecs @ (projected / (evals.clamp_min(0.0) + r * scale)[:, None]) for r in ridges]
+    Xv, Yv = X_val.to(_F64), Y_val.to(_F64)
+    losses = [float((Xv @ W - Yv).square().mean()) for W in candidates] if X_val.shape[0] else [0.0]
+    return candidates[int(np.argmin(losses))].to(Xs.dtype)
