@@ -16,8 +16,8 @@ other 1,450 are *unpaired* rows, in two settings:
 Methods (each side centred and L2-normalised first, on the rows its fit sees):
 
 * ``OTAligner()``: the defaults -- with pairs, the self-learning route (mutual CSLS matches, stochastic
-  induction, matches calibrated on held-out pairs, route checked against the pairs alone on set-aside pairs);
-  pairs + all free rows;
+  induction, matches calibrated on held-out pairs), the pairs alone or soft matching (entropic OT
+  barycentres of the free rows), whichever ranks set-aside pairs best; pairs + all free rows;
 * ``Procrustes (pairs)``: the 50 pairs only (default completion of the unconstrained directions: closest
   to the identity); ``Procrustes svd (pairs)``: the same with ``complement="svd"`` (the old completion);
 * ``RelativeProjection (pairs)``: the 50 pairs as anchors; held-out rows compared in relative space;
