@@ -5,11 +5,11 @@ The network works on standardised data: ``x_s = (x - mean_x) / scale_x`` (per co
 the output; the prediction is rescaled as ``y = out * scale_y + mean_y`` (one scale for all target columns,
 so the mean squared error weighs every target direction as the original space does).
 
-With ``linear_skip=True`` the linear path starts at the ridge regression solution on the training rows
-(the ridge picked from :data:`SKIP_RIDGES` on the held-out pairs) and the output layer at half PyTorch's
-default initial scale, so training starts near the affine map and the nonlinear part only adds what the
-data support; early stopping on held-out pairs (``validation_fraction``) keeps the weights of the epoch with
-the lowest held-out loss. On a linear relation the result stays close to
+With ``linear_skip=True`` the linear path is the ridge regression solution on the training rows (the ridge
+picked from :data:`SKIP_RIDGES` on the held-out pairs) and stays fixed while the hidden layers learn the
+residual (the output layer starts at half PyTorch's default initial scale). With early stopping on held-out
+pairs (``validation_fraction``) the weights of the best epoch are kept, the starting point included, so the
+held-out loss is never worse than that of the linear map. On a linear relation the result stays close to
 :class:`~latentalign.align.affine.Affine`; on a curved one it improves on it.
 """
 
@@ -165,8 +165,9 @@ class MLPAligner(Aligner):
         Width of each hidden layer (its length is the depth; ``()`` gives a linear map).
     activation : {"relu", "gelu", "tanh", "silu"}, default "gelu"
     linear_skip : bool, default True
-        Add a linear path from the input to the output, started at the least-squares solution (see the
-        module docstring); ``False`` gives a plain MLP started at random.
+        Add a linear path from the input to the output, the ridge solution, kept fixed during training (see
+        the module docstring; ``to_module(trainable=True)`` makes it trainable for fine-tuning); ``False``
+        gives a plain MLP started at random.
     loss : {"mse", "cosine"}, default "mse"
         Mean squared error on standardised targets, or ``1 - cos(f(x), y)`` (directions only: the norms
         of the predictions are then not trained).
@@ -371,7 +372,12 @@ class MLPAligner(Aligner):
         val: torch.Tensor,
         generator: torch.Generator,
     ) -> tuple[list[float], list[float], dict[str, torch.Tensor] | None]:
-        optimizer = torch.optim.AdamW(net.parameters(), lr=float(self.lr), weight_decay=float(self.weight_decay))
+        if net.has_skip:
+            # The linear path stays at its ridge solution: the network learns the residual. Adam moves every
+            # weight by about lr per step, which wrecked a 1280 x 1280 ridge map within the first epoch.
+            net.tensor("skip").requires_grad_(False)
+        trained = [p for p in net.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(trained, lr=float(self.lr), weight_decay=float(self.weight_decay))
         batch = min(int(self.batch_size), train.numel())
         step_size = batch * sum(int(w.numel()) for w, _ in net.layers())
         small = X.device.type == "cpu" and step_size < _SMALL_STEP
@@ -392,6 +398,10 @@ class MLPAligner(Aligner):
         history: list[float] = []
         val_history: list[float] = []
         best, stall, best_state = float("inf"), 0, None
+        if self.early_stopping:  # the starting point is a candidate too: training must beat it on held-out pairs
+            with torch.no_grad():
+                best = float(self._loss(net, X[val], Y[val]))
+            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
         steps_per_epoch = -(-train.numel() // batch)
         stopped = False
         for _ in range(int(self.max_epochs)):
