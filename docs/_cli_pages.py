@@ -11,7 +11,9 @@ def _help(args: list[str]) -> str:
 
     from latentalign.cli import app
 
-    result = CliRunner().invoke(app, [*args, "--help"], prog_name="latentalign", env={"COLUMNS": "100", "NO_COLOR": "1", "TERM": "dumb"})
+    result = CliRunner().invoke(
+        app, [*args, "--help"], prog_name="latentalign", env={"COLUMNS": "100", "NO_COLOR": "1", "TERM": "dumb"}
+    )
     if result.exit_code != 0:
         raise RuntimeError(f"latentalign {' '.join(args)} --help exited with {result.exit_code}: {result.output}")
     return result.output.rstrip()

@@ -14,8 +14,9 @@ DOCS = Path(__file__).resolve().parent
 sys.path.insert(0, str(DOCS.parent))
 sys.path.insert(0, str(DOCS))
 
-import latentalign  # noqa: E402
 from _cli_pages import write_cli_page  # noqa: E402
+
+import latentalign  # noqa: E402
 
 REDUCED = os.environ.get("LATENTALIGN_DOCS_REDUCED", "0") not in ("", "0")
 # The gallery's scripts run in this process: no progress bars in their captured output.

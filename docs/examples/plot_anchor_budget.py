@@ -61,7 +61,7 @@ import warnings  # noqa: E402
 order = np.random.default_rng(0).permutation(len(X))
 cut = int(0.7 * len(X))
 train, test = order[:cut], np.sort(order[cut:])
-budgets = [5, 10, 25, 50, cut] if REDUCED else [5, 10, 25, 50, 100, 200, cut]
+budgets = [10, 50, cut] if REDUCED else [5, 10, 25, 50, 100, 200, cut]
 
 
 def make(name: str):

@@ -88,7 +88,9 @@ image = ax.imshow(recall, vmin=0, vmax=1, cmap="viridis")
 for i in range(len(labels)):
     for j in range(len(labels)):
         if i != j:
-            ax.text(j, i, f"{recall[i, j]:.2f}", ha="center", va="center", color="white" if recall[i, j] < 0.6 else "black")
+            ax.text(
+                j, i, f"{recall[i, j]:.2f}", ha="center", va="center", color="white" if recall[i, j] < 0.6 else "black"
+            )
 ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
 ax.set_yticks(range(len(labels)), labels)
 ax.set_xlabel("to (keys)")
