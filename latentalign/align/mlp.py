@@ -41,7 +41,7 @@ _F64 = torch.float64
 #: the lowest held-out loss is used (the first without early stopping). With fewer pairs than dimensions a
 #: near-interpolating start overfits, and training from it does not recover (measured on 720 pairs of
 #: 1280-d image embeddings: stitching macro F1 0.54 from the smallest ridge).
-SKIP_RIDGES = (1e-3, 1e-2, 0.1, 1.0, 10.0)
+SKIP_RIDGES = (1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0)
 # Columns whose standard deviation is below this are left unscaled.
 _STD_EPS = 1e-12
 # Training steps of fewer multiply-adds than this run on one CPU thread (see _one_thread).
