@@ -52,7 +52,7 @@ test-fast: $(STAMP)
 # the gallery examples on every item; `docs-reduced` (part of `make test`) on fewer, and fails on a
 # warning or on an example that raises. Both start from a clean build so that every example runs.
 SPHINXBUILD := $(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
-DOCS_CLEAN := rm -rf docs/_build docs/auto_examples docs/generated
+DOCS_CLEAN := rm -rf docs/_build docs/auto_examples docs/generated docs/sg_execution_times.rst
 
 docs: $(STAMP)
 	$(DOCS_CLEAN)
