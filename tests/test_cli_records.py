@@ -74,7 +74,10 @@ def test_a_method_that_can_ignore_row_pairing_must_be_told_which_rows_pair(rotat
         (["-m", "procrustes", "--unpaired"], "-m procrustes cannot fit without pairs"),
         (["-m", "unsupervised", "--pairs", "rows"], "-m unsupervised uses no pairs"),
         (["-m", "ot", "--pairs", "rows", "--unpaired"], "give --pairs FILE or --unpaired, not both"),
-        (["-m", "orthogonal"], "'orthogonal' is not one of 'affine', 'lfm', 'ot', 'procrustes', 'relative'"),
+        (
+            ["-m", "orthogonal"],
+            "'orthogonal' is not one of 'affine', 'kernel_ridge', 'lfm', 'mlp', 'ot', 'procrustes', 'relative', 'unsupervised'",
+        ),
     ],
 )
 def test_pairing_options_a_method_cannot_honour_are_usage_errors(rotated, args, match):
