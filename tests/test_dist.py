@@ -321,6 +321,7 @@ def test_fit_distributed_matches_fit(ray_cluster, tmp_path):
     cases = [
         (Procrustes(), PROCRUSTES_ATTRS, 1),
         (Procrustes(scale=True, standardize=True), PROCRUSTES_ATTRS, 3),
+        (Procrustes(whiten=True), PROCRUSTES_ATTRS, 2),
         (Affine(), AFFINE_ATTRS, 1),
         (Affine(alpha=0.5, fit_intercept=False), AFFINE_ATTRS, 2),
     ]

@@ -128,6 +128,7 @@ def paired_stats_distributed(
     *,
     squares: bool = False,
     gram: bool = False,
+    gram_y: bool = False,
     product_dtype: Any = None,
     on_missing: str = "error",
     shards_per_task: int = 1,
@@ -139,7 +140,7 @@ def paired_stats_distributed(
     ----------
     store_x, store_y : EmbeddingStore or path
         Source and target stores (on a filesystem the Ray workers can read).
-    squares, gram, product_dtype
+    squares, gram, gram_y, product_dtype
         As in :func:`latentalign.functional.moments.compute_stats`.
     on_missing : {"error", "intersect"}
         What to do when the id sets differ (as in :func:`latentalign.store.pair_stores`).
@@ -158,7 +159,7 @@ def paired_stats_distributed(
     sx, sy = _open(store_x, "store_x"), _open(store_y, "store_y")
     plan = _plan(sx, sy, on_missing)
     ray = require_ray()
-    options = {"squares": bool(squares), "gram": bool(gram), "product_dtype": product_dtype}
+    options = {"squares": bool(squares), "gram": bool(gram), "gram_y": bool(gram_y), "product_dtype": product_dtype}
     task = ray.remote(_shard_stats).options(num_cpus=num_cpus)
     refs = [task.remote(plan[i : i + shards_per_task], options) for i in range(0, len(plan), shards_per_task)]
     total: CrossStats | None = None
@@ -203,7 +204,11 @@ def fit_distributed(
     """
     aligner = _streaming(aligner)
     stats = paired_stats_distributed(
-        store_x, store_y, on_missing=on_missing, shards_per_task=shards_per_task, num_cpus=num_cpus,
+        store_x,
+        store_y,
+        on_missing=on_missing,
+        shards_per_task=shards_per_task,
+        num_cpus=num_cpus,
         **aligner._stats_options(),
     )
     return aligner.fit_from_stats(stats)
@@ -225,7 +230,11 @@ def partial_fit_distributed(
     """
     aligner = _streaming(aligner)
     stats = paired_stats_distributed(
-        store_x, store_y, on_missing=on_missing, shards_per_task=shards_per_task, num_cpus=num_cpus,
+        store_x,
+        store_y,
+        on_missing=on_missing,
+        shards_per_task=shards_per_task,
+        num_cpus=num_cpus,
         **aligner._stats_options(),
     )
     if "stats_" in vars(aligner):
