@@ -173,10 +173,10 @@ class KernelRidgeAligner(Aligner):
 
     Attributes
     ----------
-    support_ : torch.Tensor of shape (m, n_features_in_), float64
+    support_ : torch.Tensor of shape ``(m, n_features_in_)``, float64
         The training rows (exact) or the landmarks (Nystroem).
-    dual_coef_ : torch.Tensor of shape (m, n_features_out_), float64
-    intercept_ : torch.Tensor of shape (n_features_out_,), float64
+    dual_coef_ : torch.Tensor of shape ``(m, n_features_out_)``, float64
+    intercept_ : torch.Tensor of shape ``(n_features_out_,)``, float64
     gamma_ : float
     solver_ : {"exact", "nystroem"}
     n_features_in_, n_features_out_ : int
@@ -284,11 +284,11 @@ class KernelRidgeAligner(Aligner):
 
         Parameters
         ----------
-        X : array of shape (n_samples, n_features_in_)
+        X : array of shape ``(n_samples, n_features_in_)``
 
         Returns
         -------
-        array of shape (n_samples, n_features_out_)
+        array of shape ``(n_samples, n_features_out_)``
             Same kind (numpy/torch), dtype and device as ``X`` (computed in float64).
         """
         return super().transform(X)

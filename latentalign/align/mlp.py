@@ -193,7 +193,7 @@ class MLPAligner(Aligner):
     coefs_ : list of torch.Tensor
         ``coefs_[i]`` of shape ``(in_i, out_i)``, the last one the output layer (training dtype).
     intercepts_ : list of torch.Tensor
-    skip_coef_ : torch.Tensor of shape (n_features_in_, n_features_out_)
+    skip_coef_ : torch.Tensor of shape ``(n_features_in_, n_features_out_)``
         The linear path (zeros with ``linear_skip=False``).
     mean_x_, scale_x_, mean_y_, scale_y_ : torch.Tensor
         The standardisation (``scale_y_`` is a scalar tensor).
@@ -467,11 +467,11 @@ class MLPAligner(Aligner):
 
         Parameters
         ----------
-        X : array of shape (n_samples, n_features_in_)
+        X : array of shape ``(n_samples, n_features_in_)``
 
         Returns
         -------
-        array of shape (n_samples, n_features_out_)
+        array of shape ``(n_samples, n_features_out_)``
             Same kind (numpy/torch), dtype and device as ``X``.
         """
         return super().transform(X)

@@ -22,7 +22,7 @@ __all__ = ["MLP", "VGGLike", "ResNet", "TransformerBlock"]
 
 
 class MLP(nn.Module):
-    """Multilayer perceptron: ``Linear -> ReLU -> ... -> Linear``; inputs are flattened.
+    """Multilayer perceptron: hidden ``Linear`` + ``ReLU`` layers, then a ``Linear`` head; inputs are flattened.
 
     Examples
     --------

@@ -330,7 +330,7 @@ def _bn(prefix: str, perm: str | None) -> dict[str, tuple[str | None, ...]]:
 
 
 def mlp_spec(num_hidden: int, *, prefix: str = "layers") -> PermutationSpec:
-    """Spec of a multilayer perceptron whose linear layers are ``{prefix}.0`` ... ``{prefix}.{num_hidden}``.
+    """Spec of a multilayer perceptron whose linear layers are ``{prefix}.0`` to ``{prefix}.{num_hidden}``.
 
     Hidden layer ``i`` gets permutation ``"h{i}"``: the rows of layer ``i`` (weight and bias) and the
     columns of layer ``i + 1``. Inputs and outputs are not permuted. Matches
