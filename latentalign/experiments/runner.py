@@ -354,19 +354,25 @@ def write_summary(out_dir: str | os.PathLike[str] | None = None, *, names: list[
     One row per check: experiment (linked to its page), paper, claim, the paper's number, ours, verdict,
     plus whether the record is from a full or a reduced run and its run time.
 
+    With ``names=None`` (every experiment), experiments without a record in ``out_dir`` are listed in the
+    summary as not run yet, and a warning is logged.
+
     Raises
     ------
     FileNotFoundError
-        If an experiment in ``names`` has no record in ``out_dir`` (run it first).
+        If an experiment named in ``names`` has no record in ``out_dir`` (run it first).
     """
     out = Path(out_dir) if out_dir is not None else DEFAULT_RESULTS_DIR
-    rows, passed, total = [], 0, 0
+    rows, passed, total, not_run = [], 0, 0, []
     for name in names or list_experiments():
         path = out / f"{name}.json"
         if not path.is_file():
+            if names is None:
+                not_run.append(name)
+                continue
             raise FileNotFoundError(
                 f"No result record for experiment {name!r} at {path}. Run `latentalign run {name}` first "
-                f"(or pass names= to summarise only the experiments that were run)."
+                f"(or leave names out to summarise the experiments that were run)."
             )
         record = json.loads(path.read_text())
         run = f"{'reduced' if record.get('reduced') else 'full'}, {record.get('elapsed_s', float('nan')):.0f} s"
@@ -384,12 +390,15 @@ def write_summary(out_dir: str | os.PathLike[str] | None = None, *, names: list[
                     "run": run,
                 }
             )
+    if not_run:
+        logger.warning("SUMMARY.md leaves out %s: no record in %s (run them first)", ", ".join(not_run), out)
     summary = out / "SUMMARY.md"
     summary.write_text(
         "# Reproductions: summary\n\n"
         f"{passed} of {total} checks pass. Each experiment's page has the setup, the differences from the "
         "paper's and the full results; regenerate with `latentalign run all -o DIR` (re-runs everything) or "
         "`latentalign run all --summary-only -o DIR` (rebuilds this table from the JSON records in DIR).\n\n"
+        + (f"Not run yet (no record in this folder): {', '.join(not_run)}.\n\n" if not_run else "")
         + rows_to_markdown(rows)
         + "\n"
     )
