@@ -15,6 +15,21 @@ import pytest
 _MISSING_IMPORT_MARKERS = ("could not import", "No module named", "optional dependency")
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Torch on one thread for a test module (``pytestmark = pytest.mark.usefixtures("one_torch_thread")``).
+
+    Tiny matrix products and reductions stall on OpenMP barriers when another job shares the 2 cores
+    (measured 40 ms instead of 0.2 ms for a 128 x 500 logsumexp with 2 threads).
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _require_all() -> bool:
     return os.environ.get("LATENTALIGN_REQUIRE_ALL", "") not in ("", "0")
 

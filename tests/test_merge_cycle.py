@@ -12,14 +12,7 @@ from latentalign.merge.architectures import MLP, VGGLike
 from latentalign.merge.cycle import cycle_consistent_matching
 from latentalign.merge.spec import cnn_spec, mlp_spec, permute_model, random_permutations
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One torch thread: tiny matrix products stall on OpenMP barriers on a loaded 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _matrix(perm: np.ndarray) -> np.ndarray:

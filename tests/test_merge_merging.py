@@ -14,14 +14,7 @@ from latentalign.merge.merging import merge, task_arithmetic
 from latentalign.merge.repair import reset_batchnorm
 from latentalign.merge.spec import apply_permutation, cnn_spec, permute_model, random_permutations
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One torch thread: tiny matrix products stall on OpenMP barriers on a loaded 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _pair(seed: int = 0) -> tuple[MLP, MLP]:

@@ -29,15 +29,7 @@ from latentalign.functional.ot import (  # noqa: E402
 )
 from latentalign.functional.retrieval import csls_scores  # noqa: E402
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One torch thread: on a loaded 2-core machine, 2-thread reductions stall on OpenMP barriers (measured
-    40 ms instead of 0.2 ms for a 128 x 500 logsumexp)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def skewed_cloud(n: int = 500, d: int = 32, seed: int = 0) -> np.ndarray:

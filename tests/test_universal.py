@@ -13,15 +13,7 @@ from latentalign.align.procrustes import Procrustes
 from latentalign.align.universal import UniversalSpace
 from latentalign.exceptions import ConvergenceWarning, NotFittedError
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One torch thread: on a loaded 2-core machine, 2-thread reductions stall on OpenMP barriers (measured
-    40 ms instead of 0.2 ms for a 128 x 500 logsumexp)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def rotation(d: int, rng: np.random.Generator) -> np.ndarray:
