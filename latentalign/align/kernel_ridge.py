@@ -20,8 +20,6 @@ that :meth:`KernelRidgeAligner.to_module` needs as buffers; the tests compare it
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import numpy as np
@@ -32,6 +30,7 @@ from torch import nn
 from latentalign._array import ArrayLike
 from latentalign._validation import check_choice, check_number, check_pair
 from latentalign.align.base import Aligner
+from latentalign.functional.blocks import one_torch_thread
 
 __all__ = ["KernelRidgeAligner", "KernelRidgeMap", "rbf_kernel", "scale_gamma", "MAX_EXACT_ROWS"]
 
@@ -297,25 +296,10 @@ class KernelRidgeAligner(Aligner):
         return KernelRidgeMap(self.support_, self.dual_coef_, self.intercept_, gamma=self.gamma_, trainable=trainable)
 
 
-@contextmanager
-def _lapack_on_one_thread() -> Iterator[None]:
-    """Run the factorisations on one thread.
-
-    On a loaded 2-core machine a 300 x 300 float64 ``eigh`` took 1 to 6 s on two threads (each waits for
-    the other at every barrier) and 0.1 s on one.
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def _exact_dual(X: torch.Tensor, target: torch.Tensor, gamma: float, alpha: float) -> torch.Tensor:
     K = rbf_kernel(X, X, gamma)
     K.diagonal().add_(alpha)
-    with _lapack_on_one_thread():
+    with one_torch_thread():
         L, info = torch.linalg.cholesky_ex(K)
         if int(info) == 0:
             return torch.cholesky_solve(target, L)
@@ -327,7 +311,7 @@ def _nystroem_dual(
     X: torch.Tensor, target: torch.Tensor, landmarks: torch.Tensor, gamma: float, alpha: float
 ) -> torch.Tensor:
     K_mm = rbf_kernel(landmarks, landmarks, gamma)
-    with _lapack_on_one_thread():
+    with one_torch_thread():
         evals, evecs = torch.linalg.eigh(K_mm)
     evals = evals.clamp_min(float(evals.max()) * _EIG_RTOL)
     normalization = (evecs / evals.sqrt()) @ evecs.T  # K_mm^{-1/2}
@@ -338,6 +322,6 @@ def _nystroem_dual(
         gram += phi.T @ phi
         cross += phi.T @ target[start : start + _CHUNK_ROWS]
     gram.diagonal().add_(alpha)
-    with _lapack_on_one_thread():
+    with one_torch_thread():
         weights = torch.linalg.solve(gram, cross)
     return normalization @ weights

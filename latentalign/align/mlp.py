@@ -16,8 +16,7 @@ held-out loss is never worse than that of the linear map. On a linear relation t
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from typing import Any, ClassVar, cast
 
 import numpy as np
@@ -29,6 +28,7 @@ from latentalign._array import ArrayLike
 from latentalign._validation import check_choice, check_number, check_pair
 from latentalign.align.base import Aligner
 from latentalign.exceptions import ConvergenceWarning
+from latentalign.functional.blocks import one_torch_thread
 
 __all__ = ["MLPAligner", "MLPMap", "ACTIVATIONS", "LOSSES", "MIN_STEPS", "SKIP_RIDGES"]
 
@@ -381,7 +381,7 @@ class MLPAligner(Aligner):
         batch = min(int(self.batch_size), train.numel())
         step_size = batch * sum(int(w.numel()) for w, _ in net.layers())
         small = X.device.type == "cpu" and step_size < _SMALL_STEP
-        with _one_thread() if small else nullcontext():
+        with one_torch_thread() if small else nullcontext():
             return self._epochs(net, optimizer, X, Y, train, val, generator, batch)
 
     def _epochs(
@@ -480,26 +480,11 @@ class MLPAligner(Aligner):
         return self._map(trainable=trainable)
 
 
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """Train small networks on one thread.
-
-    Each step of a small network is a few tiny kernels; with two threads on a loaded 2-core machine every
-    kernel waits for the other thread at its barrier (measured: several times slower than one thread).
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def _ridge_start(Xs: torch.Tensor, Ys: torch.Tensor, X_val: torch.Tensor, Y_val: torch.Tensor) -> torch.Tensor:
     """Ridge regression ``Xs W ~ Ys`` (standardised, centred data) in float64, the ridge picked from
     :data:`SKIP_RIDGES` by the loss on the held-out rows (the first ridge when there are none)."""
     X64, Y64 = Xs.to(_F64), Ys.to(_F64)
-    with _one_thread():
+    with one_torch_thread():
         evals, evecs = torch.linalg.eigh(X64.T @ X64)
     projected = evecs.T @ (X64.T @ Y64)  # one eigendecomposition serves every ridge
     scale = max(float(evals.mean()), _STD_EPS)

@@ -47,8 +47,6 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +55,7 @@ import torch
 from latentalign._array import ArrayLike
 from latentalign._validation import check_choice, check_number, check_pair
 from latentalign.exceptions import ConvergenceWarning
+from latentalign.functional.blocks import one_torch_thread
 from latentalign.functional.ot import gw_loss, gw_plan_tensors
 from latentalign.functional.ot_rounds import OnRound
 from latentalign.functional.procrustes import polar_factor
@@ -99,24 +98,9 @@ def normalize_rows(X: torch.Tensor) -> torch.Tensor:
     return unit(Z - Z.mean(0), dim=1)
 
 
-@contextmanager
-def _single_thread() -> Iterator[None]:
-    """Run small (d x d) LAPACK calls on one thread.
-
-    Measured on a loaded 2-core machine: a 768 x 768 float64 SVD took 0.2 s on one thread and 9 s on
-    two (the threads wait on each other); the n x n GEMMs around it keep all threads.
-    """
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
-
-
 def _polar(M: torch.Tensor) -> torch.Tensor:
     """:func:`polar_factor` of a small matrix, on one thread."""
-    with _single_thread():
+    with one_torch_thread():
         return polar_factor(M)[0]
 
 
@@ -126,7 +110,7 @@ def _sqrt_gram(A: torch.Tensor) -> torch.Tensor:
     With ``A = U S V^T``: ``A V = U S``, so ``U S U^T = (A V S^-1/2)(A V S^-1/2)^T``.
     """
     C = A.T.to(torch.float64) @ A.to(torch.float64)
-    with _single_thread():
+    with one_torch_thread():
         evals, V = torch.linalg.eigh(C)
     s = evals.clamp(min=0).sqrt()
     inv_sqrt = torch.where(s > 1e-6 * s.max(), s.clamp(min=1e-300).rsqrt(), torch.zeros_like(s))
