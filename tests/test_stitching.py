@@ -304,6 +304,24 @@ def test_replacing_the_map_module_is_followed_by_forward():
     torch.testing.assert_close(out, affine.transform(X.float()))
 
 
+@pytest.mark.filterwarnings("ignore:MLPAligner reached max_epochs")  # a 5-epoch fit: only saving is tested
+@pytest.mark.parametrize("trainable", [False, True])
+@pytest.mark.parametrize("name", ["mlp", "kernel_ridge"])
+def test_nonlinear_maps_save_and_load_inside_a_stitcher(tmp_path, name, trainable):
+    from latentalign.align import make_aligner
+
+    params = {"hidden_layer_sizes": (16,), "max_epochs": 5, "random_state": 0} if name == "mlp" else {}
+    X, Y = rotated_pair()
+    aligner = make_aligner(name, **params).fit(X[:40], Y[:40])
+    stitched = Stitcher(None, aligner, torch.nn.Linear(8, 3).double(), trainable_map=trainable)
+    path = stitched.save(tmp_path / name)
+    loaded = Stitcher.load(path, head_b=torch.nn.Linear(8, 3).double())
+    inputs = torch.as_tensor(X[40:50])
+    assert type(loaded.map) is type(stitched.map)
+    torch.testing.assert_close(loaded(inputs), stitched(inputs), rtol=0, atol=0)
+    assert any(p.requires_grad for p in loaded.map.parameters()) is trainable
+
+
 def test_stitcher_load_finds_what_save_wrote_without_a_suffix(tmp_path):
     X = torch.randn(40, 3)
     stitcher = Stitcher(None, Affine().fit(X, 2 * X + 1), torch.nn.Linear(3, 2))

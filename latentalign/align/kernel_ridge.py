@@ -140,6 +140,39 @@ class KernelRidgeMap(nn.Module):
         ).clamp_min(0.0)
         return torch.exp(-self.gamma * d2) @ self.dual_coef + self.intercept
 
+    def config(self) -> dict[str, Any]:
+        """JSON description (see :func:`latentalign.align.modules.module_config`)."""
+        m, d_x = self.support.shape
+        return {
+            "n_support": int(m),
+            "in_features": int(d_x),
+            "out_features": int(self.dual_coef.shape[1]),
+            "gamma": self.gamma,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], trainable: bool) -> KernelRidgeMap:
+        """An empty module of the described shape (fill it with ``load_state_dict``).
+
+        Examples
+        --------
+        >>> import torch
+        >>> m = KernelRidgeMap(torch.randn(4, 3), torch.randn(4, 2), torch.randn(2), gamma=0.5)
+        >>> copy = KernelRidgeMap.from_config(m.config(), trainable=False)
+        >>> _ = copy.load_state_dict(m.state_dict())
+        >>> x = torch.randn(5, 3)
+        >>> bool(torch.equal(copy(x), m(x)))
+        True
+        """
+        m, d_x, d_y = int(config["n_support"]), int(config["in_features"]), int(config["out_features"])
+        return cls(
+            torch.zeros(m, d_x),
+            torch.zeros(m, d_y),
+            torch.zeros(d_y),
+            gamma=float(config["gamma"]),
+            trainable=trainable,
+        )
+
     def extra_repr(self) -> str:
         m, d_x = self.support.shape
         return f"n_support={int(m)}, in_features={int(d_x)}, out_features={int(self.dual_coef.shape[1])}, gamma={self.gamma:.4g}"

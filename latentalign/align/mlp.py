@@ -147,6 +147,44 @@ class MLPMap(nn.Module):
         sizes = [int(layers[0][0].shape[0])] + [int(w.shape[1]) for w, _ in layers]
         return f"sizes={sizes}, activation={self.activation!r}, linear_skip={self.has_skip}"
 
+    def config(self) -> dict[str, Any]:
+        """JSON description (see :func:`latentalign.align.modules.module_config`)."""
+        layers = self.layers()
+        sizes = [int(layers[0][0].shape[0])] + [int(w.shape[1]) for w, _ in layers]
+        return {"sizes": sizes, "activation": self.activation, "linear_skip": self.has_skip}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], trainable: bool) -> MLPMap:
+        """An empty module of the described shape (fill it with ``load_state_dict``).
+
+        Examples
+        --------
+        >>> import torch
+        >>> m = MLPMap([torch.randn(3, 4), torch.randn(4, 2)], [torch.randn(4), torch.randn(2)], torch.randn(3, 2),
+        ...            torch.zeros(3), torch.ones(3), torch.zeros(2), torch.tensor(1.0), activation="gelu")
+        >>> copy = MLPMap.from_config(m.config(), trainable=False)
+        >>> _ = copy.load_state_dict(m.state_dict())
+        >>> x = torch.randn(5, 3)
+        >>> bool(torch.equal(copy(x), m(x)))
+        True
+        """
+        sizes = [int(n) for n in config["sizes"]]
+        weights = [torch.zeros(a, b) for a, b in zip(sizes[:-1], sizes[1:])]
+        biases = [torch.zeros(b) for b in sizes[1:]]
+        d_x, d_y = sizes[0], sizes[-1]
+        skip = torch.zeros(d_x, d_y) if config["linear_skip"] else None
+        return cls(
+            weights,
+            biases,
+            skip,
+            torch.zeros(d_x),
+            torch.ones(d_x),
+            torch.zeros(d_y),
+            torch.tensor(1.0),
+            activation=str(config["activation"]),
+            trainable=trainable,
+        )
+
 
 class MLPAligner(Aligner):
     """Nonlinear map ``Y ~ f(X)`` by a multilayer perceptron trained with AdamW (torch).

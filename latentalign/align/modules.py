@@ -25,8 +25,9 @@ buffers of the right shapes, so a state dict saved with safetensors can be loade
 
 from __future__ import annotations
 
+import importlib
 import math
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -569,6 +570,17 @@ _MODULES: dict[str, type[nn.Module]] = {
     cls.__name__: cls
     for cls in (LinearMap, RelativeMap, RelativeInverse, Shift, Standardize, RowNormalize, ZeroPad, Truncate)
 }
+# Map modules defined beside their aligner, imported only when a description names them (the aligner
+# modules import this one, so they cannot be imported here at load time).
+_MODULES_ELSEWHERE = {"MLPMap": "latentalign.align.mlp", "KernelRidgeMap": "latentalign.align.kernel_ridge"}
+
+
+def _module_class(name: Any) -> type[nn.Module] | None:
+    if name in _MODULES:
+        return _MODULES[name]
+    if isinstance(name, str) and name in _MODULES_ELSEWHERE:
+        return cast(type[nn.Module], getattr(importlib.import_module(_MODULES_ELSEWHERE[name]), name))
+    return None
 
 
 def module_config(module: nn.Module) -> dict[str, Any]:
@@ -590,9 +602,10 @@ def module_config(module: nn.Module) -> dict[str, Any]:
     if isinstance(module, nn.Identity):
         return {"class": "Identity"}
     name = type(module).__name__
-    if _MODULES.get(name) is not type(module):
+    if _module_class(name) is not type(module):
         raise TypeError(
-            f"Cannot describe a {name} module: only latentalign's map modules ({sorted(_MODULES)}), "
+            f"Cannot describe a {name} module: only latentalign's map modules "
+            f"({sorted([*_MODULES, *_MODULES_ELSEWHERE])}), "
             "nn.Sequential of them and nn.Identity are saved by description."
         )
     trainable = any(True for _ in module.parameters(recurse=False))
@@ -610,9 +623,10 @@ def module_from_config(config: dict[str, Any]) -> nn.Module:
         return nn.Sequential(*[module_from_config(child) for child in config["children"]])
     if name == "Identity":
         return nn.Identity()
-    if name not in _MODULES:
+    cls = _module_class(name)
+    if cls is None:
         raise ValueError(
-            f"Unknown map module {name!r} in the saved description; known: {sorted(_MODULES)}. The file was "
-            "written by another version of latentalign."
+            f"Unknown map module {name!r} in the saved description; known: "
+            f"{sorted([*_MODULES, *_MODULES_ELSEWHERE])}. The file was written by another version of latentalign."
         )
-    return _MODULES[name].from_config(config["config"], bool(config.get("trainable", False)))  # type: ignore[attr-defined]
+    return cls.from_config(config["config"], bool(config.get("trainable", False)))  # type: ignore[attr-defined]
