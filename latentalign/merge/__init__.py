@@ -6,8 +6,8 @@ permutation reorders), finds the permutations that align one model's units with 
 (:mod:`~latentalign.merge.matching`: from weights or from activations; :mod:`~latentalign.merge.cycle`:
 N models onto one shared universe), averages the aligned weights
 (:mod:`~latentalign.merge.merging`), measures the loss barrier along the linear path
-(:mod:`~latentalign.merge.interpolation`) and recomputes batch-norm statistics after merging
-(:mod:`~latentalign.merge.repair`). Reference models live in :mod:`~latentalign.merge.architectures`.
+(:mod:`~latentalign.merge.interpolation`) and repairs the statistics of the merged units
+(:mod:`~latentalign.merge.repair`: batch-norm reset, REPAIR rescaling). Reference models live in :mod:`~latentalign.merge.architectures`.
 
 Examples
 --------
@@ -29,7 +29,7 @@ from latentalign.merge.cycle import CycleConsistentResult, cycle_consistent_matc
 from latentalign.merge.interpolation import BarrierResult, barrier, barrier_from_curve, interpolate
 from latentalign.merge.matching import MatchResult, activation_matching, matching_objective, weight_matching
 from latentalign.merge.merging import as_model, merge, task_arithmetic
-from latentalign.merge.repair import reset_batchnorm
+from latentalign.merge.repair import repair, reset_batchnorm
 from latentalign.merge.spec import (
     PermutationSpec,
     apply_permutation,
@@ -70,4 +70,5 @@ __all__ = [
     "barrier_from_curve",
     "BarrierResult",
     "reset_batchnorm",
+    "repair",
 ]

@@ -1,22 +1,29 @@
-"""Recomputing batch-norm statistics after merging (the reset step of REPAIR, Jordan et al., ICLR 2023).
+"""Repairing the statistics of merged units (REPAIR, Jordan et al., ICLR 2023).
 
 Averaged weights no longer produce the activations the averaged running statistics describe: the
-variance of the merged units shrinks ("variance collapse"). :func:`reset_batchnorm` runs calibration
-batches through a copy of the model in training mode and replaces every batch norm's running mean and
-variance with the statistics of those batches.
+variance of the merged units shrinks ("variance collapse"). Two fixes:
+
+* :func:`reset_batchnorm` runs calibration batches through a copy of the model in training mode and
+  replaces every batch norm's running mean and variance with the statistics of those batches.
+* :func:`repair` rescales every unit of the merged model so that its mean and standard deviation on
+  calibration batches equal the interpolation of the endpoints' (REPAIR's full correction); it also
+  applies to networks without batch norm.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["reset_batchnorm"]
+__all__ = ["reset_batchnorm", "repair"]
 
 _BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+_REPAIRABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
 def reset_batchnorm(
@@ -84,4 +91,203 @@ def reset_batchnorm(
     new.eval()
     if not seen:
         raise ValueError("loader yielded no batch; pass at least one calibration batch.")
+    return new
+
+
+def _unit_axis(module: nn.Module) -> int:
+    return -1 if isinstance(module, nn.Linear) else 1
+
+
+def _moments(output: torch.Tensor, module: nn.Module) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Per-unit sum and sum of squares (float64) of a layer's output, and the number of samples."""
+    units = output.detach().movedim(_unit_axis(module), -1)
+    flat = units.reshape(-1, units.shape[-1]).double()
+    return flat.sum(0), (flat * flat).sum(0), flat.shape[0]
+
+
+class _Stats:
+    """Mean and standard deviation of every unit of some layers, accumulated over batches."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, list[Any]] = {}
+
+    def add(self, name: str, output: torch.Tensor, module: nn.Module) -> None:
+        total, squares, count = _moments(output, module)
+        entry = self.sums.setdefault(name, [0.0, 0.0, 0])
+        entry[0], entry[1], entry[2] = entry[0] + total, entry[1] + squares, entry[2] + count
+
+    def mean_var(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        total, squares, count = self.sums[name]
+        mean = total / count
+        return mean, (squares / count - mean * mean).clamp_min(0.0)
+
+
+def _batches(loader: torch.Tensor | Iterable[object], device: torch.device) -> list[torch.Tensor]:
+    batches = []
+    for batch in [loader] if torch.is_tensor(loader) else loader:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        if not torch.is_tensor(x):
+            raise TypeError(f"loader must yield tensors or (tensor, target) pairs; received {type(x).__name__}.")
+        batches.append(x.to(device))
+    if not batches:
+        raise ValueError("loader yielded no batch; pass at least one calibration batch.")
+    return batches
+
+
+@torch.no_grad()
+def _statistics(
+    model: nn.Module, names: Sequence[str], batches: Sequence[torch.Tensor], order: list[str] | None = None
+) -> _Stats:
+    """Run ``batches`` through ``model`` (eval mode, restored after) and record the units of ``names``."""
+    modules = dict(model.named_modules())
+    stats = _Stats()
+
+    def recorder(name: str):  # noqa: ANN202 - torch hook signature
+        def hook(module: nn.Module, _args: object, output: torch.Tensor) -> None:
+            stats.add(name, output, module)
+            if order is not None and name not in order:
+                order.append(name)
+
+        return hook
+
+    handles = [modules[name].register_forward_hook(recorder(name)) for name in names]
+    mode = model.training
+    model.eval()
+    try:
+        for x in batches:
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(mode)
+    return stats
+
+
+def _default_layers(model: nn.Module) -> list[str]:
+    norms = [name for name, m in model.named_modules() if isinstance(m, _BATCHNORMS)]
+    if norms:
+        return norms
+    layers = [name for name, m in model.named_modules() if isinstance(m, _REPAIRABLE)]
+    return layers[:-1]  # the last one is the output layer: its units are the predictions
+
+
+def _interpolation_weights(weights: Sequence[float] | None, n: int) -> np.ndarray:
+    if weights is None:
+        return np.full(n, 1.0 / n)
+    coef = np.asarray(weights, dtype=np.float64).reshape(-1)
+    if coef.size != n or not np.all(np.isfinite(coef)) or np.any(coef < 0) or coef.sum() <= 0:
+        raise ValueError(
+            f"weights must be {n} finite non-negative numbers (one per endpoint) with a positive sum; received "
+            f"{list(weights)}."
+        )
+    return coef / coef.sum()
+
+
+def repair(
+    model: nn.Module,
+    endpoints: Sequence[nn.Module],
+    loader: torch.Tensor | Iterable[object],
+    *,
+    weights: Sequence[float] | None = None,
+    layers: Sequence[str] | None = None,
+    eps: float = 1e-5,
+) -> nn.Module:
+    """A copy of a merged model whose units have the interpolated statistics of the endpoints (REPAIR).
+
+    For every unit of every layer in ``layers``, the mean and standard deviation of its output on the
+    calibration batches are measured in each endpoint; the target is their weighted average with
+    ``weights`` (the interpolation coefficients of the merge). The unit of the merged model is then
+    rescaled and shifted, ``h' = (h - mean) * target_std / sqrt(var + eps) + target_mean``, and the
+    affine map is folded into the layer's weight and bias (a batch norm's ``weight`` and ``bias``).
+    Layers are corrected one at a time in the order the forward pass runs them, each measured after
+    the layers before it were corrected, so the calibration statistics match the targets exactly (up
+    to ``eps``).
+
+    Parameters
+    ----------
+    model : nn.Module
+        The merged or interpolated model (for example from :func:`~latentalign.merge.merging.merge`
+        or :func:`~latentalign.merge.interpolation.interpolate`); not modified.
+    endpoints : list of nn.Module
+        The models that were merged, with their units already matched to one order, of the same
+        architecture as ``model``.
+    loader : Tensor or iterable of Tensor or of (Tensor, target)
+        Calibration inputs (moved to the model's device).
+    weights : list of float, optional
+        One non-negative interpolation coefficient per endpoint (normalized to sum to 1; default
+        equal), e.g. ``[1 - alpha, alpha]`` for the point ``alpha`` of a linear path.
+    layers : list of str, optional
+        Names of the ``Linear``, ``Conv`` or ``BatchNorm`` modules whose output units are corrected.
+        Default: every batch norm if the model has one, else every ``Linear`` and ``Conv`` module
+        except the last (the output layer).
+    eps : float, default 1e-5
+        Added to the merged unit's variance before dividing (a unit with no variance is shifted only).
+
+    Returns
+    -------
+    nn.Module
+        A new model of the same class, in eval mode.
+
+    Raises
+    ------
+    ValueError
+        ``endpoints`` is empty, ``weights`` is not one non-negative number per endpoint, a layer is
+        missing, is not a Linear, Conv or affine BatchNorm module, or has no bias to fold the shift
+        into, or ``loader`` yields no batch.
+
+    Examples
+    --------
+    Two one-layer endpoints whose unit has standard deviation 1 and 3; their average has 2 only when
+    the two units are perfectly correlated. Here they are not, and REPAIR restores the average:
+
+    >>> from latentalign.merge.merging import merge
+    >>> a, b = torch.nn.Linear(2, 1), torch.nn.Linear(2, 1)
+    >>> with torch.no_grad():
+    ...     _ = a.weight.copy_(torch.tensor([[1.0, 0.0]])), b.weight.copy_(torch.tensor([[0.0, 3.0]]))
+    ...     _ = a.bias.zero_(), b.bias.zero_()
+    >>> x = torch.tensor([[1.0, 1.0], [-1.0, 1.0], [1.0, -1.0], [-1.0, -1.0]])
+    >>> merged = merge([a, b])
+    >>> round(float(merged(x).detach().std(unbiased=False)), 3)
+    1.581
+    >>> round(float(repair(merged, [a, b], x, layers=[""])(x).detach().std(unbiased=False)), 3)
+    2.0
+    """
+    if isinstance(endpoints, nn.Module) or not endpoints:
+        raise ValueError("endpoints must be a non-empty list of the models that were merged.")
+    coef = _interpolation_weights(weights, len(endpoints))
+    if not (eps >= 0 and np.isfinite(eps)):
+        raise ValueError(f"eps must be a finite number >= 0; received {eps}.")
+    new = copy.deepcopy(model).eval()
+    names = list(layers) if layers is not None else _default_layers(new)
+    modules = dict(new.named_modules())
+    for name in names:
+        module = modules.get(name)
+        if module is None:
+            raise ValueError(
+                f"layers names {name!r}, which is not a module of the model; pass names from named_modules()."
+            )
+        if not isinstance(module, _REPAIRABLE + _BATCHNORMS) or getattr(module, "bias", None) is None:
+            raise ValueError(
+                f"layer {name!r} ({type(module).__name__}) cannot be rescaled: REPAIR folds the correction into the "
+                "weight and bias of a Linear or Conv layer with a bias, or of an affine BatchNorm; pass other layers."
+            )
+    if not names:
+        return new
+    parameter = next(iter(new.parameters()), None)
+    batches = _batches(loader, parameter.device if parameter is not None else torch.device("cpu"))
+    targets = [_statistics(endpoint, names, batches) for endpoint in endpoints]
+    order: list[str] = []
+    _statistics(new, names, batches[:1], order)
+    order += [name for name in names if name not in order]  # layers the forward pass never reached
+    for name in order:
+        mean, var = _statistics(new, [name], batches).mean_var(name)
+        goal_mean = sum(float(c) * t.mean_var(name)[0] for c, t in zip(coef, targets))
+        goal_std = sum(float(c) * t.mean_var(name)[1].sqrt() for c, t in zip(coef, targets))
+        scale = goal_std / (var + eps).sqrt()
+        shift = goal_mean - mean * scale
+        module = modules[name]
+        with torch.no_grad():
+            shape = (-1,) + (1,) * (module.weight.dim() - 1)
+            module.weight.mul_(scale.reshape(shape).to(module.weight.dtype))
+            module.bias.mul_(scale.to(module.bias.dtype)).add_(shift.to(module.bias.dtype))
     return new
