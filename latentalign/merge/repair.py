@@ -13,12 +13,15 @@ variance of the merged units shrinks ("variance collapse"). Two fixes:
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+
+from latentalign.merge.checks import check_same_architecture, check_same_device
+from latentalign.merge.spec import state_dict_of
 
 __all__ = ["reset_batchnorm", "repair"]
 
@@ -98,31 +101,15 @@ def _unit_axis(module: nn.Module) -> int:
     return -1 if isinstance(module, nn.Linear) else 1
 
 
-def _moments(output: torch.Tensor, module: nn.Module) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Per-unit sum and sum of squares (float64) of a layer's output, and the number of samples."""
+def _mean_var(output: torch.Tensor, module: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-unit mean and (population) variance, in float64, of a layer's output over samples and positions."""
     units = output.detach().movedim(_unit_axis(module), -1)
     flat = units.reshape(-1, units.shape[-1]).double()
-    return flat.sum(0), (flat * flat).sum(0), flat.shape[0]
+    mean = flat.mean(0)
+    return mean, (flat - mean).pow(2).mean(0)
 
 
-class _Stats:
-    """Mean and standard deviation of every unit of some layers, accumulated over batches."""
-
-    def __init__(self) -> None:
-        self.sums: dict[str, list[Any]] = {}
-
-    def add(self, name: str, output: torch.Tensor, module: nn.Module) -> None:
-        total, squares, count = _moments(output, module)
-        entry = self.sums.setdefault(name, [0.0, 0.0, 0])
-        entry[0], entry[1], entry[2] = entry[0] + total, entry[1] + squares, entry[2] + count
-
-    def mean_var(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-        total, squares, count = self.sums[name]
-        mean = total / count
-        return mean, (squares / count - mean * mean).clamp_min(0.0)
-
-
-def _batches(loader: torch.Tensor | Iterable[object], device: torch.device) -> list[torch.Tensor]:
+def _calibration(loader: torch.Tensor | Iterable[object], device: torch.device) -> torch.Tensor:
     batches = []
     for batch in [loader] if torch.is_tensor(loader) else loader:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
@@ -131,36 +118,36 @@ def _batches(loader: torch.Tensor | Iterable[object], device: torch.device) -> l
         batches.append(x.to(device))
     if not batches:
         raise ValueError("loader yielded no batch; pass at least one calibration batch.")
-    return batches
+    return torch.cat(batches)
 
 
 @torch.no_grad()
-def _statistics(
-    model: nn.Module, names: Sequence[str], batches: Sequence[torch.Tensor], order: list[str] | None = None
-) -> _Stats:
-    """Run ``batches`` through ``model`` (eval mode, restored after) and record the units of ``names``."""
+def _run_hooked(model: nn.Module, names: Sequence[str], x: torch.Tensor, hook: Callable[..., Any]) -> None:
+    """Run ``x`` through ``model`` in eval mode with ``hook(name, module, output)`` on the modules ``names``."""
     modules = dict(model.named_modules())
-    stats = _Stats()
+    calls: dict[str, int] = {}
 
-    def recorder(name: str):  # noqa: ANN202 - torch hook signature
-        def hook(module: nn.Module, _args: object, output: torch.Tensor) -> None:
-            stats.add(name, output, module)
-            if order is not None and name not in order:
-                order.append(name)
+    def wrap(name: str):  # noqa: ANN202 - torch hook signature
+        def forward_hook(module: nn.Module, _args: object, output: torch.Tensor) -> Any:
+            calls[name] = calls.get(name, 0) + 1
+            if calls[name] > 1:
+                raise ValueError(
+                    f"layer {name!r} runs more than once in a forward pass; REPAIR needs each rescaled layer to run "
+                    "once (pass other layers)."
+                )
+            return hook(name, module, output)
 
-        return hook
+        return forward_hook
 
-    handles = [modules[name].register_forward_hook(recorder(name)) for name in names]
+    handles = [modules[name].register_forward_hook(wrap(name)) for name in names]
     mode = model.training
     model.eval()
     try:
-        for x in batches:
-            model(x)
+        model(x)
     finally:
         for handle in handles:
             handle.remove()
         model.train(mode)
-    return stats
 
 
 def _default_layers(model: nn.Module) -> list[str]:
@@ -199,9 +186,9 @@ def repair(
     ``weights`` (the interpolation coefficients of the merge). The unit of the merged model is then
     rescaled and shifted, ``h' = (h - mean) * target_std / sqrt(var + eps) + target_mean``, and the
     affine map is folded into the layer's weight and bias (a batch norm's ``weight`` and ``bias``).
-    Layers are corrected one at a time in the order the forward pass runs them, each measured after
-    the layers before it were corrected, so the calibration statistics match the targets exactly (up
-    to ``eps``).
+    The calibration batches run as one batch; in one forward pass each layer is measured and
+    corrected before the layers after it see its output, so the calibration statistics of the
+    returned model match the targets exactly (up to ``eps``).
 
     Parameters
     ----------
@@ -212,7 +199,8 @@ def repair(
         The models that were merged, with their units already matched to one order, of the same
         architecture as ``model``.
     loader : Tensor or iterable of Tensor or of (Tensor, target)
-        Calibration inputs (moved to the model's device).
+        Calibration inputs (moved to the model's device and concatenated: keep them a few hundred
+        samples).
     weights : list of float, optional
         One non-negative interpolation coefficient per endpoint (normalized to sum to 1; default
         equal), e.g. ``[1 - alpha, alpha]`` for the point ``alpha`` of a linear path.
@@ -257,6 +245,10 @@ def repair(
     coef = _interpolation_weights(weights, len(endpoints))
     if not (eps >= 0 and np.isfinite(eps)):
         raise ValueError(f"eps must be a finite number >= 0; received {eps}.")
+    states = [state_dict_of(m) for m in (model, *endpoints)]
+    labels = ["model"] + [f"endpoints[{i}]" for i in range(len(endpoints))]
+    check_same_architecture(states, labels)
+    check_same_device(states, labels)
     new = copy.deepcopy(model).eval()
     names = list(layers) if layers is not None else _default_layers(new)
     modules = dict(new.named_modules())
@@ -274,20 +266,33 @@ def repair(
     if not names:
         return new
     parameter = next(iter(new.parameters()), None)
-    batches = _batches(loader, parameter.device if parameter is not None else torch.device("cpu"))
-    targets = [_statistics(endpoint, names, batches) for endpoint in endpoints]
-    order: list[str] = []
-    _statistics(new, names, batches[:1], order)
-    order += [name for name in names if name not in order]  # layers the forward pass never reached
-    for name in order:
-        mean, var = _statistics(new, [name], batches).mean_var(name)
-        goal_mean = sum(float(c) * t.mean_var(name)[0] for c, t in zip(coef, targets))
-        goal_std = sum(float(c) * t.mean_var(name)[1].sqrt() for c, t in zip(coef, targets))
-        scale = goal_std / (var + eps).sqrt()
-        shift = goal_mean - mean * scale
+    x = _calibration(loader, parameter.device if parameter is not None else torch.device("cpu"))
+    goal_mean: dict[str, torch.Tensor] = {}
+    goal_std: dict[str, torch.Tensor] = {}
+    for c, endpoint in zip(coef.tolist(), endpoints):
+
+        def record(name: str, module: nn.Module, output: torch.Tensor, c: float = c) -> None:
+            mean, var = _mean_var(output, module)
+            goal_mean[name] = goal_mean.get(name, 0.0) + c * mean
+            goal_std[name] = goal_std.get(name, 0.0) + c * var.sqrt()
+
+        _run_hooked(endpoint, names, x, record)
+    corrections: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def correct(name: str, module: nn.Module, output: torch.Tensor) -> torch.Tensor:
+        # layers run in forward order, so each is measured after the ones feeding it were corrected
+        mean, var = _mean_var(output, module)
+        scale = goal_std[name] / (var + eps).sqrt()
+        shift = goal_mean[name] - mean * scale
+        corrections[name] = (scale, shift)
+        shape = [1] * output.dim()
+        shape[_unit_axis(module)] = -1
+        return output * scale.reshape(shape).to(output.dtype) + shift.reshape(shape).to(output.dtype)
+
+    _run_hooked(new, names, x, correct)
+    for name, (scale, shift) in corrections.items():
         module = modules[name]
         with torch.no_grad():
-            shape = (-1,) + (1,) * (module.weight.dim() - 1)
-            module.weight.mul_(scale.reshape(shape).to(module.weight.dtype))
+            module.weight.mul_(scale.reshape((-1,) + (1,) * (module.weight.dim() - 1)).to(module.weight.dtype))
             module.bias.mul_(scale.to(module.bias.dtype)).add_(shift.to(module.bias.dtype))
     return new
