@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from latentalign.experiments import load_config, run_experiment
-from latentalign.experiments.few_and_no_pairs import _zero_pair_check, build_result, curve_table, identity_r1
+from latentalign.experiments.few_and_no_pairs import (
+    _run_jobs,
+    _zero_pair_check,
+    build_result,
+    compute_runs,
+    curve_table,
+    identity_r1,
+)
 from latentalign.experiments.few_and_no_pairs_curves import budget_curve, split_items, training_rows
 from latentalign.experiments.few_and_no_pairs_data import DATA_SOURCES, load_case, one_to_one
 from latentalign.experiments.few_and_no_pairs_plot import plot_curves
@@ -112,6 +119,27 @@ def test_budget_curve_refuses_an_unknown_method():
     X, Y = _rotated()
     with pytest.raises(ValueError, match=r"methods must be among .*got \['cca'\]"):
         budget_curve(X, Y, budgets=[5], methods=["cca"], seeds=[0], n_test=30)
+
+
+def test_worker_processes_give_the_same_records_in_the_jobs_order():
+    X, Y = _rotated()
+    setup = {"budgets": [5, "all"], "methods": ["procrustes", "relative"], "torch_threads": 1}
+    jobs = [(X, Y, setup, seed, 30, "(t)") for seed in (0, 1, 2)]
+
+    def fits(results):
+        return [[{k: v for k, v in r.items() if k != "seconds"} for r in job] for job in results]
+
+    alone, shared = _run_jobs(jobs, 1), _run_jobs(jobs, 2)
+    assert [{r["seed"] for r in job} for job in shared] == [{0}, {1}, {2}]
+    assert fits(shared) == fits(alone)
+    assert len({r["r1_csls"] for job in alone for r in job if r["budget"] == 5}) > 1  # the seeds differ
+
+
+def test_compute_runs_refuses_a_number_of_workers_below_one():
+    config = load_config(NAME)
+    config["setup"] = {**config["setup"], "workers": 0}
+    with pytest.raises(ValueError, match="setup.workers must be a positive number of processes, got 0"):
+        compute_runs(config)
 
 
 def test_identity_r1_scores_spaces_that_share_coordinates_and_skips_other_widths():

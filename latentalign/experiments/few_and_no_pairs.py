@@ -233,17 +233,57 @@ def _case_label(case: dict[str, Any]) -> str:
     return f"({case['key']}) {SHORT_NAMES.get(case['source'], case['source'])} -> {SHORT_NAMES.get(case['target'], case['target'])}"
 
 
+def _curve_job(job: tuple[np.ndarray, np.ndarray, dict[str, Any], int, int, str]) -> list[dict[str, Any]]:
+    """The fits of one case and one seed (one task of :func:`compute_runs`'s worker processes)."""
+    X, Y, setup, seed, n_test, label = job
+    threads = set_threads(setup)
+    try:
+        return budget_curve(
+            X,
+            Y,
+            budgets=list(setup["budgets"]),
+            methods=list(setup["methods"]),
+            seeds=[seed],
+            n_test=n_test,
+            echo=_progress(label),
+        )
+    finally:
+        restore_threads(threads)
+
+
+def _run_jobs(
+    jobs: list[tuple[np.ndarray, np.ndarray, dict[str, Any], int, int, str]], workers: int
+) -> list[list[dict[str, Any]]]:
+    """Each job's records, in the jobs' order: in this process, or in ``workers`` forked processes."""
+    if workers <= 1 or len(jobs) <= 1:
+        return [_curve_job(job) for job in jobs]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # fork: the workers inherit the loaded arrays and the logging set-up of the command (progress lines)
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context) as pool:
+        return list(pool.map(_curve_job, jobs))
+
+
 def compute_runs(config: dict[str, Any]) -> list[dict[str, Any]]:
     """The expensive part: embeddings (cached) and every fit of the cases in ``run_cases``.
 
-    Returns one dict per case run (label, sizes, identity baseline, the fit records), what
-    :func:`build_result` turns into the page; the JSON record keeps them under ``details``.
+    ``setup.workers`` (default 1) sets how many processes share the fits, one case and seed at a time;
+    every fit is the same whatever the number of processes (each seeds its own split and aligners).
+    Returns one dict per case run (label, sizes, identity baseline, the fit records, ``seconds``: loading
+    plus the fits' summed wall time), what :func:`build_result` turns into the page; the JSON record keeps
+    them under ``details``.
     """
     setup = config["setup"]
     seeds = [int(s) for s in setup["seeds"]]
     run_keys = [str(k) for k in setup["run_cases"]]
+    workers = int(setup.get("workers", 1))
+    if workers < 1:
+        raise ValueError(f"setup.workers must be a positive number of processes, got {workers}; set it to 1 or more.")
     threads = set_threads(setup)
     runs: list[dict[str, Any]] = []
+    jobs: list[tuple[np.ndarray, np.ndarray, dict[str, Any], int, int, str]] = []
     try:
         for case in setup["cases"]:
             if not _selected(case, run_keys):
@@ -252,17 +292,7 @@ def compute_runs(config: dict[str, Any]) -> list[dict[str, Any]]:
             data = load_case(case, setup)
             X, Y = normalize_spaces(data.X, data.Y)
             n_test = int(round(float(setup["test_fraction"]) * len(X)))
-            records = budget_curve(
-                X,
-                Y,
-                budgets=list(setup["budgets"]),
-                methods=list(setup["methods"]),
-                seeds=seeds,
-                n_test=n_test,
-                echo=_progress(data.label),
-            )
-            for r in records:
-                r["case"] = data.key
+            jobs += [(X, Y, setup, seed, n_test, data.label) for seed in seeds]
             runs.append(
                 {
                     "key": data.key,
@@ -273,12 +303,19 @@ def compute_runs(config: dict[str, Any]) -> list[dict[str, Any]]:
                     "n_test": n_test,
                     "same_modality": bool(case.get("same_modality", True)),
                     "identity": identity_r1(X, Y, seeds, n_test),
-                    "records": records,
-                    "seconds": round(time.perf_counter() - start, 1),
+                    "records": [],
+                    "seconds": time.perf_counter() - start,
                 }
             )
+        results = _run_jobs(jobs, workers)
     finally:
         restore_threads(threads)
+    for i, run in enumerate(runs):
+        for records in results[i * len(seeds) : (i + 1) * len(seeds)]:
+            for r in records:
+                r["case"] = run["key"]
+            run["records"] += records
+        run["seconds"] = round(run["seconds"] + sum(r["seconds"] for r in run["records"]), 1)
     return runs
 
 
