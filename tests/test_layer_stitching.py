@@ -162,6 +162,68 @@ def test_training_the_stitching_layer_lowers_the_task_loss_and_leaves_the_models
     assert all(p.requires_grad for p in a.parameters()) and not stitcher.training
 
 
+def _planted_task():
+    """A's state is a saturating (tanh) function of the inputs, B's a linear one: the least-squares map from
+    A's state to B's is only approximate, and the task (B's own predictions) is what training can improve."""
+    torch.manual_seed(3)
+    a = nn.Sequential(nn.Linear(5, 6), nn.Tanh(), nn.Linear(6, 3)).eval()
+    b = nn.Sequential(nn.Linear(5, 6), nn.ReLU(), nn.Linear(6, 3)).eval()
+    X = 2.0 * torch.randn(1200, 5, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        logits = b(X)
+        y = (logits - logits.mean(0)).argmax(-1)
+    return a, b, X, y
+
+
+def _loss_and_accuracy(stitcher, X, y):
+    with torch.no_grad():
+        out = stitcher(X)
+    return nn.functional.cross_entropy(out, y).item(), (out.argmax(-1) == y).float().mean().item()
+
+
+def test_trained_layer_is_at_least_as_good_as_its_least_squares_start():
+    a, b, X, y = _planted_task()
+    train, val, test = (X[:600], y[:600]), (X[600:800], y[600:800]), (X[800:], y[800:])
+    stitcher = fit_layer_stitcher(a, "1", b, "0", X[:300], "affine", trainable_map=True)
+    start = copy.deepcopy(stitcher)
+    train_stitching_layer(stitcher, train, epochs=15, lr=0.03, batch_size=64, validation=val, patience=3)
+    history = stitcher.train_history_
+    loss_val, _ = _loss_and_accuracy(stitcher, *val)
+    assert history["best_epoch"] > 0 and loss_val == pytest.approx(min(history["val_loss"]), rel=1e-5)
+    assert history["val_loss"][0] == pytest.approx(_loss_and_accuracy(start, *val)[0], rel=1e-5)
+    (loss_start, acc_start), (loss_end, acc_end) = _loss_and_accuracy(start, *test), _loss_and_accuracy(stitcher, *test)
+    assert loss_end < loss_start - 0.05 and acc_end >= acc_start, (loss_start, loss_end, acc_start, acc_end)
+
+
+def test_early_stopping_keeps_the_start_when_training_only_makes_it_worse():
+    a, b, X, y = _planted_task()
+    stitcher = fit_layer_stitcher(a, "1", b, "0", X[:300], "affine", trainable_map=True)
+    start = {k: v.clone() for k, v in stitcher.map.state_dict().items()}
+    # a learning rate far too large: every epoch ends worse on the held-out share than the start
+    losses = train_stitching_layer(stitcher, (X[:600], y[:600]), epochs=6, lr=50.0, validation=0.25, patience=2)
+    history = stitcher.train_history_
+    assert len(losses) == 2 and history["best_epoch"] == 0 and min(history["val_loss"][1:]) > history["val_loss"][0]
+    assert all(torch.equal(v, start[k]) for k, v in stitcher.map.state_dict().items())
+
+
+def test_cosine_schedule_and_constant_rate_differ_and_bad_options_fail():
+    a, b, X, y = _planted_task()
+    maps = {}
+    for schedule in ("cosine", "constant"):
+        stitcher = fit_layer_stitcher(a, "1", b, "0", X[:300], "affine", trainable_map=True)
+        train_stitching_layer(stitcher, (X[:300], y[:300]), epochs=2, lr=0.05, lr_schedule=schedule)
+        maps[schedule] = stitcher.map.state_dict()
+    assert not all(torch.equal(maps["cosine"][k], maps["constant"][k]) for k in maps["cosine"])
+    with pytest.raises(ValueError, match=r"lr_schedule must be one of \('cosine', 'constant'\), got 'step'"):
+        train_stitching_layer(stitcher, (X, y), lr_schedule="step")
+    with pytest.raises(ValueError, match=r"patience must be a positive int.*got 0"):
+        train_stitching_layer(stitcher, (X, y), validation=(X, y), patience=0)
+    with pytest.raises(ValueError, match=r"strictly between 0 and 1, got 1\.5"):
+        train_stitching_layer(stitcher, (X, y), validation=1.5)
+    with pytest.raises(TypeError, match=r"needs data as a pair of \(X, y\) tensors"):
+        train_stitching_layer(stitcher, [(X, y)], validation=0.2)
+
+
 def test_training_needs_a_trainable_map():
     model = _cnn()
     stitcher = fit_layer_stitcher(model, "block3", model, "block3", _images(8), "procrustes")

@@ -169,6 +169,8 @@ class LayerStitcher(nn.Module):
 
     _point_a: CutPoint
     _point_b: CutPoint
+    #: set by :func:`~latentalign.stitching.train_stitching_layer`: losses per epoch and the epoch kept
+    train_history_: dict[str, Any]
 
     def __init__(
         self,
