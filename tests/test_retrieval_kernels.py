@@ -146,3 +146,25 @@ def test_csls_ranks_with_copies_of_the_gold_key_and_several_gold_keys(ties):
     assert got["mean_rank"] == pytest.approx(best.mean())
     # pessimistic: the 4 copies of a single gold key rank ahead of it; optimistic: none
     assert best[0] == (5 if ties == "pessimistic" else 1)
+
+
+@pytest.mark.parametrize("ties", ["pessimistic", "optimistic"])
+def test_gold_counts_from_group_maxima_and_whole_tiles_match_brute_force(monkeypatch, ties):
+    # Tiles of 80 keys: two groups of 32 plus a remainder of 16 columns counted directly. Integer scores tie
+    # often. The first block of queries has its gold keys near the top (few groups reach them: counted from
+    # the maxima), the second at the bottom (most groups reach them: the whole tile is counted).
+    monkeypatch.setattr(blocks, "TILE_ELEMENTS", 30 * 80)
+    monkeypatch.setattr(blocks, "QUERY_BLOCK", 30)
+    rng = np.random.default_rng(4)
+    K = rng.integers(-3, 4, size=(500, 8)).astype(np.float32)
+    K[:100:7] = K[100]  # copies of one key: exact ties with a gold key
+    gold = rng.integers(0, 500, size=60)
+    gold[::5] = 100
+    Q = K[gold] * 2
+    Q[30:] = -K[gold[30:]]
+    S = Q.astype(np.float64) @ K.T.astype(np.float64)
+    expected = brute_best_positions(S, [{int(g)} for g in gold], ties)
+    assert (expected[:30] <= 20).all() and (expected[30:] > 250).all()  # both paths are taken
+    got = retrieval_scores(Q, K, gold=gold, k=(1, 10), metric="dot", ties=ties)
+    assert got["mean_rank"] == pytest.approx(expected.mean())
+    assert got["recall@10"] == pytest.approx((expected <= 10).mean())
