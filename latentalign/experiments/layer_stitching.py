@@ -12,7 +12,9 @@ feature maps differ in spatial size (``block1`` is 14x14, the others 7x7) resize
 from __future__ import annotations
 
 import logging
+import os
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -38,26 +40,61 @@ def stitch_cell(
     stitch_epochs: int = 1,
     stitch_lr: float = 1e-3,
     seed: int = 0,
+    val_X: Any = None,
+    val_y: Any = None,
+    batch_size: int = 128,
+    patience: int = 2,
+    front_states: dict[str, Any] | None = None,
 ) -> dict[str, float]:
     """Test accuracy of each zero-shot map and of the trained stitching layer for one pair of cuts.
 
-    The trained layer starts from the last zero-shot map of ``aligners`` and is trained on
-    ``(train_X, train_y)``.
+    The trained layer starts from the last zero-shot map of ``aligners`` (the papers' least-squares
+    initialisation when it is ``"affine"``) and is trained on ``(train_X, train_y)`` with
+    :func:`~latentalign.stitching.train_stitching_layer` (cosine schedule; early stopping on
+    ``(val_X, val_y)`` when given). Model A is frozen and in eval mode, so its states at ``cut_a`` are
+    computed once and the layer is trained on them; ``front_states`` may hold them already
+    (``{"train": ..., "val": ..., "test": ...}``, A's states at ``cut_a`` for those inputs, not resized).
     """
-    from latentalign.experiments.small_cnns import evaluate_accuracy
-    from latentalign.stitching import fit_layer_stitcher, train_stitching_layer
+    from collections import OrderedDict
 
+    import torch
+    from torch import nn
+
+    from latentalign.experiments.small_cnns import evaluate_accuracy
+    from latentalign.stitching import LayerStitcher, fit_layer_stitcher, layer_states, train_stitching_layer
+
+    inputs = {"train": train_X, "test": test_X} | ({} if val_X is None else {"val": val_X})
+    states = dict(front_states or {})
+    for part, X in inputs.items():
+        if part not in states:
+            states[part] = layer_states(model_a, cut_a, X)
     scores: dict[str, float] = {}
     stitcher = None
-    for name in aligners:
-        stitcher = fit_layer_stitcher(model_a, cut_a, model_b, cut_b, fit_X, name, resize=True, seed=seed)
+    for k, name in enumerate(aligners):
+        last = k == len(aligners) - 1
+        stitcher = fit_layer_stitcher(
+            model_a, cut_a, model_b, cut_b, fit_X, name, resize=True, seed=seed, trainable_map=last
+        )
         scores[name] = evaluate_accuracy(stitcher, test_X, test_y)
     assert stitcher is not None
-    trained = fit_layer_stitcher(
-        model_a, cut_a, model_b, cut_b, fit_X, aligners[-1], resize=True, seed=seed, trainable_map=True
-    )
-    train_stitching_layer(trained, (train_X, train_y), epochs=stitch_epochs, lr=stitch_lr, seed=seed)
-    scores["trained"] = evaluate_accuracy(trained, test_X, test_y)
+    # the same map and B's back, fed with A's precomputed states (resized to B's size as the stitcher does)
+    identity = nn.Sequential(OrderedDict(states=nn.Identity()))
+    on_states = LayerStitcher(identity, "states", model_b, cut_b, stitcher.map, size=stitcher.size)
+    validation = None if val_y is None else (states["val"], val_y)
+    with torch.random.fork_rng(devices=[]):
+        train_stitching_layer(
+            on_states,
+            (states["train"], train_y),
+            epochs=stitch_epochs,
+            lr=stitch_lr,
+            seed=seed,
+            batch_size=batch_size,
+            validation=validation,
+            patience=patience,
+        )
+    scores["trained"] = evaluate_accuracy(on_states, states["test"], test_y)
+    scores["epochs_run"] = float(len(on_states.train_history_["train_loss"]))
+    scores["best_epoch"] = float(on_states.train_history_["best_epoch"])
     return scores
 
 
@@ -78,46 +115,61 @@ def _label(width: float, seed: int) -> str:
 
 
 def _grid(setup: dict[str, Any]):
-    import torch
-
     from latentalign.experiments.small_cnns import evaluate_accuracy, load_fashion_tensors, train_small_cnn
+    from latentalign.stitching import layer_states
 
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     n_train, epochs = int(setup["n_train"]), int(setup["epochs"])
+    n_stitch, n_val = int(setup["n_stitch_train"]), int(setup["n_val"])
+    if n_stitch > n_train:
+        raise ValueError(
+            f"n_stitch_train={n_stitch} exceeds n_train={n_train}: the stitching layer trains on (a part of) "
+            "the models' own training images. Lower n_stitch_train."
+        )
     models = {}
-    for width, seed in {(float(w), int(s)) for pair in setup["pairs"] for w, s in (pair[:2], pair[2:])}:
+    for width, seed in sorted({(float(w), int(s)) for pair in setup["pairs"] for w, s in (pair[:2], pair[2:])}):
         models[_label(width, seed)] = train_small_cnn(width, seed, n_train=n_train, epochs=epochs)
     models_s = time.perf_counter() - start
-    X, y = load_fashion_tensors("train", n_train)
+    # the held-out slice (early stopping) follows the models' training images: seen by neither
+    X, y = load_fashion_tensors("train", n_train + n_val)
     fit_X = X[: int(setup["n_fit"])]
-    train_X, train_y = X[: int(setup["n_stitch_train"])], y[: int(setup["n_stitch_train"])]
+    train_X, train_y = X[:n_stitch], y[:n_stitch]
+    val_X, val_y = X[n_train:], y[n_train:]
     test_X, test_y = load_fashion_tensors("test", int(setup["n_test"]))
     alone = {name: evaluate_accuracy(model, test_X, test_y) for name, model in models.items()}
     cuts = list(setup["cuts"])
+    fronts: dict[tuple[str, str], dict[str, Any]] = {}
     rows: list[dict[str, Any]] = []
     grids: dict[str, dict[str, np.ndarray]] = {}
-    for w_a, s_a, w_b, s_b in setup["pairs"]:
-        a, b = _label(float(w_a), int(s_a)), _label(float(w_b), int(s_b))
+    pairs = [(_label(float(w_a), int(s_a)), _label(float(w_b), int(s_b))) for w_a, s_a, w_b, s_b in setup["pairs"]]
+    for p, (a, b) in enumerate(pairs):
         key = f"{a} -> {b}"
         grid = {k: np.zeros((len(cuts), len(cuts))) for k in ("procrustes", "affine", "trained")}
         for i, cut_a in enumerate(cuts):
+            if (a, cut_a) not in fronts:
+                inputs = {"train": train_X, "val": val_X, "test": test_X}
+                fronts[(a, cut_a)] = {part: layer_states(models[a], cut_a, Z) for part, Z in inputs.items()}
             for j, cut_b in enumerate(cuts):
                 t0 = time.perf_counter()
-                with torch.random.fork_rng(devices=[]):
-                    scores = stitch_cell(
-                        models[a],
-                        cut_a,
-                        models[b],
-                        cut_b,
-                        fit_X,
-                        train_X,
-                        train_y,
-                        test_X,
-                        test_y,
-                        stitch_epochs=int(setup["stitch_epochs"]),
-                        stitch_lr=float(setup["stitch_lr"]),
-                        seed=int(setup["seed"]),
-                    )
+                scores = stitch_cell(
+                    models[a],
+                    cut_a,
+                    models[b],
+                    cut_b,
+                    fit_X,
+                    train_X,
+                    train_y,
+                    test_X,
+                    test_y,
+                    stitch_epochs=int(setup["stitch_epochs"]),
+                    stitch_lr=float(setup["stitch_lr"]),
+                    seed=int(setup["seed"]),
+                    val_X=val_X,
+                    val_y=val_y,
+                    batch_size=int(setup["stitch_batch_size"]),
+                    patience=int(setup["stitch_patience"]),
+                    front_states=fronts[(a, cut_a)],
+                )
                 for k in grid:
                     grid[k][i, j] = scores[k]
                 rows.append(
@@ -130,12 +182,20 @@ def _grid(setup: dict[str, Any]):
                         "procrustes": round(scores["procrustes"], 4),
                         "affine": round(scores["affine"], 4),
                         "trained": round(scores["trained"], 4),
+                        "best_epoch": int(scores["best_epoch"]),
                         "seconds": round(time.perf_counter() - t0, 1),
                     }
                 )
                 logger.info("%s %s->%s: %s", key, cut_a, cut_b, scores)
+        if all(later != a for later, _ in pairs[p + 1 :]):  # free A's states once its last pair is done
+            fronts = {k: v for k, v in fronts.items() if k[0] != a}
         grids[key] = grid
-    timings = {"models_s": round(models_s, 1), "total_s": round(time.perf_counter() - start, 1)}
+    timings = {
+        "models_s": round(models_s, 1),
+        "total_s": round(time.perf_counter() - start, 1),
+        "cpu_s": round(time.process_time() - cpu_start, 1),
+        "load_average": round(os.getloadavg()[1], 1) if hasattr(os, "getloadavg") else float("nan"),
+    }
     return rows, grids, alone, timings
 
 
@@ -210,6 +270,12 @@ def _result(
             passed=share >= min_share,
         ),
     ]
+    for pair in dict.fromkeys(r["pair"] for r in diagonal):
+        cells = [r for r in diagonal if r["pair"] == pair]
+        notes.append(
+            f"{pair}, matching depths: mean (B alone - trained) {np.mean([r['B_alone'] - r['trained'] for r in cells]):+.3f}, "
+            f"mean (A alone - trained) {np.mean([r['A_alone'] - r['trained'] for r in cells]):+.3f}."
+        )
     if diagonal:
         against_a = float(np.mean([r["A_alone"] - r["trained"] for r in diagonal]))
         notes.append(
@@ -222,9 +288,19 @@ def _result(
         f"Models: SmallCNN (conv+BN+ReLU blocks of 8/16/32/32 channels times the width), {setup['n_train']} "
         f"training images, {setup['epochs']} epochs (cached); zero-shot maps fitted on the states of "
         f"{setup['n_fit']} training images (one row per spatial position, at most 50,000 rows); trained layer: "
-        f"affine initialisation, Adam lr {setup['stitch_lr']}, {setup['stitch_epochs']} epoch(s) on "
-        f"{setup['n_stitch_train']} training images; accuracy on the first {setup['n_test']} test images.",
-        f"Time: {timings['models_s']:.0f} s for the models (0 when cached), {timings['total_s']:.0f} s in all.",
+        f"initialised from the affine map, Adam with a cosine schedule from lr {setup['stitch_lr']}, batches of "
+        f"{setup['stitch_batch_size']}, at most {setup['stitch_epochs']} epochs on the models' first "
+        f"{setup['n_stitch_train']} training images, early stopping (patience {setup['stitch_patience']}) on the "
+        f"next {setup['n_val']} training images, which neither the models nor the layer trained on, keeping the "
+        f"epoch with the lowest held-out loss; accuracy on the first {setup['n_test']} test images.",
+        "Epoch kept by early stopping (0 = the affine start): "
+        + ", ".join(f"{e}: {n} cells" for e, n in sorted(Counter(r["best_epoch"] for r in rows).items()))
+        + ".",
+        f"Time: {timings['models_s']:.0f} s for the models (0 when cached), {timings['total_s']:.0f} s in all "
+        f"(wall clock), {timings['cpu_s']:.0f} s of CPU time on {setup.get('torch_threads', 'default')} torch "
+        f"thread(s); the machine's 5-minute load average at the end was {timings['load_average']:g} on "
+        f"{os.cpu_count()} cores"
+        + (" (other jobs were running)." if timings["load_average"] > (os.cpu_count() or 1) else "."),
     ]
     if off:
         notes.append(
