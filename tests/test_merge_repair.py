@@ -102,3 +102,21 @@ def test_repair_errors_name_the_argument():
         repair(no_bias, [no_bias, no_bias], x)
     with pytest.raises(ValueError, match="loader yielded no batch"):
         repair(a, [a, b], [])
+
+
+class _Twice(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 3)
+        self.head = nn.Linear(3, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.fc(torch.relu(self.fc(x))))
+
+
+def test_repair_refuses_a_layer_that_runs_twice_and_other_architectures():
+    model = _Twice()
+    with pytest.raises(ValueError, match="layer 'fc' runs more than once in a forward pass"):
+        repair(model, [model, model], torch.randn(8, 3))
+    with pytest.raises(ValueError, match="model and endpoints\\[1\\] have different architectures"):
+        repair(MLP(4, [5], 2), [MLP(4, [5], 2), MLP(4, [6], 2)], torch.randn(8, 4))
