@@ -56,15 +56,12 @@ def run_cmd(
     result, page = run_experiment(experiment, reduced=reduced, out_dir=out)
     typer.echo(
         rows_to_markdown(
-            [
-                {"claim": c.claim, "paper": c.paper, "ours": c.ours, "verdict": "pass" if c.passed else "FAIL"}
-                for c in result.checks
-            ]
+            [{"claim": c.claim, "paper": c.paper, "ours": c.ours, "verdict": c.verdict} for c in result.checks]
         )
     )
     typer.echo(f"results page: {page}")
     name = page.stem
-    _report_failures([{"experiment": name, **c.__dict__} for c in result.checks if not c.passed], strict)
+    _report_failures([{"experiment": name, **c.__dict__} for c in result.checks if c.passed is False], strict)
 
 
 def _report_failures(failed: list[dict[str, Any]], strict: bool) -> None:

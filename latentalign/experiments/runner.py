@@ -31,6 +31,7 @@ from latentalign.reports import make_record, rows_to_markdown, write_record
 
 __all__ = [
     "Check",
+    "verdict",
     "ExperimentResult",
     "find_config",
     "list_experiments",
@@ -61,12 +62,28 @@ _RUNNER_RULE = (
 
 @dataclass
 class Check:
-    """One claim of the paper checked on our numbers."""
+    """One claim of the paper checked on our numbers; ``passed=None``: not evaluable (the data cannot decide)."""
 
     claim: str
     paper: str
     ours: str
-    passed: bool
+    passed: bool | None
+
+    @property
+    def verdict(self) -> str:
+        """``"pass"``, ``"FAIL"`` or ``"not evaluable"``."""
+        return verdict(self.passed)
+
+
+def verdict(passed: bool | None) -> str:
+    """The page's word for a check's outcome: ``"pass"``, ``"FAIL"``, or ``"not evaluable"`` for None.
+
+    Examples
+    --------
+    >>> [verdict(True), verdict(False), verdict(None)]
+    ['pass', 'FAIL', 'not evaluable']
+    """
+    return "not evaluable" if passed is None else "pass" if passed else "FAIL"
 
 
 @dataclass
@@ -85,7 +102,7 @@ class ExperimentResult:
 
     @property
     def passed(self) -> bool:
-        return all(c.passed for c in self.checks)
+        return all(c.passed is not False for c in self.checks)  # no check FAILed
 
 
 def _toml():
@@ -244,10 +261,7 @@ def _page(config: dict[str, Any], result: ExperimentResult, elapsed: float, plot
         "## Checks",
         "",
         rows_to_markdown(
-            [
-                {"claim": c.claim, "paper": c.paper, "ours": c.ours, "verdict": "pass" if c.passed else "FAIL"}
-                for c in result.checks
-            ]
+            [{"claim": c.claim, "paper": c.paper, "ours": c.ours, "verdict": c.verdict} for c in result.checks]
         ),
         "",
         "## Results",
@@ -344,7 +358,7 @@ def failed_checks(
         path = out / f"{name}.json"
         if path.is_file():
             record = json.loads(path.read_text())
-            failed += [{"experiment": name, **c} for c in record.get("checks", []) if not c.get("passed")]
+            failed += [{"experiment": name, **c} for c in record.get("checks", []) if c.get("passed") is False]
     return failed
 
 
@@ -363,7 +377,7 @@ def write_summary(out_dir: str | os.PathLike[str] | None = None, *, names: list[
         If an experiment named in ``names`` has no record in ``out_dir`` (run it first).
     """
     out = Path(out_dir) if out_dir is not None else DEFAULT_RESULTS_DIR
-    rows, passed, total, not_run = [], 0, 0, []
+    rows, passed, total, not_run, undecided = [], 0, 0, [], 0
     for name in names or list_experiments():
         path = out / f"{name}.json"
         if not path.is_file():
@@ -379,6 +393,7 @@ def write_summary(out_dir: str | os.PathLike[str] | None = None, *, names: list[
         for check in record["checks"]:
             total += 1
             passed += bool(check["passed"])
+            undecided += check["passed"] is None
             rows.append(
                 {
                     "experiment": f"[{name}]({name}.md)",
@@ -386,7 +401,7 @@ def write_summary(out_dir: str | os.PathLike[str] | None = None, *, names: list[
                     "claim": check["claim"],
                     "paper number": check["paper"],
                     "ours": check["ours"],
-                    "verdict": "pass" if check["passed"] else "FAIL",
+                    "verdict": verdict(check["passed"]),
                     "run": run,
                 }
             )
@@ -395,7 +410,9 @@ def write_summary(out_dir: str | os.PathLike[str] | None = None, *, names: list[
     summary = out / "SUMMARY.md"
     summary.write_text(
         "# Reproductions: summary\n\n"
-        f"{passed} of {total} checks pass. Each experiment's page has the setup, the differences from the "
+        f"{passed} of {total} checks pass"
+        + (f" ({undecided} not evaluable: too little data to decide)" if undecided else "")
+        + ". Each experiment's page has the setup, the differences from the "
         "paper's and the full results; regenerate with `latentalign run all -o DIR` (re-runs everything) or "
         "`latentalign run all --summary-only -o DIR` (rebuilds this table from the JSON records in DIR).\n\n"
         + (f"Not run yet (no record in this folder): {', '.join(not_run)}.\n\n" if not_run else "")
