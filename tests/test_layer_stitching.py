@@ -23,6 +23,8 @@ from latentalign.stitching import (
     train_stitching_layer,
 )
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def _images(n: int, seed: int = 0, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     return torch.randn(n, 1, 28, 28, generator=torch.Generator().manual_seed(seed), dtype=dtype)
@@ -186,7 +188,7 @@ def test_trained_layer_is_at_least_as_good_as_its_least_squares_start():
     train, val, test = (X[:600], y[:600]), (X[600:800], y[600:800]), (X[800:], y[800:])
     stitcher = fit_layer_stitcher(a, "1", b, "0", X[:300], "affine", trainable_map=True)
     start = copy.deepcopy(stitcher)
-    train_stitching_layer(stitcher, train, epochs=15, lr=0.03, batch_size=64, validation=val, patience=3)
+    train_stitching_layer(stitcher, train, epochs=8, lr=0.05, batch_size=64, validation=val, patience=3)
     history = stitcher.train_history_
     loss_val, _ = _loss_and_accuracy(stitcher, *val)
     assert history["best_epoch"] > 0 and loss_val == pytest.approx(min(history["val_loss"]), rel=1e-5)

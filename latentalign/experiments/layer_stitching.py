@@ -54,6 +54,12 @@ def stitch_cell(
     ``(val_X, val_y)`` when given). Model A is frozen and in eval mode, so its states at ``cut_a`` are
     computed once and the layer is trained on them; ``front_states`` may hold them already
     (``{"train": ..., "val": ..., "test": ...}``, A's states at ``cut_a`` for those inputs, not resized).
+
+    Returns
+    -------
+    dict
+        Test accuracy under each aligner's name and under ``"trained"``; ``"epochs_run"`` and
+        ``"best_epoch"`` (the epoch whose map was kept, 0 for the zero-shot start) of the training.
     """
     from collections import OrderedDict
 
@@ -63,7 +69,8 @@ def stitch_cell(
     from latentalign.experiments.small_cnns import evaluate_accuracy
     from latentalign.stitching import LayerStitcher, fit_layer_stitcher, layer_states, train_stitching_layer
 
-    inputs = {"train": train_X, "test": test_X} | ({} if val_X is None else {"val": val_X})
+    held_out = val_X is not None and val_y is not None
+    inputs = {"train": train_X, "test": test_X} | ({"val": val_X} if held_out else {})
     states = dict(front_states or {})
     for part, X in inputs.items():
         if part not in states:
@@ -80,7 +87,7 @@ def stitch_cell(
     # the same map and B's back, fed with A's precomputed states (resized to B's size as the stitcher does)
     identity = nn.Sequential(OrderedDict(states=nn.Identity()))
     on_states = LayerStitcher(identity, "states", model_b, cut_b, stitcher.map, size=stitcher.size)
-    validation = None if val_y is None else (states["val"], val_y)
+    validation = (states["val"], val_y) if held_out else None
     with torch.random.fork_rng(devices=[]):
         train_stitching_layer(
             on_states,
