@@ -165,3 +165,19 @@ def test_os_system_named_by_a_config_is_never_called(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r"shell\.toml' names the runner 'os:system', which is not allowed"):
         run_experiment(config, out_dir=tmp_path / "out")
     assert called == []
+
+
+def test_a_check_without_a_verdict_is_not_evaluable_neither_pass_nor_fail(tmp_path):
+    from latentalign.experiments import Check, ExperimentResult, write_summary
+    from latentalign.experiments.runner import failed_checks
+
+    checks = [Check("a", "1", "1", True), Check("b", "1", "too few errors", None)]
+    assert [c.verdict for c in checks] == ["pass", "not evaluable"]
+    assert ExperimentResult(rows=[], checks=checks).passed  # nothing FAILed
+    assert not ExperimentResult(rows=[], checks=[*checks, Check("c", "1", "0", False)]).passed
+    record = {"checks": [c.__dict__ for c in checks], "paper": {"citation": "X"}, "elapsed_s": 1.0}
+    (tmp_path / "tiny.json").write_text(json.dumps(record))
+    assert failed_checks(tmp_path, names=["tiny"]) == []
+    text = write_summary(tmp_path, names=["tiny"]).read_text()
+    assert "1 of 2 checks pass (1 not evaluable: too little data to decide)." in text
+    assert "| too few errors | not evaluable |" in text
