@@ -27,12 +27,41 @@ from typing import NamedTuple
 
 import torch
 
+from latentalign.functional import blocks
 from latentalign.functional.blocks import Scorer, blocked_topk, count_ahead, csls_pass, sort_ties_by_index
 
-__all__ = ["CslsCandidates", "candidate_depth", "csls_candidates", "csls_topk", "csls_counts", "MATCH_ELEMENTS"]
+__all__ = [
+    "CslsCandidates",
+    "candidate_depth",
+    "csls_candidates",
+    "csls_block_rows",
+    "csls_topk",
+    "csls_counts",
+    "MATCH_ELEMENTS",
+    "CSLS_ROWS_FACTOR",
+]
 
 #: Largest (queries x candidates x gold keys) comparison table held at once when ranks are read.
 MATCH_ELEMENTS = 2**22
+#: Query rows per block of the one pass, as a multiple of :data:`~latentalign.functional.blocks.QUERY_BLOCK`
+#: (when ``chunk_size`` is not given). The tiles keep their size, so they are half as wide. The per-key
+#: top-``csls_k`` starts from the first block's rows and each row's candidates from its first tile: with
+#: more rows the keys' running thresholds start higher and fewer later scores pass them, which outweighs
+#: the rows' deeper start. Measured: 1.32x plain kNN with 1,024 rows, 1.20x with 2,048, 1.26x with 4,096
+#: (8,192 x 20,000 x 768 float32, 2 threads).
+CSLS_ROWS_FACTOR = 2
+
+
+def csls_block_rows(chunk_size: int | None) -> int:
+    """Query rows per block of the CSLS pass: ``chunk_size`` when given, else :data:`CSLS_ROWS_FACTOR`
+    times :data:`~latentalign.functional.blocks.QUERY_BLOCK`.
+
+    Examples
+    --------
+    >>> csls_block_rows(None) == CSLS_ROWS_FACTOR * blocks.QUERY_BLOCK, csls_block_rows(100)
+    (True, 100)
+    """
+    return chunk_size if chunk_size is not None else CSLS_ROWS_FACTOR * blocks.QUERY_BLOCK
 
 
 class CslsCandidates(NamedTuple):
@@ -61,6 +90,8 @@ def candidate_depth(k: int, csls_k: int, n_keys: int) -> int:
 def csls_candidates(scorer: Scorer, csls_k: int, depth: int, chunk_size: int | None = None) -> CslsCandidates:
     """One pass over the cosines of ``scorer`` (metric cosine): penalties, candidates and their bound.
 
+    ``chunk_size`` is the number of query rows per block (default :func:`csls_block_rows`).
+
     Examples
     --------
     >>> import torch
@@ -68,7 +99,7 @@ def csls_candidates(scorer: Scorer, csls_k: int, depth: int, chunk_size: int | N
     >>> found.indices[:, 0].tolist(), found.scores[:, 0].tolist(), found.bound.tolist()
     ([0, 1, 2], [0.0, 0.0, 0.0], [-2.0, -2.0, -2.0])
     """
-    r_q, r_k, cand_v, cand_i = csls_pass(scorer, csls_k, depth, chunk_size)
+    r_q, r_k, cand_v, cand_i = csls_pass(scorer, csls_k, depth, csls_block_rows(chunk_size))
     scores = cand_v.mul(2.0).sub_(r_q[:, None]).sub_(r_k[cand_i])  # the operations of Scorer.tile, in its order
     bound = cand_v[:, -1].mul(2.0).sub_(r_q).sub_(r_k.min())
     return CslsCandidates(r_q, r_k, cand_i, scores, bound, cand_i.shape[1] >= scorer.n_keys)
