@@ -145,6 +145,36 @@ def test_reliability_plot_png_and_svg(tmp_path, noisy):
 
 
 # ------------------------------------------------------------------------------------------ experiment page
+@pytest.mark.parametrize(
+    ("correct_from", "verdict", "ours"),
+    [
+        (0.25, "pass", "least confident bin 0.000, most 1.000; AUROC 1.000; 10 of 40 matches wrong"),
+        (0.05, "not evaluable", "2 of 40 matches wrong (fewer than 3 wrong: too few errors to rank)"),
+        (2.0, "not evaluable", "40 of 40 matches wrong (all wrong)"),
+    ],
+)
+def test_informative_check_needs_enough_errors_to_decide(correct_from, verdict, ours):
+    from latentalign.experiments.confidence import informative_check
+
+    conf = np.linspace(0.0, 1.0, 40)
+    check = informative_check(
+        reliability_curve(conf, conf >= correct_from, n_bins=4), "toy", min_auroc=0.65, min_errors=3
+    )
+    assert check.verdict == verdict and ours in check.ours
+    assert (
+        check.claim
+        == "toy: accuracy rises with confidence (least confident bin below the most confident one, AUROC >= 0.65)"
+    )
+
+
+def test_informative_check_fails_a_confidence_that_ranks_errors_first():
+    from latentalign.experiments.confidence import informative_check
+
+    conf = np.linspace(0.0, 1.0, 40)
+    check = informative_check(reliability_curve(conf, conf < 0.5, n_bins=4), "reversed", min_auroc=0.65, min_errors=3)
+    assert check.passed is False and "AUROC 0.000; 20 of 40 matches wrong" in check.ours
+
+
 def test_confidence_config_loads_and_states_its_sources():
     from latentalign.experiments import load_config
 
@@ -163,12 +193,23 @@ def test_confidence_experiment_reduced_run_on_real_captions(tmp_path):
     from latentalign.experiments import run_experiment
 
     result, page = run_experiment("confidence", reduced=True, out_dir=tmp_path)
-    assert result.passed, [c for c in result.checks if not c.passed]
-    assert [r["confidence"] for r in result.rows] == ["cosine margin", "CSLS margin", "OT coupling mass"]
-    for row in result.rows:  # the real pair: accuracy rises from the least to the most confident bin
+    assert result.passed, [c for c in result.checks if c.passed is False]
+    assert [r["confidence"] for r in result.rows] == ["cosine margin", "CSLS margin", "OT coupling mass"] * 2
+    assert [r["setting"] for r in result.rows] == ["Procrustes on 451 pairs"] * 3 + [
+        "Procrustes on 100 pairs (harder)"
+    ] * 3
+    for row, check in zip(result.rows, result.checks, strict=True):
+        if row["wrong matches"] < 3:  # too few errors to rank: neither pass nor FAIL
+            assert check.verdict == "not evaluable", check
+            continue
+        # the real pair: accuracy rises from the least to the most confident bin
+        assert check.verdict == "pass", check
         assert row["accuracy, least confident bin"] < row["accuracy, most confident bin"] and row["AUROC"] > 0.65
+    assert all(row["wrong matches"] >= 3 for row in result.rows[3:])  # the harder fit leaves errors to rank
     assert result.rows[0]["recall@1_low"] <= result.rows[0]["recall@1_high"]
-    assert (tmp_path / "confidence.png").exists() and (tmp_path / "confidence.svg").exists()
+    for name in ("confidence", "confidence_harder"):
+        assert (tmp_path / f"{name}.png").exists() and (tmp_path / f"{name}.svg").exists()
     record = json.loads((tmp_path / "confidence.json").read_text())
     assert record["details"]["bootstrap"]["n"] == 20 and len(record["details"]["curves"]) == 3
+    assert len(record["details"]["curves_harder"]) == 3 and record["details"]["n_train_harder"] == 100
     assert "95 % bootstrap interval over pairs, n=20" in page.read_text()
