@@ -114,6 +114,34 @@ def test_stitch_pair_recovers_a_planted_isometry_where_absolute_fails():
     assert info["affine_alpha"] > 0
 
 
+def test_cross_architecture_page_checks_its_budget_and_lists_every_budget_mean(tmp_path):
+    import itertools
+
+    from latentalign.experiments.cross_architecture import METHODS, _result
+
+    config = load_config("cross_architecture")
+    pairs = list(itertools.permutations(config["setup"]["models"], 2))
+    # planted scores: every method scores budget / 1000 on every pair, except no-stitch (0.9)
+    scores = {
+        k: {p: {m: dict.fromkeys(("macro_f1", "accuracy", "weighted_f1"), k / 1000) for m in METHODS} for p in pairs}
+        for k in (50, 1000)
+    }
+    for k in scores:
+        for p in pairs:
+            scores[k][p]["no_stitch"] = scores[k][p]["relative_no_stitch"] = dict.fromkeys(scores[k][p]["mlp"], 0.9)
+    infos = {k: {p: {"affine_alpha": 1.0, "kernel_ridge_alpha": 0.1, "mlp_epochs": 20} for p in pairs} for k in scores}
+    result = _result(config, tmp_path, scores, infos, 1000, 1000, 500, 0.0)
+    per_pair = [r for r in result.rows if r["source"] != "mean over pairs"]
+    assert len(per_pair) == len(pairs) * (1 + len(METHODS)) and {r["anchors"] for r in per_pair} == {1000}
+    means = {(r["anchors"], r["method"]): r["macro_f1"] for r in result.rows if r["source"] == "mean over pairs"}
+    assert means[50, "mlp"] == 0.05 and means[1000, "kernel-ridge"] == 1.0 and means[50, "no-stitch"] == 0.9
+    # the checks read the 1000-anchor budget: ortho (1.0) within 5 points of no-stitch (0.9)
+    assert result.checks[0].passed and result.checks[0].ours == "1.00 vs 0.90"
+    assert any(n.startswith("Nonlinear minus best linear map") for n in result.notes)
+    assert [p.name for p in result.plots] == ["cross_architecture.png", "cross_architecture_budgets.png"]
+    assert len(result.details["per_budget"]) == 2 * len(per_pair)
+
+
 def test_scaled_affine_recovers_a_planted_affine_map_on_held_out_rows():
     rng = np.random.default_rng(1)
     X = rng.normal(size=(400, 10)) * rng.uniform(0.5, 5.0, size=10)

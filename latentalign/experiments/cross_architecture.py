@@ -260,69 +260,108 @@ def _plot(summary: dict[str, tuple[float, float]], published: dict[str, float], 
 
 
 def run(config: dict[str, Any], *, out_dir: Any):
-    """Every ordered pair of encoders: source test embeddings -> target's linear head, four ways."""
+    """Every ordered pair of encoders at every anchor budget: source test embeddings -> target's linear head.
+
+    The paper's checks use the ``n_anchors`` budget; the other budgets of ``anchor_budgets`` show how each
+    method, linear or not, depends on the number of anchors.
+    """
     import itertools
 
+    from latentalign.experiments.budgets import nested_anchors
     from latentalign.experiments.common import restore_threads, set_threads
-    from latentalign.experiments.runner import Check, ExperimentResult
 
-    setup, paper = config["setup"], config["paper"]
-    out = Path(out_dir)
+    setup = config["setup"]
     threads = set_threads(setup)
     try:
         train = fashion_mnist_subset("train", int(setup["n_train"]))
         test = fashion_mnist_subset("test", int(setup["n_test"]))
-        notes: list[str] = []
         start = time.perf_counter()
         emb = {m: {"train": embed_subset(m, train), "test": embed_subset(m, test)} for m in setup["models"]}
         embed_s = time.perf_counter() - start
-        rng = np.random.default_rng(int(setup["seed"]))
-        anchors = np.sort(rng.choice(len(train.ids), int(setup["n_anchors"]), replace=False))
-        rows: list[dict[str, Any]] = []
-        per_method: dict[str, list[float]] = {k: [] for k in ("no_stitch", *METHODS)}
-        heads: dict[str, dict[str, Any]] = {m: {} for m in setup["models"]}
-        for src, tgt in itertools.permutations(setup["models"], 2):
-            scores, info = stitch_pair(
-                emb[src], emb[tgt], anchors, train.labels, test.labels, head_seed=int(setup["seed"]), heads=heads[tgt]
-            )
-            for method in ("no_stitch", *METHODS):
-                per_method[method].append(scores[method]["macro_f1"])
-                rows.append(
-                    {
-                        "source": src,
-                        "target": tgt,
-                        "method": method.replace("_", "-"),
-                        "macro_f1": round(scores[method]["macro_f1"], 4),
-                        "accuracy": round(scores[method]["accuracy"], 4),
-                        "weighted_f1": round(scores[method]["weighted_f1"], 4),
-                    }
+        check_budget = int(setup["n_anchors"])
+        budgets = nested_anchors(len(train.ids), [*setup.get("anchor_budgets", []), check_budget], int(setup["seed"]))
+        # the target's absolute head does not depend on the anchors: fitted once per target
+        absolute_heads = {m: _head(emb[m]["train"], train.labels, int(setup["seed"])) for m in setup["models"]}
+        scores: dict[int, dict[tuple[str, str], dict[str, dict[str, float]]]] = {k: {} for k in budgets}
+        infos: dict[int, dict[tuple[str, str], dict[str, Any]]] = {k: {} for k in budgets}
+        for k, anchors in budgets.items():
+            heads = {m: {"absolute": absolute_heads[m]} for m in setup["models"]}
+            for src, tgt in itertools.permutations(setup["models"], 2):
+                logger.info("%s -> %s, %d anchors", src, tgt, k)
+                scores[k][src, tgt], infos[k][src, tgt] = stitch_pair(
+                    emb[src],
+                    emb[tgt],
+                    anchors,
+                    train.labels,
+                    test.labels,
+                    head_seed=int(setup["seed"]),
+                    heads=heads[tgt],
                 )
-            notes.append(
-                f"{src} -> {tgt}: ridge alpha of the affine map chosen on held-out anchors: "
-                f"{info['affine_alpha']:g}; kernel ridge alpha: {info['kernel_ridge_alpha']:g}; MLP epochs (early "
-                f"stopping): {info['mlp_epochs']}; relative head on the target's own relative coordinates: "
-                f"macro F1 {scores['relative_no_stitch']['macro_f1']:.3f}."
-            )
     finally:
         restore_threads(threads)
+    return _result(config, Path(out_dir), scores, infos, check_budget, len(train.ids), len(test.ids), embed_s)
 
-    summary = {k: (float(np.mean(v)), float(np.std(v))) for k, v in per_method.items()}
-    for k in ("no_stitch", *METHODS):
-        rows.append(
-            {
-                "source": "mean over pairs",
-                "target": "",
-                "method": k.replace("_", "-"),
-                "macro_f1": round(summary[k][0], 4),
-                "accuracy": None,
-                "weighted_f1": None,
-            }
-        )
+
+def _pair_row(src: str, tgt: str, k: int, method: str, score: dict[str, float]) -> dict[str, Any]:
+    return {
+        "source": src,
+        "target": tgt,
+        "anchors": k,
+        "method": method.replace("_", "-"),
+        "macro_f1": round(score["macro_f1"], 4),
+        "accuracy": round(score["accuracy"], 4),
+        "weighted_f1": round(score["weighted_f1"], 4),
+    }
+
+
+def _result(
+    config: dict[str, Any],
+    out: Path,
+    scores: dict[int, dict[tuple[str, str], dict[str, dict[str, float]]]],
+    infos: dict[int, dict[tuple[str, str], dict[str, Any]]],
+    check_budget: int,
+    n_train: int,
+    n_test: int,
+    embed_s: float,
+):
+    """The page from the scores of every pair at every budget: table, checks, notes, plots."""
+    from latentalign.experiments.budgets import nonlinearity_note, plot_budget_curves
+    from latentalign.experiments.runner import Check, ExperimentResult
+
+    setup, paper = config["setup"], config["paper"]
+    keys = ("no_stitch", *METHODS)
+    summary = {
+        k: {
+            m: (
+                float(np.mean([s[m]["macro_f1"] for s in by_pair.values()])),
+                float(np.std([s[m]["macro_f1"] for s in by_pair.values()])),
+            )
+            for m in keys
+        }
+        for k, by_pair in scores.items()
+    }
+    # per-pair rows at the budget of the checks; every budget's mean over pairs after them
+    rows: list[dict[str, Any]] = [
+        _pair_row(src, tgt, check_budget, m, s[m]) for (src, tgt), s in scores[check_budget].items() for m in keys
+    ]
+    for k in summary:
+        for m in keys:
+            rows.append(
+                {
+                    "source": "mean over pairs",
+                    "target": "",
+                    "anchors": k,
+                    "method": m.replace("_", "-"),
+                    "macro_f1": round(summary[k][m][0], 4),
+                    "accuracy": None,
+                    "weighted_f1": None,
+                }
+            )
     pub = paper["published"]
     margin = float(setup["max_gap_to_no_stitch"])
     much = float(setup["min_relative_over_absolute"])
     close = float(setup["max_affine_ortho_gap"])
-    mean = {k: v[0] for k, v in summary.items()}
+    mean = {m: v[0] for m, v in summary[check_budget].items()}
 
     def f(x: float) -> str:
         return f"{x:.2f}"
@@ -359,13 +398,52 @@ def run(config: dict[str, Any], *, out_dir: Any):
             mean["relative"] - mean["absolute"] >= much,
         ),
     ]
-    notes.insert(
-        0,
-        (
-            f"Fashion-MNIST rows: {len(train.ids)} training images (classifier and anchor pool), {len(test.ids)} test "
-            f"images; {len(anchors)} anchors; {len(setup['models'])} encoders, "
-            f"{len(per_method['ortho'])} ordered pairs. Embedding (or reading the cache) took {embed_s:.0f} s."
+    n_pairs = len(scores[check_budget])
+    notes = [
+        f"Fashion-MNIST rows: {n_train} training images (classifier and anchor pool), {n_test} test images; "
+        f"{len(setup['models'])} encoders, {n_pairs} ordered pairs. Embedding (or reading the cache) took "
+        f"{embed_s:.0f} s.",
+        f"Anchor budgets {', '.join(map(str, scores))}: each budget's anchors are a seeded draw from the training "
+        f"images, nested (a smaller budget's anchors are among a larger one's); the checks use {check_budget} "
+        "anchors, the table lists every pair at that budget and the mean over pairs at every budget.",
+        nonlinearity_note(
+            {k: {m: v[0] for m, v in s.items()} for k, s in summary.items()},
+            linear=("affine", "ortho"),
+            nonlinear=("mlp", "kernel_ridge"),
         ),
+    ]
+    for (src, tgt), info in infos[check_budget].items():
+        notes.append(
+            f"{src} -> {tgt}, {check_budget} anchors: ridge alpha of the affine map chosen on held-out anchors: "
+            f"{info['affine_alpha']:g}; kernel ridge alpha: {info['kernel_ridge_alpha']:g}; MLP epochs (early "
+            f"stopping): {info['mlp_epochs']}; relative head on the target's own relative coordinates: "
+            f"macro F1 {scores[check_budget][src, tgt]['relative_no_stitch']['macro_f1']:.3f}."
+        )
+    for k, by_pair in infos.items():
+        if k != check_budget:
+            notes.append(
+                f"{k} anchors, over the pairs: affine alphas {sorted({i['affine_alpha'] for i in by_pair.values()})}, "
+                f"kernel ridge alphas {sorted({i['kernel_ridge_alpha'] for i in by_pair.values()})}, MLP epochs "
+                f"{[i['mlp_epochs'] for i in by_pair.values()]}."
+            )
+    notes += [f"Reading of the results (written after the full run): {n}" for n in config.get("notes", [])]
+    plots = [_plot({m: summary[check_budget][m] for m in keys}, pub, out, config["name"])]
+    panel = f"EfficientNet-Lite, mean over {n_pairs} ordered pairs"
+    curve = plot_budget_curves(
+        {panel: {m: {k: summary[k][m] for k in summary} for m in METHODS if m != "absolute"}},
+        out / f"{config['name']}_budgets.png",
+        title="Cross-architecture stitching against the anchor budget (Fashion-MNIST)",
+        ylabel="macro F1 (mean +- std over pairs)",
+        reference={panel: summary[check_budget]["no_stitch"][0]},
     )
-    plots = [_plot(summary, pub, out, config["name"])]
-    return ExperimentResult(rows=rows, checks=checks, notes=notes, plots=plots)
+    if curve is not None:
+        plots.append(curve)
+    details = {
+        "per_budget": [
+            _pair_row(src, tgt, k, m, s[m])
+            for k, by_pair in scores.items()
+            for (src, tgt), s in by_pair.items()
+            for m in keys
+        ]
+    }
+    return ExperimentResult(rows=rows, checks=checks, notes=notes, plots=plots, details=details)
