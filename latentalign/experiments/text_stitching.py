@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -138,11 +139,13 @@ def stitching_table(
     *,
     C: float,
     seed: int,
+    absolute_heads: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """For every (A, B) in ``pairs``: B's heads fed A's test embeddings by each method.
 
     ``spaces`` maps a name to its (n, d) embeddings (rows paired across spaces); ``anchors`` index rows of
-    ``train``'s items shared by all spaces.
+    ``train``'s items shared by all spaces. ``absolute_heads`` (B's name -> its absolute head) is filled
+    with the heads fitted here and reused when it holds them already: they do not depend on the anchors.
     """
     from latentalign.align import Procrustes
     from latentalign.experiments.cross_architecture import fit_kernel_ridge, fit_mlp
@@ -154,11 +157,13 @@ def stitching_table(
     rel = {
         name: np.asarray(relative_projection(X, X[anchors], metric="cosine", center=True)) for name, X in spaces.items()
     }
+    absolute_heads = {} if absolute_heads is None else absolute_heads
     heads: dict[str, dict[str, Any]] = {}
     for b in {b for _, b in pairs}:
-        Y = spaces[b]
+        if b not in absolute_heads:
+            absolute_heads[b] = _head(spaces[b][train], labels[train], relative=False, C=C, seed=seed)
         heads[b] = {
-            "absolute": _head(Y[train], labels[train], relative=False, C=C, seed=seed),
+            "absolute": absolute_heads[b],
             "relative": _head(rel[b][train], labels[train], relative=True, C=C, seed=seed),
         }
     y = labels[test]
@@ -186,6 +191,7 @@ def stitching_table(
                     "encoder A (input)": a,
                     "head B": b,
                     "method": method,
+                    "anchors": int(len(anchors)),
                     "n_test": int(len(test)),
                     "macro_f1": None if score is None else score["macro_f1"],
                     "accuracy": None if score is None else score["accuracy"],
@@ -319,8 +325,98 @@ def _fmt_pair(row: dict[str, Any]) -> str:
     return f"{row['encoder A (input)']}->{row['head B']}"
 
 
+@dataclass
+class _Sweep:
+    """One task's stitching tables at every anchor budget."""
+
+    task: str
+    check_budget: int
+    tables: dict[int, list[dict[str, Any]]]
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        """Every pair's rows at the budget of the checks."""
+        return self.tables[self.check_budget]
+
+    def means(self) -> dict[int, dict[str, tuple[float, float]]]:
+        """Mean and std over pairs of each method's macro F1 at each budget (pairs without a score skipped)."""
+        out: dict[int, dict[str, tuple[float, float]]] = {}
+        for k, table in self.tables.items():
+            out[k] = {}
+            for method in dict.fromkeys(r["method"] for r in table):
+                values = [r["macro_f1"] for r in table if r["method"] == method and r["macro_f1"] is not None]
+                if values:
+                    out[k][method] = (float(np.mean(values)), float(np.std(values)))
+        return out
+
+    def mean_rows(self) -> list[dict[str, Any]]:
+        """One row per budget and method: the means over pairs (scored pairs only), for the page's table."""
+        rows = []
+        for k, table in self.tables.items():
+            for method in dict.fromkeys(r["method"] for r in table):
+                scored = [r for r in table if r["method"] == method and r["macro_f1"] is not None]
+                if not scored:
+                    continue
+                rows.append(
+                    {
+                        "task": self.task,
+                        "encoder A (input)": "mean over pairs",
+                        "head B": "",
+                        "method": method,
+                        "anchors": k,
+                        "n_test": scored[0]["n_test"],
+                        **{
+                            key: float(np.mean([r[key] for r in scored]))
+                            for key in ("macro_f1", "accuracy", "non-stitched macro_f1", "non-stitched accuracy")
+                        },
+                        "note": f"{len(scored)} pair{'s' if len(scored) > 1 else ''}",
+                    }
+                )
+        return rows
+
+
+def _sweep(
+    task: str,
+    spaces: dict[str, np.ndarray],
+    labels: np.ndarray,
+    train: np.ndarray,
+    test: np.ndarray,
+    pairs: list[tuple[str, str]],
+    *,
+    budgets: list[Any],
+    check_budget: int,
+    C: float,
+    seed: int,
+) -> _Sweep:
+    """:func:`stitching_table` at every budget (nested anchors drawn from ``train``; the checks' one included)."""
+    from latentalign.experiments.budgets import nested_anchors
+
+    check_budget = min(check_budget, len(train))
+    anchors = nested_anchors(train, [*budgets, check_budget], seed + 1)
+    absolute_heads: dict[str, Any] = {}
+    tables = {}
+    for k, chosen in anchors.items():
+        logger.info("%s: %d anchors", task, k)
+        tables[k] = stitching_table(
+            task, spaces, labels, train, test, chosen, pairs, C=C, seed=seed, absolute_heads=absolute_heads
+        )
+    return _Sweep(task, check_budget, tables)
+
+
 def run(config: dict[str, Any], *, out_dir: Path) -> ExperimentResult:
-    """Run the WordNet and Tux Paint stitching tables and check the paper's claims."""
+    """Run the WordNet and Tux Paint stitching tables at every anchor budget and check the paper's claims."""
+    from latentalign.experiments.common import restore_threads, set_threads
+
+    previous = set_threads(config["setup"])
+    try:
+        return _run(config, Path(out_dir))
+    finally:
+        restore_threads(previous)
+
+
+def _run(config: dict[str, Any], out_dir: Path) -> ExperimentResult:
+    from latentalign.experiments.budgets import nonlinearity_note, plot_budget_curves
+
     setup = config["setup"]
     seed = int(setup["seed"])
     C = float(setup.get("head_C", 1.0))
@@ -333,36 +429,86 @@ def run(config: dict[str, Any], *, out_dir: Path) -> ExperimentResult:
     encoders = list(setup["encoders"])
     spaces = {e: _embed(e, texts, ids, dataset, notes) for e in encoders}
     train, test = _stratified_split(labels, float(setup["train_fraction"]), seed)
-    rng = np.random.default_rng(seed + 1)
-    anchors = np.sort(rng.choice(train, size=min(int(setup["n_anchors"]), len(train)), replace=False))
     pairs = [(a, b) for b in encoders for a in encoders if a != b]
     wn_task = f"WordNet definitions -> 45 categories ({len(texts)} synsets)"
-    rows = stitching_table(wn_task, spaces, labels, train, test, anchors, pairs, C=C, seed=seed)
+    wn = _sweep(
+        wn_task,
+        spaces,
+        labels,
+        train,
+        test,
+        pairs,
+        budgets=list(setup.get("anchor_budgets", [])),
+        check_budget=int(setup["n_anchors"]),
+        C=C,
+        seed=seed,
+    )
+    rows = list(wn.rows)
     notes.append(
-        f"WordNet: {len(train)} training / {len(test)} test synsets, {len(anchors)} anchors drawn from the "
-        f"training synsets; chance macro F1 ~ {1 / len(np.unique(labels)):.3f} (45 balanced classes)."
+        f"WordNet: {len(train)} training / {len(test)} test synsets, {wn.check_budget} anchors drawn from the "
+        f"training synsets for the checks; chance macro F1 ~ {1 / len(np.unique(labels)):.3f} (45 balanced "
+        "classes)."
     )
 
     # Tux Paint: English head, French input through another (multilingual) encoder.
     tux_spaces, tux_labels, tux_names, _ = _tuxpaint(setup, notes)
     tux_train, tux_test = _split(len(tux_labels), float(setup["tux_train_fraction"]), seed)
-    tux_anchors = np.sort(
-        np.random.default_rng(seed + 1).choice(
-            tux_train, size=min(int(setup["tux_n_anchors"]), len(tux_train)), replace=False
-        )
-    )
     head_space, input_space = list(tux_spaces)
     tux_task = f"Tux Paint captions -> {len(tux_names)} top-level categories ({len(tux_labels)} stamps)"
-    tux_rows = stitching_table(
-        tux_task, tux_spaces, tux_labels, tux_train, tux_test, tux_anchors, [(input_space, head_space)], C=C, seed=seed
+    tux = _sweep(
+        tux_task,
+        tux_spaces,
+        tux_labels,
+        tux_train,
+        tux_test,
+        [(input_space, head_space)],
+        budgets=list(setup.get("tux_anchor_budgets", [])),
+        check_budget=int(setup["tux_n_anchors"]),
+        C=C,
+        seed=seed,
     )
+    tux_rows = tux.rows
     counts = np.bincount(tux_labels[tux_test], minlength=len(tux_names))
     notes.append(
-        f"Tux Paint: {len(tux_train)} training / {len(tux_test)} test stamps, {len(tux_anchors)} parallel "
-        f"caption anchors; categories {tux_names}; majority-class accuracy on the test stamps "
+        f"Tux Paint: {len(tux_train)} training / {len(tux_test)} test stamps, {tux.check_budget} parallel "
+        f"caption anchors for the checks; categories {tux_names}; majority-class accuracy on the test stamps "
         f"{counts.max() / counts.sum():.3f}."
     )
     rows += tux_rows
+    notes.append(
+        "Anchor budgets: each budget's anchors are a seeded draw from the training texts, nested (a smaller "
+        f"budget's anchors are among a larger one's): WordNet {', '.join(map(str, wn.tables))}, Tux Paint "
+        f"{', '.join(map(str, tux.tables))}. The table lists every pair at the checks' budget, then each "
+        "method's mean over pairs at every budget (absolute: same-dimension pairs only; it uses no anchors)."
+    )
+    for sweep, name in ((wn, "WordNet"), (tux, "Tux Paint")):
+        notes.append(
+            f"{name}: "
+            + nonlinearity_note(
+                {k: {m: v[0] for m, v in means.items()} for k, means in sweep.means().items()},
+                linear=("procrustes",),
+                nonlinear=("mlp", "kernel_ridge"),
+            )
+        )
+    mean_rows = wn.mean_rows() + tux.mean_rows()
+    budget_plot = plot_budget_curves(
+        {
+            sweep.task.split(" (")[0]: {
+                m: {k: means[m] for k, means in sweep.means().items()}
+                for m in ("relative", "procrustes", "mlp", "kernel_ridge")
+            }
+            for sweep in (wn, tux)
+        },
+        out_dir / f"{config['name']}_budgets.png",
+        title="Zero-shot text stitching against the anchor budget (mean +- std over pairs)",
+        ylabel="macro F1 on held-out texts",
+        reference={
+            sweep.task.split(" (")[0]: float(
+                np.mean([r["non-stitched macro_f1"] for r in sweep.rows if r["method"] == "procrustes"])
+            )
+            for sweep in (wn, tux)
+        },
+    )
 
     # Checks.
     def get(sub: list[dict[str, Any]], method: str) -> dict[tuple[str, str], dict[str, Any]]:
@@ -424,4 +570,6 @@ def run(config: dict[str, Any], *, out_dir: Path) -> ExperimentResult:
         "scale (the encoders' norms differ) fitted on the same anchor pairs; they are reported, not checked."
     )
     notes += [f"Reading of the results (written after the full run): {n}" for n in config.get("notes", [])]
-    return ExperimentResult(rows=rows, checks=checks, notes=notes, plots=_plot(rows, Path(out_dir), config["name"]))
+    plots = _plot(rows, out_dir, config["name"]) + ([budget_plot] if budget_plot is not None else [])
+    details = {"per_budget": [r for sweep in (wn, tux) for table in sweep.tables.values() for r in table]}
+    return ExperimentResult(rows=rows + mean_rows, checks=checks, notes=notes, plots=plots, details=details)
