@@ -57,6 +57,33 @@ def test_streamed_chunks_give_the_same_cka():
         np.testing.assert_allclose(similarity_matrix(A, B, chunk_rows=chunk_rows).values, whole, atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("against_itself", [False, True])
+def test_streamed_cka_in_groups_of_layers(monkeypatch, against_itself):
+    """A budget below one layer's cross products: one pass over the row chunks per layer of A."""
+    import latentalign.evaluation.layer_similarity as module
+
+    A = _model(0)
+    B = None if against_itself else _model(1)
+    whole = similarity_matrix(A, B).values
+    monkeypatch.setattr(module, "CROSS_BYTES", 1)
+    np.testing.assert_allclose(similarity_matrix(A, B, chunk_rows=70).values, whole, atol=1e-6, rtol=0)
+
+
+def test_streamed_cka_redoes_float32_overflow_in_float64():
+    A = _model(0)
+    huge = {name: X * np.float32(1e20) for name, X in A.items()}  # products beyond float32's 3.4e38
+    expected = similarity_matrix(A, _model(1)).values
+    np.testing.assert_allclose(similarity_matrix(huge, _model(1), chunk_rows=100).values, expected, atol=1e-6)
+
+
+def test_streamed_cka_names_the_layer_and_rows_of_non_finite_values():
+    A, B = _model(0), _model(1)
+    B["layer.2"] = B["layer.2"].copy()
+    B["layer.2"][150, 1] = np.inf
+    with pytest.raises(ValueError, match=r"B\['layer.2'\] has NaN or infinite values in rows 100..199"):
+        similarity_matrix(A, B, chunk_rows=100)
+
+
 @pytest.mark.parametrize("metric", sorted(PAIRWISE))
 def test_a_model_against_itself_is_symmetric_with_unit_diagonal(metric):
     A = _model(0)

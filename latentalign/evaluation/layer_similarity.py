@@ -6,14 +6,18 @@
 
 Cost: each layer's own statistics are computed once, not once per pair.
 
-- ``linear_cka``: the rows are read in chunks of ``chunk_rows``; per chunk, each layer's centred Gram
-  matrix ``X^T X`` (``d x d``) and each pair's cross product ``X_a^T X_b`` go through the package's one
-  moments accumulator (:func:`~latentalign.functional.moments.compute_stats`, merged exactly across
-  chunks). Time ``O(n (L_a + L_b) d^2 + n L_a L_b d^2)`` (the pairs' products dominate), memory the
-  chunk of every layer plus ``L_a L_b`` cross products ``d_a x d_b`` in float64 while more than one
-  chunk is read (with one chunk each pair is reduced to its score at once). Arrays in memory are read
-  as one chunk by default (the accumulator blocks them itself, without copies); stores in chunks of
-  8192 rows.
+- ``linear_cka``, all rows at once (arrays in memory, by default): each layer's centred Gram matrix
+  ``X^T X`` (``d x d``) once and each pair's cross product ``X_a^T X_b`` once, through the package's one
+  moments accumulator (:func:`~latentalign.functional.moments.compute_stats`, which reads the arrays in
+  place), every pair reduced to its score at once. Time ``O(n (L_a + L_b) d^2 + n L_a L_b d^2)`` (the
+  pairs' products dominate); memory ``O(d^2)`` besides the inputs.
+- ``linear_cka`` in chunks of ``chunk_rows`` rows (layered stores, or ``chunk_rows`` below ``n``): per
+  chunk, B's layers are copied side by side and shifted by fixed reference means, and each layer of A
+  meets them all in one float32 product added into a float64 sum (centred exactly at the end). The float64
+  sums of ``L_b`` cross products ``d_a x d_b`` per layer of A are the large part, so A's layers are taken
+  in groups that fit in :data:`CROSS_BYTES` (256 MiB), one pass over the rows per group: memory about
+  ``CROSS_BYTES`` plus one chunk of every layer, the same flops as above. At 12 x 12 layers of
+  10,000 x 768 float32 in chunks of 2,048 rows: 3 passes, about 550 MB besides the inputs (measured).
 - ``mutual_knn`` / ``cknna``: every layer's exact cosine k-nearest neighbours are searched once
   (:func:`~latentalign.functional.similarity.self_knn_cosine`, one layer in memory at a time), then every
   pair only intersects the ``(n, k)`` neighbour lists.
@@ -41,13 +45,16 @@ from latentalign.functional.similarity import (
 )
 from latentalign.store.layers import LayeredStore
 
-__all__ = ["LAYER_METRICS", "LayerSimilarity", "similarity_matrix"]
+__all__ = ["CROSS_BYTES", "LAYER_METRICS", "STORE_CHUNK_ROWS", "LayerSimilarity", "similarity_matrix"]
 
 logger = logging.getLogger(__name__)
 
 LAYER_METRICS = ("linear_cka", "mutual_knn", "cknna")
 #: Rows read at once from layered stores (each layer's chunk is held at the same time).
 STORE_CHUNK_ROWS = 8192
+#: Bytes of float64 cross products ``X_a^T X_b`` that linear CKA accumulates at once over row chunks: A's
+#: layers are taken in groups that fit, one pass over the rows per group.
+CROSS_BYTES = 256 * 2**20
 
 
 @dataclass(frozen=True)
@@ -205,52 +212,207 @@ def _merge(acc: CrossStats | None, stats: CrossStats) -> CrossStats:
     return stats if acc is None else acc.merge(stats)
 
 
+def _gram_norm(stats: CrossStats, layer: str, side: str) -> float:
+    """``||X_c^T X_c||_F`` of one layer (the denominator of linear CKA)."""
+    norm = float(torch.linalg.matrix_norm(stats.gram()))
+    if norm <= 0:
+        raise ValueError(
+            f"layer {layer!r} of {side} has zero variance (all rows are identical), so linear CKA is "
+            "undefined. Leave that layer out, or check how it was extracted."
+        )
+    return norm
+
+
+def _squared_norm(block: torch.Tensor) -> float:
+    return float((block * block).sum())
+
+
 def _linear_cka(a: _Layers, b: _Layers, same: bool, chunk_rows: int) -> np.ndarray:
     dtype = torch.float64 if torch.float64 in (a.dtype(), b.dtype()) else torch.float32
-    n = a.n
-    one_chunk = chunk_rows >= n
-    grams: dict[tuple[str, str], CrossStats] = {}
-    cross: dict[tuple[str, str], CrossStats] = {}
-    numerators: dict[tuple[str, str], float] = {}
-    pairs = [
-        (i, j) for i in range(len(a.names)) for j in range(len(b.names)) if not same or j >= i
-    ]  # the table of a model with itself is symmetric: the upper triangle is enough
-    sides = [("A", a)] if same else [("A", a), ("B", b)]
-    for start, stop in _chunks(n, chunk_rows):
-        blocks = {(label, name): side.chunk(name, start, stop, dtype) for label, side in sides for name in side.names}
-        for (label, name), X in blocks.items():
-            what = f"{label}[{name!r}]"
-            grams[(label, name)] = _merge(grams.get((label, name)), _stats(X, X[:, :1], True, what))
-        for i, j in pairs:
-            if same and i == j:
-                continue  # a layer with itself: the numerator is its own Gram norm squared
-            key_a, key_b = ("A", a.names[i]), ("A" if same else "B", b.names[j])
-            stats = _stats(blocks[key_a], blocks[key_b], False, f"A[{a.names[i]!r}] x B[{b.names[j]!r}]")
-            if one_chunk:
-                numerators[(key_a[1], key_b[1])] = float((stats.cxy * stats.cxy).sum())
-            else:
-                cross[(key_a[1], key_b[1])] = _merge(cross.get((key_a[1], key_b[1])), stats)
-        logger.debug("linear CKA: rows %d..%d of %d read", start, stop, n)
-    for key, stats in cross.items():
-        numerators[key] = float((stats.cxy * stats.cxy).sum())
-    norms = {}
-    for key, stats in grams.items():
-        norm = float(torch.linalg.matrix_norm(stats.gram()))
-        if norm <= 0:
-            raise ValueError(
-                f"layer {key[1]!r} of {key[0]} has zero variance (all rows are identical), so linear CKA is "
-                "undefined. Leave that layer out, or check how it was extracted."
-            )
-        norms[key] = norm
+    if chunk_rows >= a.n:
+        numerators, norms_a, norms_b = _cka_parts_whole(a, b, same, dtype)
+    else:
+        # non-finite values and float32 overflow are found by their results (and named, or redone in float64)
+        with np.errstate(all="ignore"):
+            numerators, norms_a, norms_b = _cka_parts_streamed(a, b, same, chunk_rows, dtype)
     out = np.empty((len(a.names), len(b.names)))
-    for i, j in pairs:
-        key_b = ("A" if same else "B", b.names[j])
-        numerator = norms[key_b] ** 2 if same and i == j else numerators[(a.names[i], b.names[j])]
-        value = numerator / (norms[("A", a.names[i])] * norms[key_b])
-        out[i, j] = value
-        if same:
-            out[j, i] = value
+    for i in range(len(a.names)):
+        for j in range(len(b.names)):
+            if same and j < i:
+                out[i, j] = out[j, i]  # the table of a model with itself is symmetric
+            elif same and i == j:
+                out[i, j] = 1.0
+            else:
+                out[i, j] = numerators[(i, j)] / (norms_a[i] * norms_b[j])
     return out
+
+
+def _cka_parts_whole(
+    a: _Layers, b: _Layers, same: bool, dtype: torch.dtype
+) -> tuple[dict[tuple[int, int], float], list[float], list[float]]:
+    """Every layer read whole (in place for arrays): one GEMM per pair, each reduced to its score at once."""
+    blocks_a = [a.whole(name, dtype) for name in a.names]
+    blocks_b = blocks_a if same else [b.whole(name, dtype) for name in b.names]
+    norms_a = [_gram_norm(_stats(X, X[:, :1], True, f"A[{name!r}]"), name, "A") for X, name in zip(blocks_a, a.names)]
+    norms_b = (
+        norms_a
+        if same
+        else [_gram_norm(_stats(X, X[:, :1], True, f"B[{name!r}]"), name, "B") for X, name in zip(blocks_b, b.names)]
+    )
+    numerators = {}
+    for i, name_a in enumerate(a.names):
+        for j, name_b in enumerate(b.names):
+            if same and j <= i:
+                continue
+            stats = _stats(blocks_a[i], blocks_b[j], False, f"A[{name_a!r}] x B[{name_b!r}]")
+            numerators[(i, j)] = _squared_norm(stats.cxy)
+    return numerators, norms_a, norms_b
+
+
+def _groups(widths_a: list[int], columns: list[int], budget: int) -> list[list[int]]:
+    """A's layers in order, grouped so that each group's float64 cross products fit in ``budget`` bytes."""
+    groups: list[list[int]] = [[]]
+    held = 0
+    for i, (d, cols) in enumerate(zip(widths_a, columns)):
+        size = 8 * d * cols
+        if groups[-1] and held + size > budget:
+            groups.append([])
+            held = 0
+        groups[-1].append(i)
+        held += size
+    return groups
+
+
+class _Products:
+    """``A^T B`` of shifted chunks added into float64 sums, through one reused product buffer.
+
+    The products run in the chunk dtype (float32 at the float32 GEMM rate; ``A^T A`` by syrk); a
+    product that overflows float32 is redone in float64.
+    """
+
+    def __init__(self, size: int, dtype: np.dtype) -> None:
+        self.flat = np.empty(size, dtype=dtype)
+
+    def add(self, total: np.ndarray, A: np.ndarray, B: np.ndarray, what: str) -> None:
+        block = self.flat[: total.size].reshape(total.shape)
+        np.matmul(A.T, A if B is A else B, out=block)
+        if not np.isfinite(block).all():
+            block = A.T.astype(np.float64) @ B.astype(np.float64)
+            if not np.isfinite(block).all():
+                raise ValueError(
+                    f"the products of {what} overflowed even in float64 (values beyond ~1e150). Rescale the "
+                    "layer (linear CKA does not change)."
+                )
+        total += block
+
+
+def _host(t: torch.Tensor) -> np.ndarray:
+    """A chunk as a numpy array on the CPU, where the streamed products run (a view when it is there)."""
+    return t.detach().cpu().numpy()
+
+
+def _shifted_sums(X: np.ndarray, what: str, start: int) -> np.ndarray:
+    sums = X.sum(0, dtype=np.float64)
+    if not np.isfinite(sums).all():
+        raise ValueError(
+            f"{what} has NaN or infinite values in rows {start}..{start + len(X) - 1}; linear CKA needs finite "
+            "layers. Check how the layer was extracted (e.g. an overflow in float16)."
+        )
+    return sums
+
+
+def _cka_parts_streamed(
+    a: _Layers, b: _Layers, same: bool, chunk_rows: int, dtype: torch.dtype
+) -> tuple[dict[tuple[int, int], float], list[float], list[float]]:
+    """Rows read in chunks; A's layers in groups whose cross products fit in :data:`CROSS_BYTES`.
+
+    Per chunk, B's layers are copied side by side into one ``(rows, sum d_b)`` array and shifted in place
+    by a fixed reference (the column means of the first chunk), so each layer of A meets all of B's
+    layers in one product ``(X_a - K_a)^T [X_b1 - K_b1 ... X_bL - K_bL]`` (with itself: only the layers
+    after it), added into a float64 sum; the column sums of the shifted chunks centre the sums exactly at
+    the end (``C = S - s_a s_b^T / n``). The shift removes the means before the float32 products, the
+    cause of cancellation. Each group of A's layers is one pass over the rows (B's layers are read once
+    per pass); every buffer is allocated once.
+    """
+    n = a.n
+    np_dtype = np.dtype(np.float64 if dtype == torch.float64 else np.float32)
+    widths_a = [int(a.chunk(name, 0, 1, dtype).shape[1]) for name in a.names]
+    widths_b = widths_a if same else [int(b.chunk(name, 0, 1, dtype).shape[1]) for name in b.names]
+    offsets = np.concatenate([[0], np.cumsum(widths_b)]).astype(int).tolist()
+    # with itself, layer i meets the layers after it: the columns from offsets[i + 1] on
+    first_col = [offsets[i + 1] if same else 0 for i in range(len(a.names))]
+    columns = [offsets[-1] - first for first in first_col]
+    groups = _groups(widths_a, columns, CROSS_BYTES)
+    label_b = "A" if same else "B"
+    products = _Products(
+        max([w * w for w in widths_a + widths_b] + [w * c for w, c in zip(widths_a, columns)]), np_dtype
+    )
+    shift_b: np.ndarray | None = None
+    sums_b = np.zeros(offsets[-1])
+    grams_b = [np.zeros((w, w)) for w in widths_b]
+    shift_a: dict[int, np.ndarray] = {}
+    sums_a = {i: np.zeros(w) for i, w in enumerate(widths_a)}
+    grams_a = grams_b if same else [np.zeros((w, w)) for w in widths_a]
+    buffers: dict[int, np.ndarray] = {}
+    numerators: dict[tuple[int, int], float] = {}
+    for g, group in enumerate(groups):
+        cross = {i: np.zeros((widths_a[i], columns[i])) for i in group if columns[i]}
+        for start, stop in _chunks(n, chunk_rows):
+            wide = np.concatenate([_host(b.chunk(name, start, stop, dtype)) for name in b.names], axis=1)
+            if shift_b is None:
+                shift_b = wide.mean(0, dtype=np.float64).astype(np_dtype)
+            wide -= shift_b
+            if g == 0:  # B's own statistics (with itself: A's too), on the first pass only
+                for j, name in enumerate(b.names):
+                    part = wide[:, offsets[j] : offsets[j + 1]]
+                    what = f"{label_b}[{name!r}]"
+                    sums_b[offsets[j] : offsets[j + 1]] += _shifted_sums(part, what, start)
+                    products.add(grams_b[j], part, part, what)
+            for i in group:
+                name = a.names[i]
+                if same:
+                    X = wide[:, offsets[i] : offsets[i + 1]]
+                else:
+                    raw = _host(a.chunk(name, start, stop, dtype))
+                    if i not in shift_a:
+                        shift_a[i] = raw.mean(0, dtype=np.float64).astype(np_dtype)
+                    buffer = buffers.setdefault(widths_a[i], np.empty((chunk_rows, widths_a[i]), dtype=np_dtype))
+                    X = np.subtract(raw, shift_a[i], out=buffer[: stop - start], casting="same_kind")
+                    sums_a[i] += _shifted_sums(X, f"A[{name!r}]", start)
+                    products.add(grams_a[i], X, X, f"A[{name!r}]")
+                if i in cross:
+                    products.add(cross[i], X, wide[:, first_col[i] :], f"A[{name!r}] x the layers of {label_b}")
+            del wide
+            logger.debug("linear CKA: group %d of %d, rows %d..%d of %d read", g + 1, len(groups), start, stop, n)
+        for i, total in cross.items():
+            s_a = sums_b[offsets[i] : offsets[i + 1]] if same else sums_a[i]
+            total -= np.outer(s_a, sums_b[first_col[i] :] / n)
+            for j in range(len(b.names)):
+                if not same or j > i:
+                    block = total[:, offsets[j] - first_col[i] : offsets[j + 1] - first_col[i]]
+                    numerators[(i, j)] = float(np.einsum("ij,ij->", block, block))
+        del cross
+    if same:
+        sums_a = {i: sums_b[offsets[i] : offsets[i + 1]] for i in range(len(a.names))}
+    norms_b = [
+        _centred_norm(grams_b[j], sums_b[offsets[j] : offsets[j + 1]], n, name, label_b)
+        for j, name in enumerate(b.names)
+    ]
+    norms_a = (
+        norms_b if same else [_centred_norm(grams_a[i], sums_a[i], n, name, "A") for i, name in enumerate(a.names)]
+    )
+    return numerators, norms_a, norms_b
+
+
+def _centred_norm(gram: np.ndarray, sums: np.ndarray, n: int, layer: str, side: str) -> float:
+    """``||X_c^T X_c||_F`` from the shifted Gram matrix and column sums."""
+    norm = float(np.linalg.norm(gram - np.outer(sums, sums / n)))
+    if norm <= 0:
+        raise ValueError(
+            f"layer {layer!r} of {side} has zero variance (all rows are identical), so linear CKA is "
+            "undefined. Leave that layer out, or check how it was extracted."
+        )
+    return norm
 
 
 # -------------------------------------------------------------------------------------------- k-NN measures
@@ -324,8 +486,8 @@ def similarity_matrix(
     k : int
         Neighbourhood size of the k-NN measures.
     chunk_rows : int, optional
-        Rows read at once for linear CKA (every layer's chunk is held together). Default: all rows for
-        arrays in memory, 8192 for layered stores.
+        Rows read at once for linear CKA (one chunk of every layer is held at a time; the chunked
+        products run on the CPU). Default: all rows for arrays in memory, 8192 for layered stores.
     name_a, name_b : str
         Model names kept in the result (axis labels); ``name_b`` defaults to ``name_a`` when
         ``states_b`` is None, else to ``"B"``.
