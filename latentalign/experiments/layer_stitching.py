@@ -277,19 +277,26 @@ def _result(
             passed=share >= min_share,
         ),
     ]
-    for pair in dict.fromkeys(r["pair"] for r in diagonal):
-        cells = [r for r in diagonal if r["pair"] == pair]
+    for pair in dict.fromkeys(r["pair"] for r in rows):
+        cells = [r for r in rows if r["pair"] == pair and r["cut_a"] == r["cut_b"]]
+        if not cells:
+            continue
+        kind = "same architecture" if _same_architecture(cells[0]) else "different widths"
         notes.append(
-            f"{pair}, matching depths: mean (B alone - trained) {np.mean([r['B_alone'] - r['trained'] for r in cells]):+.3f}, "
+            f"{pair} ({kind}), matching depths: mean (B alone - trained) {np.mean([r['B_alone'] - r['trained'] for r in cells]):+.3f}, "
             f"mean (A alone - trained) {np.mean([r['A_alone'] - r['trained'] for r in cells]):+.3f}."
         )
     if diagonal:
         against_a = float(np.mean([r["A_alone"] - r["trained"] for r in diagonal]))
         notes.append(
             "The stitched model runs A's front, so A alone is the other reference: over the same cells the "
-            f"mean of (A alone - trained) is {against_a:+.3f} (the check above measures against B alone)."
+            f"mean of (A alone - trained) is {against_a:+.3f} (the check above measures against B alone). A "
+            "negative value means the stitched network beats A alone: the layer is trained on the task, through "
+            "B's back, so stitching can lift the weaker model of a pair towards the stronger one."
         )
     off = [r for r in rows if r["cut_a"] != r["cut_b"]]
+    capped = sum(r["best_epoch"] == int(setup["stitch_epochs"]) for r in rows)
+    budget = setup.get("time_budget_s")
     notes += [
         "Models alone (test accuracy): " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(alone.items())) + ".",
         f"Models: SmallCNN (conv+BN+ReLU blocks of 8/16/32/32 channels times the width), {setup['n_train']} "
@@ -302,12 +309,25 @@ def _result(
         f"epoch with the lowest held-out loss; accuracy on the first {setup['n_test']} test images.",
         "Epoch kept by early stopping (0 = the affine start): "
         + ", ".join(f"{e}: {n} cells" for e, n in sorted(Counter(r["best_epoch"] for r in rows).items()))
-        + ".",
+        + "."
+        + (
+            f" In {capped} of {len(rows)} cells the held-out loss was still falling at the last allowed epoch, "
+            "so the epoch cap (set by the time budget), not early stopping, ended training there; a longer "
+            "schedule may raise those cells' trained accuracy."
+            if capped
+            else ""
+        ),
         f"Time: {timings['models_s']:.0f} s for the models (0 when cached), {timings['total_s']:.0f} s in all "
         f"(wall clock), {timings['cpu_s']:.0f} s of CPU time on {setup.get('torch_threads', 'default')} torch "
         f"thread(s); the machine's 5-minute load average at the end was {timings['load_average']:g} on "
         f"{os.cpu_count()} cores"
-        + (" (other jobs were running)." if timings["load_average"] > (os.cpu_count() or 1) else "."),
+        + (" (other jobs were running)" if timings["load_average"] > (os.cpu_count() or 1) else "")
+        + (
+            f"; the grid's budget is {budget:g} s on this machine, which the wall-clock time "
+            + ("meets." if timings["total_s"] <= budget else "exceeds.")
+            if budget
+            else "."
+        ),
     ]
     if off:
         notes.append(
