@@ -626,14 +626,14 @@ def run(config: dict[str, Any], *, out_dir: str | Path) -> ExperimentResult:
         text = (
             f"{family['name']}: {info['n_models']} models, {info['n_train']} training / {info['n_test']} test images "
             f"({info['image_size']} px), test accuracy {', '.join(f'{a:.1f}' for a in info['endpoint_accuracy'])} %; "
-            f"training {info['train_s']:.0f} s; weight matching {info['weight_matching_s']:.2f} s per pair "
-            f"(<= {info['weight_matching_sweeps']} sweeps)"
+            f"training {info['train_s']:.0f} s"
         )
+        if info["weight_matching_s"] is not None:
+            text += f"; weight matching {info['weight_matching_s']:.2f} s per pair (<= {info['weight_matching_sweeps']} sweeps)"
         if info["activation_matching_s"] is not None:
-            text += (
-                f", activation matching {info['activation_matching_s']:.2f} s; the two methods agree on "
-                f"{100 * info['agreement']:.0f} % of units"
-            )
+            text += f", activation matching {info['activation_matching_s']:.2f} s"
+        if info["agreement"] is not None:
+            text += f"; the two methods agree on {100 * info['agreement']:.0f} % of units"
         if "merge_all" in info:
             merged = info["merge_all"]
             text += (
