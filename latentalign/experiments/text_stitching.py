@@ -327,11 +327,19 @@ def _fmt_pair(row: dict[str, Any]) -> str:
 
 @dataclass
 class _Sweep:
-    """One task's stitching tables at every anchor budget."""
+    """One task's stitching tables at every anchor budget.
+
+    ``sweep_pairs``: the pairs scored at every budget (the checks' budget scores every pair); the means
+    over pairs are over these, at every budget, so that the budgets compare the same pairs.
+    """
 
     task: str
     check_budget: int
     tables: dict[int, list[dict[str, Any]]]
+    sweep_pairs: list[tuple[str, str]]
+
+    def _swept(self, table: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [r for r in table if (r["encoder A (input)"], r["head B"]) in self.sweep_pairs]
 
     @property
     def rows(self) -> list[dict[str, Any]]:
@@ -341,7 +349,8 @@ class _Sweep:
     def means(self) -> dict[int, dict[str, tuple[float, float]]]:
         """Mean and std over pairs of each method's macro F1 at each budget (pairs without a score skipped)."""
         out: dict[int, dict[str, tuple[float, float]]] = {}
-        for k, table in self.tables.items():
+        for k, all_rows in self.tables.items():
+            table = self._swept(all_rows)
             out[k] = {}
             for method in dict.fromkeys(r["method"] for r in table):
                 values = [r["macro_f1"] for r in table if r["method"] == method and r["macro_f1"] is not None]
@@ -352,7 +361,8 @@ class _Sweep:
     def mean_rows(self) -> list[dict[str, Any]]:
         """One row per budget and method: the means over pairs (scored pairs only), for the page's table."""
         rows = []
-        for k, table in self.tables.items():
+        for k, all_rows in self.tables.items():
+            table = self._swept(all_rows)
             for method in dict.fromkeys(r["method"] for r in table):
                 scored = [r for r in table if r["method"] == method and r["macro_f1"] is not None]
                 if not scored:
@@ -387,20 +397,30 @@ def _sweep(
     check_budget: int,
     C: float,
     seed: int,
+    sweep_pairs: list[tuple[str, str]] | None = None,
 ) -> _Sweep:
-    """:func:`stitching_table` at every budget (nested anchors drawn from ``train``; the checks' one included)."""
+    """:func:`stitching_table` at every budget (nested anchors drawn from ``train``; the checks' one included).
+
+    Every pair at the checks' budget; only ``sweep_pairs`` (default: every pair) at the other budgets. The
+    checks' anchors are ``check_budget`` training rows drawn by ``default_rng(seed + 1).choice``; the other
+    budgets' anchors are nested draws (:func:`~latentalign.experiments.budgets.nested_anchors`, same seed).
+    """
+    sweep_pairs = list(pairs) if sweep_pairs is None else list(sweep_pairs)
     from latentalign.experiments.budgets import nested_anchors
 
     check_budget = min(check_budget, len(train))
-    anchors = nested_anchors(train, [*budgets, check_budget], seed + 1)
+    anchors = nested_anchors(train, [*budgets, check_budget], seed + 1) if budgets else {}
+    # The checks' anchors stay the draw the checks were first run with; the other budgets nest among themselves.
+    anchors[check_budget] = np.sort(np.random.default_rng(seed + 1).choice(train, size=check_budget, replace=False))
     absolute_heads: dict[str, Any] = {}
     tables = {}
     for k, chosen in anchors.items():
         logger.info("%s: %d anchors", task, k)
+        scored = pairs if k == check_budget else sweep_pairs
         tables[k] = stitching_table(
-            task, spaces, labels, train, test, chosen, pairs, C=C, seed=seed, absolute_heads=absolute_heads
+            task, spaces, labels, train, test, chosen, scored, C=C, seed=seed, absolute_heads=absolute_heads
         )
-    return _Sweep(task, check_budget, tables)
+    return _Sweep(task, check_budget, tables, sweep_pairs)
 
 
 def run(config: dict[str, Any], *, out_dir: Path) -> ExperimentResult:
@@ -442,6 +462,7 @@ def _run(config: dict[str, Any], out_dir: Path) -> ExperimentResult:
         check_budget=int(setup["n_anchors"]),
         C=C,
         seed=seed,
+        sweep_pairs=[(a, b) for a, b in pairs if {a, b} <= set(setup.get("sweep_encoders", encoders))],
     )
     rows = list(wn.rows)
     notes.append(
@@ -476,10 +497,14 @@ def _run(config: dict[str, Any], out_dir: Path) -> ExperimentResult:
     )
     rows += tux_rows
     notes.append(
-        "Anchor budgets: each budget's anchors are a seeded draw from the training texts, nested (a smaller "
-        f"budget's anchors are among a larger one's): WordNet {', '.join(map(str, wn.tables))}, Tux Paint "
+        "Anchor budgets: each budget's anchors are a seeded draw from the training texts; the checks' draw is "
+        "the one the checks were first run with, the other budgets are nested (a smaller budget's anchors are "
+        f"among a larger one's): WordNet {', '.join(map(str, wn.tables))}, Tux Paint "
         f"{', '.join(map(str, tux.tables))}. The table lists every pair at the checks' budget, then each "
-        "method's mean over pairs at every budget (absolute: same-dimension pairs only; it uses no anchors)."
+        "method's mean over pairs at every budget (absolute: same-dimension pairs only; it uses no anchors). "
+        f"WordNet budgets other than {wn.check_budget} score only the pairs among "
+        f"{', '.join(setup.get('sweep_encoders', encoders))}; the means at every budget are over those "
+        f"{len(wn.sweep_pairs)} pairs."
     )
     for sweep, name in ((wn, "WordNet"), (tux, "Tux Paint")):
         notes.append(
@@ -504,7 +529,7 @@ def _run(config: dict[str, Any], out_dir: Path) -> ExperimentResult:
         ylabel="macro F1 on held-out texts",
         reference={
             sweep.task.split(" (")[0]: float(
-                np.mean([r["non-stitched macro_f1"] for r in sweep.rows if r["method"] == "procrustes"])
+                np.mean([r["non-stitched macro_f1"] for r in sweep._swept(sweep.rows) if r["method"] == "procrustes"])
             )
             for sweep in (wn, tux)
         },
