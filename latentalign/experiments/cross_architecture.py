@@ -229,7 +229,9 @@ def stitch_pair(
 
 
 # ---------------------------------------------------------------------------------------------- runner
-def _plot(summary: dict[str, tuple[float, float]], published: dict[str, float], out: Path, name: str) -> Path:
+def _plot(
+    summary: dict[str, tuple[float, float]], published: dict[str, float], out: Path, name: str, models: list[str]
+) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -251,7 +253,7 @@ def _plot(summary: dict[str, tuple[float, float]], published: dict[str, float], 
     ax.set_ylabel("macro F1")
     ax.set_ylim(0, 1)
     ax.legend(fontsize=7, loc="upper left")
-    ax.set_title("Cross-architecture stitching, EfficientNet-Lite0/1/2 on Fashion-MNIST", fontsize=9)
+    ax.set_title(f"Cross-architecture stitching, {', '.join(models)} on Fashion-MNIST", fontsize=9)
     fig.tight_layout()
     path = out / f"{name}.png"
     fig.savefig(path, dpi=110)
@@ -427,8 +429,8 @@ def _result(
                 f"{[i['mlp_epochs'] for i in by_pair.values()]}."
             )
     notes += [f"Reading of the results (written after the full run): {n}" for n in config.get("notes", [])]
-    plots = [_plot({m: summary[check_budget][m] for m in keys}, pub, out, config["name"])]
-    panel = f"EfficientNet-Lite, mean over {n_pairs} ordered pairs"
+    plots = [_plot({m: summary[check_budget][m] for m in keys}, pub, out, config["name"], list(setup["models"]))]
+    panel = f"{', '.join(setup['models'])}: mean over {n_pairs} ordered pairs"
     curve = plot_budget_curves(
         {panel: {m: {k: summary[k][m] for k in summary} for m in METHODS if m != "absolute"}},
         out / f"{config['name']}_budgets.png",
