@@ -169,3 +169,18 @@ def test_blocked_engine_on_a_torch_device_argument(small_tiles):
     scores = retrieval_scores(Q, K, gold=torch.arange(30), k=(1,), metric="dot")
     S = (Q @ K.T).cpu().numpy()
     assert scores["mean_rank"] == pytest.approx(((S >= S[np.arange(30), np.arange(30)][:, None]).sum(1)).mean())
+
+
+@pytest.mark.parametrize("first_tiles", [2, 3, 1000])
+def test_csls_pass_with_a_wide_first_tile_is_the_same_pass(small_tiles, first_tiles):
+    # Integer rows: many exactly tied cosines, across the border of the wide first span and the next tiles.
+    rng = np.random.default_rng(5)
+    Q = torch.from_numpy(rng.integers(-1, 2, size=(45, 4)).astype(np.float32) + 0.5)
+    K = torch.from_numpy(rng.integers(-1, 2, size=(230, 4)).astype(np.float32) + 0.5)
+    scorer = blocks.Scorer.build(Q, K, "cosine")
+    narrow = blocks.csls_pass(scorer, 3, 9, chunk_size=10)
+    wide = blocks.csls_pass(scorer, 3, 9, chunk_size=10, first_tiles=first_tiles)
+    for a, b in zip(narrow, wide):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    C = (Q / Q.norm(dim=1, keepdim=True)).double() @ (K / K.norm(dim=1, keepdim=True)).double().T
+    np.testing.assert_allclose(wide[1], C.topk(3, dim=0).values.mean(0), atol=1e-6)

@@ -505,14 +505,15 @@ def blocked_topk(
 
 
 def csls_pass(
-    scorer: Scorer, csls_k: int, depth: int, chunk_size: int | None = None
+    scorer: Scorer, csls_k: int, depth: int, chunk_size: int | None = None, first_tiles: int = 1
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """One pass over the cosine scores: CSLS penalties and each query's top-``depth`` cosine candidates.
 
     Returns ``(r_query, r_key, cand_values, cand_indices)``: ``r_query`` is the mean of each query's
     ``csls_k`` best cosines to the keys, ``r_key`` the mean of each key's ``csls_k`` best cosines to the
     queries, and the candidates are each query's ``max(depth, csls_k)`` best keys by cosine (decreasing,
-    lower index first among ties).
+    lower index first among ties). The first tile of every query block spans ``first_tiles`` tiles' keys:
+    its candidates then start from a higher floor, so fewer scores of the next tiles pass it.
 
     Examples
     --------
@@ -532,6 +533,8 @@ def csls_pass(
             vals = torch.full((stop - start, depth), -math.inf, dtype=dtype, device=device)
             idx: torch.Tensor | None = torch.full((stop - start, depth), -1, dtype=torch.int64, device=device)
             spans = list(key_blocks(n_k, stop - start, depth))
+            wide = min(first_tiles, len(spans))
+            spans = [(spans[0][0], spans[wide - 1][1])] + spans[wide:]
             buffer = tile_buffer(stop - start, spans[0][1] - spans[0][0], Qb)
             for j, (c0, c1) in enumerate(spans):
                 S = scorer.tile(Qb, start, stop, slice(c0, c1), _tile_out(buffer, stop - start, c1 - c0))

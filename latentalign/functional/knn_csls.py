@@ -39,6 +39,7 @@ __all__ = [
     "csls_counts",
     "MATCH_ELEMENTS",
     "CSLS_ROWS_FACTOR",
+    "CSLS_FIRST_TILES",
 ]
 
 #: Largest (queries x candidates x gold keys) comparison table held at once when ranks are read.
@@ -50,6 +51,12 @@ MATCH_ELEMENTS = 2**22
 #: the rows' deeper start. Measured: 1.32x plain kNN with 1,024 rows, 1.20x with 2,048, 1.26x with 4,096
 #: (8,192 x 20,000 x 768 float32, 2 threads).
 CSLS_ROWS_FACTOR = 2
+#: Tiles' worth of keys in the first tile of every query block (``first_tiles`` of
+#: :func:`~latentalign.functional.blocks.csls_pass`): the candidates start from the ``depth``-th best group
+#: maximum of 4 tiles instead of 1, a higher floor that fewer scores of the next tiles pass. Measured (8,192
+#: x 20,000 x 768 float32, CPU time of the merges): 0.89 s with 1 tile, 0.68 s with 4, 0.62 s with 8; 4
+#: holds 32 MiB of scores at the default sizes.
+CSLS_FIRST_TILES = 4
 
 
 def csls_block_rows(chunk_size: int | None) -> int:
@@ -99,7 +106,7 @@ def csls_candidates(scorer: Scorer, csls_k: int, depth: int, chunk_size: int | N
     >>> found.indices[:, 0].tolist(), found.scores[:, 0].tolist(), found.bound.tolist()
     ([0, 1, 2], [0.0, 0.0, 0.0], [-2.0, -2.0, -2.0])
     """
-    r_q, r_k, cand_v, cand_i = csls_pass(scorer, csls_k, depth, csls_block_rows(chunk_size))
+    r_q, r_k, cand_v, cand_i = csls_pass(scorer, csls_k, depth, csls_block_rows(chunk_size), CSLS_FIRST_TILES)
     scores = cand_v.mul(2.0).sub_(r_q[:, None]).sub_(r_k[cand_i])  # the operations of Scorer.tile, in its order
     bound = cand_v[:, -1].mul(2.0).sub_(r_q).sub_(r_k.min())
     return CslsCandidates(r_q, r_k, cand_i, scores, bound, cand_i.shape[1] >= scorer.n_keys)

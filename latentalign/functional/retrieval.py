@@ -70,7 +70,7 @@ from latentalign.functional.blocks import (
     nonzero_norms,
     unit_rows,
 )
-from latentalign.functional.knn_csls import csls_block_rows, csls_counts, csls_topk
+from latentalign.functional.knn_csls import CSLS_FIRST_TILES, csls_block_rows, csls_counts, csls_topk
 
 __all__ = [
     "knn",
@@ -333,7 +333,7 @@ def _penalties(
     Q: torch.Tensor, K: torch.Tensor, k: int, index: str, chunk_size: int | None, nlist: Any = None, nprobe: Any = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     if index == "exact":  # both penalties from one pass over the scores
-        r_q, r_k, _, _ = csls_pass(Scorer.build(Q, K, "cosine"), k, k, csls_block_rows(chunk_size))
+        r_q, r_k, _, _ = csls_pass(Scorer.build(Q, K, "cosine"), k, k, csls_block_rows(chunk_size), CSLS_FIRST_TILES)
         return r_q, r_k
     r_q = knn_tensors(Q, K, k, "cosine", index, chunk_size, nlist=nlist, nprobe=nprobe)[0].mean(1)
     r_k = knn_tensors(K, Q, k, "cosine", index, chunk_size, nlist=nlist, nprobe=nprobe, names=("K", "Q"))[0].mean(1)
