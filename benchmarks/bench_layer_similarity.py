@@ -17,8 +17,9 @@ the peak resident memory it adds on top of the inputs (``_common.measure``), ``p
 
 - ``similarity_matrix``: each layer's centred Gram matrix once (24 ``syrk``), each pair's cross product
   once (144 GEMMs ``X_a^T X_b``), arrays read in place (one chunk).
-- ``similarity_matrix, chunk_rows=2048`` (500 at the quick size): the streamed path used for layered stores (the 144 ``d x d``
-  cross products accumulated in float64 across row chunks: about 680 MB at d = 768).
+- ``similarity_matrix, chunk_rows=2048`` (500 at the quick size): the streamed path used for layered stores
+  (per chunk, B's 12 layers side by side and one product per layer of A into float64 sums; A's layers in
+  groups whose sums fit in ``CROSS_BYTES``, 256 MiB: 3 passes over the rows at d = 768).
 - naive loop: ``linear_cka(A[i], B[j])`` for every pair (each call recomputes both Gram matrices).
 """
 

@@ -208,10 +208,6 @@ def _stats(X: torch.Tensor, Y: torch.Tensor, gram: bool, what: str) -> CrossStat
     return stats
 
 
-def _merge(acc: CrossStats | None, stats: CrossStats) -> CrossStats:
-    return stats if acc is None else acc.merge(stats)
-
-
 def _gram_norm(stats: CrossStats, layer: str, side: str) -> float:
     """``||X_c^T X_c||_F`` of one layer (the denominator of linear CKA)."""
     norm = float(torch.linalg.matrix_norm(stats.gram()))
