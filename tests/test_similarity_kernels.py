@@ -214,7 +214,7 @@ def test_both_cpu_product_libraries_give_the_float64_values(cpu_products):
 
 @pytest.mark.parametrize(("n", "block_rows"), [(700, 200), (700, 64), (301, 100)])
 def test_thresholded_search_matches_the_float64_reference(n, block_rows):
-    # Widths that are and are not multiples of the 64-score chunks, a short last block, float64 scores.
+    # Widths that are and are not multiples of the 32-score chunks, a short last block, float64 scores.
     X = np.random.default_rng(n + block_rows).standard_normal((n, 12))
     _, indices = self_knn_cosine(torch.from_numpy(X), 7, block_rows)
     np.testing.assert_array_equal(indices.numpy(), stable_knn(X, 7))
@@ -222,7 +222,7 @@ def test_thresholded_search_matches_the_float64_reference(n, block_rows):
 
 def test_blocks_where_most_entries_reach_the_thresholds_fall_back_to_a_top_k():
     # 16 distinct rows of +-1, each repeated: after the diagonal blocks every threshold is 1 (a duplicate),
-    # and in every other block all the row's duplicates reach it, in every 64-score chunk: more than k chunks
+    # and in every other block all the row's duplicates reach it, in most 32-score chunks: more than k chunks
     # per row, so each block is reduced by a top-k; the ties go to the lower index.
     X = sign_rows(1200, 4, seed=12)
     _, indices = self_knn_cosine(torch.from_numpy(X), 3, block_rows=400)

@@ -523,7 +523,10 @@ class _SelfSearch:
 
 
 #: Scores per chunk reduced to their maximum before the entries of a block are compared with the thresholds.
-CHUNK = 64
+#: Smaller chunks gather fewer scores around each entry that reaches a threshold, larger ones make fewer
+#: maxima; CPU time of the row and column searches of one 16,384 x 768 float32 set: 0.44 s with 32,
+#: 0.52 s with 64, 0.54 s with 16, 0.73 s with 128.
+CHUNK = 32
 
 
 def _entries_reaching(
