@@ -175,11 +175,14 @@ def plot_budget_curves(
         if reference is not None and panel in reference:
             ax.axhline(reference[panel], color="black", linestyle="--", linewidth=1, label="non-stitched")
         ax.set_xscale("log")
+        ticks = sorted({b for points in methods.values() for b in points})
+        ax.set_xticks(ticks, [str(b) for b in ticks])  # the budgets themselves, not powers of ten
+        ax.minorticks_off()
         ax.set_xlabel("anchors (parallel pairs the map is fitted on)")
         ax.set_ylabel(ylabel)
         ax.set_ylim(0, 1)
         ax.set_title(panel, fontsize=9)
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="best")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
