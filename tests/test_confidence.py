@@ -144,6 +144,87 @@ def test_reliability_plot_png_and_svg(tmp_path, noisy):
     assert f"AUROC {curves['margin'].auroc:.2f}" in svg
 
 
+# ------------------------------------------------------------------------------------------ calibration
+@pytest.fixture(scope="module")
+def planted_sigmoid():
+    """Confidences in [0, 1] whose match is right with probability sigmoid(3c): far from c itself."""
+    rng = np.random.default_rng(3)
+    conf = rng.random(8000)
+    correct = rng.random(8000) < 1 / (1 + np.exp(-3 * conf))
+    return conf[:4000], correct[:4000], conf[4000:], correct[4000:]
+
+
+@pytest.mark.parametrize(("method", "max_ece"), [("sigmoid", 0.03), ("isotonic", 0.03)])
+def test_calibration_recovers_planted_probability_on_a_held_out_draw(planted_sigmoid, method, max_ece):
+    from latentalign.evaluation import calibrate_confidence
+
+    conf_fit, right_fit, conf_new, right_new = planted_sigmoid
+    raw = reliability_curve(conf_new, right_new, probabilities=True)
+    assert raw.ece > 0.2  # the raw score is no probability of being right
+    p = calibrate_confidence(conf_fit, right_fit, method=method).predict(conf_new)
+    assert p.shape == conf_new.shape and p.min() >= 0.0 and p.max() <= 1.0
+    assert reliability_curve(p, right_new, probabilities=True).ece < max_ece
+    # against the planted truth itself, not only the sampled flags (isotonic is a step function: on average)
+    assert np.abs(p - 1 / (1 + np.exp(-3 * conf_new))).mean() < 0.03
+
+
+@pytest.mark.parametrize("method", ["sigmoid", "isotonic"])
+def test_calibrated_probability_rises_with_confidence_and_stays_in_range(method):
+    from latentalign.evaluation import ConfidenceCalibrator
+
+    conf = np.linspace(0.0, 1.0, 60)
+    correct = conf > 0.5  # separates perfectly: the sigmoid's slope must stay finite
+    calibrator = ConfidenceCalibrator(method=method).fit(conf, correct)
+    p = calibrator.predict(np.array([-5.0, 0.0, 0.25, 0.75, 1.0, 5.0]))
+    assert np.all(np.diff(p) >= 0) and p[0] < 0.5 < p[-1] and p.min() >= 0.0 and p.max() <= 1.0
+    np.testing.assert_array_equal(calibrator.transform(conf), calibrator.predict(conf))
+    assert calibrator.n_calibration_ == 60 and calibrator.accuracy_ == pytest.approx(0.5)
+
+
+def test_calibrator_is_a_scikit_learn_estimator_and_keeps_torch():
+    from sklearn.base import clone
+
+    from latentalign.evaluation import ConfidenceCalibrator
+
+    calibrator = ConfidenceCalibrator(method="sigmoid")
+    assert clone(calibrator).get_params() == {"method": "sigmoid"}
+    conf = torch.linspace(0.0, 1.0, 20, dtype=torch.float64)
+    calibrator.fit(conf, conf > 0.3)
+    p = calibrator.predict(conf)
+    assert isinstance(p, torch.Tensor) and p.dtype == torch.float64
+    np.testing.assert_allclose(p.numpy(), calibrator.predict(conf.numpy()))
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (lambda c: c(np.ones(3), np.array([1, 0])), ValueError, r"one entry per confidence value \(3\), got 2"),
+        (lambda c: c(np.ones(3), np.array([1, 0, 2])), ValueError, "correct must hold booleans or 0/1"),
+        (lambda c: c(np.array([0.1, np.inf]), np.array([1, 0])), ValueError, "confidence contains NaN"),
+        (
+            lambda c: c(np.ones(3), np.ones(3, dtype=bool)),
+            ValueError,
+            "every one of the 3 calibration matches right, so the confidence cannot be calibrated",
+        ),
+        (lambda c: c(np.ones(4), np.zeros(4)), ValueError, "matches wrong, so the confidence cannot be calibrated"),
+        (lambda c: c(np.ones(2), np.array([1, 0]), method="platt"), ValueError, "method='platt' is not supported"),
+    ],
+)
+def test_calibration_errors_are_named(call, error, match):
+    from latentalign.evaluation import calibrate_confidence
+
+    with pytest.raises(error, match=match):
+        call(calibrate_confidence)
+
+
+def test_predict_before_fit_says_not_fitted():
+    from latentalign.evaluation import ConfidenceCalibrator
+    from latentalign.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError, match="not fitted"):
+        ConfidenceCalibrator().predict(np.ones(2))
+
+
 # ------------------------------------------------------------------------------------------ experiment page
 @pytest.mark.parametrize(
     ("correct_from", "verdict", "ours"),
@@ -175,6 +256,61 @@ def test_informative_check_fails_a_confidence_that_ranks_errors_first():
     assert check.passed is False and "AUROC 0.000; 20 of 40 matches wrong" in check.ours
 
 
+def test_calibration_split_halves_are_disjoint_and_seeded():
+    from latentalign.experiments.confidence import calibration_split
+
+    calibrate, evaluate = calibration_split(193, seed=0)
+    assert len(calibrate) == 96 and len(evaluate) == 97 and not set(calibrate) & set(evaluate)
+    assert sorted([*calibrate, *evaluate]) == list(range(193))
+    np.testing.assert_array_equal(calibration_split(193, seed=0)[0], calibrate)
+    assert not np.array_equal(calibration_split(193, seed=1)[0], calibrate)
+
+
+def test_calibration_result_uses_the_halves_it_is_given(planted_sigmoid):
+    from latentalign.experiments.confidence import calibration_result
+
+    conf, correct = planted_sigmoid[0][:400], planted_sigmoid[1][:400]
+    res = calibration_result(conf, correct, np.arange(200), np.arange(200, 400), n_bins=10, n_floor_draws=50)
+    assert res["n_calibration"] == res["n_evaluation"] == 200
+    assert res["wrong_evaluation"] == int((~correct[200:]).sum())
+    assert res["ece_before"] == pytest.approx(reliability_curve(conf[200:], correct[200:], probabilities=True).ece)
+    assert res["ece_after"]["sigmoid"] < res["ece_before"] and res["ece_after"]["isotonic"] < res["ece_before"]
+    assert 0 < res["ece_floor_mean"] <= res["ece_floor_95"]
+    # a calibration half with no wrong match: nothing to calibrate
+    right_first = np.r_[np.ones(200, dtype=bool), correct[200:]]
+    stuck = calibration_result(conf, right_first, np.arange(200), np.arange(200, 400), n_bins=10)
+    assert stuck["ece_after"] == {"sigmoid": None, "isotonic": None}
+
+
+@pytest.mark.parametrize(
+    ("after", "wrong_cal", "wrong_eval", "verdict", "ours"),
+    [
+        (0.04, 9, 8, "pass", "ECE 0.040 after, 0.200 before; 8 of 50 evaluation matches wrong (9 of 50 in"),
+        (0.09, 9, 8, "FAIL", "ECE 0.090 after"),
+        (0.01, 9, 2, "not evaluable", "(fewer than 3 wrong: too few errors to judge)"),
+        (None, 0, 8, "not evaluable", "cannot be calibrated: 0 of 50 calibration matches wrong"),
+    ],
+)
+def test_calibration_check_verdicts(after, wrong_cal, wrong_eval, verdict, ours):
+    from latentalign.experiments.confidence import calibration_check
+
+    res = {
+        "n_calibration": 50,
+        "wrong_calibration": wrong_cal,
+        "n_evaluation": 50,
+        "wrong_evaluation": wrong_eval,
+        "ece_before": 0.2,
+        "ece_after": {"sigmoid": after},
+        "ece_floor_mean": 0.03,
+        "ece_floor_95": 0.05,
+    }
+    check = calibration_check(res, "toy", method="sigmoid", max_ece=0.05, min_errors=3)
+    assert check.verdict == verdict and ours in check.ours
+    assert (
+        check.claim == "toy: after sigmoid calibration on half of the held-out queries, ECE <= 0.05 on the other half"
+    )
+
+
 def test_confidence_config_loads_and_states_its_sources():
     from latentalign.experiments import load_config
 
@@ -193,12 +329,13 @@ def test_confidence_experiment_reduced_run_on_real_captions(tmp_path):
     from latentalign.experiments import run_experiment
 
     result, page = run_experiment("confidence", reduced=True, out_dir=tmp_path)
-    assert result.passed, [c for c in result.checks if c.passed is False]
+    informative, calibrated = result.checks[:6], result.checks[6:]
+    assert all(c.passed is not False for c in informative), [c for c in informative if c.passed is False]
     assert [r["confidence"] for r in result.rows] == ["cosine margin", "CSLS margin", "OT coupling mass"] * 2
     assert [r["setting"] for r in result.rows] == ["Procrustes on 451 pairs"] * 3 + [
         "Procrustes on 100 pairs (harder)"
     ] * 3
-    for row, check in zip(result.rows, result.checks, strict=True):
+    for row, check in zip(result.rows, informative, strict=True):
         if row["wrong matches"] < 3:  # too few errors to rank: neither pass nor FAIL
             assert check.verdict == "not evaluable", check
             continue
@@ -207,9 +344,26 @@ def test_confidence_experiment_reduced_run_on_real_captions(tmp_path):
         assert row["accuracy, least confident bin"] < row["accuracy, most confident bin"] and row["AUROC"] > 0.65
     assert all(row["wrong matches"] >= 3 for row in result.rows[3:])  # the harder fit leaves errors to rank
     assert result.rows[0]["recall@1_low"] <= result.rows[0]["recall@1_high"]
-    for name in ("confidence", "confidence_harder"):
+    # calibration: one check per row, decided by the evaluation half's ECE when it holds enough errors
+    for row, check in zip(result.rows, calibrated, strict=True):
+        assert "after sigmoid calibration on half of the held-out queries, ECE <= 0.05" in check.claim
+        after = row["ECE after sigmoid, evaluation half"]
+        if row["wrong, evaluation half"] < 3 or after is None:
+            assert check.verdict == "not evaluable", check
+        else:
+            assert check.passed == (after <= 0.05), check
+    for row in result.rows[3:]:  # the harder fit: calibration brings every score much closer to a probability
+        for method in ("sigmoid", "isotonic"):
+            assert row[f"ECE after {method}, evaluation half"] < 0.2, row
+        if row["ECE before, evaluation half"] is not None:
+            assert row["ECE after sigmoid, evaluation half"] < row["ECE before, evaluation half"] - 0.1, row
+    for name in ("confidence", "confidence_harder", "confidence_calibrated", "confidence_harder_calibrated"):
         assert (tmp_path / f"{name}.png").exists() and (tmp_path / f"{name}.svg").exists()
     record = json.loads((tmp_path / "confidence.json").read_text())
     assert record["details"]["bootstrap"]["n"] == 20 and len(record["details"]["curves"]) == 3
     assert len(record["details"]["curves_harder"]) == 3 and record["details"]["n_train_harder"] == 100
+    split = record["details"]["calibration_split"]
+    assert (
+        not set(split["calibrate"]) & set(split["evaluate"]) and len(split["calibrate"]) + len(split["evaluate"]) == 193
+    )
     assert "95 % bootstrap interval over pairs, n=20" in page.read_text()

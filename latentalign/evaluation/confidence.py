@@ -25,6 +25,11 @@ that a correct match has a higher confidence than a wrong one (0.5: uninformativ
 also gives the expected calibration error of Guo et al. (2017) over ``n_bins`` equal-width bins of
 ``[0, 1]``, ``sum_b (n_b / n) |accuracy_b - mean confidence_b|``; margins are not probabilities, so by
 default the ECE is None.
+
+:func:`calibrate_confidence` turns any of these scores into a probability that the match is right: it
+fits a :class:`ConfidenceCalibrator` on matches known to be right or wrong (queries the calibrator's user
+holds out for this, never the ones it is evaluated on) with scikit-learn's isotonic regression or a 1-D
+logistic regression (Platt scaling), and maps new confidences to probabilities in ``[0, 1]``.
 """
 
 from __future__ import annotations
@@ -36,13 +41,24 @@ import numpy as np
 import torch
 
 from latentalign._array import ArrayLike
-from latentalign._validation import check_choice, check_number, check_pair
+from latentalign._validation import check_choice, check_is_fitted, check_number, check_pair
+from latentalign.base import BaseEstimator
 from latentalign.functional.ot import ot_plan
 from latentalign.functional.retrieval import csls_knn, knn
 
-__all__ = ["match_confidence", "MatchConfidence", "reliability_curve", "ReliabilityCurve", "CONFIDENCE_KINDS"]
+__all__ = [
+    "match_confidence",
+    "MatchConfidence",
+    "reliability_curve",
+    "ReliabilityCurve",
+    "calibrate_confidence",
+    "ConfidenceCalibrator",
+    "CONFIDENCE_KINDS",
+    "CALIBRATION_METHODS",
+]
 
 CONFIDENCE_KINDS = ("csls_margin", "margin", "coupling")
+CALIBRATION_METHODS = ("isotonic", "sigmoid")
 
 
 class MatchConfidence(NamedTuple):
@@ -141,6 +157,27 @@ def _as_numpy(values: Any, name: str) -> np.ndarray:
     return out
 
 
+def _finite_scores(values: Any) -> np.ndarray:
+    conf = _as_numpy(values, "confidence").astype(np.float64)
+    if not np.all(np.isfinite(conf)):
+        raise ValueError("confidence contains NaN or infinite values; pass finite scores.")
+    return conf
+
+
+def _check_scores(confidence: Any, correct: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Confidences as float64 and right/wrong flags as booleans, one of each per query."""
+    conf = _as_numpy(confidence, "confidence").astype(np.float64)
+    hits = _as_numpy(correct, "correct")
+    if hits.shape != conf.shape:
+        raise ValueError(
+            f"correct must have one entry per confidence value ({conf.size}), got {hits.size}. Pass both for the "
+            "same queries, in the same order."
+        )
+    if hits.dtype != bool and not np.isin(hits, (0, 1)).all():
+        raise ValueError("correct must hold booleans or 0/1, got other values. Pass match == gold.")
+    return _finite_scores(conf), hits.astype(bool)
+
+
 def _auroc(confidence: np.ndarray, correct: np.ndarray) -> float | None:
     """P(confidence of a correct match > that of a wrong one), ties counted half (Mann-Whitney)."""
     n_pos, n_neg = int(correct.sum()), int((~correct).sum())
@@ -190,18 +227,7 @@ def reliability_curve(
     >>> [b["accuracy"] for b in curve.bins], curve.auroc
     ([0.0, 0.0, 1.0, 1.0], 1.0)
     """
-    conf = _as_numpy(confidence, "confidence").astype(np.float64)
-    hits = _as_numpy(correct, "correct")
-    if hits.shape != conf.shape:
-        raise ValueError(
-            f"correct must have one entry per confidence value ({conf.size}), got {hits.size}. Pass both for the "
-            "same queries, in the same order."
-        )
-    if hits.dtype != bool and not np.isin(hits, (0, 1)).all():
-        raise ValueError("correct must hold booleans or 0/1, got other values. Pass match == gold.")
-    hits = hits.astype(bool)
-    if not np.all(np.isfinite(conf)):
-        raise ValueError("confidence contains NaN or infinite values; pass finite scores.")
+    conf, hits = _check_scores(confidence, correct)
     n_bins = check_number(n_bins, "n_bins", integer=True, low=1)
     n = conf.size
     order = np.argsort(conf, kind="stable")
@@ -231,3 +257,156 @@ def reliability_curve(
         ece=_ece(conf, hits, n_bins) if probabilities else None,
         n=n,
     )
+
+
+class ConfidenceCalibrator(BaseEstimator):
+    """Maps a match's confidence to the probability that the match is right.
+
+    Fitted on the confidences of matches known to be right or wrong (a calibration set, kept apart from the
+    queries it is then evaluated on); any score works whose larger values mean a likelier right match
+    (margins, CSLS margins, OT coupling mass).
+
+    Parameters
+    ----------
+    method : {"isotonic", "sigmoid"}, default "isotonic"
+        ``"isotonic"``: :class:`sklearn.isotonic.IsotonicRegression` (non-decreasing, clipped to ``[0, 1]``
+        and, outside the calibration range, to the value at its nearest end): no assumed shape, but a step
+        function that needs a few hundred calibration matches to be smooth. ``"sigmoid"``: Platt scaling,
+        :class:`sklearn.linear_model.LogisticRegression` on the standardised confidence (two parameters,
+        steadier on small calibration sets; scikit-learn's default L2 penalty, ``C=1``, keeps the slope finite
+        when the calibration set separates right from wrong matches perfectly).
+
+    Attributes
+    ----------
+    estimator_ : IsotonicRegression or LogisticRegression
+        The fitted scikit-learn model.
+    center_, scale_ : float
+        Mean and standard deviation of the calibration confidences (``"sigmoid"`` standardises with them;
+        ``0`` and ``1`` for ``"isotonic"``).
+    n_calibration_ : int
+        Calibration matches.
+    accuracy_ : float
+        Share of them that are right.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> margin = rng.random(500) * 0.2
+    >>> right = rng.random(500) < 5 * margin  # the right-match probability is 5 x the margin
+    >>> calibrator = ConfidenceCalibrator(method="isotonic").fit(margin, right)
+    >>> p = calibrator.predict(np.array([0.0, 0.05, 0.3]))
+    >>> bool(0.0 <= p[0] < p[1] <= p[2] <= 1.0)
+    True
+    """
+
+    def __init__(self, method: str = "isotonic") -> None:
+        self.method = method
+
+    def fit(self, confidence: Any, correct: Any) -> ConfidenceCalibrator:
+        """Fit the map from ``confidence`` to the probability that ``correct`` is true.
+
+        Parameters
+        ----------
+        confidence : array of shape (n,)
+            One score per calibration match (numpy or torch).
+        correct : array of shape (n,)
+            Whether each match is right (booleans or 0/1); both right and wrong matches must occur.
+
+        Returns
+        -------
+        ConfidenceCalibrator
+            ``self``, fitted.
+        """
+        check_choice(self.method, "method", CALIBRATION_METHODS)
+        conf, hits = _check_scores(confidence, correct)
+        n_right = int(hits.sum())
+        if n_right in (0, hits.size):
+            which = "right" if n_right else "wrong"
+            raise ValueError(
+                f"correct marks every one of the {hits.size} calibration matches {which}, so the confidence "
+                "cannot be calibrated: a calibrator learns how the chance of a right match changes with the "
+                "confidence, which needs both right and wrong matches. Pass a calibration set holding both "
+                "(more queries, or matches from a weaker fit)."
+            )
+        if self.method == "isotonic":
+            from sklearn.isotonic import IsotonicRegression
+
+            self.center_, self.scale_ = 0.0, 1.0
+            self.estimator_: Any = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip").fit(
+                conf, hits.astype(np.float64)
+            )
+        else:
+            from sklearn.linear_model import LogisticRegression
+
+            std = float(conf.std())
+            self.center_, self.scale_ = float(conf.mean()), std if std > 0 else 1.0
+            self.estimator_ = LogisticRegression().fit(self._standardised(conf), hits)
+        self.n_calibration_ = int(hits.size)
+        self.accuracy_ = n_right / hits.size
+        return self
+
+    def _standardised(self, conf: np.ndarray) -> np.ndarray:
+        return ((conf - self.center_) / self.scale_)[:, None]
+
+    def predict(self, confidence: Any) -> ArrayLike:
+        """Probability that each match is right, in ``[0, 1]``.
+
+        Parameters
+        ----------
+        confidence : array of shape (n,)
+            Scores of the same kind as the calibration set's (numpy or torch).
+
+        Returns
+        -------
+        array of shape (n,)
+            float64 probabilities, numpy or torch (on the input's device) like ``confidence``.
+        """
+        check_is_fitted(self, ["estimator_"])
+        conf = _finite_scores(confidence)
+        if self.method == "isotonic":
+            proba = np.asarray(self.estimator_.predict(conf), dtype=np.float64)
+        else:
+            proba = self.estimator_.predict_proba(self._standardised(conf))[:, 1].astype(np.float64)
+        proba = np.clip(proba, 0.0, 1.0)
+        if isinstance(confidence, torch.Tensor):
+            return torch.from_numpy(proba).to(confidence.device)
+        return proba
+
+    def transform(self, confidence: Any) -> ArrayLike:
+        """Same as :meth:`predict` (for pipelines that call ``transform``)."""
+        return self.predict(confidence)
+
+
+def calibrate_confidence(confidence: Any, correct: Any, method: str = "isotonic") -> ConfidenceCalibrator:
+    """Fit a map from a match confidence to the probability that the match is right.
+
+    Parameters
+    ----------
+    confidence : array of shape (n,)
+        Confidence of each calibration match (e.g. from :func:`match_confidence`); higher: likelier right.
+    correct : array of shape (n,)
+        Whether each of those matches is right (booleans or 0/1); both must occur.
+    method : {"isotonic", "sigmoid"}, default "isotonic"
+        Isotonic regression or Platt scaling (see :class:`ConfidenceCalibrator`); prefer ``"sigmoid"`` with
+        fewer than a few hundred calibration matches.
+
+    Returns
+    -------
+    ConfidenceCalibrator
+        Fitted; ``predict`` (or ``transform``) maps new confidences to probabilities in ``[0, 1]``. Fit it on
+        queries kept apart from those it is evaluated on: on its own calibration set it looks better than it is.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> margin = rng.normal(size=2000)
+    >>> right = rng.random(2000) < 1 / (1 + np.exp(-3 * margin))  # P(right) = sigmoid(3 x margin)
+    >>> calibrator = calibrate_confidence(margin[:1000], right[:1000], method="sigmoid")
+    >>> p = calibrator.predict(margin[1000:])
+    >>> curve = reliability_curve(p, right[1000:], probabilities=True)
+    >>> bool(curve.ece < 0.05)
+    True
+    """
+    return ConfidenceCalibrator(method=method).fit(confidence, correct)
