@@ -13,6 +13,11 @@ With all the training pairs almost every match is right, so a confidence may hav
 rank: a harder setting fits Procrustes on fewer pairs (``hard_n_train``) and scores the same queries, and
 a check with fewer than ``min_errors`` wrong matches is reported as not evaluable
 (:func:`informative_check`).
+
+None of these scores is a probability of being right as it stands; :func:`calibration_result` fits
+:func:`latentalign.evaluation.calibrate_confidence` on a seeded half of the held-out queries
+(:func:`calibration_split`) and measures the ECE of the calibrated probabilities on the other half, which
+:func:`calibration_check` compares with a threshold fixed in the config.
 """
 
 from __future__ import annotations
@@ -27,11 +32,21 @@ import numpy as np
 
 from latentalign.experiments.runner import Check, ExperimentResult
 
-__all__ = ["run", "caption_pairs", "confidence_rows", "wrong_matches", "informative_check"]
+__all__ = [
+    "run",
+    "caption_pairs",
+    "confidence_rows",
+    "wrong_matches",
+    "informative_check",
+    "calibration_split",
+    "calibration_result",
+    "calibration_check",
+]
 
 logger = logging.getLogger(__name__)
 
 _LABELS = {"margin": "cosine margin", "csls_margin": "CSLS margin", "coupling": "OT coupling mass"}
+_METHODS = ("sigmoid", "isotonic")
 
 
 def caption_pairs(encoders: list[str], limit: int | None, seed: int) -> tuple[list[str], dict[str, np.ndarray]]:
@@ -120,18 +135,152 @@ def informative_check(curve: Any, label: str, *, min_auroc: float, min_errors: i
     )
 
 
-def _curves(Q: np.ndarray, K: np.ndarray, setup: dict[str, Any]) -> dict[str, Any]:
-    """The reliability curve of each confidence kind for queries ``Q`` whose right key is the same row of ``K``."""
-    from latentalign.evaluation import match_confidence, reliability_curve
+def _scores(Q: np.ndarray, K: np.ndarray, setup: dict[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Confidence and right/wrong flag of every query, per kind, for queries whose right key is the same row of K."""
+    from latentalign.evaluation import match_confidence
 
     gold = np.arange(len(Q))
-    curves = {}
+    scores = {}
     for kind in ("margin", "csls_margin", "coupling"):
         match, conf = match_confidence(Q, K, kind=kind, csls_k=int(setup["csls_k"]), reg=float(setup["coupling_reg"]))
-        curves[kind] = reliability_curve(
-            conf, match == gold, n_bins=int(setup["n_bins"]), probabilities=kind == "coupling"
+        scores[kind] = (np.asarray(conf), np.asarray(match) == gold)
+    return scores
+
+
+def _curves(scores: dict[str, tuple[np.ndarray, np.ndarray]], n_bins: int) -> dict[str, Any]:
+    """The reliability curve of each confidence kind."""
+    from latentalign.evaluation import reliability_curve
+
+    return {
+        kind: reliability_curve(conf, correct, n_bins=n_bins, probabilities=kind == "coupling")
+        for kind, (conf, correct) in scores.items()
+    }
+
+
+def calibration_split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted indices of a calibration half and an evaluation half of ``n`` queries (seeded permutation).
+
+    The calibration half gets ``n // 2`` queries; the generator is seeded apart from the train/test split's.
+
+    Examples
+    --------
+    >>> calibrate, evaluate = calibration_split(5, seed=0)
+    >>> len(calibrate), len(evaluate), sorted(calibrate.tolist() + evaluate.tolist())
+    (2, 3, [0, 1, 2, 3, 4])
+    """
+    order = np.random.default_rng([seed, 1]).permutation(n)
+    return np.sort(order[: n // 2]), np.sort(order[n // 2 :])
+
+
+def calibration_result(
+    confidence: np.ndarray,
+    correct: np.ndarray,
+    calibrate: np.ndarray,
+    evaluate: np.ndarray,
+    *,
+    n_bins: int,
+    floor_method: str = "sigmoid",
+    n_floor_draws: int = 0,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """ECE on the ``evaluate`` rows before and after calibrators fitted on the ``calibrate`` rows.
+
+    Returns a JSON-ready dict: ``n_calibration``, ``wrong_calibration``, ``n_evaluation``,
+    ``wrong_evaluation``; ``ece_before`` (the raw score read as a probability; None when it leaves
+    ``[0, 1]``); ``ece_after`` (one entry per method, None when the calibration rows are all right or all
+    wrong); ``probabilities`` (per method, the evaluation rows' calibrated probabilities, or None); and
+    ``ece_floor_mean`` / ``ece_floor_95`` (with ``n_floor_draws``: the ECE that right/wrong flags drawn from
+    ``floor_method``'s own probabilities show, i.e. the ECE of a perfectly calibrated score at this size).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> conf = rng.normal(size=400)
+    >>> correct = rng.random(400) < 1 / (1 + np.exp(-3 * conf))
+    >>> res = calibration_result(conf, correct, np.arange(200), np.arange(200, 400), n_bins=10)
+    >>> res["ece_before"] is None, bool(res["ece_after"]["sigmoid"] < 0.1)
+    (True, True)
+    """
+    from latentalign.evaluation import calibrate_confidence, reliability_curve
+
+    conf_c, right_c = confidence[calibrate], correct[calibrate]
+    conf_e, right_e = confidence[evaluate], correct[evaluate]
+    raw_probability = conf_e.min() >= 0.0 and conf_e.max() <= 1.0
+    out: dict[str, Any] = {
+        "n_calibration": int(len(calibrate)),
+        "wrong_calibration": int((~right_c).sum()),
+        "n_evaluation": int(len(evaluate)),
+        "wrong_evaluation": int((~right_e).sum()),
+        "ece_before": reliability_curve(conf_e, right_e, n_bins, probabilities=True).ece if raw_probability else None,
+        "ece_after": {},
+        "probabilities": {},
+        "ece_floor_mean": None,
+        "ece_floor_95": None,
+    }
+    calibratable = 0 < out["wrong_calibration"] < len(calibrate)
+    for method in _METHODS:
+        if not calibratable:
+            out["ece_after"][method] = out["probabilities"][method] = None
+            continue
+        p = np.asarray(calibrate_confidence(conf_c, right_c, method=method).predict(conf_e))
+        out["probabilities"][method] = p.tolist()
+        out["ece_after"][method] = reliability_curve(p, right_e, n_bins, probabilities=True).ece
+    if out["probabilities"].get(floor_method) is not None and n_floor_draws > 0:
+        p_floor = np.asarray(out["probabilities"][floor_method])
+        rng = np.random.default_rng(seed)
+        draws = np.array(
+            [
+                reliability_curve(p_floor, rng.random(p_floor.size) < p_floor, n_bins, probabilities=True).ece
+                for _ in range(n_floor_draws)
+            ],
+            dtype=np.float64,
         )
-    return curves
+        out["ece_floor_mean"], out["ece_floor_95"] = float(np.mean(draws)), float(np.quantile(draws, 0.95))
+    return out
+
+
+def calibration_check(result: dict[str, Any], label: str, *, method: str, max_ece: float, min_errors: int) -> Check:
+    """The check "after calibration, ECE <= max_ece on the held-out evaluation half" on one score.
+
+    Not evaluable (``passed=None``) when the evaluation half holds fewer than ``min_errors`` wrong matches
+    (or none right), or when the calibration half is all right or all wrong (nothing to fit).
+
+    Examples
+    --------
+    >>> res = {"n_calibration": 50, "wrong_calibration": 9, "n_evaluation": 50, "wrong_evaluation": 8,
+    ...        "ece_before": None, "ece_after": {"sigmoid": 0.04}, "ece_floor_mean": None}
+    >>> calibration_check(res, "toy", method="sigmoid", max_ece=0.05, min_errors=3).verdict
+    'pass'
+    >>> calibration_check({**res, "wrong_evaluation": 2}, "toy", method="sigmoid", max_ece=0.05, min_errors=3).verdict
+    'not evaluable'
+    """
+    after = result["ece_after"].get(method)
+    before = "undefined (not in [0, 1])" if result["ece_before"] is None else f"{result['ece_before']:.3f}"
+    wrong, n = result["wrong_evaluation"], result["n_evaluation"]
+    wrong_c, n_c = result["wrong_calibration"], result["n_calibration"]
+    if after is None:
+        ours = (
+            f"cannot be calibrated: {wrong_c} of {n_c} calibration matches wrong (needs both right and wrong); "
+            f"{wrong} of {n} evaluation matches wrong"
+        )
+    else:
+        ours = f"ECE {after:.3f} after, {before} before; {wrong} of {n} evaluation matches wrong ({wrong_c} of {n_c} "
+        ours += "in the calibration half)"
+        if result.get("ece_floor_mean") is not None:
+            ours += (
+                f"; a perfectly calibrated score would show ECE {result['ece_floor_mean']:.3f} on average at this size "
+                f"(95 % of draws below {result['ece_floor_95']:.3f})"
+            )
+    evaluable = after is not None and min_errors <= wrong < n
+    if after is not None and not evaluable:
+        ours += f" (fewer than {min_errors} wrong: too few errors to judge)" if wrong < min_errors else " (all wrong)"
+    return Check(
+        claim=f"{label}: after {method} calibration on half of the held-out queries, ECE <= {max_ece} on the "
+        "other half",
+        paper="calibrated probability (ECE as in Guo et al. 2017; the threshold is ours, fixed before the run)",
+        ours=ours,
+        passed=bool(after <= max_ece) if evaluable and after is not None else None,
+    )
 
 
 def run(config: dict[str, Any], *, out_dir: Path) -> ExperimentResult:
@@ -148,7 +297,7 @@ def run(config: dict[str, Any], *, out_dir: Path) -> ExperimentResult:
 def _run(config: dict[str, Any], out_dir: Path) -> ExperimentResult:
     from latentalign.align import Procrustes
     from latentalign.anchors import distinct_rows
-    from latentalign.evaluation import bootstrap
+    from latentalign.evaluation import bootstrap, reliability_curve
     from latentalign.reports import plot_reliability
 
     setup = config["setup"]
@@ -166,7 +315,27 @@ def _run(config: dict[str, Any], out_dir: Path) -> ExperimentResult:
     K = Y[test]
     fits = {"all": (train, Procrustes().fit(X[train], Y[train]))}
     fits["hard"] = (hard_train, Procrustes().fit(X[hard_train], Y[hard_train]))
-    curves = {name: _curves(np.asarray(aligner.transform(X[test])), K, setup) for name, (_, aligner) in fits.items()}
+    scores = {name: _scores(np.asarray(aligner.transform(X[test])), K, setup) for name, (_, aligner) in fits.items()}
+    curves = {name: _curves(scores[name], n_bins) for name in fits}
+    # Calibration: fitted on one half of the held-out queries, its ECE measured on the other half only.
+    method = str(setup["calibration_method"])
+    calibrate, evaluate = calibration_split(len(test), seed)
+    calibration = {
+        name: {
+            kind: calibration_result(
+                conf,
+                correct,
+                calibrate,
+                evaluate,
+                n_bins=n_bins,
+                floor_method=method,
+                n_floor_draws=int(setup["n_floor_draws"]),
+                seed=seed,
+            )
+            for kind, (conf, correct) in scores[name].items()
+        }
+        for name in fits
+    }
     setting = {
         "all": f"Procrustes on {len(train)} pairs",
         "hard": f"Procrustes on {n_hard} pairs (harder)",
@@ -184,6 +353,11 @@ def _run(config: dict[str, Any], out_dir: Path) -> ExperimentResult:
             random_state=seed,
         )
     rows = confidence_rows(curves["all"], setting["all"]) + confidence_rows(curves["hard"], setting["hard"])
+    for row, (name, kind) in zip(rows, [(n, k) for n in ("all", "hard") for k in curves[n]], strict=True):
+        res = calibration[name][kind]
+        row["wrong, evaluation half"] = res["wrong_evaluation"]
+        row["ECE before, evaluation half"] = res["ece_before"]
+        row.update({f"ECE after {m}, evaluation half": res["ece_after"][m] for m in _METHODS})
     rows[0].update({k: v for k, v in boot.as_row().items() if k != "recall@1_interval"})
 
     plots = []
@@ -192,6 +366,24 @@ def _run(config: dict[str, Any], out_dir: Path) -> ExperimentResult:
             {_LABELS[k]: c for k, c in curves[name].items()},
             out_dir / f"{config['name']}{suffix}.png",
             title=f"{source} -> {target}, {setting[name]} of Tux Paint captions, {len(test)} held-out queries",
+        )
+        if figure is not None:
+            plots.append(figure)
+        calibrated = {
+            f"{_LABELS[k]}, {method}-calibrated": reliability_curve(
+                res["probabilities"][method], scores[name][k][1][evaluate], n_bins=n_bins, probabilities=True
+            )
+            for k, res in calibration[name].items()
+            if res["probabilities"][method] is not None
+        }
+        calibrated["OT coupling mass, raw"] = reliability_curve(
+            scores[name]["coupling"][0][evaluate], scores[name]["coupling"][1][evaluate], n_bins, probabilities=True
+        )
+        figure = plot_reliability(
+            calibrated,
+            out_dir / f"{config['name']}{suffix}_calibrated.png",
+            title=f"{source} -> {target}, {setting[name]}: {method}-calibrated probabilities on {len(evaluate)} "
+            f"held-out queries (calibrated on {len(calibrate)} others)",
         )
         if figure is not None:
             plots.append(figure)
@@ -237,11 +429,36 @@ def _run(config: dict[str, Any], out_dir: Path) -> ExperimentResult:
             f"confidence {mean_conf:.3f} against accuracy {curve.accuracy:.3f}, ECE {curve.ece:.3f}); whether it "
             "ranks matches well is what the AUROC and the bins say, a probability it is not unless the ECE is small."
         )
+    max_ece = float(setup["max_calibrated_ece"])
+    notes.append(
+        f"Calibration: the {len(test)} held-out queries are split by a seeded permutation into {len(calibrate)} "
+        f"calibration and {len(evaluate)} evaluation queries. The map never saw either half; the calibrator "
+        "(latentalign.evaluation.calibrate_confidence) is fitted on the calibration half's confidences and "
+        "right/wrong flags only, and the ECE columns are computed on the evaluation half only "
+        f"({n_bins} equal-width bins). The confidences themselves are computed once for all held-out queries "
+        "(the CSLS neighbourhoods and the OT coupling span every held-out query and key), so both halves share "
+        f"the same key set. The check uses {method} calibration (fixed before its first run); the other method "
+        "is reported beside it. 'ECE before' reads the raw score as a probability: for the margins, which are "
+        "not probabilities, that is the error of taking the gap at face value."
+    )
+    notes.append(
+        "The ECE of a finite sample is positive even for a perfectly calibrated score: each check states the "
+        f"ECE that right/wrong flags drawn from the calibrated probabilities themselves show ({setup['n_floor_draws']} "
+        f"draws, same {len(evaluate)} queries and bins). A calibrated score whose floor is near {max_ece} can "
+        "fail the check from sampling noise alone; the threshold was not moved for it."
+    )
     notes += [f"Reading of the results (written after the full run): {n}" for n in config.get("notes", [])]
     checks = [
         informative_check(curve, f"{_LABELS[kind]}, {setting[name]}", min_auroc=min_auroc, min_errors=min_errors)
         for name in ("all", "hard")
         for kind, curve in curves[name].items()
+    ]
+    checks += [
+        calibration_check(
+            res, f"{_LABELS[kind]}, {setting[name]}", method=method, max_ece=max_ece, min_errors=min_errors
+        )
+        for name in ("all", "hard")
+        for kind, res in calibration[name].items()
     ]
     return ExperimentResult(
         rows=rows,
@@ -255,5 +472,10 @@ def _run(config: dict[str, Any], out_dir: Path) -> ExperimentResult:
             "n_train": int(len(train)),
             "n_train_harder": int(n_hard),
             "n_test": int(len(test)),
+            "calibration": {
+                name: {kind: {k: v for k, v in res.items() if k != "probabilities"} for kind, res in by_kind.items()}
+                for name, by_kind in calibration.items()
+            },
+            "calibration_split": {"calibrate": calibrate.tolist(), "evaluate": evaluate.tolist()},
         },
     )
