@@ -552,7 +552,7 @@ def plot_reliability(
         ax.set_ylabel("accuracy of the matches in the bin")
         ax.set_title("calibration of probability-like scores", fontsize=10)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="upper left")
+        ax.legend(fontsize=8, loc="best")  # under- and over-confident curves sit on opposite sides
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     fig.savefig(out, dpi=120, bbox_inches="tight")

@@ -275,7 +275,7 @@ def test_calibration_result_uses_the_halves_it_is_given(planted_sigmoid):
     assert res["wrong_evaluation"] == int((~correct[200:]).sum())
     assert res["ece_before"] == pytest.approx(reliability_curve(conf[200:], correct[200:], probabilities=True).ece)
     assert res["ece_after"]["sigmoid"] < res["ece_before"] and res["ece_after"]["isotonic"] < res["ece_before"]
-    assert 0 < res["ece_floor_mean"] <= res["ece_floor_95"]
+    assert 0 < res["ece_floor_mean"] <= res["ece_floor_95"] and 0.0 <= res["ece_floor_share_above"] <= 1.0
     # a calibration half with no wrong match: nothing to calibrate
     right_first = np.r_[np.ones(200, dtype=bool), correct[200:]]
     stuck = calibration_result(conf, right_first, np.arange(200), np.arange(200, 400), n_bins=10)
