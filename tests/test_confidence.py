@@ -367,3 +367,29 @@ def test_confidence_experiment_reduced_run_on_real_captions(tmp_path):
         not set(split["calibrate"]) & set(split["evaluate"]) and len(split["calibrate"]) + len(split["evaluate"]) == 193
     )
     assert "95 % bootstrap interval over pairs, n=20" in page.read_text()
+
+
+def test_gloss_sample_reuses_the_stratified_sample_and_adds_disjoint_seeded_definitions():
+    from latentalign.experiments.confidence import gloss_sample
+    from latentalign.experiments.text_stitching import wordnet_sample
+
+    parts = gloss_sample(3, 40, seed=0)
+    (ids, texts, name), (extra_ids, extra_texts, extra_name) = parts
+    assert ids == wordnet_sample(3, 0)[0] and name == "wordnet/definitions-3pc-seed0"  # the cached sample's key
+    assert len(extra_ids) == len(extra_texts) == 40 and not set(extra_ids) & set(ids)
+    assert len(set(extra_ids)) == 40 and all(extra_texts) and extra_name != name
+    assert gloss_sample(3, 40, seed=0)[1][0] == extra_ids and gloss_sample(3, 40, seed=1)[1][0] != extra_ids
+    assert len(gloss_sample(3, 0, seed=0)) == 1
+
+
+def test_confidence_config_sizes_the_wordnet_setting_for_a_thousand_evaluation_queries():
+    from latentalign.experiments import load_config
+    from latentalign.experiments.confidence import calibration_split
+    from latentalign.experiments.text_stitching import wordnet_sample
+
+    setup = load_config("confidence")["setup"]
+    n = len(wordnet_sample(int(setup["wordnet_per_category"]), int(setup["seed"]))[0]) + int(setup["wordnet_extra"])
+    held_out = n - int(setup["wordnet_n_train"])
+    assert len(calibration_split(held_out, 0)[1]) >= 1000
+    assert int(setup["wordnet_n_train"]) < 384  # under-determined for MiniLM, so matches go wrong
+    assert load_config("confidence", reduced=True)["setup"]["wordnet_per_category"] == 0  # full run only

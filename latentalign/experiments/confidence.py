@@ -20,7 +20,7 @@ None of these scores is a probability of being right as it stands; :func:`calibr
 :func:`calibration_check` compares with a threshold fixed in the config.
 
 The Tux Paint pair leaves only about a hundred evaluation queries, too few to decide that threshold; a larger
-setting (:func:`gloss_pairs`) embeds WordNet definitions with the same encoders, fits Procrustes on a few
+setting (:func:`gloss_sample`, :func:`gloss_pairs`) embeds WordNet definitions with the same encoders, fits Procrustes on a few
 hundred pairs and applies the same checks to about a thousand evaluation queries.
 """
 
@@ -39,6 +39,7 @@ from latentalign.experiments.runner import Check, ExperimentResult
 __all__ = [
     "run",
     "caption_pairs",
+    "gloss_sample",
     "gloss_pairs",
     "confidence_rows",
     "wrong_matches",
@@ -80,19 +81,21 @@ def caption_pairs(encoders: list[str], limit: int | None, seed: int) -> tuple[li
     return ids, spaces
 
 
-def gloss_pairs(
-    encoders: list[str], per_category: int, extra: int, seed: int
-) -> tuple[list[str], dict[str, np.ndarray]]:
-    """Ids and embeddings (one array per encoder, rows paired) of WordNet definitions.
+def gloss_sample(per_category: int, extra: int, seed: int) -> list[tuple[list[str], list[str], str]]:
+    """The WordNet definitions of the larger setting, as (ids, texts, store dataset name) parts.
 
-    The text_stitching page's stratified sample (``per_category`` synsets of each category, same ``seed``,
-    so the store's cached embeddings are reused) followed by ``extra`` synsets drawn, seeded, from the
-    remaining ones (cached under their own dataset name).
+    First the text_stitching page's stratified sample (``per_category`` synsets of each category, same
+    ``seed``, same dataset name, so the store's cached embeddings are reused), then ``extra`` synsets drawn,
+    seeded, from the remaining ones (a part of its own, with its own dataset name); ids never repeat.
+
+    Examples
+    --------
+    >>> parts = gloss_sample(2, 5, seed=0)
+    >>> [(len(ids), name) for ids, _, name in parts]
+    [(90, 'wordnet/definitions-2pc-seed0'), (5, 'wordnet/definitions-extra5-after2pc-seed0')]
     """
     from latentalign.datasets import load_wordnet_glosses
-    from latentalign.encoders import load_encoder
     from latentalign.experiments.text_stitching import definition, wordnet_sample
-    from latentalign.store import embed
 
     ids, texts, _, _ = wordnet_sample(per_category, seed)
     parts = [(ids, texts, f"wordnet/definitions-{per_category}pc-seed{seed}")]
@@ -108,6 +111,20 @@ def gloss_pairs(
                 f"wordnet/definitions-extra{extra}-after{per_category}pc-seed{seed}",
             )
         )
+    return parts
+
+
+def gloss_pairs(
+    encoders: list[str], per_category: int, extra: int, seed: int
+) -> tuple[list[str], dict[str, np.ndarray]]:
+    """Ids and embeddings (one array per encoder, rows paired) of :func:`gloss_sample`'s WordNet definitions.
+
+    Embeddings come from (and go to) the embedding store's cache, one dataset name per part.
+    """
+    from latentalign.encoders import load_encoder
+    from latentalign.store import embed
+
+    parts = gloss_sample(per_category, extra, seed)
     spaces = {}
     for name in encoders:
         start = time.perf_counter()
