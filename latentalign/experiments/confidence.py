@@ -363,6 +363,65 @@ def calibration_check(result: dict[str, Any], label: str, *, method: str, max_ec
     )
 
 
+def _calibrate_each(
+    scores: dict[str, tuple[np.ndarray, np.ndarray]],
+    calibrate: np.ndarray,
+    evaluate: np.ndarray,
+    setup: dict[str, Any],
+    seed: int,
+) -> dict[str, dict[str, Any]]:
+    """:func:`calibration_result` of every confidence kind of one fit, with the page's settings."""
+    return {
+        kind: calibration_result(
+            conf,
+            correct,
+            calibrate,
+            evaluate,
+            n_bins=int(setup["n_bins"]),
+            floor_method=str(setup["calibration_method"]),
+            n_floor_draws=int(setup["n_floor_draws"]),
+            seed=seed,
+        )
+        for kind, (conf, correct) in scores.items()
+    }
+
+
+def _rows_with_calibration(
+    curves: dict[str, Any], calibration: dict[str, dict[str, Any]], setting: str
+) -> list[dict[str, Any]]:
+    """The page's rows of one fit: :func:`confidence_rows` plus the ECE before and after calibration."""
+    rows = confidence_rows(curves, setting)
+    for row, kind in zip(rows, curves, strict=True):
+        res = calibration[kind]
+        row["wrong, evaluation half"] = res["wrong_evaluation"]
+        row["ECE before, evaluation half"] = res["ece_before"]
+        row.update({f"ECE after {m}, evaluation half": res["ece_after"][m] for m in _METHODS})
+    return rows
+
+
+def _calibrated_plot(
+    scores: dict[str, tuple[np.ndarray, np.ndarray]],
+    calibration: dict[str, dict[str, Any]],
+    evaluate: np.ndarray,
+    setup: dict[str, Any],
+    path: Path,
+    title: str,
+) -> Path | None:
+    """Reliability plot of the calibrated probabilities of one fit on its evaluation half."""
+    from latentalign.evaluation import reliability_curve
+    from latentalign.reports import plot_reliability
+
+    method = str(setup["calibration_method"])
+    calibrated = {
+        f"{_LABELS[k]}, {method}-calibrated": reliability_curve(
+            res["probabilities"][method], scores[k][1][evaluate], n_bins=int(setup["n_bins"]), probabilities=True
+        )
+        for k, res in calibration.items()
+        if res["probabilities"][method] is not None
+    }
+    return plot_reliability(calibrated, path, title=title)
+
+
 def run(config: dict[str, Any], *, out_dir: Path) -> ExperimentResult:
     """Fit Procrustes on 70 % of the caption pairs, score each held-out match's confidence, check it informs."""
     from latentalign.experiments.common import restore_threads, set_threads
@@ -377,7 +436,7 @@ def run(config: dict[str, Any], *, out_dir: Path) -> ExperimentResult:
 def _run(config: dict[str, Any], out_dir: Path) -> ExperimentResult:
     from latentalign.align import Procrustes
     from latentalign.anchors import distinct_rows
-    from latentalign.evaluation import bootstrap, reliability_curve
+    from latentalign.evaluation import bootstrap
     from latentalign.reports import plot_reliability
 
     setup = config["setup"]
@@ -400,22 +459,7 @@ def _run(config: dict[str, Any], out_dir: Path) -> ExperimentResult:
     # Calibration: fitted on one half of the held-out queries, its ECE measured on the other half only.
     method = str(setup["calibration_method"])
     calibrate, evaluate = calibration_split(len(test), seed)
-    calibration = {
-        name: {
-            kind: calibration_result(
-                conf,
-                correct,
-                calibrate,
-                evaluate,
-                n_bins=n_bins,
-                floor_method=method,
-                n_floor_draws=int(setup["n_floor_draws"]),
-                seed=seed,
-            )
-            for kind, (conf, correct) in scores[name].items()
-        }
-        for name in fits
-    }
+    calibration = {name: _calibrate_each(scores[name], calibrate, evaluate, setup, seed) for name in fits}
     setting = {
         "all": f"Procrustes on {len(train)} pairs",
         "hard": f"Procrustes on {n_hard} pairs (harder)",
@@ -432,12 +476,11 @@ def _run(config: dict[str, Any], out_dir: Path) -> ExperimentResult:
             test=(X[test], Y[test]),
             random_state=seed,
         )
-    rows = confidence_rows(curves["all"], setting["all"]) + confidence_rows(curves["hard"], setting["hard"])
-    for row, (name, kind) in zip(rows, [(n, k) for n in ("all", "hard") for k in curves[n]], strict=True):
-        res = calibration[name][kind]
-        row["wrong, evaluation half"] = res["wrong_evaluation"]
-        row["ECE before, evaluation half"] = res["ece_before"]
-        row.update({f"ECE after {m}, evaluation half": res["ece_after"][m] for m in _METHODS})
+    rows = [
+        row
+        for name in ("all", "hard")
+        for row in _rows_with_calibration(curves[name], calibration[name], setting[name])
+    ]
     rows[0].update({k: v for k, v in boot.as_row().items() if k != "recall@1_interval"})
 
     plots = []
@@ -449,15 +492,11 @@ def _run(config: dict[str, Any], out_dir: Path) -> ExperimentResult:
         )
         if figure is not None:
             plots.append(figure)
-        calibrated = {
-            f"{_LABELS[k]}, {method}-calibrated": reliability_curve(
-                res["probabilities"][method], scores[name][k][1][evaluate], n_bins=n_bins, probabilities=True
-            )
-            for k, res in calibration[name].items()
-            if res["probabilities"][method] is not None
-        }
-        figure = plot_reliability(
-            calibrated,
+        figure = _calibrated_plot(
+            scores[name],
+            calibration[name],
+            evaluate,
+            setup,
             out_dir / f"{config['name']}{suffix}_calibrated.png",
             title=f"{source} -> {target}, {setting[name]}: {method}-calibrated probabilities on {len(evaluate)} "
             f"held-out queries (calibrated on {len(calibrate)} others)",
@@ -606,26 +645,9 @@ def _wordnet_setting(config: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     curves = _curves(scores, n_bins)
     method = str(setup["calibration_method"])
     calibrate, evaluate = calibration_split(len(test), seed)
-    calibration = {
-        kind: calibration_result(
-            conf,
-            correct,
-            calibrate,
-            evaluate,
-            n_bins=n_bins,
-            floor_method=method,
-            n_floor_draws=int(setup["n_floor_draws"]),
-            seed=seed,
-        )
-        for kind, (conf, correct) in scores.items()
-    }
+    calibration = _calibrate_each(scores, calibrate, evaluate, setup, seed)
     setting = f"WordNet definitions, Procrustes on {n_train} pairs"
-    rows = confidence_rows(curves, setting)
-    for row, kind in zip(rows, curves, strict=True):
-        res = calibration[kind]
-        row["wrong, evaluation half"] = res["wrong_evaluation"]
-        row["ECE before, evaluation half"] = res["ece_before"]
-        row.update({f"ECE after {m}, evaluation half": res["ece_after"][m] for m in _METHODS})
+    rows = _rows_with_calibration(curves, calibration, setting)
     min_auroc, min_errors = float(setup["min_auroc"]), int(setup["min_errors"])
     max_ece = float(setup["max_calibrated_ece"])
     labels = {kind: f"{_LABELS[kind]}, {setting}" for kind in curves}
@@ -645,17 +667,11 @@ def _wordnet_setting(config: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     )
     if figure is not None:
         plots.append(figure)
-    from latentalign.evaluation import reliability_curve
-
-    calibrated = {
-        f"{_LABELS[k]}, {method}-calibrated": reliability_curve(
-            res["probabilities"][method], scores[k][1][evaluate], n_bins=n_bins, probabilities=True
-        )
-        for k, res in calibration.items()
-        if res["probabilities"][method] is not None
-    }
-    figure = plot_reliability(
-        calibrated,
+    figure = _calibrated_plot(
+        scores,
+        calibration,
+        evaluate,
+        setup,
         out_dir / f"{config['name']}_wordnet_calibrated.png",
         title=f"{source} -> {target}, {setting}: {method}-calibrated probabilities on {len(evaluate)} "
         f"held-out queries (calibrated on {len(calibrate)} others)",
