@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from latentalign.align.unsupervised import UnsupervisedAligner
 from latentalign.exceptions import ConvergenceWarning
 from latentalign.functional.unsupervised import unsupervised_alignment
 
@@ -20,7 +21,7 @@ def _planted(n: int = 600, d: int = 16, seed: int = 0) -> tuple[np.ndarray, np.n
 
 def test_confirmed_start_needs_no_extra_starts():
     X, Y, Q = _planted()
-    fit = unsupervised_alignment(X, Y, n_init=2, max_starts=6, screen_iter=40)
+    fit = unsupervised_alignment(X, Y, n_init=2, identity_start=False, max_starts=6, screen_iter=40)
     assert len(fit.restarts) == 2  # the two starts found the same map: nothing more to try
     assert sorted(r["gap"] for r in fit.restarts)[1] < 0.05
     assert np.allclose(fit.W.numpy(), Q, atol=1e-6)
@@ -32,7 +33,7 @@ def test_unconfirmed_start_tries_more_and_says_so():
     rng = np.random.default_rng(1)
     X, Y = rng.normal(size=(80, 4)), rng.normal(size=(80, 4))
     with pytest.warns(ConvergenceWarning, match="none of the 4 screened starts confirmed"):
-        fit = unsupervised_alignment(X, Y, n_init=2, max_starts=4, screen_iter=10, max_iter=10)
+        fit = unsupervised_alignment(X, Y, n_init=2, identity_start=False, max_starts=4, screen_iter=10, max_iter=10)
     assert len(fit.restarts) == 4
     assert [r["seed"] for r in fit.restarts] == [0, 1, 2, 3]
     assert sum(r["chosen"] for r in fit.restarts) == 1
@@ -45,5 +46,51 @@ def test_time_budget_stops_the_extra_starts():
     rng = np.random.default_rng(1)
     X, Y = rng.normal(size=(80, 4)), rng.normal(size=(80, 4))
     with pytest.warns(ConvergenceWarning, match="none of the 2 screened starts"):
-        fit = unsupervised_alignment(X, Y, n_init=2, max_starts=6, time_budget=0.0, screen_iter=10, max_iter=10)
+        fit = unsupervised_alignment(
+            X, Y, n_init=2, identity_start=False, max_starts=6, time_budget=0.0, screen_iter=10, max_iter=10
+        )
     assert len(fit.restarts) == 2
+
+
+def _shared_coordinates(n: int = 300, d: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A flat cloud and a noisy, slightly rotated, shuffled copy: the sorted similarity starts fail on it."""
+    from scipy.linalg import expm
+
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    A = rng.normal(size=(d, d))
+    R = expm(0.5 * (A - A.T) / np.linalg.norm(A - A.T, 2))
+    perm = rng.permutation(n)
+    Y = (X @ R + 0.5 * rng.normal(size=(n, d)))[perm]
+    return X, Y, np.argsort(perm)
+
+
+def _recall_at_1(W: np.ndarray, X: np.ndarray, Y: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.mean(np.argmax((X @ W) @ Y.T, axis=1) == truth))
+
+
+@pytest.mark.filterwarnings("ignore::latentalign.exceptions.ConvergenceWarning")
+def test_identity_start_recovers_spaces_that_share_coordinates():
+    X, Y, truth = _shared_coordinates()
+    without = unsupervised_alignment(X, Y, n_init=2, identity_start=False, screen_iter=40, max_iter=60)
+    assert _recall_at_1(without.W.numpy(), X, Y, truth) < 0.2  # the sorted similarity starts fail here
+    fit = unsupervised_alignment(X, Y, n_init=2, screen_iter=40, max_iter=60)  # "auto": same dimension
+    assert [r["start"].split(",")[0] for r in fit.restarts] == ["sorted similarity"] * 2 + [
+        "identity (shared coordinates)"
+    ]
+    assert [r["chosen"] for r in fit.restarts] == [False, False, True]
+    assert _recall_at_1(fit.W.numpy(), X, Y, truth) > 0.9
+
+
+@pytest.mark.filterwarnings("ignore::latentalign.exceptions.ConvergenceWarning")
+def test_identity_start_needs_one_dimension():
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(60, 6)), rng.normal(size=(60, 4))
+    fit = unsupervised_alignment(X, Y, n_init=2, screen_iter=3, max_iter=3)
+    assert all("identity" not in r["start"] for r in fit.restarts)  # "auto" leaves it out
+    with pytest.raises(ValueError, match=r"identity_start=True needs X and Y of the same dimension, got 6 and 4"):
+        unsupervised_alignment(X, Y, identity_start=True)
+    with pytest.raises(ValueError, match=r"identity_start='yes' is not supported"):
+        unsupervised_alignment(X, X, identity_start="yes")
+    with pytest.raises(ValueError, match=r"identity_start='yes' is not supported"):
+        UnsupervisedAligner(identity_start="yes").fit(X, X)
