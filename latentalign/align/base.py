@@ -22,7 +22,7 @@ from latentalign._validation import check_array, check_is_fitted, check_n_featur
 from latentalign.base import BaseEstimator, TwoViewMixin, feature_names
 from latentalign.persistence import Persistable
 
-__all__ = ["Aligner", "cast_like"]
+__all__ = ["Aligner", "PreprocessedMapAligner", "cast_like"]
 
 
 class Aligner(Persistable, TwoViewMixin, TransformerMixin, BaseEstimator):
@@ -232,6 +232,31 @@ class Aligner(Persistable, TwoViewMixin, TransformerMixin, BaseEstimator):
         if float(total) == 0.0:
             raise ValueError("Y has zero variance; R^2 is undefined. Score on more than one distinct row.")
         return float(1.0 - residual / total)
+
+
+class PreprocessedMapAligner(Aligner):
+    """An aligner whose fit leaves a map between two preprocessed spaces.
+
+    Subclasses set ``preprocess_x_`` and ``preprocess_y_`` (fitted
+    :class:`~latentalign.preprocessing.Chain` steps of each side) and ``map_`` (a fitted aligner between
+    the preprocessed spaces, e.g. :class:`~latentalign.align.procrustes.Procrustes`); ``transform`` is
+    ``Y``'s steps undone after the map after ``X``'s steps, and the inverse and the torch module follow.
+    """
+
+    def _transform(self, X: torch.Tensor) -> torch.Tensor:
+        return self.preprocess_y_._backward(self.map_._transform(self.preprocess_x_._forward(X)))
+
+    def _inverse_transform(self, Z: torch.Tensor) -> torch.Tensor:
+        return self.preprocess_x_._backward(self.map_._inverse_transform(self.preprocess_y_._forward(Z)))
+
+    def _module(self, *, trainable: bool, inverse: bool) -> torch.nn.Module:
+        from latentalign.align.modules import preprocessor_module, sandwich
+
+        before, after = (
+            (self.preprocess_y_, self.preprocess_x_) if inverse else (self.preprocess_x_, self.preprocess_y_)
+        )
+        core = self.map_.to_module(trainable=trainable, inverse=inverse, dtype=torch.float64)
+        return sandwich(preprocessor_module(before), core, preprocessor_module(after, inverse=True))
 
 
 def cast_like(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -49,7 +49,7 @@ import torch
 from latentalign._array import ArrayLike
 from latentalign._progress import RoundProgress
 from latentalign._validation import check_choice, check_pair
-from latentalign.align.base import Aligner
+from latentalign.align.base import Aligner, PreprocessedMapAligner
 from latentalign.exceptions import IllConditionedWarning
 from latentalign.functional.ot_rounds import (
     MIN_MAP_ROWS,
@@ -120,7 +120,7 @@ _DEFAULT_ROUNDS = {"self-learning": 30}
 _DEFAULT_OT_ROUNDS = 5
 
 
-class OTAligner(Aligner):
+class OTAligner(PreprocessedMapAligner):
     """Align two spaces from unpaired (or partly paired) rows with optimal transport (POT).
 
     Parameters
@@ -363,19 +363,3 @@ class OTAligner(Aligner):
         self.n_features_in_ = int(Xt.shape[1])
         self.n_features_out_ = int(Yt.shape[1])
         return self
-
-    # -- mapping ------------------------------------------------------------------------------------
-    def _transform(self, X: torch.Tensor) -> torch.Tensor:
-        return self.preprocess_y_._backward(self.map_._transform(self.preprocess_x_._forward(X)))
-
-    def _inverse_transform(self, Z: torch.Tensor) -> torch.Tensor:
-        return self.preprocess_x_._backward(self.map_._inverse_transform(self.preprocess_y_._forward(Z)))
-
-    def _module(self, *, trainable: bool, inverse: bool) -> torch.nn.Module:
-        from latentalign.align.modules import preprocessor_module, sandwich
-
-        before, after = (
-            (self.preprocess_y_, self.preprocess_x_) if inverse else (self.preprocess_x_, self.preprocess_y_)
-        )
-        core = self.map_.to_module(trainable=trainable, inverse=inverse, dtype=torch.float64)
-        return sandwich(preprocessor_module(before), core, preprocessor_module(after, inverse=True))

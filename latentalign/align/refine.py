@@ -21,7 +21,7 @@ import torch
 from latentalign._array import ArrayLike
 from latentalign._progress import RoundProgress
 from latentalign._validation import check_choice, check_number
-from latentalign.align.base import Aligner
+from latentalign.align.base import Aligner, PreprocessedMapAligner
 from latentalign.align.ot import check_pairs, check_unpaired, make_map, min_pairs
 from latentalign.functional.self_learning import mutual_csls_matches, self_learning_rounds
 from latentalign.preprocessing import make_preprocessor
@@ -29,7 +29,7 @@ from latentalign.preprocessing import make_preprocessor
 __all__ = ["SelfLearning", "mutual_csls_matches"]
 
 
-class SelfLearning(Aligner):
+class SelfLearning(PreprocessedMapAligner):
     """Self-learning alignment: alternate fitting a map and re-matching by mutual CSLS nearest neighbours.
 
     Parameters
@@ -177,18 +177,3 @@ class SelfLearning(Aligner):
         self.n_features_in_ = int(Xt.shape[1])
         self.n_features_out_ = int(Yt.shape[1])
         return self
-
-    def _transform(self, X: torch.Tensor) -> torch.Tensor:
-        return self.preprocess_y_._backward(self.map_._transform(self.preprocess_x_._forward(X)))
-
-    def _inverse_transform(self, Z: torch.Tensor) -> torch.Tensor:
-        return self.preprocess_x_._backward(self.map_._inverse_transform(self.preprocess_y_._forward(Z)))
-
-    def _module(self, *, trainable: bool, inverse: bool) -> torch.nn.Module:
-        from latentalign.align.modules import preprocessor_module, sandwich
-
-        before, after = (
-            (self.preprocess_y_, self.preprocess_x_) if inverse else (self.preprocess_x_, self.preprocess_y_)
-        )
-        core = self.map_.to_module(trainable=trainable, inverse=inverse, dtype=torch.float64)
-        return sandwich(preprocessor_module(before), core, preprocessor_module(after, inverse=True))

@@ -21,7 +21,7 @@ import torch
 from latentalign._array import ArrayLike
 from latentalign._progress import RoundProgress
 from latentalign._validation import check_choice, check_number
-from latentalign.align.base import Aligner
+from latentalign.align.base import PreprocessedMapAligner
 from latentalign.align.ot import check_unpaired
 from latentalign.align.procrustes import Procrustes
 from latentalign.functional.unsupervised import UNSUPERVISED_INITS, unsupervised_alignment, use_identity_start
@@ -32,7 +32,7 @@ __all__ = ["UnsupervisedAligner"]
 logger = logging.getLogger(__name__)
 
 
-class UnsupervisedAligner(Aligner):
+class UnsupervisedAligner(PreprocessedMapAligner):
     """Align two spaces without any known pair (VecMap-style self-learning from an unsupervised start).
 
     Parameters
@@ -260,18 +260,3 @@ class UnsupervisedAligner(Aligner):
         self.n_features_in_ = int(Xt.shape[1])
         self.n_features_out_ = int(Yt.shape[1])
         return self
-
-    def _transform(self, X: torch.Tensor) -> torch.Tensor:
-        return self.preprocess_y_._backward(self.map_._transform(self.preprocess_x_._forward(X)))
-
-    def _inverse_transform(self, Z: torch.Tensor) -> torch.Tensor:
-        return self.preprocess_x_._backward(self.map_._inverse_transform(self.preprocess_y_._forward(Z)))
-
-    def _module(self, *, trainable: bool, inverse: bool) -> torch.nn.Module:
-        from latentalign.align.modules import preprocessor_module, sandwich
-
-        before, after = (
-            (self.preprocess_y_, self.preprocess_x_) if inverse else (self.preprocess_x_, self.preprocess_y_)
-        )
-        core = self.map_.to_module(trainable=trainable, inverse=inverse, dtype=torch.float64)
-        return sandwich(preprocessor_module(before), core, preprocessor_module(after, inverse=True))
