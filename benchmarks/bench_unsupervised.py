@@ -216,6 +216,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3, help="zero-pair seeds per case (full run)")
     parser.add_argument("--cases", default="t,c,a,b,d")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--output", help="results file of a full run (default: results/bench_unsupervised.txt)")
     args = parser.parse_args()
     limit_threads(args.threads)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -268,7 +269,7 @@ def report(rows: list[dict], args: argparse.Namespace, params: dict) -> None:
     )
     print(text)
     if not args.small:
-        out = HERE / "results" / "bench_unsupervised.txt"
+        out = Path(args.output) if args.output else HERE / "results" / "bench_unsupervised.txt"
         out.write_text(text + "\n")
         print(f"wrote {out}")
 

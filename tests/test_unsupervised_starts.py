@@ -19,10 +19,11 @@ def _planted(n: int = 600, d: int = 16, seed: int = 0) -> tuple[np.ndarray, np.n
     return X, (X @ Q)[rng.permutation(n)], Q
 
 
-def test_confirmed_start_needs_no_extra_starts():
+@pytest.mark.parametrize("identity_start", [False, "auto"])
+def test_confirmed_start_needs_no_extra_starts(identity_start):
     X, Y, Q = _planted()
-    fit = unsupervised_alignment(X, Y, n_init=2, identity_start=False, max_starts=6, screen_iter=40)
-    assert len(fit.restarts) == 2  # the two starts found the same map: nothing more to try
+    fit = unsupervised_alignment(X, Y, n_init=2, identity_start=identity_start, max_starts=6, screen_iter=40)
+    assert len(fit.restarts) == 2  # the two starts found the same map: nothing more to try, not even the identity
     assert sorted(r["gap"] for r in fit.restarts)[1] < 0.05
     assert np.allclose(fit.W.numpy(), Q, atol=1e-6)
 
@@ -80,6 +81,9 @@ def test_identity_start_recovers_spaces_that_share_coordinates():
     ]
     assert [r["chosen"] for r in fit.restarts] == [False, False, True]
     assert _recall_at_1(fit.W.numpy(), X, Y, truth) > 0.9
+    single = unsupervised_alignment(X, Y, n_init=1, screen_iter=40, max_iter=60)  # one start and the identity
+    assert [r["chosen"] for r in single.restarts] == [False, True]
+    assert _recall_at_1(single.W.numpy(), X, Y, truth) > 0.9
 
 
 @pytest.mark.filterwarnings("ignore::latentalign.exceptions.ConvergenceWarning")

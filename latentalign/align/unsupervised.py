@@ -50,8 +50,8 @@ class UnsupervisedAligner(PreprocessedMapAligner):
         Rows per side used by the start (4000 for ``"vecmap"``, 1000 for ``"gw"`` by default).
     identity_start : bool or "auto", default "auto"
         One more start for models that share coordinates (one fine-tuned or distilled from the other):
-        the CSLS matches under the identity map, screened like the others and kept only if its map
-        scores best. ``"auto"``: when ``X`` and ``Y`` have the same dimension. On MiniLM-L6 vs MiniLM-L3
+        the CSLS matches under the identity map, screened after the ``n_init`` starts when those leave
+        their best map unconfirmed, and kept only if its map scores best. ``"auto"``: when ``X`` and ``Y`` have the same dimension. On MiniLM-L6 vs MiniLM-L3
         embeddings of 1,200 words, where every sorted-similarity start failed, it is the start that works.
     vocab_cutoff : int, default 5000
         Rows per side taking part in dictionary induction (memory: a few ``cutoff x cutoff`` matrices).

@@ -699,10 +699,11 @@ def unsupervised_alignment(
     init_size : int, optional
         Rows of each side used by the starts (default 4000 for ``"vecmap"``, 1000 for ``"gw"``).
     identity_start : bool or "auto", default "auto"
-        One more start, screened after the ``n_init`` others: :func:`identity_dictionary`, the CSLS
-        matches under the identity map, for models that share coordinates (one fine-tuned or distilled
-        from the other). ``"auto"``: when ``X`` and ``Y`` have the same dimension. Like every start it is
-        kept only if its screened map scores best; on unrelated spaces of one dimension it scores low.
+        One more start, screened after the ``n_init`` others when they leave their best one unconfirmed
+        (whatever ``time_budget``): :func:`identity_dictionary`, the CSLS matches under the identity map,
+        for models that share coordinates (one fine-tuned or distilled from the other). ``"auto"``: when
+        ``X`` and ``Y`` have the same dimension. Like every start it is kept only if its screened map scores
+        best; on unrelated spaces of one dimension it scores low.
     vocab_cutoff, csls_k, keep_prob, patience, max_iter, tol :
         As in :func:`self_learning_map` (``max_iter`` bounds the final run).
     screen_iter : int, default 100
@@ -785,17 +786,14 @@ def unsupervised_alignment(
     starts = candidate_starts(
         A, B, init=init, n_init=n_init, init_size=init_size, csls_k=csls_k, random_state=random_state
     )
-    if with_identity:
-        m = int(min(init_size or 4000, A.shape[0], B.shape[0]))
-        rows, cols = identity_dictionary(A, B, n=m, csls_k=csls_k)
-        starts.append((rows, cols, {"start": f"identity (shared coordinates), first {m} rows", "n": m}))
-    first_extra = len(starts)
+    identity_pending = with_identity  # screened after the n_init starts, unless they confirmed their best
+    first_extra = len(starts) + int(with_identity)
     most = max(int(n_init), int(max_starts or n_init)) + int(with_identity)
     settings: dict[str, Any] = {"csls_k": csls_k, "patience": patience, "tol": tol}
     restarts: list[dict[str, Any]] = []
     rows, cols = starts[0][0], starts[0][1]
     seed, p = int(random_state), float(keep_prob)
-    if len(starts) > 1:
+    if len(starts) > 1 or with_identity:
         best: UnsupervisedFit | None = None
         maps: list[torch.Tensor] = []
         i = 0
@@ -829,7 +827,12 @@ def unsupervised_alignment(
                 len(others) > 0 and best.score >= standout * others[len(others) // 2]
             )
             spent = time_budget is not None and time.perf_counter() - began > time_budget
-            if i == len(starts) and i < most and not confirmed and not spent:
+            if i == len(starts) and identity_pending and not confirmed:
+                identity_pending = False
+                m = int(min(init_size or 4000, A.shape[0], B.shape[0]))
+                id_rows, id_cols = identity_dictionary(A, B, n=m, csls_k=csls_k)
+                starts.append((id_rows, id_cols, {"start": f"identity (shared coordinates), first {m} rows", "n": m}))
+            elif i == len(starts) and i < most and not confirmed and not spent:
                 if (i - first_extra) % 2 == 0 and init != "gw":
                     # the first start again with another induction seed: on those words, success rests
                     # on the stochastic rounds' seed at least as much as on the start
@@ -844,7 +847,7 @@ def unsupervised_alignment(
                             A, B, init=init, index=i, init_size=init_size, csls_k=csls_k, random_state=random_state
                         )
                     )
-        assert best is not None  # at least two starts
+        assert best is not None  # at least one start was screened
         for entry, gap in zip(restarts, gaps):
             entry["gap"] = gap
         restarts[seed - int(random_state)]["chosen"] = True
