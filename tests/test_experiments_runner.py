@@ -181,3 +181,31 @@ def test_a_check_without_a_verdict_is_not_evaluable_neither_pass_nor_fail(tmp_pa
     text = write_summary(tmp_path, names=["tiny"]).read_text()
     assert "1 of 2 checks pass (1 not evaluable: too little data to decide)." in text
     assert "| too few errors | not evaluable |" in text
+
+
+def test_a_config_extends_another_and_sets_only_what_differs(tiny, tmp_path):
+    (tiny / "tiny_more.toml").write_text('extends = "tiny"\ntitle = "Tiny, more"\n\n[setup]\nextra = 1\n')
+    config = load_config(tiny / "tiny_more.toml")
+    assert config["title"] == "Tiny, more" and config["runner"] == "latentalign.experiments.tiny_runner:run"
+    assert config["setup"] == {"n": 3, "extra": 1} and config["paper"]["table"] == "Table 0"
+    assert config["extends"] == [str(tiny / "tiny.toml")]
+    assert load_config(tiny / "tiny_more.toml", reduced=True)["setup"]["n"] == 2  # the base's [reduced] too
+    _, page = run_experiment(tiny / "tiny_more.toml", out_dir=tmp_path / "out")
+    assert "extending `tiny.toml`" in page.read_text()
+    inputs = json.loads((tmp_path / "out" / "tiny_more.json").read_text())["inputs"]
+    assert inputs["extends_1"]["path"] == "tiny.toml" and len(inputs["extends_1"]["sha256"]) == 64
+
+
+def test_extends_names_a_config_and_never_loops(tiny):
+    (tiny / "loop_a.toml").write_text('extends = "loop_b"\n')
+    (tiny / "loop_b.toml").write_text('extends = "loop_a"\n')
+    with pytest.raises(
+        ValueError, match=r"returns to a file it has read \(loop_a.toml -> loop_b.toml -> loop_a.toml\)"
+    ):
+        load_config(tiny / "loop_a.toml")
+    (tiny / "bad.toml").write_text("extends = 3\n")
+    with pytest.raises(ValueError, match="'extends' must name another experiment config"):
+        load_config(tiny / "bad.toml")
+    (tiny / "missing.toml").write_text('extends = "no_such_experiment"\n')
+    with pytest.raises(FileNotFoundError, match="No experiment config 'no_such_experiment'"):
+        load_config(tiny / "missing.toml")

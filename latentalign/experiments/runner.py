@@ -36,6 +36,7 @@ __all__ = [
     "find_config",
     "list_experiments",
     "load_config",
+    "read_config_chain",
     "run_experiment",
     "run_all",
     "write_summary",
@@ -180,8 +181,69 @@ def find_config(name_or_path: str | os.PathLike[str]) -> Traversable:
 _CONFIG_SCHEMA: dict[str, type] = {"runner": str, "title": str, "paper": dict, "setup": dict, "reduced": dict}
 
 
+def _read_toml(path: Traversable) -> dict[str, Any]:
+    try:
+        return dict(_toml().loads(path.read_bytes().decode("utf-8")))
+    except Exception as exc:  # tomllib.TOMLDecodeError: report the file
+        raise ValueError(f"{str(path)!r} is not valid TOML ({exc}).") from None
+
+
+def _base_config(path: Traversable, name: Any) -> Traversable:
+    """The config that ``path`` extends: a sibling file ``<name>.toml``, else :func:`find_config`'s."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(
+            f"{str(path)!r}: 'extends' must name another experiment config (e.g. \"few_and_no_pairs\"), got "
+            f"{name!r:.60}."
+        )
+    if isinstance(path, Path) and (path.parent / f"{name}.toml").is_file():
+        return path.parent / f"{name}.toml"
+    return find_config(name)
+
+
+def read_config_chain(path: Traversable) -> tuple[dict[str, Any], list[Traversable]]:
+    """A config file's content with what it ``extends`` merged in, and the files read (the config first).
+
+    ``extends = "other"`` takes every key of the config ``other`` (resolved next to the file, else as
+    :func:`find_config` does); the file's own keys replace them, table by table: a table such as
+    ``[setup]`` keeps the base's keys it does not set. Chains are followed; a cycle is an error.
+
+    Examples
+    --------
+    >>> config, files = read_config_chain(find_config("mutual_knn"))
+    >>> [f.name for f in files], "extends" in config
+    (['mutual_knn.toml'], False)
+    """
+    files: list[Traversable] = []
+    layers: list[dict[str, Any]] = []
+    current = path
+    while True:
+        if any(str(current) == str(seen) for seen in files):
+            chain = " -> ".join(f.name for f in [*files, current])
+            raise ValueError(
+                f"{str(path)!r}: its 'extends' chain returns to a file it has read ({chain}); break the cycle."
+            )
+        files.append(current)
+        layer = _read_toml(current)
+        base = layer.pop("extends", None)
+        layers.append(layer)
+        if base is None:
+            break
+        current = _base_config(current, base)
+    merged: dict[str, Any] = {}
+    for layer in reversed(layers):  # the base first, each file over it
+        for key, value in layer.items():
+            if isinstance(value, dict) and isinstance(merged.get(key), dict):
+                merged[key] = {**merged[key], **value}
+            else:
+                merged[key] = value
+    return merged, files
+
+
 def load_config(name_or_path: str | os.PathLike[str], *, reduced: bool = False) -> dict[str, Any]:
     """Read a config; with ``reduced`` the ``[reduced]`` table overrides keys of ``[setup]``.
+
+    A config may ``extends = "other"`` another config and set only what differs
+    (:func:`read_config_chain`); ``config["extends"]`` then lists the files it was built from.
 
     Examples
     --------
@@ -190,10 +252,9 @@ def load_config(name_or_path: str | os.PathLike[str], *, reduced: bool = False) 
     ('word_translation_csls', 500, True)
     """
     path = find_config(name_or_path)
-    try:
-        config = _toml().loads(path.read_bytes().decode("utf-8"))
-    except Exception as exc:  # tomllib.TOMLDecodeError: report the file
-        raise ValueError(f"{str(path)!r} is not valid TOML ({exc}).") from None
+    config, files = read_config_chain(path)
+    if len(files) > 1:
+        config["extends"] = [str(f) for f in files[1:]]
     for key, kind in _CONFIG_SCHEMA.items():
         if key not in config and key != "reduced":
             raise ValueError(f"{str(path)!r} lacks the required key {key!r}.")
@@ -249,6 +310,7 @@ def _page(config: dict[str, Any], result: ExperimentResult, elapsed: float, plot
         f"Paper: {paper.get('citation', '')}. {paper.get('table', '')}",
         "",
         f"Config: `{config.get('config_file', config['name'])}`"
+        + ("".join(f", extending `{Path(f).name}`" for f in config.get("extends", [])))
         + (" (reduced run)" if config.get("reduced_run") else "")
         + f"; run time {elapsed:.0f} s.",
         "",
@@ -309,7 +371,11 @@ def run_experiment(
             "config": {
                 "path": config["config_file"],
                 "sha256": hashlib.sha256(find_config(name_or_path).read_bytes()).hexdigest(),
-            }
+            },
+            **{
+                f"extends_{i}": {"path": Path(str(f)).name, "sha256": hashlib.sha256(f.read_bytes()).hexdigest()}
+                for i, f in enumerate(read_config_chain(find_config(name_or_path))[1][1:], start=1)
+            },
         },
         started=start,
         outputs=[page, *result.plots],
