@@ -15,6 +15,8 @@ from latentalign.align.affine import Affine  # noqa: E402
 from latentalign.align.ot import OTAligner, check_pairs  # noqa: E402
 from latentalign.align.procrustes import Procrustes  # noqa: E402
 from latentalign.align.refine import SelfLearning, mutual_csls_matches  # noqa: E402
+from latentalign.align.registry import make_aligner  # noqa: E402
+from latentalign.align.unsupervised import UnsupervisedAligner  # noqa: E402
 from latentalign.exceptions import ConvergenceWarning  # noqa: E402
 from latentalign.functional.ot import (  # noqa: E402
     barycentric_projection,
@@ -277,6 +279,30 @@ def test_unsupervised_recovers_rotation_and_permutation(problem, params):
     assert (aligner.matches_.numpy() == inv).mean() >= 0.95
     np.testing.assert_allclose(aligner.map_.rotation_.numpy(), Q, atol=0.01)
     assert aligner.converged_ and aligner.history_[0]["step"] == "gw"
+
+
+def test_default_without_pairs_takes_the_unsupervised_aligners_route():
+    X, Y, Q, inv = planted(n=300, d=12)
+    aligner = OTAligner(random_state=3).fit(X, Y)
+    reference = UnsupervisedAligner(random_state=3).fit(X, Y)
+    assert aligner.method_ == "unsupervised" and aligner.score_ == reference.score_
+    assert torch.equal(aligner.map_.rotation_, reference.map_.rotation_)
+    assert [r["chosen"] for r in aligner.restarts_] == [r["chosen"] for r in reference.restarts_]
+    matched = aligner.matches_.numpy() >= 0
+    assert matched.mean() >= 0.9 and (aligner.matches_.numpy()[matched] == inv[matched]).mean() >= 0.95
+    np.testing.assert_allclose(aligner.transform(X), X @ Q, atol=0.05)
+    assert make_aligner("ot").fit(X, Y).method_ == "unsupervised"
+
+
+def test_unsupervised_route_with_an_affine_map_and_the_explicit_gw_start():
+    X, Y, Q, _ = planted(n=300, d=12)
+    affine = OTAligner(refine="affine").fit(X, Y)
+    assert isinstance(affine.map_, Affine)
+    np.testing.assert_allclose(affine.transform(X), X @ Q, atol=0.05)
+    # an explicit start keeps the OT rounds
+    assert OTAligner(init="gw", n_iter=1).fit(X, Y).method_ == "sinkhorn"
+    with pytest.raises(ValueError, match=r"method='unsupervised' takes no pairs, got 2\. Pass pairs=None"):
+        OTAligner(method="unsupervised").fit(X, Y, pairs=[[0, 0], [1, 1]])
 
 
 def test_unsupervised_float32_and_torch(problem):

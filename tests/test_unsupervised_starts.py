@@ -28,6 +28,16 @@ def test_confirmed_start_needs_no_extra_starts(identity_start):
     assert np.allclose(fit.W.numpy(), Q, atol=1e-6)
 
 
+def test_starts_that_find_the_same_matches_agree_even_when_their_maps_differ():
+    X, Y, Q = _planted()
+    # agree_tol so small that no two maps are close enough: only the shared matches can confirm
+    fit = unsupervised_alignment(X, Y, n_init=2, identity_start=False, max_starts=6, screen_iter=40, agree_tol=1e-300)
+    assert len(fit.restarts) == 2
+    assert sorted(r["agreement"] for r in fit.restarts) == [pytest.approx(1.0, abs=0.02), 1.0]
+    with pytest.raises(ValueError, match="agree_share"):
+        unsupervised_alignment(X, Y, agree_share=0.0)
+
+
 @pytest.mark.filterwarnings("ignore:unsupervised_alignment stopped after max_iter")
 def test_unconfirmed_start_tries_more_and_says_so():
     # Two unrelated clouds: every start ends in a map of its own, none is confirmed.
@@ -37,6 +47,7 @@ def test_unconfirmed_start_tries_more_and_says_so():
         fit = unsupervised_alignment(X, Y, n_init=2, identity_start=False, max_starts=4, screen_iter=10, max_iter=10)
     assert len(fit.restarts) == 4
     assert [r["seed"] for r in fit.restarts] == [0, 1, 2, 3]
+    assert sorted(r["agreement"] for r in fit.restarts)[-2] < 0.5
     assert sum(r["chosen"] for r in fit.restarts) == 1
     chosen = [r for r in fit.restarts if r["chosen"]][0]
     assert chosen["score"] == max(r["score"] for r in fit.restarts)

@@ -22,7 +22,7 @@ from latentalign._validation import check_array, check_is_fitted, check_n_featur
 from latentalign.base import BaseEstimator, TwoViewMixin, feature_names
 from latentalign.persistence import Persistable
 
-__all__ = ["Aligner", "PreprocessedMapAligner", "cast_like"]
+__all__ = ["Aligner", "PreprocessedMapAligner", "cast_like", "check_unpaired"]
 
 
 class Aligner(Persistable, TwoViewMixin, TransformerMixin, BaseEstimator):
@@ -262,3 +262,13 @@ class PreprocessedMapAligner(Aligner):
 def cast_like(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Return fitted tensor ``t`` with the dtype and device of the input ``like``."""
     return t.to(device=like.device, dtype=like.dtype)
+
+
+def check_unpaired(X: ArrayLike, Y: ArrayLike) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate two sets of rows that need not be paired (counts and widths may differ).
+
+    Both must be of one backend and on one device, with at least 2 finite rows each; returns them as
+    tensors in their common compute dtype.
+    """
+    Xt, Yt, _ = check_pair(X, Y, paired=False, min_rows=2)
+    return Xt, Yt

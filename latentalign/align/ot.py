@@ -17,8 +17,12 @@ differ. ``pairs`` is an optional ``(m, 2)`` integer array: row ``k`` says that `
 ``Y[pairs[k, 1]]`` are the same item. The rows named in ``pairs`` are the *anchors*; all other rows
 are *free* and are matched by OT.
 
-* ``pairs=None`` -- fully unsupervised. The first map comes from a Gromov-Wasserstein coupling, which
-  compares distances inside each space and so needs no pairs and works across dimensions.
+* ``pairs=None`` -- fully unsupervised. By default (``method="auto"``, ``init="auto"``) the fit takes
+  the route of :class:`~latentalign.align.unsupervised.UnsupervisedAligner` (unsupervised starts,
+  robust self-learning with CSLS, best start by an unsupervised score), which is the one that works on
+  real embeddings; the OT rounds from a Gromov-Wasserstein start (``init="gw"``, or an explicit OT
+  ``method``) stayed near chance there. A Gromov-Wasserstein coupling compares distances inside each
+  space, so it needs no pairs and works across dimensions.
 * ``pairs`` given -- semi-supervised. The first map is fitted on the pairs when they outnumber the source
   dimensions (otherwise that map is under-determined, and the Gromov-Wasserstein start is used, with the
   pairs added to its map fit); the OT rounds then match the free rows, and every later map is fitted on
@@ -48,8 +52,9 @@ import torch
 
 from latentalign._array import ArrayLike
 from latentalign._progress import RoundProgress
-from latentalign._validation import check_choice, check_pair
-from latentalign.align.base import Aligner, PreprocessedMapAligner
+from latentalign._validation import check_choice
+from latentalign.align.base import Aligner, PreprocessedMapAligner, check_unpaired
+from latentalign.align.unsupervised import UnsupervisedAligner
 from latentalign.exceptions import IllConditionedWarning
 from latentalign.functional.ot_rounds import (
     MIN_MAP_ROWS,
@@ -86,16 +91,6 @@ def min_pairs(refine: str) -> int:
     return MIN_MAP_ROWS
 
 
-def check_unpaired(X: ArrayLike, Y: ArrayLike) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validate two sets of rows that need not be paired (counts and widths may differ).
-
-    Both must be of one backend and on one device, with at least 2 finite rows each; returns them as
-    tensors in their common compute dtype.
-    """
-    Xt, Yt, _ = check_pair(X, Y, paired=False, min_rows=2)
-    return Xt, Yt
-
-
 #: OTAligner parameters passed on to :func:`~latentalign.functional.ot_rounds.ot_alignment_rounds`.
 _ROUND_OPTIONS = (
     "reg",
@@ -113,10 +108,13 @@ _ROUND_OPTIONS = (
     "csls_k",
     "confidence",
 )
+#: The zero-pair route: UnsupervisedAligner's.
+UNSUPERVISED = "unsupervised"
 #: Known pairs from which method="auto" takes the self-learning route (its held-out checks need 4).
 AUTO_MIN_PAIRS = 4
-#: Rounds when n_iter=None: self-learning's stochastic induction needs a few to reach keep_prob = 1.
-_DEFAULT_ROUNDS = {"self-learning": 30}
+#: Rounds when n_iter=None: self-learning's stochastic induction needs a few to reach keep_prob = 1, and
+#: its dictionary keeps growing after that (MiniLM-L6 -> L3 words, 10 pairs: converged after 32 rounds).
+_DEFAULT_ROUNDS = {"self-learning": 50}
 _DEFAULT_OT_ROUNDS = 5
 
 
@@ -125,7 +123,7 @@ class OTAligner(PreprocessedMapAligner):
 
     Parameters
     ----------
-    method : {"auto", "self-learning", "sinkhorn", "emd", "gw"}, default "auto"
+    method : {"auto", "self-learning", "unsupervised", "sinkhorn", "emd", "gw"}, default "auto"
         Matching of each round. ``"self-learning"`` (needs known pairs): mutual CSLS nearest neighbours
         of the free rows under the current map, with stochastic dictionary induction, only matches as
         close as the known pairs are when held out entering the fit, and the route checked on set-aside
@@ -135,9 +133,15 @@ class OTAligner(PreprocessedMapAligner):
         :func:`~latentalign.functional.self_learning.seeded_self_learning`). The route taken is in
         ``history_[0]["validation"]["route"]``. ``"sinkhorn"``: entropic OT (log domain when ``reg`` is small for
         the dtype); ``"emd"``: exact OT; ``"gw"``: Gromov-Wasserstein, fused with the cost between mapped
-        source rows and target rows (weight ``1 - alpha``) once a map exists. ``"auto"``:
-        ``"self-learning"`` with at least 4 known pairs and free rows on both sides, else ``"sinkhorn"``
-        (the route of earlier versions, whatever the pairs).
+        source rows and target rows (weight ``1 - alpha``) once a map exists. ``"unsupervised"`` (no
+        pairs): :func:`~latentalign.functional.unsupervised.unsupervised_alignment` with the defaults of
+        :class:`~latentalign.align.unsupervised.UnsupervisedAligner` (``random_state``, ``csls_k`` and
+        ``preprocess`` passed on; for its other options use that class), then ``refine`` fitted on its
+        final dictionary. ``"auto"``: ``"unsupervised"`` with no known pair and ``init="auto"``;
+        ``"self-learning"`` with at least 4 known pairs and free rows on both sides; else
+        ``"sinkhorn"``. Measured with no pair: MiniLM-L6 -> MPNet on 475 captions, R@1 (CSLS) 0.97
+        against 0.08 for Sinkhorn rounds from a Gromov-Wasserstein start; MiniLM-L6 -> L3 on 900 words,
+        0.99 against 0.004.
     reg : float, default 0.05
         Entropic regularisation relative to the mean cost (``"sinkhorn"``; ``"gw"`` when > 0, with
         ``reg=0`` running exact GW; ignored by ``"emd"``). Entropic GW needs small values (about 1e-3 to
@@ -146,7 +150,7 @@ class OTAligner(PreprocessedMapAligner):
         The map fitted on the barycentric targets (:class:`~latentalign.align.procrustes.Procrustes` or
         :class:`~latentalign.align.affine.Affine`), saved as ``map_``.
     n_iter : int, optional
-        Most rounds after the start (default: 5 for the OT methods, 30 for self-learning). Stops early
+        Most rounds after the start (default: 5 for the OT methods, 50 for self-learning). Stops early
         when the map's relative change ``||W_t - W_{t-1}||_F / ||W_t||_F`` falls below ``map_tol`` (or,
         for OT, when the row-wise matches no longer change).
     init : {"auto", "gw", "relative", "identity", "pairs"}, default "auto"
@@ -201,14 +205,21 @@ class OTAligner(PreprocessedMapAligner):
     matches_ : torch.Tensor of shape (n_x,), int64
         For each row of ``X``: its paired row of ``Y`` (anchors), the row of ``Y`` carrying most of its
         mass in the last coupling (free rows that were coupled), or -1 (rows left out by sampling).
+        Unsupervised route: its row in the final dictionary (the mutual match when there is one), or -1.
     history_ : list of dict
-        One entry per round (``round`` 0 is the start), with its ``step``. OT rounds: ``changed``
+        One entry per round (``round`` 0 is the start), with its ``step``. Unsupervised route: see
+        :attr:`UnsupervisedAligner.history_ <latentalign.align.unsupervised.UnsupervisedAligner>`. OT rounds: ``changed``
         (fraction of coupled rows whose match changed since the previous coupling; None when there is
         none to compare), ``map_change``, ``residual`` (``1 - R^2`` of the map fitted on that round's
         targets), ``n_coupled``. Self-learning rounds: see
         :func:`~latentalign.functional.self_learning.seeded_self_learning`.
     method_ : str
         The route taken (``"auto"`` resolved).
+    restarts_ : list of dict
+        Unsupervised route only: every start screened, with its unsupervised ``score`` and whether it
+        was ``chosen``.
+    score_ : float
+        Unsupervised route only: the unsupervised score of the chosen map.
     converged_ : bool
         Whether the map (or the matches) stopped changing within ``n_iter`` rounds.
     n_iter_ : int
@@ -275,13 +286,16 @@ class OTAligner(PreprocessedMapAligner):
     # -- parameters ---------------------------------------------------------------------------------
     def _check_params(self) -> None:
         check_choice(self.refine, "refine", _REFINES)
-        check_choice(self.method, "method", ("auto", *OT_ROUND_METHODS))
+        check_choice(self.method, "method", ("auto", UNSUPERVISED, *OT_ROUND_METHODS))
         # "auto" may fall back on Sinkhorn, so its options are checked as Sinkhorn's
-        check_ot_rounds_options(**self._round_options("sinkhorn" if self.method == "auto" else self.method))
+        rounds = "sinkhorn" if self.method in ("auto", UNSUPERVISED) else self.method
+        check_ot_rounds_options(**self._round_options(rounds))
 
     def _resolve_method(self, n_pairs: int, n_free_x: int, n_free_y: int) -> str:
         if self.method != "auto":
             return str(self.method)
+        if n_pairs == 0 and self.init == "auto":
+            return UNSUPERVISED
         seeded = n_pairs >= AUTO_MIN_PAIRS and min(n_free_x, n_free_y) >= 2
         return "self-learning" if seeded else "sinkhorn"
 
@@ -320,6 +334,13 @@ class OTAligner(PreprocessedMapAligner):
         )
         for key in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
             delattr(self, key)
+        if method == UNSUPERVISED:
+            if P.shape[0]:
+                raise ValueError(
+                    f"method='unsupervised' takes no pairs, got {P.shape[0]}. Pass pairs=None, or "
+                    "method='auto' to use the pairs (self-learning from them)."
+                )
+            return self._fit_unsupervised(Xt, Yt)
         prep_x = make_preprocessor(self.preprocess).fit(Xt)
         prep_y = make_preprocessor(self.preprocess).fit(Yt)
 
@@ -360,6 +381,35 @@ class OTAligner(PreprocessedMapAligner):
         self.history_ = rounds.history
         self.converged_ = rounds.converged
         self.n_iter_ = rounds.n_iter
+        self.n_features_in_ = int(Xt.shape[1])
+        self.n_features_out_ = int(Yt.shape[1])
+        return self
+
+    def _fit_unsupervised(self, Xt: torch.Tensor, Yt: torch.Tensor) -> OTAligner:
+        """The zero-pair route: :class:`UnsupervisedAligner`'s fit, its map refitted when ``refine="affine"``."""
+        route = UnsupervisedAligner(csls_k=self.csls_k, preprocess=self.preprocess, random_state=self.random_state)
+        route.fit(Xt, Yt)
+        # The dictionary is the union of both directions' matches; the pairs found in both are the sure ones.
+        unique, counts = route.dictionary_.unique(dim=0, return_counts=True)
+        mutual = unique[counts > 1] if int((counts > 1).sum()) >= MIN_MAP_ROWS else unique
+        self.map_ = route.map_
+        if self.refine != "procrustes":
+            # A least-squares map is pulled off by the few wrong matches of the union (1.3 % on a planted
+            # problem moved it 20 times further from the truth); the mutual pairs had none there.
+            Xp, Yp = route.preprocess_x_._forward(Xt), route.preprocess_y_._forward(Yt)
+            self.map_ = make_map(self.refine).fit(Xp[mutual[:, 0].to(Xp.device)], Yp[mutual[:, 1].to(Yp.device)])
+        matches = torch.full((Xt.shape[0],), -1, dtype=torch.long)
+        matches[unique[:, 0]] = unique[:, 1]
+        matches[mutual[:, 0]] = mutual[:, 1]
+        self.method_ = UNSUPERVISED
+        self.preprocess_x_ = route.preprocess_x_
+        self.preprocess_y_ = route.preprocess_y_
+        self.matches_ = matches
+        self.history_ = route.history_
+        self.restarts_ = route.restarts_
+        self.score_ = route.score_
+        self.converged_ = route.converged_
+        self.n_iter_ = route.n_iter_
         self.n_features_in_ = int(Xt.shape[1])
         self.n_features_out_ = int(Yt.shape[1])
         return self
