@@ -108,6 +108,20 @@ def test_budget_curve_runs_each_method_where_it_can_and_recovers_a_rotation():
     assert records[1]["n_free_x"] == records[1]["n_free_y"] == 30  # disjoint halves
 
 
+def test_ot_at_zero_pairs_repeats_the_unsupervised_fit_it_equals():
+    X, Y = _rotated()
+    both = budget_curve(X, Y, budgets=[0], methods=["ot", "unsupervised"], seeds=[1], n_test=30)
+    alone = budget_curve(X, Y, budgets=[0], methods=["ot"], seeds=[1], n_test=30)  # OT fitted on its own
+    for setting in ("shuffled", "disjoint"):
+        ot, unsupervised = (
+            next(r for r in both if r["method"] == m and r["unpaired"] == setting) for m in ("ot", "unsupervised")
+        )
+        fitted = next(r for r in alone if r["unpaired"] == setting)
+        assert ot["same_fit_as"] == "unsupervised" and ot["seconds"] == 0.0 and "same_fit_as" not in fitted
+        assert ot["r1_csls"] == unsupervised["r1_csls"] == fitted["r1_csls"]
+        assert ot["r1_cosine"] == fitted["r1_cosine"]
+
+
 def test_budget_curve_records_a_failing_fit_instead_of_hiding_or_raising_it():
     X, Y = _rotated()
     (record,) = budget_curve(X, Y, budgets=[1], methods=["relative"], seeds=[0], n_test=30)

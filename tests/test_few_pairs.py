@@ -98,7 +98,8 @@ def test_disjoint_free_rows_do_not_make_the_map_worse_than_the_pairs():
     r_pairs = recall(pairs_only(X, Y, pairs), X[test], Y[test])
     assert recall(model, X[test], Y[test]) >= r_pairs - 0.02
     scores = model.history_[0]["validation"]  # the route was chosen on set-aside pairs
-    routes = {"self-learning", "pairs alone", *TRANSPORT_ROUTES}
+    # fewer pairs than dimensions: the zero-pair route is judged on the same set-aside pairs
+    routes = {"self-learning", "pairs alone", "unsupervised", *TRANSPORT_ROUTES}
     assert set(scores) == routes | {"n_pairs_set_aside", "route"}
     assert scores[scores["route"]] == max(scores[name] for name in routes)
 
@@ -161,6 +162,63 @@ def test_seeded_self_learning_needs_pairs_and_checks_its_options():
         OTAligner(method="self-learning", init="gw").fit(X, Y, pairs=[[0, 0], [1, 1]])
     with pytest.raises(ValueError, match=r"confidence"):
         OTAligner(confidence=1.5).fit(X, Y)
+
+
+@pytest.mark.parametrize("n_pairs", [6, 12], ids=["no-set-aside-pairs", "route-check"])
+def test_a_map_fitted_without_the_pairs_is_taken_only_when_the_pairs_prefer_it(n_pairs):
+    X, Y = spaces(n=400, seed=6, noise=0.5)
+    rng = np.random.default_rng(6)
+    # different items on the two sides: self-learning from few pairs has little to go on
+    Xf, Yf = torch.from_numpy(X[:200]), torch.from_numpy(np.concatenate([Y[:n_pairs], Y[200 : 400 - n_pairs]]))
+    known = np.stack([np.arange(n_pairs), np.arange(n_pairs)], 1)
+    truth = Procrustes().fit(X, Y)  # fitted on every item, none of the known pairs needed
+    wrong = Procrustes().fit(X, Y[rng.permutation(400)])
+
+    def fit(A, B):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", IllConditionedWarning)
+            m = Procrustes().fit(A, B)
+        return m._transform, m
+
+    def run(**candidates):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            return seeded_self_learning(
+                Xf, Yf, fit, pairs=known, candidates={k: (v._transform, v) for k, v in candidates.items()}
+            )
+
+    taken = run(truth=truth, wrong=wrong)
+    scores = taken.history[0]["validation"]
+    assert scores["truth"] > scores["self-learning"] > scores["wrong"]
+    if n_pairs < 10:  # the candidates against self-learning's held-out folds
+        assert scores["n_pairs_set_aside"] == 0
+        assert scores["route"] == "truth" and taken.map is truth and taken.n_iter == 0
+    else:  # every route on 2 set-aside pairs; ties go to the routes that use the pairs
+        assert scores["n_pairs_set_aside"] == 2
+        routes = [name for name in scores if name not in ("route", "n_pairs_set_aside")]
+        assert scores[scores["route"]] == scores["truth"] == max(scores[name] for name in routes)
+    kept = run(wrong=wrong)
+    assert kept.history[0]["validation"]["route"] != "wrong" and kept.map is not wrong
+
+
+def test_ot_aligner_judges_the_zero_pair_route_only_with_fewer_pairs_than_dimensions():
+    X, Y = spaces(n=300, seed=7)
+    many = np.stack([np.arange(D + 4), np.arange(D + 4)], 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", IllConditionedWarning)
+        assert (
+            "unsupervised"
+            not in OTAligner().fit(X, Y[np.r_[: D + 4, 200:300, D + 4 : 200]], pairs=many).history_[0]["validation"]
+        )
+    few = np.stack([np.arange(6), np.arange(6)], 1)
+    perm = np.r_[:6, 6 + np.random.default_rng(7).permutation(294)]
+    model = OTAligner(random_state=1).fit(X, Y[perm], pairs=few)
+    scores = model.history_[0]["validation"]
+    assert {"self-learning", "unsupervised"} <= set(scores) and scores["n_pairs_set_aside"] == 0
+    assert scores["route"] == max(("self-learning", "unsupervised"), key=lambda name: scores[name] or 0.0)
+    assert (
+        OTAligner(init="pairs", method="self-learning").fit(X, Y[perm], pairs=few).history_[0].get("validation") is None
+    )
 
 
 def test_stochastic_induction_drops_matches_and_keeps_only_mutual_ones():

@@ -273,6 +273,7 @@ def ot_alignment_rounds(
     confidence: float | None = 0.1,
     label: str = "ot_alignment_rounds",
     on_round: OnRound | None = None,
+    candidates: dict[str, tuple[Transform, Any]] | None = None,
 ) -> OTRounds:
     """Align unpaired (or partly paired) rows: alternate an OT coupling and a map fitted on it.
 
@@ -318,6 +319,10 @@ def ot_alignment_rounds(
     on_round : callable, optional
         Called after each round (not the start) with that round's history entry, e.g. a
         :class:`latentalign._progress.RoundProgress`; this function shows nothing itself.
+    candidates : dict, optional
+        ``method="self-learning"`` only: maps fitted without the pairs (name -> ``(transform, fitted)``),
+        judged on the known pairs against the self-learning route
+        (:func:`~latentalign.functional.self_learning.seeded_self_learning`).
 
     Returns
     -------
@@ -379,6 +384,12 @@ def ot_alignment_rounds(
             confidence=confidence,
             label=label,
             on_round=on_round,
+            candidates=candidates,
+        )
+    if candidates:
+        raise ValueError(
+            f"candidates are judged against the self-learning route only, got method={method!r}. Pass "
+            "method='self-learning', or no candidates."
         )
     P = check_pairs(pairs, X.shape[0], Y.shape[0])
     m = P.shape[0]
@@ -566,6 +577,7 @@ def _self_learning_rounds(
     confidence: float | None,
     label: str,
     on_round: OnRound | None,
+    candidates: dict[str, tuple[Transform, Any]] | None,
 ) -> OTRounds:
     """``method="self-learning"``: :func:`~latentalign.functional.self_learning.seeded_self_learning`."""
     # imported here: self_learning builds on this module's pairs checks
@@ -602,6 +614,7 @@ def _self_learning_rounds(
         random_state=random_state,
         label=label,
         on_round=on_round,
+        candidates=candidates,
     )
     matches = torch.full((X.shape[0],), -1, dtype=torch.long)
     matches[out.matches[:, 0]] = out.matches[:, 1]

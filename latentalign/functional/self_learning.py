@@ -34,6 +34,7 @@ __all__ = [
     "stochastic_mutual_csls",
     "mutual_csls_matches",
     "mutual_csls_tensors",
+    "pairs_mrr",
     "self_learning_rounds",
 ]
 
@@ -334,6 +335,7 @@ def seeded_self_learning(
     random_state: int = 0,
     label: str = "seeded_self_learning",
     on_round: OnRound | None = None,
+    candidates: dict[str, tuple[Transform, Any]] | None = None,
 ) -> SelfLearningRounds:
     """Few known pairs plus unpaired rows (possibly of different items): self-learning on the free rows.
 
@@ -365,6 +367,13 @@ def seeded_self_learning(
        free rows hold different items: hard matches then pair near-synonyms and the map drifts. The
        set-aside pairs take no part in the trial
        (not even as relative coordinates), so this check is not biased by them.
+    7. *candidates*: maps fitted without any known pair (e.g. by
+       :func:`~latentalign.functional.unsupervised.unsupervised_alignment`) join the route check, scored
+       on the same set-aside pairs. With too few pairs to set some aside, the self-learning map's
+       ``heldout_mrr`` of its last round (its pairs held out fold by fold, a score biased in its favour:
+       its dictionary was induced under maps that saw them) is compared with each candidate's mean
+       reciprocal rank of all known pairs, which no candidate saw; a candidate is taken only when it
+       ranks them better (with fewer than 4 pairs there is no held-out score, and self-learning stays).
 
     Only mutual, confident matches enter a fit, so free rows with no counterpart on the other side
     (two corpora of different items) mostly stay out; the known pairs enter every fit.
@@ -406,6 +415,10 @@ def seeded_self_learning(
     on_round : callable, optional
         Called after each round (not the start) with that round's history entry, e.g. a progress bar;
         with the route validation (step 6), the trial run's rounds come first, with ``"trial": True``.
+    candidates : dict, optional
+        ``{name: (transform, fitted)}``: maps fitted without the known pairs, judged as in step 7. The
+        route taken and every score are in ``history[0]["validation"]``; a candidate taken is returned
+        as the map, with the known pairs as its matches and no rounds.
 
     Returns
     -------
@@ -448,7 +461,7 @@ def seeded_self_learning(
     check_number(n_folds, "n_folds", integer=True, low=2)
     check_number(validation, "validation", low=0.0, high=0.9, low_inclusive=False, allow_none=True)
     P = check_pairs(pairs, X.shape[0], Y.shape[0]).to(X.device)
-    options = {
+    options: dict[str, Any] = {
         "start": start,
         "rows_x": rows_x,
         "rows_y": rows_y,
@@ -464,7 +477,19 @@ def seeded_self_learning(
         "on_round": on_round,
     }
     if validation is not None and P.shape[0] >= 10:
-        return _validated_route(X, Y, fit_map, P, float(validation), options)
+        return _validated_route(X, Y, fit_map, P, float(validation), options, candidates or {})
+    if candidates:
+        out = seeded_self_learning(X, Y, fit_map, pairs=P, validation=None, **options)
+        own = out.history[-1]["heldout_mrr"]
+        fy = _free(Y.shape[0], P[:, 1]) if rows_y is None else rows_y.to(X.device)
+        judged: dict[str, Any] = {"self-learning": own}
+        judged.update({name: pairs_mrr(t, X, Y, P, fy) for name, (t, _) in candidates.items()})
+        best = max(candidates, key=lambda name: judged[name])
+        taken = best if own is not None and judged[best] > own else "self-learning"
+        out.history[0]["validation"] = {**judged, "n_pairs_set_aside": 0, "route": taken}
+        if taken == "self-learning":
+            return out
+        return _candidate_route(candidates[taken], P, out.history[0]["validation"])
     if P.shape[0] < MIN_MAP_ROWS:
         raise ValueError(
             f"pairs has {P.shape[0]} rows; {label} needs at least {MIN_MAP_ROWS} known pairs. Pass more "
@@ -584,8 +609,56 @@ TRANSPORT_ROUTES = {
 }
 
 
+def pairs_mrr(
+    transform: Transform, X: torch.Tensor, Y: torch.Tensor, pairs: torch.Tensor, free_y: torch.Tensor
+) -> float:
+    """Mean reciprocal rank of each known pair's target, by cosine, among the pairs' targets and the free target rows.
+
+    Examples
+    --------
+    >>> import torch
+    >>> X = torch.eye(4, dtype=torch.float64)
+    >>> pairs = torch.tensor([[0, 0], [1, 1]])
+    >>> pairs_mrr(lambda Z: Z, X, X, pairs, torch.tensor([2, 3])), pairs_mrr(lambda Z: Z[:, [1, 0, 2, 3]], X, X, pairs, torch.tensor([2, 3]))
+    (1.0, 0.5)
+    """
+    unit = torch.nn.functional.normalize
+    keys = unit(torch.cat([Y[pairs[:, 1]], Y[free_y.to(Y.device)]]).to(torch.float64), dim=1)
+    S = unit(transform(X[pairs[:, 0]]).to(torch.float64), dim=1) @ keys.T
+    n = pairs.shape[0]
+    true = S[torch.arange(n), torch.arange(n)]
+    return float((1.0 / (1.0 + (S > true[:, None]).sum(1).double())).mean())
+
+
+def _candidate_route(candidate: tuple[Transform, Any], P: torch.Tensor, scores: dict[str, Any]) -> SelfLearningRounds:
+    """A map fitted without the pairs, taken as the result (no rounds; the known pairs as its matches)."""
+    transform, fitted = candidate
+    history: list[dict[str, Any]] = [
+        {
+            "round": 0,
+            "keep_prob": None,
+            "n_mutual": 0,
+            "cosine_floor": None,
+            "n_matches": 0,
+            "csls": None,
+            "map_change": None,
+            "heldout_mrr": None,
+            "validation": scores,
+        }
+    ]
+    return SelfLearningRounds(
+        map=fitted, transform=transform, matches=P.cpu(), history=history, converged=True, n_iter=0
+    )
+
+
 def _validated_route(
-    X: torch.Tensor, Y: torch.Tensor, fit_map: FitMap, P: torch.Tensor, share: float, options: dict[str, Any]
+    X: torch.Tensor,
+    Y: torch.Tensor,
+    fit_map: FitMap,
+    P: torch.Tensor,
+    share: float,
+    options: dict[str, Any],
+    candidates: dict[str, tuple[Transform, Any]],
 ) -> SelfLearningRounds:
     """Step 6 of :func:`seeded_self_learning`: self-learning, soft matching or the pairs alone, chosen on set-aside pairs."""
     gen = torch.Generator().manual_seed(int(options["random_state"]) + 1)
@@ -595,14 +668,9 @@ def _validated_route(
     fy = options["rows_y"]
     if fy is None:
         fy = _free(Y.shape[0], P[:, 1])
-    keys = torch.cat([Y[val[:, 1]], Y[fy.to(Y.device)]])
 
     def mrr(transform: Transform) -> float:
-        unit = torch.nn.functional.normalize
-        Z = unit(transform(X[val[:, 0]]).to(torch.float64), dim=1)
-        S = Z @ unit(keys.to(torch.float64), dim=1).T
-        true = S[torch.arange(n_val), torch.arange(n_val)]
-        return float((1.0 / (1.0 + (S > true[:, None]).sum(1).double())).mean())
+        return pairs_mrr(transform, X, Y, val, fy)
 
     trial_options = dict(options)
     if trial_options["rows_x"] is None:  # the set-aside pairs are not free rows of the trial either
@@ -623,8 +691,11 @@ def _validated_route(
         )
         routes[name] = mrr(soft)
     routes["pairs alone"] = mrr(alone)
+    routes.update({name: mrr(transform) for name, (transform, _) in candidates.items()})
     route = max(routes, key=lambda name: routes[name])  # the first of equal scores: self-learning
     scores: dict[str, Any] = {**routes, "n_pairs_set_aside": n_val, "route": route}
+    if route in candidates:
+        return _candidate_route(candidates[route], P, scores)
     if route == "self-learning":
         out = seeded_self_learning(X, Y, fit_map, pairs=P, validation=None, **options)
         out.history[0]["validation"] = scores
