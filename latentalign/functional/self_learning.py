@@ -489,7 +489,7 @@ def seeded_self_learning(
         out.history[0]["validation"] = {**judged, "n_pairs_set_aside": 0, "route": taken}
         if taken == "self-learning":
             return out
-        return _candidate_route(candidates[taken], P, out.history[0]["validation"])
+        return _fixed_map(*candidates[taken], P, out.history[0]["validation"])
     if P.shape[0] < MIN_MAP_ROWS:
         raise ValueError(
             f"pairs has {P.shape[0]} rows; {label} needs at least {MIN_MAP_ROWS} known pairs. Pass more "
@@ -630,9 +630,10 @@ def pairs_mrr(
     return float((1.0 / (1.0 + (S > true[:, None]).sum(1).double())).mean())
 
 
-def _candidate_route(candidate: tuple[Transform, Any], P: torch.Tensor, scores: dict[str, Any]) -> SelfLearningRounds:
-    """A map fitted without the pairs, taken as the result (no rounds; the known pairs as its matches)."""
-    transform, fitted = candidate
+def _fixed_map(
+    transform: Transform, fitted: Any, P: torch.Tensor, scores: dict[str, Any], n_iter: int = 0
+) -> SelfLearningRounds:
+    """A route's map taken as the result without self-learning rounds (the known pairs as its matches)."""
     history: list[dict[str, Any]] = [
         {
             "round": 0,
@@ -647,7 +648,7 @@ def _candidate_route(candidate: tuple[Transform, Any], P: torch.Tensor, scores: 
         }
     ]
     return SelfLearningRounds(
-        map=fitted, transform=transform, matches=P.cpu(), history=history, converged=True, n_iter=0
+        map=fitted, transform=transform, matches=P.cpu(), history=history, converged=True, n_iter=n_iter
     )
 
 
@@ -695,7 +696,7 @@ def _validated_route(
     route = max(routes, key=lambda name: routes[name])  # the first of equal scores: self-learning
     scores: dict[str, Any] = {**routes, "n_pairs_set_aside": n_val, "route": route}
     if route in candidates:
-        return _candidate_route(candidates[route], P, scores)
+        return _fixed_map(*candidates[route], P, scores)
     if route == "self-learning":
         out = seeded_self_learning(X, Y, fit_map, pairs=P, validation=None, **options)
         out.history[0]["validation"] = scores
@@ -709,22 +710,7 @@ def _validated_route(
         transform, fitted = transport_refined_map(
             X, Y, fit_map, pairs=P, rows_x=fx_all, rows_y=fy, start=start, n_rounds=n_rounds
         )
-    history: list[dict[str, Any]] = [
-        {
-            "round": 0,
-            "keep_prob": None,
-            "n_mutual": 0,
-            "cosine_floor": None,
-            "n_matches": 0,
-            "csls": None,
-            "map_change": None,
-            "heldout_mrr": None,
-            "validation": scores,
-        }
-    ]
-    return SelfLearningRounds(
-        map=fitted, transform=transform, matches=P.cpu(), history=history, converged=True, n_iter=n_rounds
-    )
+    return _fixed_map(transform, fitted, P, scores, n_rounds)
 
 
 def _cosines(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
