@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from latentalign.align import make_aligner
+from latentalign.align import ot as ot_module
 from latentalign.align.ot import OTAligner
 from latentalign.align.procrustes import Procrustes
 from latentalign.exceptions import ConvergenceWarning, IllConditionedWarning
@@ -201,7 +202,7 @@ def test_a_map_fitted_without_the_pairs_is_taken_only_when_the_pairs_prefer_it(n
     assert kept.history[0]["validation"]["route"] != "wrong" and kept.map is not wrong
 
 
-def test_ot_aligner_judges_the_zero_pair_route_only_with_fewer_pairs_than_dimensions():
+def test_ot_aligner_judges_the_zero_pair_route_only_with_fewer_pairs_than_dimensions(monkeypatch):
     X, Y = spaces(n=300, seed=7)
     many = np.stack([np.arange(D + 4), np.arange(D + 4)], 1)
     with warnings.catch_warnings():
@@ -219,6 +220,9 @@ def test_ot_aligner_judges_the_zero_pair_route_only_with_fewer_pairs_than_dimens
     assert (
         OTAligner(init="pairs", method="self-learning").fit(X, Y[perm], pairs=few).history_[0].get("validation") is None
     )
+    monkeypatch.setattr(ot_module, "CANDIDATE_MAX_PAIRS", 5)  # and with at most CANDIDATE_MAX_PAIRS
+    capped = OTAligner(random_state=1).fit(X, Y[perm], pairs=few).history_[0].get("validation") or {}
+    assert "unsupervised" not in capped
 
 
 def test_stochastic_induction_drops_matches_and_keeps_only_mutual_ones():
