@@ -220,7 +220,7 @@ def test_ot_aligner_judges_the_zero_pair_route_only_with_fewer_pairs_than_dimens
     assert (
         OTAligner(init="pairs", method="self-learning").fit(X, Y[perm], pairs=few).history_[0].get("validation") is None
     )
-    monkeypatch.setattr(ot_module, "CANDIDATE_MAX_PAIRS", 5)  # and with at most CANDIDATE_MAX_PAIRS
+    monkeypatch.setattr(ot_module, "CANDIDATE_PAIRS_BELOW", 6)  # and fewer than CANDIDATE_PAIRS_BELOW
     capped = OTAligner(random_state=1).fit(X, Y[perm], pairs=few).history_[0].get("validation") or {}
     assert "unsupervised" not in capped
 
