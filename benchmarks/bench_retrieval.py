@@ -169,7 +169,9 @@ def main() -> None:
                 else None,
             }
         )
-    versions = [f"torch {torch.__version__}"]
+    from latentalign.functional.cpu_blas import cpu_products, openblas_core
+
+    versions = [f"torch {torch.__version__}", f"CPU products: {cpu_products()} (OpenBLAS kernels: {openblas_core()})"]
     try:
         import faiss
 

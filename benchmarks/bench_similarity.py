@@ -15,8 +15,9 @@ Peers, on equal work:
   uses BLAS syrk for ``Xc^T Xc``), and the bare float32 GEMM ``X^T Y`` timed alone in torch and in numpy:
   the faster is the machine's GEMM rate during this run. CKA's useful work is ``2 n d_x d_y + n d_x^2 +
   n d_y^2`` flops (the two Gram matrices are symmetric), reported as GFLOP/s and as a fraction of that GEMM
-  rate. ``linear_cka`` (and ``mutual_knn``) run twice: with its block products in numpy's BLAS (the default on the CPU) and in
-  torch (``moments.CPU_PRODUCTS = "torch"``), to check that choice on the machine at hand.
+  rate. ``linear_cka`` (and ``mutual_knn``) also run with their block products forced into numpy's BLAS and
+  into torch (``cpu_blas.CPU_PRODUCTS``), to check the library ``cpu_blas.cpu_products()`` chose for the
+  machine at hand (the header names it and OpenBLAS's kernel family).
 - mutual kNN / CKNNA: the faiss route, two ``IndexFlatIP`` searches of each L2-normalised space against
   itself (``k + 1`` neighbours, the row itself dropped) and a vectorised intersection of the neighbour sets.
   At the large size only latentalign runs (the faiss route takes about twice as long; ``--faiss-large``
@@ -79,14 +80,14 @@ def interleaved(methods: dict[str, Callable[[], Any]], repeats: int) -> tuple[di
 
 def with_products(library: str, fn: Callable[..., float], *args: Any, **kwargs: Any) -> float:
     """``fn(*args, **kwargs)`` with the CPU block products in ``library`` ("numpy" or "torch")."""
-    from latentalign.functional import moments
+    from latentalign.functional import cpu_blas
 
-    default = moments.CPU_PRODUCTS
-    moments.CPU_PRODUCTS = library
+    default = cpu_blas.CPU_PRODUCTS
+    cpu_blas.CPU_PRODUCTS = library
     try:
         return fn(*args, **kwargs)
     finally:
-        moments.CPU_PRODUCTS = default
+        cpu_blas.CPU_PRODUCTS = default
 
 
 # -- CKA ----------------------------------------------------------------------------------------------------
@@ -114,6 +115,7 @@ def bench_cka(n: int, d: int, repeats: int) -> list[dict[str, Any]]:
         "bare X^T Y (torch)": lambda: float(torch.mm(Xt.T, Yt)[0, 0]),
         "bare X^T Y (numpy)": lambda: float((X.T @ Y)[0, 0]),
         "latentalign linear_cka": lambda: linear_cka(X, Y),
+        "linear_cka, numpy products": lambda: with_products("numpy", linear_cka, X, Y),
         "linear_cka, torch products": lambda: with_products("torch", linear_cka, X, Y),
         "latentalign 4 moment measures": lambda: similarity_scores(X, Y, metrics=moments)["linear_cka"],
     }
@@ -178,6 +180,7 @@ def bench_knn(n: int, d: int, repeats: int, with_faiss: bool) -> list[dict[str, 
         methods["faiss route mutual kNN"] = lambda: faiss_mutual_knn(X, Y, K)
     methods["latentalign mutual_knn"] = lambda: mutual_knn(X, Y, k=K)
     if with_faiss:
+        methods["mutual_knn, numpy products"] = lambda: with_products("numpy", mutual_knn, X, Y, k=K)
         methods["mutual_knn, torch products"] = lambda: with_products("torch", mutual_knn, X, Y, k=K)
     if with_faiss:
         methods["latentalign cknna"] = lambda: cknna(X, Y, k=K)
@@ -214,6 +217,8 @@ def versions() -> str:
 
 
 def main() -> None:
+    from latentalign.functional.cpu_blas import cpu_products, openblas_core
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (about a minute)")
     parser.add_argument("--threads", type=int, default=2)
@@ -240,13 +245,16 @@ def main() -> None:
         f"# bench_similarity{' --quick' if args.quick else ''}  ({datetime.datetime.now().isoformat(timespec='seconds')})",
         f"# {machine_summary()}; os.cpu_count()={os.cpu_count()}",
         f"# {versions()}; threads={args.threads}; repeats={args.repeats} (median, methods interleaved)",
+        f"# CPU products: {cpu_products()} (numpy's OpenBLAS kernels: {openblas_core()})",
     ]
     print("\n".join(header), flush=True)
     started = time.perf_counter()
     n, d = sizes["cka"]
+    cka_rows = bench_cka(n, d, args.repeats)
+    gemm_rate = max(row["GFLOP/s"] for row in cka_rows if row["method"].startswith("bare"))
     tables = [
         print_table(
-            bench_cka(n, d, args.repeats),
+            cka_rows,
             ["method", "n", "d", "seconds", "GFLOP/s", "% of X^T Y rate", "speed vs numpy", "value"],
             title="Linear CKA, float32 (useful work 4 n d^2 flops; 'bare X^T Y' is the GEMM alone, 2 n d^2; the "
             "faster bare GEMM is 100%)",
@@ -261,13 +269,19 @@ def main() -> None:
         )
     )
     if not args.skip_large_knn:
-        tables.append(
-            print_table(
-                bench_knn(sizes["knn_large"], 768, 1, with_faiss=args.faiss_large),
-                knn_columns,
-                title="Mutual kNN at the large size (one run)",
-            )
+        n_large = sizes["knn_large"]
+        large = bench_knn(n_large, 768, 1, with_faiss=args.faiss_large)
+        # the symmetric search multiplies each pair of row blocks once: n^2 d flops per space
+        floor = 2.0 * n_large * n_large * 768 / (gemm_rate * 1e9)
+        ours = next(row["seconds"] for row in large if row["method"] == "latentalign mutual_knn")
+        table = print_table(large, knn_columns, title="Mutual kNN at the large size (one run)")
+        floor_line = (
+            f"\nGEMM floor of the symmetric search (n^2 d flops per space, both spaces) at this run's bare "
+            f"X^T Y rate ({gemm_rate:.0f} GFLOP/s): {floor:.0f} s; latentalign mutual_knn {ours:.0f} s = "
+            f"{ours / floor:.2f}x the floor"
         )
+        print(floor_line, flush=True)
+        tables.append(table + floor_line)
     load_after = os.getloadavg()
     footer = (
         f"\nload average before {', '.join(f'{x:.2f}' for x in load_before)}; after "

@@ -9,6 +9,7 @@ import torch
 from _reference import brute_csls, brute_topk
 
 from latentalign.functional import blocks
+from latentalign.functional.knn_csls import csls_candidates
 from latentalign.functional.retrieval import csls_knn, csls_penalties, knn, retrieval_scores
 
 
@@ -78,8 +79,7 @@ def test_csls_knn_adversarial_hubs_force_recomputation_and_match_brute_force(req
     expected_v, expected_i = brute_topk(S, 6)
     # the bound that decides whether a row's candidates settle it: some rows must fail it
     scorer = blocks.Scorer.build(torch.from_numpy(Q), torch.from_numpy(K), "cosine")
-    r_q, r_k, cand_v, _ = blocks.csls_pass(scorer, 5, 2 * 6 + 16)
-    bound = 2 * cand_v[:, -1] - r_q - r_k.min()
+    bound = csls_candidates(scorer, 5, 2 * 6 + 16).bound
     assert (bound.numpy() >= expected_v[:, -1]).any()
     values, indices = csls_knn(Q, K, k=6, csls_k=5)
     np.testing.assert_allclose(values, expected_v, atol=1e-12)
@@ -173,14 +173,18 @@ def test_blocked_engine_on_a_torch_device_argument(small_tiles):
 
 @pytest.mark.parametrize("first_tiles", [2, 3, 1000])
 def test_csls_pass_with_a_wide_first_tile_is_the_same_pass(small_tiles, first_tiles):
-    # Integer rows: many exactly tied cosines, across the border of the wide first span and the next tiles.
+    # Unit rows with entries 0, +-0.5 or +-1: every cosine (0, +-0.5, +-1) is exact whatever the BLAS and the
+    # shape of its product, so the many exact ties span the border of the wide first span and the next tiles.
     rng = np.random.default_rng(5)
-    Q = torch.from_numpy(rng.integers(-1, 2, size=(45, 4)).astype(np.float32) + 0.5)
-    K = torch.from_numpy(rng.integers(-1, 2, size=(230, 4)).astype(np.float32) + 0.5)
-    scorer = blocks.Scorer.build(Q, K, "cosine")
+    halves = 0.5 * np.array(np.meshgrid(*[[-1.0, 1.0]] * 4)).reshape(4, -1).T
+    rows = np.concatenate([halves, np.eye(4), -np.eye(4)]).astype(np.float32)
+    Q = torch.from_numpy(rows[rng.integers(0, len(rows), size=45)])
+    K = torch.from_numpy(rows[rng.integers(0, len(rows), size=230)])
+    scorer = blocks.Scorer(Q, K, "unit")
     narrow = blocks.csls_pass(scorer, 3, 9, chunk_size=10)
     wide = blocks.csls_pass(scorer, 3, 9, chunk_size=10, first_tiles=first_tiles)
     for a, b in zip(narrow, wide):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
-    C = (Q / Q.norm(dim=1, keepdim=True)).double() @ (K / K.norm(dim=1, keepdim=True)).double().T
-    np.testing.assert_allclose(wide[1], C.topk(3, dim=0).values.mean(0), atol=1e-6)
+    C = Q.double() @ K.double().T
+    np.testing.assert_allclose(wide.r_key, C.topk(3, dim=0).values.mean(0), rtol=1e-7)  # a float32 mean
+    np.testing.assert_array_equal(wide.key_best, C.amax(0))

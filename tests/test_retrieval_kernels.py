@@ -9,8 +9,8 @@ import pytest
 import torch
 from _reference import brute_csls, brute_topk
 
-from latentalign.functional import blocks
-from latentalign.functional.knn_csls import candidate_depth, csls_candidates
+from latentalign.functional import blocks, cpu_blas
+from latentalign.functional.knn_csls import candidate_depth, csls_candidates, outside_bound
 from latentalign.functional.retrieval import csls_knn, csls_penalties, knn, retrieval_scores
 
 
@@ -22,9 +22,9 @@ def medium_tiles(monkeypatch):
     monkeypatch.setattr(blocks, "QUERY_BLOCK", 40)
 
 
-@pytest.fixture(params=[True, False], ids=["numpy-blas", "torch-blas"])
+@pytest.fixture(params=["numpy", "torch"], ids=["numpy-blas", "torch-blas"])
 def blas(request, monkeypatch):
-    monkeypatch.setattr(blocks, "NUMPY_BLAS", request.param)
+    monkeypatch.setattr(cpu_blas, "CPU_PRODUCTS", request.param)
     return request.param
 
 
@@ -53,8 +53,8 @@ def test_numpy_and_torch_products_give_the_same_neighbours_and_ranks(medium_tile
     Qr, Kr = rng.standard_normal((90, 24)).astype(np.float32), rng.standard_normal((700, 24)).astype(np.float32)
     gold = rng.integers(0, 700, size=90)
     results = {}
-    for switch in (True, False):
-        monkeypatch.setattr(blocks, "NUMPY_BLAS", switch)
+    for switch in ("numpy", "torch"):
+        monkeypatch.setattr(cpu_blas, "CPU_PRODUCTS", switch)
         results[switch] = (
             knn(Q, K, k=12, metric="dot"),
             retrieval_scores(Q, K, gold=gold, k=(1, 10), metric="dot"),
@@ -168,3 +168,37 @@ def test_gold_counts_from_group_maxima_and_whole_tiles_match_brute_force(monkeyp
     got = retrieval_scores(Q, K, gold=gold, k=(1, 10), metric="dot", ties=ties)
     assert got["mean_rank"] == pytest.approx(expected.mean())
     assert got["recall@10"] == pytest.approx((expected <= 10).mean())
+
+
+def test_outside_bound_holds_for_every_key_left_out_and_settles_more_rows():
+    # Anti-hubs (keys far from every query: the lowest penalties, and low best cosines) loosen the simple
+    # bound 2 cos_last - r_query - min r_key; the bound by each key's best cosine takes them into account.
+    rng = np.random.default_rng(7)
+    K = rng.standard_normal((1500, 16))
+    Q = K[rng.permutation(1500)[:300]] + 0.8 * rng.standard_normal((300, 16))
+    K[:40] = -Q.mean(0) + 0.05 * rng.standard_normal((40, 16))
+    scorer = blocks.Scorer.build(torch.from_numpy(Q), torch.from_numpy(K), "cosine")
+    found = blocks.csls_pass(scorer, 5, 12)
+    cos_last = found.cand_values[:, -1]
+    bound = outside_bound(cos_last, found.r_query, found.r_key, found.key_best).numpy()
+    simple = (2 * cos_last - found.r_query - found.r_key.min()).numpy()
+    S = brute_csls(Q, K, 5)
+    left_out = S.copy()
+    np.put_along_axis(left_out, found.cand_indices.numpy(), -np.inf, axis=1)
+    assert (left_out.max(1) <= bound).all()
+    assert (bound <= simple).all()
+    kth = brute_topk(S, 5)[0][:, -1]
+    settled, settled_simple = int((bound < kth).sum()), int((simple < kth).sum())
+    assert settled_simple < settled < 300  # tighter, and some rows are still recounted
+    values, indices = csls_knn(Q, K, k=5, csls_k=5)
+    np.testing.assert_allclose(values, brute_topk(S, 5)[0], atol=1e-12)
+    np.testing.assert_array_equal(indices, brute_topk(S, 5)[1])
+
+
+def test_outside_bound_with_every_key_on_one_side_of_the_last_candidate():
+    r_query, r_key = torch.tensor([0.3, 0.3]), torch.tensor([0.2, 0.4, 0.1])
+    key_best = torch.tensor([0.5, 0.9, 0.2])
+    # query 0: every key's best is above its last candidate cosine 0.1; query 1: every key's best is below 0.95
+    bound = outside_bound(torch.tensor([0.1, 0.95]), r_query, r_key, key_best)
+    expected = [2 * 0.1 - 0.1 - 0.3, max(2 * 0.5 - 0.2, 2 * 0.9 - 0.4, 2 * 0.2 - 0.1) - 0.3]
+    np.testing.assert_allclose(bound, expected, atol=1e-5)

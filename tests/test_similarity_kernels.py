@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from latentalign.functional import moments
+from latentalign.functional import cpu_blas, moments
 from latentalign.functional.similarity import (
     cknna,
     linear_cka,
@@ -197,7 +197,7 @@ def test_zero_row_is_refused_for_cosine():
 # --------------------------------------------------------------------------------------------------------
 @pytest.fixture(params=["numpy", "torch"])
 def cpu_products(request, monkeypatch):
-    monkeypatch.setattr(moments, "CPU_PRODUCTS", request.param)
+    monkeypatch.setattr(cpu_blas, "CPU_PRODUCTS", request.param)
     return request.param
 
 

@@ -14,7 +14,8 @@ the tile stays in the CPU's last-level cache while it is read again). Each tile 
 
 Ties are settled exactly: among keys with equal scores the lower key index ranks first, whatever the
 tiling. The same torch code runs on CPU and GPU; memory is a few tiles whatever the input sizes. On the CPU
-the tile products go through numpy's BLAS (:func:`product`, see :data:`NUMPY_BLAS`).
+the tile products go through numpy's BLAS or torch's (:func:`product`, chosen by
+:func:`~latentalign.functional.cpu_blas.cpu_products`).
 """
 
 from __future__ import annotations
@@ -23,17 +24,17 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import cast
+from typing import NamedTuple, cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from latentalign.functional.cpu_blas import cpu_products
 from latentalign.functional.norms import row_norms
 
 __all__ = [
     "GROUP",
-    "NUMPY_BLAS",
     "product",
     "tile_buffer",
     "torch_threads_beside_blas",
@@ -50,6 +51,7 @@ __all__ = [
     "merge_column_topk",
     "sort_ties_by_index",
     "blocked_topk",
+    "CslsPass",
     "csls_pass",
     "count_ahead",
 ]
@@ -58,11 +60,6 @@ GROUP = 16
 TILE_ELEMENTS = 2**21
 QUERY_BLOCK = 1024
 KEPT_TILES = 4
-#: CPU tile products through numpy's BLAS (``True``) or torch's (``False``). On the AMD EPYC this was tuned
-#: on, the OpenBLAS that numpy ships multiplies float32 tiles about 1.5x faster than torch's MKL; both give
-#: the same scores up to the rounding of the last bit. numpy's BLAS takes its thread count from
-#: ``OPENBLAS_NUM_THREADS`` (or threadpoolctl), not from ``torch.set_num_threads``.
-NUMPY_BLAS = True
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -211,7 +208,9 @@ class Scorer:
 
 
 def product(A: torch.Tensor, B: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-    """``A @ B.T``, into ``out`` (contiguous) when given; on the CPU through numpy's BLAS (:data:`NUMPY_BLAS`).
+    """``A @ B.T``, into ``out`` (contiguous) when given; on the CPU through the library that
+    :func:`~latentalign.functional.cpu_blas.cpu_products` chooses (numpy's BLAS takes its thread count from
+    ``OPENBLAS_NUM_THREADS`` or threadpoolctl, not from ``torch.set_num_threads``).
 
     The numpy arrays are views of the tensors and the result is a tensor over numpy's memory: nothing is
     copied.
@@ -222,7 +221,7 @@ def product(A: torch.Tensor, B: torch.Tensor, out: torch.Tensor | None = None) -
     >>> product(torch.tensor([[1.0, 2.0]]), torch.tensor([[3.0, 4.0], [1.0, 0.0]])).tolist()
     [[11.0, 1.0]]
     """
-    if NUMPY_BLAS and A.device.type == "cpu" and A.dtype in (torch.float32, torch.float64):
+    if A.device.type == "cpu" and A.dtype in (torch.float32, torch.float64) and cpu_products() == "numpy":
         a, b = A.detach().numpy(), B.detach().numpy()
         if out is None:
             return torch.from_numpy(np.matmul(a, b.T))
@@ -276,7 +275,7 @@ def torch_threads_beside_blas(device: torch.device) -> Iterator[None]:
     1
     """
     previous = torch.get_num_threads()
-    if not (NUMPY_BLAS and device.type == "cpu") or previous == 1:
+    if not (device.type == "cpu" and cpu_products() == "numpy") or previous == 1:
         yield
         return
     torch.set_num_threads(1)
@@ -504,22 +503,29 @@ def blocked_topk(
     return values, indices
 
 
-def csls_pass(
-    scorer: Scorer, csls_k: int, depth: int, chunk_size: int | None = None, first_tiles: int = 1
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+class CslsPass(NamedTuple):
+    """What :func:`csls_pass` finds in one pass over the cosines."""
+
+    r_query: torch.Tensor  # (n_queries,) mean of each query's csls_k best cosines to the keys
+    r_key: torch.Tensor  # (n_keys,) mean of each key's csls_k best cosines to the queries
+    key_best: torch.Tensor  # (n_keys,) each key's best cosine to any query
+    cand_values: torch.Tensor  # (n_queries, depth) each query's best cosines, decreasing
+    cand_indices: torch.Tensor  # (n_queries, depth) their keys, lower index first among equal cosines
+
+
+def csls_pass(scorer: Scorer, csls_k: int, depth: int, chunk_size: int | None = None, first_tiles: int = 1) -> CslsPass:
     """One pass over the cosine scores: CSLS penalties and each query's top-``depth`` cosine candidates.
 
-    Returns ``(r_query, r_key, cand_values, cand_indices)``: ``r_query`` is the mean of each query's
-    ``csls_k`` best cosines to the keys, ``r_key`` the mean of each key's ``csls_k`` best cosines to the
-    queries, and the candidates are each query's ``max(depth, csls_k)`` best keys by cosine (decreasing,
-    lower index first among ties). The first tile of every query block spans ``first_tiles`` tiles' keys:
-    its candidates then start from a higher floor, so fewer scores of the next tiles pass it.
+    Returns a :class:`CslsPass`: the penalties, each key's best cosine to any query, and each query's
+    ``max(depth, csls_k)`` best keys by cosine (the candidates: decreasing, lower index first among ties).
+    The first tile of every query block spans ``first_tiles`` tiles' keys: its candidates then start from
+    a higher floor, so fewer scores of the next tiles pass it.
 
     Examples
     --------
     >>> import torch
-    >>> r_q, r_k, _, idx = csls_pass(Scorer.build(torch.eye(3), torch.eye(3), "cosine"), 1, 1)
-    >>> r_q.tolist(), r_k.tolist(), idx.ravel().tolist()
+    >>> found = csls_pass(Scorer.build(torch.eye(3), torch.eye(3), "cosine"), 1, 1)
+    >>> found.r_query.tolist(), found.r_key.tolist(), found.cand_indices.ravel().tolist()
     ([1.0, 1.0, 1.0], [1.0, 1.0, 1.0], [0, 1, 2])
     """
     n_q, n_k, device, dtype = scorer.n_queries, scorer.n_keys, scorer.Q.device, scorer.Q.dtype
@@ -541,7 +547,7 @@ def csls_pass(
                 vals, idx = merge_topk(vals, idx, S, c0, j == 0)
                 merge_column_topk(col_v[c0:c1], S, b == 0)
             cand_v[start:stop], cand_i[start:stop] = vals, cast(torch.Tensor, idx)
-    return cand_v[:, :csls_k].mean(1), col_v.mean(1), cand_v, cand_i
+    return CslsPass(cand_v[:, :csls_k].mean(1), col_v.mean(1), col_v[:, 0], cand_v, cand_i)
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -2,13 +2,15 @@
 
 CSLS (``2 cos(q, k) - r_K(q) - r_Q(k)``) needs both penalties before any score is known, which would take
 two passes over the ``n_queries x n_keys`` cosines. :func:`~latentalign.functional.blocks.csls_pass` takes
-one: it returns the penalties and each query's ``depth`` best keys by cosine (the *candidates*). A key
-outside the candidates has ``cos <= cos_depth`` (the last candidate's cosine), so its CSLS is at most
+one: it returns the penalties, each key's best cosine to any query and each query's ``depth`` best keys by
+cosine (the *candidates*). A key ``y`` outside the candidates of ``q`` has ``cos(q, y) <= cos_depth(q)`` (the
+last candidate's cosine) and ``cos(q, y) <= best(y)`` (its best cosine to any query), so its CSLS is at most
 
-    ``bound = 2 cos_depth - r_K(q) - min r_Q``
+    ``bound(q) = max over keys y of [2 min(cos_depth(q), best(y)) - r_Q(y)] - r_K(q)``
 
-(rounding is monotone, so this holds for the computed values too). Every score that beats ``bound`` is
-therefore among the candidates, and what is read from them is exact, ties included:
+(:func:`outside_bound`; the maximum over all keys is found for every query at once by sorting the keys by
+their best cosine). Every score that beats ``bound`` is therefore among the candidates, and what is read
+from them is exact, ties included:
 
 * top-k (:func:`csls_topk`): a query whose k-th best candidate CSLS beats ``bound`` is settled;
 * ranks (:func:`csls_counts`): a gold key whose CSLS beats ``bound`` has every key that could rank ahead
@@ -34,6 +36,7 @@ __all__ = [
     "CslsCandidates",
     "candidate_depth",
     "csls_candidates",
+    "outside_bound",
     "csls_block_rows",
     "csls_topk",
     "csls_counts",
@@ -106,10 +109,56 @@ def csls_candidates(scorer: Scorer, csls_k: int, depth: int, chunk_size: int | N
     >>> found.indices[:, 0].tolist(), found.scores[:, 0].tolist(), found.bound.tolist()
     ([0, 1, 2], [0.0, 0.0, 0.0], [-2.0, -2.0, -2.0])
     """
-    r_q, r_k, cand_v, cand_i = csls_pass(scorer, csls_k, depth, csls_block_rows(chunk_size), CSLS_FIRST_TILES)
+    found = csls_pass(scorer, csls_k, depth, csls_block_rows(chunk_size), CSLS_FIRST_TILES)
+    r_q, r_k, cand_v, cand_i = found.r_query, found.r_key, found.cand_values, found.cand_indices
     scores = cand_v.mul(2.0).sub_(r_q[:, None]).sub_(r_k[cand_i])  # the operations of Scorer.tile, in its order
-    bound = cand_v[:, -1].mul(2.0).sub_(r_q).sub_(r_k.min())
+    bound = outside_bound(cand_v[:, -1], r_q, r_k, found.key_best)
     return CslsCandidates(r_q, r_k, cand_i, scores, bound, cand_i.shape[1] >= scorer.n_keys)
+
+
+#: Slack added to the bound computed in float64, in units of the scores' machine epsilon: it covers the
+#: rounding of the CSLS scores themselves (two subtractions, scores of magnitude at most 4) and of the
+#: bound's own arithmetic, with a wide margin (16 units in the last place at magnitude 4).
+BOUND_SLACK = 64
+
+
+def outside_bound(
+    cos_last: torch.Tensor, r_query: torch.Tensor, r_key: torch.Tensor, key_best: torch.Tensor
+) -> torch.Tensor:
+    """Per query, a score that no key outside its candidates exceeds in CSLS.
+
+    ``cos_last`` is each query's last candidate cosine, ``r_query`` and ``r_key`` the penalties and
+    ``key_best`` each key's best cosine to any query. A key ``y`` outside the candidates of ``q`` scores at
+    most ``2 min(cos_last(q), key_best(y)) - r_query(q) - r_key(y)``; the maximum over ``y`` is, with the keys
+    sorted by ``key_best``, the larger of a prefix maximum of ``2 key_best - r_key`` (keys whose best is at
+    most ``cos_last``) and ``2 cos_last`` plus a suffix maximum of ``-r_key`` (the others). It is computed in
+    float64 with :data:`BOUND_SLACK` added, and never looser than ``2 cos_last - r_query - min r_key``
+    (computed with the scores' own operations, exact by the monotonicity of rounding). Key penalties
+    spread wide (hubs and anti-hubs) loosen that simple form; the keys with the lowest penalties usually
+    have low best cosines too, which this one takes into account.
+
+    Examples
+    --------
+    >>> import torch
+    >>> cos_last, r_query = torch.tensor([0.5]), torch.tensor([0.6])
+    >>> r_key, key_best = torch.tensor([0.7, 0.1]), torch.tensor([0.9, 0.2])
+    >>> round(float(outside_bound(cos_last, r_query, r_key, key_best)[0]), 4)  # max(1 - 0.7, 0.4 - 0.1) - 0.6
+    -0.3
+    """
+    simple = cos_last.mul(2.0).sub_(r_query).sub_(r_key.min())
+    order = torch.argsort(key_best)
+    best = key_best[order].to(torch.float64)
+    penalty = r_key[order].to(torch.float64)
+    below = torch.cummax(2.0 * best - penalty, 0).values  # keys whose best cosine is at most cos_last
+    above = torch.flip(torch.cummax(torch.flip(-penalty, (0,)), 0).values, (0,))  # the others
+    last = cos_last.to(torch.float64).contiguous()
+    split = torch.searchsorted(best, last, right=True)  # keys [0, split) have key_best <= cos_last
+    none = torch.tensor(-math.inf, dtype=torch.float64, device=last.device)
+    from_below = torch.where(split > 0, below[(split - 1).clamp(min=0)], none)
+    from_above = torch.where(split < best.shape[0], 2.0 * last + above[split.clamp(max=best.shape[0] - 1)], none)
+    slack = BOUND_SLACK * torch.finfo(cos_last.dtype).eps
+    tight = torch.maximum(from_below, from_above) - r_query.to(torch.float64) + slack
+    return torch.minimum(simple, tight.to(cos_last.dtype))
 
 
 def _with_penalties(scorer: Scorer, found: CslsCandidates) -> Scorer:

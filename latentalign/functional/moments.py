@@ -33,7 +33,8 @@ by ``syrk`` (numpy dispatches ``A.T @ A`` to it), at half the flops of a GEMM. M
 float32 on the development machine (AMD EPYC), numpy's BLAS ran ``X^T Y`` at about 100 GFLOP/s against
 torch's 95, and ``X^T X`` at the equivalent of 195 GFLOP/s against 143 for torch's block-triangular GEMMs
 (torch has no syrk binding). With two threads on an overloaded machine (load average above 10 on two
-cores) torch's products were the faster; :data:`CPU_PRODUCTS` switches to them. On other devices
+cores) torch's products were the faster. Which library runs them is chosen per machine by
+:func:`~latentalign.functional.cpu_blas.cpu_products` (numpy's BLAS where OpenBLAS has AVX-512 kernels). On other devices
 (GPU) the products run in torch, the Gram matrices block-triangularly (one GEMM per panel of about
 :data:`GRAM_PANEL` columns with the columns from it on). The products run in the input dtype (float32
 data runs at the float32 GEMM rate) and accumulate in that dtype over at most ``flush_rows`` rows
@@ -69,6 +70,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from latentalign.functional.cpu_blas import cpu_products
+
 __all__ = [
     "CrossStats",
     "compute_stats",
@@ -77,7 +80,6 @@ __all__ = [
     "BLOCK_BYTES",
     "FLUSH_ROWS",
     "FOURTH_ORDER",
-    "CPU_PRODUCTS",
 ]
 
 #: Target size in bytes of the two per-block centring buffers together (they stay in the last-level cache).
@@ -88,9 +90,6 @@ MIN_BLOCK_ROWS, MAX_BLOCK_ROWS = 2048, 16384
 FLUSH_ROWS = 8192
 #: Columns per panel of the block-triangular Gram products (wide enough for GEMM efficiency).
 GRAM_PANEL = 256
-#: Library of the CPU block products here and in the k-NN search of :mod:`~latentalign.functional.similarity`:
-#: ``"numpy"`` (its BLAS, with syrk for the Gram matrices) or ``"torch"``.
-CPU_PRODUCTS = "numpy"
 #: Names of the fourth-order sums (``fourth=True``), in the order of the module docstring.
 FOURTH_ORDER = ("saa", "sbb", "sab", "sxa", "sxb", "sya", "syb")
 
@@ -430,7 +429,7 @@ def compute_stats(
 
     # One accumulator per product; the Gram matrices are symmetric, so only about half of each is computed.
     products: dict[str, _Gemm | _TriangularGram | _NumpyProduct] = {}
-    if device.type == "cpu" and CPU_PRODUCTS == "numpy":
+    if device.type == "cpu" and cpu_products() == "numpy":
         products["xy"] = _NumpyProduct(vx, vy)
         if gram:
             products["xx"] = _NumpyProduct(vx, vx)

@@ -5,8 +5,8 @@ Exact search runs on :mod:`latentalign.functional.blocks`: the scores are produc
 gold counts, so memory is a few tiles whatever the input sizes. Among keys with equal scores, the lower key
 index ranks first. CSLS retrieval and CSLS ranks take one pass over the cosines for both penalties and each
 query's best candidates, plus a recomputation of the rows whose candidates cannot be proven to hold the
-answer (:mod:`latentalign.functional.knn_csls`). On the CPU the tile products go through numpy's BLAS
-(``blocks.NUMPY_BLAS``; set it to ``False`` for torch's), with its thread count. Inputs may be numpy arrays
+answer (:mod:`latentalign.functional.knn_csls`). On the CPU the tile products go through numpy's BLAS or
+torch's, whichever :func:`~latentalign.functional.cpu_blas.cpu_products` chooses for the machine. Inputs may be numpy arrays
 or torch tensors (CPU or GPU, same code); outputs come back the same way. No gradients flow through these
 functions.
 
@@ -333,8 +333,8 @@ def _penalties(
     Q: torch.Tensor, K: torch.Tensor, k: int, index: str, chunk_size: int | None, nlist: Any = None, nprobe: Any = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     if index == "exact":  # both penalties from one pass over the scores
-        r_q, r_k, _, _ = csls_pass(Scorer.build(Q, K, "cosine"), k, k, csls_block_rows(chunk_size), CSLS_FIRST_TILES)
-        return r_q, r_k
+        found = csls_pass(Scorer.build(Q, K, "cosine"), k, k, csls_block_rows(chunk_size), CSLS_FIRST_TILES)
+        return found.r_query, found.r_key
     r_q = knn_tensors(Q, K, k, "cosine", index, chunk_size, nlist=nlist, nprobe=nprobe)[0].mean(1)
     r_k = knn_tensors(K, Q, k, "cosine", index, chunk_size, nlist=nlist, nprobe=nprobe, names=("K", "Q"))[0].mean(1)
     return r_q, r_k

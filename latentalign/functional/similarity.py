@@ -68,8 +68,8 @@ from scipy.linalg import get_blas_funcs
 
 from latentalign._array import ArrayLike
 from latentalign._validation import check_array, check_choice, check_number, check_pair
-from latentalign.functional import moments
 from latentalign.functional.blocks import torch_threads_beside_blas
+from latentalign.functional.cpu_blas import cpu_products
 from latentalign.functional.moments import CrossStats, compute_stats, is_finite
 from latentalign.functional.norms import row_norms
 from latentalign.functional.procrustes import FLOAT32_PRODUCT_FLOOR, products_underflowed
@@ -571,8 +571,8 @@ def _entries_reaching(
 
 def _score_product(U: torch.Tensor) -> Any:
     """``(a, c, out) -> U[a] @ U[c]^T`` into ``out``: on the CPU in the library of
-    :data:`~latentalign.functional.moments.CPU_PRODUCTS` (numpy's BLAS by default), elsewhere in torch."""
-    if U.device.type == "cpu" and moments.CPU_PRODUCTS == "numpy":
+    :func:`~latentalign.functional.cpu_blas.cpu_products`, elsewhere in torch."""
+    if U.device.type == "cpu" and cpu_products() == "numpy":
         u = U.numpy()
 
         def numpy_product(a: slice, c: slice, out: torch.Tensor) -> None:
@@ -624,7 +624,7 @@ def self_knn_cosine(
     """
     n = X.shape[0]
     b = max(1, min(block_rows or KNN_BLOCK_ROWS, n))
-    numpy_products = X.device.type == "cpu" and moments.CPU_PRODUCTS == "numpy"
+    numpy_products = X.device.type == "cpu" and cpu_products() == "numpy"
     hold_torch_threads = torch_threads_beside_blas(X.device) if numpy_products else nullcontext()
     with torch.no_grad(), hold_torch_threads:
         U = _unit_rows(X, name, b)
