@@ -171,7 +171,10 @@ def main() -> None:
         )
     from latentalign.functional.cpu_blas import cpu_products, openblas_core
 
-    versions = [f"torch {torch.__version__}", f"CPU products: {cpu_products()} (OpenBLAS kernels: {openblas_core()})"]
+    versions = [
+        f"torch {torch.__version__}",
+        f"CPU score products: {cpu_products()} (OpenBLAS kernels: {openblas_core()})",
+    ]
     try:
         import faiss
 

@@ -245,7 +245,8 @@ def main() -> None:
         f"# bench_similarity{' --quick' if args.quick else ''}  ({datetime.datetime.now().isoformat(timespec='seconds')})",
         f"# {machine_summary()}; os.cpu_count()={os.cpu_count()}",
         f"# {versions()}; threads={args.threads}; repeats={args.repeats} (median, methods interleaved)",
-        f"# CPU products: {cpu_products()} (numpy's OpenBLAS kernels: {openblas_core()})",
+        f"# CPU products: moments in {cpu_products('moments')}, kNN scores in {cpu_products('scores')} "
+        f"(numpy's OpenBLAS kernels: {openblas_core()})",
     ]
     print("\n".join(header), flush=True)
     started = time.perf_counter()

@@ -18,6 +18,15 @@ def test_auto_takes_numpy_only_with_avx512_kernels(monkeypatch, core, expected):
     assert cpu_blas.cpu_products() == expected
 
 
+def test_moments_take_numpys_syrk_whatever_the_kernels(monkeypatch):
+    monkeypatch.setattr(cpu_blas, "openblas_core", lambda: "Haswell")
+    assert cpu_blas.cpu_products("moments") == "numpy"
+    monkeypatch.setattr(cpu_blas, "CPU_PRODUCTS", "torch")
+    assert cpu_blas.cpu_products("moments") == "torch"
+    with pytest.raises(ValueError, match="kind must be 'scores' or 'moments', got 'gram'"):
+        cpu_blas.cpu_products("gram")
+
+
 def test_an_explicit_choice_wins_and_a_wrong_one_is_named(monkeypatch):
     monkeypatch.setattr(cpu_blas, "openblas_core", lambda: "Haswell")
     monkeypatch.setattr(cpu_blas, "CPU_PRODUCTS", "numpy")

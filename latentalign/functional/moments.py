@@ -28,13 +28,13 @@ block is shifted by a fixed reference row mean ``K`` (the mean of the first bloc
 cache-sized buffers ``x - K_x`` and ``y - K_y``; one GEMM ``(x - K_x)^T (y - K_y)`` (plus
 ``(x - K_x)^T (x - K_x)`` and ``(y - K_y)^T (y - K_y)`` for the Gram matrices) and the buffers' column sums
 follow. The Gram matrices are symmetric, and their diagonals give the sums of squares without another
-pass. On the CPU the products run in the library that :func:`~latentalign.functional.cpu_blas.cpu_products`
-chooses for the machine. In numpy's BLAS they run on views of the buffers (no copies), the Gram matrices by
-``syrk`` (numpy dispatches ``A.T @ A`` to it) at half the flops of a GEMM: measured single-threaded in
+pass. On the CPU the products run in numpy's BLAS unless
+:data:`~latentalign.functional.cpu_blas.CPU_PRODUCTS` says otherwise, on views of the buffers (no copies),
+the Gram matrices by ``syrk`` (numpy dispatches ``A.T @ A`` to it) at half the flops of a GEMM: measured single-threaded in
 float32 on an AMD EPYC with AVX-512, numpy's BLAS ran ``X^T Y`` at about 100 GFLOP/s against torch's 95,
 and ``X^T X`` at the equivalent of 195 GFLOP/s against 143 for torch's block-triangular GEMMs (torch has
-no syrk binding). On an AMD EPYC with AVX2 only, both libraries gave linear CKA at the same speed (1e5 x
-768, 2 threads: 2.65 s and 2.66 s). On other devices (GPU) the products run in torch, the Gram matrices block-triangularly (one GEMM per panel of about
+no syrk binding). On an AMD EPYC with AVX2 only, linear CKA of 1e5 x 768 (2 threads) took 1.97 s with
+numpy's products and 2.30 s with torch's (median of 7). On other devices (GPU) the products run in torch, the Gram matrices block-triangularly (one GEMM per panel of about
 :data:`GRAM_PANEL` columns with the columns from it on). The products run in the input dtype (float32
 data runs at the float32 GEMM rate) and accumulate in that dtype over at most ``flush_rows`` rows
 (:data:`FLUSH_ROWS`, a few blocks) before being added into float64, so rounding does not grow with ``n``.
@@ -428,7 +428,7 @@ def compute_stats(
 
     # One accumulator per product; the Gram matrices are symmetric, so only about half of each is computed.
     products: dict[str, _Gemm | _TriangularGram | _NumpyProduct] = {}
-    if device.type == "cpu" and cpu_products() == "numpy":
+    if device.type == "cpu" and cpu_products("moments") == "numpy":
         products["xy"] = _NumpyProduct(vx, vy)
         if gram:
             products["xx"] = _NumpyProduct(vx, vx)
