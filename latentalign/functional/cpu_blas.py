@@ -2,8 +2,7 @@
 
 Both give the same products up to the rounding of the last bit, but not at the same speed, and not always
 with the same rounding for equal inputs. numpy ships OpenBLAS, which picks a kernel for the CPU at import
-time; torch's CPU wheel multiplies with MKL, which takes its generic AVX2 path on AMD processors. Measured
-on two AMD EPYC machines (float32, 2 threads):
+time; torch's CPU wheel multiplies with MKL. Measured on two AMD EPYC machines (float32, 2 threads):
 
 * with OpenBLAS's AVX-512 kernels (core ``Cooperlake``), numpy multiplied about 1.5x faster than torch,
   and its syrk computes a Gram matrix at half the flops of a GEMM;
