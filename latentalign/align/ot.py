@@ -74,13 +74,17 @@ _SHOWN = ("changed", "map_change", "n_matches")
 _REFINES = ("procrustes", "affine")
 
 
-def make_map(refine: str) -> Aligner:
-    """A fresh map estimator for ``refine`` ("procrustes" or "affine")."""
+def make_map(refine: str, few_pairs: bool = False) -> Aligner:
+    """A fresh map estimator for ``refine`` ("procrustes" or "affine").
+
+    ``few_pairs=True``: the map of the known pairs alone, which may be fewer than the dimensions; a
+    Procrustes map then chooses its shrinkage towards the identity on held-out pairs (``shrinkage="cv"``).
+    """
     check_choice(refine, "refine", _REFINES)
     if refine == "procrustes":
         from latentalign.align.procrustes import Procrustes
 
-        return Procrustes()
+        return Procrustes(shrinkage="cv") if few_pairs else Procrustes()
     from latentalign.align.affine import Affine
 
     return Affine()
@@ -134,7 +138,9 @@ class OTAligner(PreprocessedMapAligner):
         Matching of each round. ``"self-learning"`` (needs known pairs): mutual CSLS nearest neighbours
         of the free rows under the current map, with stochastic dictionary induction, only matches as
         close as the known pairs are when held out entering the fit, and the route checked on set-aside
-        pairs (with at least 10 pairs) against the pairs alone and against soft matching (a map fitted
+        pairs (with at least 10 pairs) against the pairs alone (with ``refine="procrustes"``, a rotation
+        shrunk towards the identity by as much as held-out pairs prefer: ``Procrustes(shrinkage="cv")``,
+        which between spaces sharing coordinates generalises from few pairs) and against soft matching (a map fitted
         on the barycentres of an entropic OT coupling of the free rows, which is what works when the
         free rows of the two sides are different items;
         :func:`~latentalign.functional.self_learning.seeded_self_learning`). The route taken is in
@@ -360,6 +366,10 @@ class OTAligner(PreprocessedMapAligner):
             mapping = make_map(self.refine).fit(Xa, Ya)
             return mapping._transform, mapping
 
+        def fit_alone(Xa: torch.Tensor, Ya: torch.Tensor) -> tuple[Any, Aligner]:
+            mapping = make_map(self.refine, few_pairs=True).fit(Xa, Ya)
+            return mapping._transform, mapping
+
         options = self._round_options(method)
         Xp, Yp = prep_x._forward(Xt), prep_y._forward(Yt)
         candidates = None
@@ -374,7 +384,15 @@ class OTAligner(PreprocessedMapAligner):
             # the rounds fit many intermediate maps on few rows; only the final map's conditioning matters
             warnings.simplefilter("always", IllConditionedWarning)
             rounds = ot_alignment_rounds(
-                Xp, Yp, fit_map, pairs=P, **options, label="OTAligner", on_round=progress, candidates=candidates
+                Xp,
+                Yp,
+                fit_map,
+                pairs=P,
+                **options,
+                label="OTAligner",
+                on_round=progress,
+                candidates=candidates,
+                fit_alone=fit_alone if method == "self-learning" else None,
             )
             progress.outcome = "converged" if rounds.converged else "not converged"
         ill = [w for w in caught if issubclass(w.category, IllConditionedWarning)]

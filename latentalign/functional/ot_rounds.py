@@ -274,6 +274,7 @@ def ot_alignment_rounds(
     label: str = "ot_alignment_rounds",
     on_round: OnRound | None = None,
     candidates: dict[str, tuple[Transform, Any]] | None = None,
+    fit_alone: FitMap | None = None,
 ) -> OTRounds:
     """Align unpaired (or partly paired) rows: alternate an OT coupling and a map fitted on it.
 
@@ -323,6 +324,10 @@ def ot_alignment_rounds(
         ``method="self-learning"`` only: maps fitted without the pairs (name -> ``(transform, fitted)``),
         judged on the known pairs against the self-learning route
         (:func:`~latentalign.functional.self_learning.seeded_self_learning`).
+    fit_alone : callable, optional
+        ``method="self-learning"`` only: how the route of the pairs alone fits its map (default
+        ``fit_map``), e.g. a Procrustes fit shrunk towards the identity, which suits few pairs but not the
+        many matches of the rounds.
 
     Returns
     -------
@@ -385,11 +390,12 @@ def ot_alignment_rounds(
             label=label,
             on_round=on_round,
             candidates=candidates,
+            fit_alone=fit_alone,
         )
-    if candidates:
+    if candidates or fit_alone is not None:
         raise ValueError(
-            f"candidates are judged against the self-learning route only, got method={method!r}. Pass "
-            "method='self-learning', or no candidates."
+            f"candidates and fit_alone are judged against the self-learning route only, got method={method!r}. "
+            "Pass method='self-learning', or neither."
         )
     P = check_pairs(pairs, X.shape[0], Y.shape[0])
     m = P.shape[0]
@@ -578,6 +584,7 @@ def _self_learning_rounds(
     label: str,
     on_round: OnRound | None,
     candidates: dict[str, tuple[Transform, Any]] | None,
+    fit_alone: FitMap | None,
 ) -> OTRounds:
     """``method="self-learning"``: :func:`~latentalign.functional.self_learning.seeded_self_learning`."""
     # imported here: self_learning builds on this module's pairs checks
@@ -615,6 +622,7 @@ def _self_learning_rounds(
         label=label,
         on_round=on_round,
         candidates=candidates,
+        fit_alone=fit_alone,
     )
     matches = torch.full((X.shape[0],), -1, dtype=torch.long)
     matches[out.matches[:, 0]] = out.matches[:, 1]

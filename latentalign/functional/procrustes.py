@@ -32,6 +32,18 @@ pairs is the same optimum either way, and a full-rank ``M`` leaves nothing to co
 needs only ``M`` and ``n``, so streamed statistics give it too. ``complement="svd"`` keeps the thin SVD's
 choice.
 
+Fewer pairs than dimensions: shrinking towards the identity
+----------------------------------------------------------
+The completion above trusts the pairs fully on their span. With few, noisy pairs that span is itself
+fitted to noise, and when both sides share coordinates the identity is a better guess there too.
+``shrinkage = lam > 0`` maximises ``trace(R^T M) + lam * mean(S) * trace(R^T E)`` instead: the
+maximum-a-posteriori rotation under a matrix von Mises-Fisher prior centred on ``E`` (the same zero-padded
+identity), whose concentration is measured in units of the mean singular value of ``M`` so that it does
+not depend on the number of pairs or the scale of the data. The solution is ``R = polar(M + lam mean(S) E)``
+(one SVD; ``lam = 0`` is the unshrunk fit, ``lam -> inf`` the identity). It needs only ``M``, so streamed
+statistics give it too; choosing ``lam`` needs held-out pairs (:class:`~latentalign.align.procrustes.Procrustes`
+with ``shrinkage="cv"``).
+
 Cost: one pass over the data, ``X^T Y`` as a GEMM in the input dtype (float32 data runs at the float32
 GEMM rate) accumulated into float64 without copying the inputs (see :mod:`latentalign.functional.moments`),
 then a ``d_x x d_y`` SVD in float64.
@@ -44,7 +56,7 @@ from typing import Any
 import torch
 
 from latentalign._array import ArrayLike, ArraySpec, restore
-from latentalign._validation import check_array, check_choice, check_pair
+from latentalign._validation import check_array, check_choice, check_number, check_pair
 from latentalign.functional.moments import CrossStats, compute_stats, is_finite
 
 __all__ = [
@@ -218,6 +230,7 @@ def procrustes_from_stats(
     standardize: bool = False,
     complement: str = "identity",
     whiten: bool = False,
+    shrinkage: float = 0.0,
 ) -> dict[str, Any]:
     """Solve Procrustes from sufficient statistics (float64, ``O(d^3)``, no pass over the data).
 
@@ -242,6 +255,11 @@ def procrustes_from_stats(
         ``C_xx^{-1/2} R C_yy^{1/2}`` is then the canonical-correlation map: it sends ``X`` onto ``Y``
         exactly whenever ``Y = X A + b`` for an invertible ``A``. Needs both Gram matrices in ``stats``;
         not combined with ``scale`` or ``standardize`` (whitening sets every scale).
+    shrinkage : float, default 0.0
+        Concentration of the prior on the (zero-padded) identity, in units of the mean singular value of
+        the (standardised or whitened) cross-covariance: the rotation is ``polar(M + shrinkage mean(S) E)``
+        (see the module docstring). ``0`` is the plain fit; any positive value determines the whole
+        rotation, so ``complement`` no longer matters.
 
     Returns
     -------
@@ -254,6 +272,7 @@ def procrustes_from_stats(
         whitened spaces), and ``whiten_rank`` (the smaller numerical rank of the two covariances).
     """
     check_choice(complement, "complement", COMPLEMENTS)
+    check_number(shrinkage, "shrinkage", low=0.0)
     if (scale or standardize) and not stats.has_squares:
         raise ValueError(
             "These statistics were accumulated without the sums of squares that scale=True or "
@@ -310,14 +329,21 @@ def procrustes_from_stats(
             "distinct rows."
         )
     max_rank = n - 1 if center else n
-    if complement == "identity":
+    if shrinkage > 0:
+        S = torch.linalg.svdvals(M.to(torch.float64))
+        prior = torch.eye(M.shape[0], M.shape[1], dtype=torch.float64, device=M.device)
+        R, _ = polar_factor(M.to(torch.float64) + float(shrinkage) * float(S.mean()) * prior)
+        rank = _constrained_rank(S, max_rank)
+    elif complement == "identity":
         R, S, rank = complete_rotation(M, max_rank=max_rank)
     else:
         R, S = polar_factor(M)
         rank = _constrained_rank(S, max_rank)
     s = 1.0
     if scale:
-        s = float(S.sum()) / norm_x if norm_x > 0 else 0.0
+        # the best scale for the chosen R: trace(R^T M) / ||X||^2, which is sum(S) for the unshrunk fit
+        fit = float((R * M.to(R.dtype)).sum()) if shrinkage > 0 else float(S.sum())
+        s = fit / norm_x if norm_x > 0 else 0.0
     return {
         "rotation": R,
         "scale": s,

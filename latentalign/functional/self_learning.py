@@ -336,6 +336,7 @@ def seeded_self_learning(
     label: str = "seeded_self_learning",
     on_round: OnRound | None = None,
     candidates: dict[str, tuple[Transform, Any]] | None = None,
+    fit_alone: FitMap | None = None,
 ) -> SelfLearningRounds:
     """Few known pairs plus unpaired rows (possibly of different items): self-learning on the free rows.
 
@@ -419,6 +420,10 @@ def seeded_self_learning(
         ``{name: (transform, fitted)}``: maps fitted without the known pairs, judged as in step 7. The
         route taken and every score are in ``history[0]["validation"]``; a candidate taken is returned
         as the map, with the known pairs as its matches and no rounds.
+    fit_alone : callable, optional
+        How the route of the pairs alone (step 6) fits its map; default ``fit_map``. A fit that suits few
+        pairs (e.g. Procrustes shrunk towards the identity, chosen by cross-validation) can go here
+        without slowing the rounds, which refit ``fit_map`` on many matches.
 
     Returns
     -------
@@ -477,7 +482,7 @@ def seeded_self_learning(
         "on_round": on_round,
     }
     if validation is not None and P.shape[0] >= 10:
-        return _validated_route(X, Y, fit_map, P, float(validation), options, candidates or {})
+        return _validated_route(X, Y, fit_map, P, float(validation), options, candidates or {}, fit_alone or fit_map)
     if candidates:
         out = seeded_self_learning(X, Y, fit_map, pairs=P, validation=None, **options)
         own = out.history[-1]["heldout_mrr"]
@@ -660,6 +665,7 @@ def _validated_route(
     share: float,
     options: dict[str, Any],
     candidates: dict[str, tuple[Transform, Any]],
+    fit_alone: FitMap,
 ) -> SelfLearningRounds:
     """Step 6 of :func:`seeded_self_learning`: self-learning, soft matching or the pairs alone, chosen on set-aside pairs."""
     gen = torch.Generator().manual_seed(int(options["random_state"]) + 1)
@@ -683,7 +689,7 @@ def _validated_route(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         trial = seeded_self_learning(X, Y, fit_map, pairs=train, validation=None, **trial_options)
-    alone, _ = fit_map(X[train[:, 0]], Y[train[:, 1]])
+    alone, _ = fit_alone(X[train[:, 0]], Y[train[:, 1]])
     fx = trial_options["rows_x"]
     routes = {"self-learning": mrr(trial.transform)}
     for name, (start, n_rounds) in TRANSPORT_ROUTES.items():
@@ -703,7 +709,7 @@ def _validated_route(
         return out
     n_rounds = 0
     if route == "pairs alone":
-        transform, fitted = fit_map(X[P[:, 0]], Y[P[:, 1]])
+        transform, fitted = fit_alone(X[P[:, 0]], Y[P[:, 1]])
     else:
         fx_all = _free(X.shape[0], P[:, 0]) if options["rows_x"] is None else options["rows_x"]
         start, n_rounds = TRANSPORT_ROUTES[route]
