@@ -140,7 +140,8 @@ class OTAligner(PreprocessedMapAligner):
         close as the known pairs are when held out entering the fit, and the route checked on set-aside
         pairs (with at least 10 pairs) against the pairs alone (with ``refine="procrustes"``, a rotation
         shrunk towards the identity by as much as held-out pairs prefer: ``Procrustes(shrinkage="cv")``,
-        which between spaces sharing coordinates generalises from few pairs) and against soft matching (a map fitted
+        which between spaces sharing coordinates generalises from few pairs; the soft matching that starts
+        from that map refits it the same way) and against soft matching (a map fitted
         on the barycentres of an entropic OT coupling of the free rows, which is what works when the
         free rows of the two sides are different items;
         :func:`~latentalign.functional.self_learning.seeded_self_learning`). The route taken is in

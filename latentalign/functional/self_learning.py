@@ -421,9 +421,10 @@ def seeded_self_learning(
         route taken and every score are in ``history[0]["validation"]``; a candidate taken is returned
         as the map, with the known pairs as its matches and no rounds.
     fit_alone : callable, optional
-        How the route of the pairs alone (step 6) fits its map; default ``fit_map``. A fit that suits few
-        pairs (e.g. Procrustes shrunk towards the identity, chosen by cross-validation) can go here
-        without slowing the rounds, which refit ``fit_map`` on many matches.
+        How the route of the pairs alone (step 6) fits its map, and the soft-matching route that starts
+        from it (its refits too); default ``fit_map``. A fit that suits few pairs (e.g. Procrustes shrunk
+        towards the identity, chosen by cross-validation) can go here without slowing the self-learning
+        rounds, which refit ``fit_map`` on many matches.
 
     Returns
     -------
@@ -693,9 +694,9 @@ def _validated_route(
     fx = trial_options["rows_x"]
     routes = {"self-learning": mrr(trial.transform)}
     for name, (start, n_rounds) in TRANSPORT_ROUTES.items():
-        soft, _ = transport_refined_map(
-            X, Y, fit_map, pairs=train, rows_x=fx, rows_y=fy, start=start, n_rounds=n_rounds
-        )
+        # the pairs start is the map of the pairs alone, so it is fitted (and refitted) as that route's map
+        fit = fit_alone if start == "pairs" else fit_map
+        soft, _ = transport_refined_map(X, Y, fit, pairs=train, rows_x=fx, rows_y=fy, start=start, n_rounds=n_rounds)
         routes[name] = mrr(soft)
     routes["pairs alone"] = mrr(alone)
     routes.update({name: mrr(transform) for name, (transform, _) in candidates.items()})
@@ -714,7 +715,14 @@ def _validated_route(
         fx_all = _free(X.shape[0], P[:, 0]) if options["rows_x"] is None else options["rows_x"]
         start, n_rounds = TRANSPORT_ROUTES[route]
         transform, fitted = transport_refined_map(
-            X, Y, fit_map, pairs=P, rows_x=fx_all, rows_y=fy, start=start, n_rounds=n_rounds
+            X,
+            Y,
+            fit_alone if start == "pairs" else fit_map,
+            pairs=P,
+            rows_x=fx_all,
+            rows_y=fy,
+            start=start,
+            n_rounds=n_rounds,
         )
     return _fixed_map(transform, fitted, P, scores, n_rounds)
 
