@@ -331,7 +331,7 @@ class Procrustes(StreamingAligner):
             check_choice(getattr(self, name), name, [True, False])
         check_choice(self.pad, "pad", ["zero"])
         check_choice(self.complement, "complement", COMPLEMENTS)
-        if not (isinstance(self.shrinkage, str) and self.shrinkage == "cv"):
+        if self.shrinkage != "cv":
             if isinstance(self.shrinkage, str):
                 raise ValueError(
                     f"shrinkage must be a number >= 0 or 'cv', got {self.shrinkage!r}. Pass e.g. "
