@@ -6,6 +6,8 @@ received, and suggests the fix. Nothing here copies the data: finiteness is chec
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -27,6 +29,7 @@ __all__ = [
     "check_number",
     "check_same_backend",
     "warn_underdetermined",
+    "external_stacklevel",
     "FINITE_CHECK_ROWS",
 ]
 
@@ -280,6 +283,29 @@ def check_number(
     if high is not None and value > high:
         raise ValueError(f"{name} must be <= {high}, got {value!r}.")
     return value
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def external_stacklevel() -> int:
+    """The ``stacklevel`` for :func:`warnings.warn` that points at the first caller outside latentalign.
+
+    Counted from the function that calls this one, so pass the result straight to ``warnings.warn``
+    (or to a helper that counts from its caller). A fixed number breaks as soon as a method is wrapped
+    by another (a subclass, a cross-validation loop); walking the stack does not.
+
+    Examples
+    --------
+    >>> external_stacklevel()  # called from outside the package: the caller itself
+    1
+    """
+    frame = sys._getframe(1)
+    level = 1
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back
+        level += 1
+    return level
 
 
 def warn_underdetermined(

@@ -12,7 +12,14 @@ from typing import Any, ClassVar
 import torch
 
 from latentalign._array import ArrayLike
-from latentalign._validation import check_choice, check_is_fitted, check_number, check_pair, warn_underdetermined
+from latentalign._validation import (
+    check_choice,
+    check_is_fitted,
+    check_number,
+    check_pair,
+    external_stacklevel,
+    warn_underdetermined,
+)
 from latentalign.align.base import Aligner, cast_like
 from latentalign.exceptions import IllConditionedWarning
 from latentalign.functional.moments import CrossStats, compute_stats
@@ -434,7 +441,7 @@ class Procrustes(StreamingAligner):
                 else "arbitrary, so the map generalises poorly."
             ),
             fix="Use more anchors than dimensions, or reduce the dimension first (e.g. with PCA).",
-            stacklevel=4,
+            stacklevel=external_stacklevel(),
         )
         sol = procrustes_from_stats(
             stats,
@@ -452,7 +459,7 @@ class Procrustes(StreamingAligner):
                 f"dimension ({stats.dim_x} / {stats.dim_y}), so the directions without variance are dropped "
                 "from the map. Use clearly more pairs than dimensions, or reduce the dimension first (PCA).",
                 IllConditionedWarning,
-                stacklevel=4,
+                stacklevel=external_stacklevel(),
             )
         return {
             "rotation_": sol["rotation"],
