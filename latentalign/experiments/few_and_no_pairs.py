@@ -9,7 +9,10 @@ items) from :mod:`~latentalign.experiments.few_and_no_pairs_curves`, and the fig
 :mod:`~latentalign.experiments.few_and_no_pairs_plot`. Every aligner is built by
 :func:`latentalign.align.make_aligner` with its default parameters, so the page follows the library.
 
-Run it with ``latentalign run few_and_no_pairs`` (``--reduced``: case (c) on 300 lemmas, one seed).
+Run it with ``latentalign run few_and_no_pairs`` (``--reduced``: case (c) on 300 lemmas, one seed). With
+``setup.reuse_fits`` (on in the full config, off in the reduced one) every finished case-and-seed job is kept
+in the fit cache (:mod:`~latentalign.experiments.fit_cache`), so an interrupted run resumes, and a rerun
+with the same library code and data only renders the page.
 """
 
 from __future__ import annotations
@@ -35,11 +38,15 @@ from latentalign.experiments.few_and_no_pairs_curves import (
 )
 from latentalign.experiments.few_and_no_pairs_data import SHORT_NAMES, load_case
 from latentalign.experiments.few_and_no_pairs_plot import plot_curves
+from latentalign.experiments.fit_cache import cached_job, code_fingerprint, job_key
 from latentalign.experiments.runner import Check, ExperimentResult
 
 __all__ = ["run", "compute_runs", "build_result", "curve_table", "summarize", "identity_r1", "true_map_matches_r1"]
 
 logger = logging.getLogger(__name__)
+
+#: The experiment's name (its folder in the fit cache).
+EXPERIMENT = "few_and_no_pairs"
 
 
 def identity_r1(X: np.ndarray, Y: np.ndarray, seeds: list[int], n_test: int) -> float | None:
@@ -280,19 +287,29 @@ def _case_label(case: dict[str, Any]) -> str:
 def _curve_job(job: tuple[np.ndarray, np.ndarray, dict[str, Any], int, int, str]) -> list[dict[str, Any]]:
     """The fits of one case and one seed (one task of :func:`compute_runs`'s worker processes)."""
     X, Y, setup, seed, n_test, label = job
-    threads = set_threads(setup)
-    try:
-        return budget_curve(
-            X,
-            Y,
-            budgets=list(setup["budgets"]),
-            methods=list(setup["methods"]),
-            seeds=[seed],
-            n_test=n_test,
-            echo=_progress(label),
-        )
-    finally:
-        restore_threads(threads)
+
+    def fit_all() -> list[dict[str, Any]]:
+        threads = set_threads(setup)
+        try:
+            return budget_curve(
+                X,
+                Y,
+                budgets=list(setup["budgets"]),
+                methods=list(setup["methods"]),
+                seeds=[seed],
+                n_test=n_test,
+                echo=_progress(label),
+            )
+        finally:
+            restore_threads(threads)
+
+    if not setup.get("reuse_fits", False):
+        return fit_all()
+    settings = {"budgets": setup["budgets"], "methods": setup["methods"], "seed": seed, "n_test": n_test}
+    records, reused = cached_job(EXPERIMENT, job_key([X, Y], settings), fit_all)
+    for record in records:
+        record["reused"] = reused
+    return list(records)
 
 
 def _run_jobs(
@@ -325,6 +342,8 @@ def compute_runs(config: dict[str, Any]) -> list[dict[str, Any]]:
     workers = int(setup.get("workers", 1))
     if workers < 1:
         raise ValueError(f"setup.workers must be a positive number of processes, got {workers}; set it to 1 or more.")
+    if setup.get("reuse_fits", False):
+        code_fingerprint()  # once, before the workers fork: every job of the run is keyed to the same code
     threads = set_threads(setup)
     runs: list[dict[str, Any]] = []
     jobs: list[tuple[np.ndarray, np.ndarray, dict[str, Any], int, int, str]] = []
@@ -439,6 +458,13 @@ def build_result(config: dict[str, Any], runs: list[dict[str, Any]], out_dir: st
             f"{rec['seed']}: {rec['error']} (traceback in the JSON record)."
         )
     warned = sum(rec["convergence_warnings"] > 0 for r in runs for rec in r["records"])
+    reused = sum(bool(rec.get("reused")) for r in runs for rec in r["records"])
+    if reused:
+        n_records = sum(len(r["records"]) for r in runs)
+        notes.append(
+            f"Fits read from the fit cache: {reused} of {n_records} (computed by an earlier run of the same library "
+            "code on the same embeddings; their seconds are that run's)."
+        )
     notes.append(f"Fits that raised a ConvergenceWarning: {warned} (per fit in the JSON record).")
     notes += [str(n) for n in config["paper"].get("published_claims", [])]
     notes += [f"Reading of the results (written after the full run): {n}" for n in config.get("notes", [])]

@@ -1,0 +1,169 @@
+"""A disk cache for the results of an experiment's expensive fits, so that a long run can be resumed.
+
+An experiment such as ``few_and_no_pairs`` spends most of an hour in fits whose results are small JSON
+records. This module stores each job's records under ``<home>/experiments/<experiment>/<key>.json``
+(:func:`latentalign._paths.home_dir`). The key is a SHA-256 of everything the records depend on:
+
+* the input arrays (shape, dtype and bytes),
+* the job's settings (any JSON value: budgets, methods, seed...),
+* the source code of the installed ``latentalign`` package (every ``.py`` file),
+
+so a cached record is reused only when rerunning would compute the same thing. Any library change (a
+default, a bug fix) invalidates every entry; a change of a config's page text (its notes) does not.
+An interrupted run keeps the jobs it finished, and writing the notes of a page after its run costs
+nothing to render.
+
+Each file holds the SHA-256 of its payload; a file that does not match (truncated write, edited by
+hand) is reported in the log, ignored and overwritten, never read as a result.
+
+Examples
+--------
+>>> import os, tempfile
+>>> import numpy as np
+>>> os.environ["LATENTALIGN_HOME"] = tempfile.mkdtemp()
+>>> X = np.ones((2, 3), dtype=np.float32)
+>>> key = job_key([X], {"seed": 0})
+>>> calls = []
+>>> def fit():
+...     calls.append(1)
+...     return [{"r1": 0.5}]
+>>> cached_job("demo", key, fit), cached_job("demo", key, fit), len(calls)
+(([{'r1': 0.5}], False), ([{'r1': 0.5}], True), 1)
+>>> _ = os.environ.pop("LATENTALIGN_HOME")
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from latentalign._paths import home_dir
+
+__all__ = ["code_fingerprint", "job_key", "cache_path", "cached_job"]
+
+logger = logging.getLogger(__name__)
+
+_PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+_FORMAT = 1
+
+
+@functools.lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """SHA-256 of the source of every ``.py`` file of the ``latentalign`` package (paths and contents)."""
+    digest = hashlib.sha256()
+    for path in sorted(_PACKAGE_ROOT.rglob("*.py")):
+        digest.update(path.relative_to(_PACKAGE_ROOT).as_posix().encode())
+        digest.update(b"\0")
+        digest.update(path.read_bytes())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def job_key(arrays: Sequence[np.ndarray], settings: Any) -> str:
+    """The cache key of one job: its input arrays, its settings (JSON) and :func:`code_fingerprint`.
+
+    Parameters
+    ----------
+    arrays : sequence of numpy.ndarray
+        The job's inputs; their shapes, dtypes and bytes enter the key.
+    settings : JSON-serialisable
+        Everything else the job's result depends on (seed, budgets, method names...).
+
+    Returns
+    -------
+    str
+        A 64-character hexadecimal SHA-256.
+    """
+    digest = hashlib.sha256(f"format {_FORMAT}\0code {code_fingerprint()}\0".encode())
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype.str} {array.shape}\0".encode())
+        digest.update(array.data)
+    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def cache_path(experiment: str, key: str) -> Path:
+    """Where the records of job ``key`` of ``experiment`` are kept."""
+    return home_dir() / "experiments" / experiment / f"{key}.json"
+
+
+def _payload_digest(payload: str) -> str:
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _read(path: Path) -> Any | None:
+    """The records kept at ``path``; None when there are none or the file fails its checksum."""
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+        payload = stored["payload"]
+        if stored.get("format") != _FORMAT or stored.get("sha256") != _payload_digest(payload):
+            raise ValueError("checksum mismatch")
+        return json.loads(payload)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        logger.warning("ignoring the corrupt fit cache entry %s (%s); the job runs again and replaces it", path, exc)
+        return None
+
+
+def _write(path: Path, payload: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps({"format": _FORMAT, "sha256": _payload_digest(payload), "payload": payload})
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.replace(tmp, path)  # atomic: a reader sees the old file or the whole new one
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def cached_job(experiment: str, key: str, compute: Callable[[], Any]) -> tuple[Any, bool]:
+    """The records of job ``key`` and whether they came from the cache (else ``compute()`` ran; stored).
+
+    Both ways return the records as JSON gives them back (tuples become lists, numpy scalars plain
+    numbers), so a cached run and a fresh one build the same page.
+
+    Parameters
+    ----------
+    experiment : str
+        The experiment's name (a folder of the cache).
+    key : str
+        From :func:`job_key`.
+    compute : callable
+        Runs the job; its result must be JSON-serialisable (numpy scalars and arrays are converted).
+
+    Returns
+    -------
+    records : Any
+        The job's records.
+    reused : bool
+        True when they were read from the cache.
+    """
+    path = cache_path(experiment, key)
+    cached = _read(path)
+    if cached is not None:
+        logger.info("%s: read a finished job from the fit cache (%s)", experiment, path.name[:12])
+        return cached, True
+    payload = json.dumps(compute(), default=_to_json)
+    _write(path, payload)
+    return json.loads(payload), False
+
+
+def _to_json(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"a fit record holds {type(value).__name__}, which JSON cannot store")

@@ -1,0 +1,123 @@
+"""The fit cache of long experiments: keys, reuse, corruption detection, and resuming few_and_no_pairs jobs."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+
+from latentalign.experiments import fit_cache
+from latentalign.experiments.few_and_no_pairs import _run_jobs
+from latentalign.experiments.fit_cache import cache_path, cached_job, code_fingerprint, job_key
+
+
+@pytest.fixture(autouse=True)
+def _private_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("LATENTALIGN_HOME", str(tmp_path / "home"))
+
+
+def _counting(result):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return result
+
+    return compute, calls
+
+
+def test_the_key_follows_the_arrays_bytes_dtype_shape_and_the_settings():
+    X = np.arange(12, dtype=np.float32).reshape(3, 4)
+    base = job_key([X], {"seed": 0, "budgets": [5, "all"]})
+    assert job_key([X.copy()], {"budgets": [5, "all"], "seed": 0}) == base  # same content, keys in any order
+    changed = X.copy()
+    changed[2, 3] += 1e-3
+    others = [
+        job_key([changed], {"seed": 0, "budgets": [5, "all"]}),
+        job_key([X.astype(np.float64)], {"seed": 0, "budgets": [5, "all"]}),
+        job_key([X.reshape(4, 3)], {"seed": 0, "budgets": [5, "all"]}),
+        job_key([X], {"seed": 1, "budgets": [5, "all"]}),
+        job_key([X, X], {"seed": 0, "budgets": [5, "all"]}),
+    ]
+    assert len({base, *others}) == 6
+
+
+def test_the_key_follows_the_library_code(monkeypatch):
+    X = np.ones((2, 2))
+    before = job_key([X], {})
+    monkeypatch.setattr(fit_cache, "code_fingerprint", lambda: "another version of the code")
+    assert job_key([X], {}) != before
+    assert len(code_fingerprint()) == 64
+
+
+def test_a_job_runs_once_and_is_then_read_with_json_types():
+    compute, calls = _counting([{"r1": np.float32(0.5), "budget": np.int64(5), "pair": (1, 2)}])
+    key = job_key([np.zeros(3)], {"seed": 0})
+    fresh, reused_first = cached_job("exp", key, compute)
+    again, reused_second = cached_job("exp", key, compute)
+    assert (reused_first, reused_second, len(calls)) == (False, True, 1)
+    assert fresh == again == [{"r1": 0.5, "budget": 5, "pair": [1, 2]}]  # the same objects either way
+    assert cache_path("exp", key).is_file()
+
+
+@pytest.mark.parametrize("damage", ["edited payload", "truncated", "not json", "wrong format"])
+def test_a_corrupt_entry_is_detected_reported_and_replaced_never_read(damage, caplog):
+    key = job_key([np.zeros(3)], {"seed": 0})
+    cached_job("exp", key, lambda: [{"r1": 0.25}])
+    path = cache_path("exp", key)
+    text = path.read_text()
+    stored = json.loads(text)
+    if damage == "edited payload":
+        stored["payload"] = stored["payload"].replace("0.25", "0.99")
+        path.write_text(json.dumps(stored))
+    elif damage == "truncated":
+        path.write_text(text[: len(text) // 2])
+    elif damage == "not json":
+        path.write_bytes(b"\x00\x01")
+    else:
+        stored["format"] = 999
+        path.write_text(json.dumps(stored))
+    compute, calls = _counting([{"r1": 0.25}])
+    with caplog.at_level(logging.WARNING, logger="latentalign.experiments.fit_cache"):
+        records, reused = cached_job("exp", key, compute)
+    assert (records, reused, len(calls)) == ([{"r1": 0.25}], False, 1)
+    assert "corrupt fit cache entry" in caplog.text and path.name in caplog.text
+    assert cached_job("exp", key, compute) == ([{"r1": 0.25}], True)  # replaced by a sound entry
+
+
+def test_a_failing_job_leaves_no_entry():
+    key = job_key([np.zeros(3)], {"seed": 0})
+
+    def fail():
+        raise RuntimeError("the fit broke")
+
+    with pytest.raises(RuntimeError, match="the fit broke"):
+        cached_job("exp", key, fail)
+    assert not cache_path("exp", key).exists()
+    assert not list(cache_path("exp", key).parent.glob("*.tmp"))
+
+
+def test_a_record_json_cannot_store_is_refused_by_name():
+    with pytest.raises(TypeError, match="a fit record holds set"):
+        cached_job("exp", job_key([np.zeros(1)], {}), lambda: [{"bad": {1, 2}}])
+
+
+def test_few_and_no_pairs_jobs_resume_from_the_cache_with_the_same_records():
+    rng = np.random.default_rng(0)
+    X = rng.exponential(size=(80, 6))
+    Q, _ = np.linalg.qr(rng.normal(size=(6, 6)))
+    setup = {"budgets": [5, "all"], "methods": ["procrustes", "relative"], "torch_threads": 1, "reuse_fits": True}
+    jobs = [(X, X @ Q, setup, seed, 20, "(t)") for seed in (0, 1)]
+    first = _run_jobs(jobs, 1)
+    second = _run_jobs(jobs, 1)
+    assert {r["reused"] for job in first for r in job} == {False}
+    assert {r["reused"] for job in second for r in job} == {True}
+
+    def fits(results):
+        return [[{k: v for k, v in r.items() if k != "reused"} for r in job] for job in results]
+
+    assert fits(second) == fits(first)  # seconds included: the cached run's own
+    other_seed = _run_jobs([(X, X @ Q, setup, 2, 20, "(t)")], 1)
+    assert {r["reused"] for r in other_seed[0]} == {False}
