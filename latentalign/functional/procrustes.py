@@ -57,6 +57,7 @@ import torch
 
 from latentalign._array import ArrayLike, ArraySpec, restore
 from latentalign._validation import check_array, check_choice, check_number, check_pair
+from latentalign.functional.linalg import svd
 from latentalign.functional.moments import CrossStats, compute_stats, is_finite
 
 __all__ = [
@@ -159,7 +160,7 @@ def polar_factor(M: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         ``U V^T``: maximises ``trace(R^T M)`` among matrices with orthonormal columns (p >= q) or rows.
     singular_values : torch.Tensor of shape (min(p, q),), float64
     """
-    U, S, Vh = torch.linalg.svd(M.to(_F64), full_matrices=False)
+    U, S, Vh = svd(M.to(_F64), full_matrices=False)
     return U @ Vh, S
 
 
@@ -201,13 +202,13 @@ def complete_rotation(M: torch.Tensor, max_rank: int | None = None) -> tuple[tor
     k = min(d_x, d_y)
     # bases of the complements too when the pairs cannot fix every direction (known before the SVD)
     full = max_rank is not None and max_rank < k
-    U, S, Vh = torch.linalg.svd(M, full_matrices=full)
+    U, S, Vh = svd(M, full_matrices=full)
     S = S[:k]
     rank = _constrained_rank(S, max_rank)
     if rank >= k:
         return U[:, :k] @ Vh[:k], S, rank
     if not full:
-        U, _, Vh = torch.linalg.svd(M, full_matrices=True)
+        U, _, Vh = svd(M, full_matrices=True)
     V = Vh.T
     R = U[:, :rank] @ V[:, :rank].T
     Uc, Vc = U[:, rank:], V[:, rank:]
