@@ -209,3 +209,16 @@ def test_extends_names_a_config_and_never_loops(tiny):
     (tiny / "missing.toml").write_text('extends = "no_such_experiment"\n')
     with pytest.raises(FileNotFoundError, match="No experiment config 'no_such_experiment'"):
         load_config(tiny / "missing.toml")
+
+
+def test_the_summary_says_when_a_record_was_rendered_from_the_fit_cache(tmp_path):
+    from latentalign.experiments import write_summary
+
+    check = {"claim": "c", "paper": "1", "ours": "1", "passed": True}
+    fits = [{"reused": True}, {"reused": True}, {"reused": False}]
+    base = {"checks": [check], "paper": {"citation": "X"}, "elapsed_s": 21.0}
+    (tmp_path / "cached.json").write_text(json.dumps({**base, "details": {"records": fits}}))
+    (tmp_path / "fresh.json").write_text(json.dumps({**base, "details": {"records": [{"reused": False}]}}))
+    text = write_summary(tmp_path, names=["cached", "fresh"]).read_text()
+    assert "| full, 21 s, 2 of 3 fits read from the fit cache |" in text
+    assert "| full, 21 s |" in text  # the fresh record: its run time is the fits'

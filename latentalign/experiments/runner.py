@@ -428,11 +428,19 @@ def failed_checks(
     return failed
 
 
+def _fits_from_cache(record: dict[str, Any]) -> str:
+    """``", N of M fits read from the fit cache"`` when the record's run time covers only rendering them."""
+    fits = record.get("details", {}).get("records", []) if isinstance(record.get("details"), dict) else []
+    reused = sum(bool(fit.get("reused")) for fit in fits if isinstance(fit, dict))
+    return f", {reused} of {len(fits)} fits read from the fit cache" if reused else ""
+
+
 def write_summary(out_dir: str | os.PathLike[str] | None = None, *, names: list[str] | None = None) -> Path:
     """Write ``SUMMARY.md`` from the experiments' JSON records in ``out_dir``, without re-running anything.
 
     One row per check: experiment (linked to its page), paper, claim, the paper's number, ours, verdict,
-    plus whether the record is from a full or a reduced run and its run time.
+    plus whether the record is from a full or a reduced run and its run time (and, when the run read its
+    fits from the fit cache, how many: its time is then the rendering's, not the fits').
 
     With ``names=None`` (every experiment), experiments without a record in ``out_dir`` are listed in the
     summary as not run yet, and a warning is logged.
@@ -456,6 +464,7 @@ def write_summary(out_dir: str | os.PathLike[str] | None = None, *, names: list[
             )
         record = json.loads(path.read_text())
         run = f"{'reduced' if record.get('reduced') else 'full'}, {record.get('elapsed_s', float('nan')):.0f} s"
+        run += _fits_from_cache(record)
         for check in record["checks"]:
             total += 1
             passed += bool(check["passed"])
