@@ -38,8 +38,6 @@ import functools
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -47,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from latentalign._paths import home_dir
+from latentalign.store.files import atomic_write_bytes
 
 __all__ = ["code_fingerprint", "job_key", "cache_path", "cached_job"]
 
@@ -119,14 +118,7 @@ def _read(path: Path) -> Any | None:
 def _write(path: Path, payload: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps({"format": _FORMAT, "sha256": _payload_digest(payload), "payload": payload})
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.replace(tmp, path)  # atomic: a reader sees the old file or the whole new one
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, text.encode("utf-8"))  # a reader sees the old file or the whole new one
 
 
 def cached_job(experiment: str, key: str, compute: Callable[[], Any]) -> tuple[Any, bool]:
