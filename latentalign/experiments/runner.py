@@ -430,8 +430,8 @@ def failed_checks(
 
 def _fits_from_cache(record: dict[str, Any]) -> str:
     """``", N of M fits read from the fit cache"`` when the record's run time covers only rendering them."""
-    fits = record.get("details", {}).get("records", []) if isinstance(record.get("details"), dict) else []
-    reused = sum(bool(fit.get("reused")) for fit in fits if isinstance(fit, dict))
+    fits = (record.get("details") or {}).get("records", [])
+    reused = sum(bool(fit.get("reused")) for fit in fits)
     return f", {reused} of {len(fits)} fits read from the fit cache" if reused else ""
 
 
