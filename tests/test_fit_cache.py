@@ -10,7 +10,7 @@ import pytest
 
 from latentalign.experiments import fit_cache
 from latentalign.experiments.few_and_no_pairs import _run_jobs
-from latentalign.experiments.fit_cache import cache_path, cached_job, code_fingerprint, job_key
+from latentalign.experiments.fit_cache import cache_path, cached_job, code_fingerprint, job_key, source_fingerprint
 
 
 @pytest.fixture(autouse=True)
@@ -121,3 +121,36 @@ def test_few_and_no_pairs_jobs_resume_from_the_cache_with_the_same_records():
     assert fits(second) == fits(first)  # seconds included: the cached run's own
     other_seed = _run_jobs([(X, X @ Q, setup, 2, 20, "(t)")], 1)
     assert {r["reused"] for r in other_seed[0]} == {False}
+
+
+def _package(root, body: str) -> None:
+    (root / "sub").mkdir(parents=True, exist_ok=True)
+    (root / "__init__.py").write_text('"""A package."""\n')
+    (root / "sub" / "fit.py").write_text(body)
+
+
+def test_comments_docstrings_and_layout_keep_the_fingerprint_code_changes_it(tmp_path):
+    _package(tmp_path, "def fit(x):\n    return x * 3\n")
+    before = source_fingerprint(tmp_path)
+    _package(
+        tmp_path,
+        '"""Fits."""\n\n\ndef fit(x):\n    """Three times x."""\n    # the factor\n    return (x *\n            3)\n',
+    )
+    assert source_fingerprint(tmp_path) == before
+    _package(tmp_path, "def fit(x):\n    return x * 4\n")
+    assert source_fingerprint(tmp_path) != before
+    (tmp_path / "sub" / "fit.py").rename(tmp_path / "sub" / "other.py")
+    assert source_fingerprint(tmp_path) != before
+
+
+def test_a_string_that_is_not_a_docstring_is_code(tmp_path):
+    _package(tmp_path, 'def fit(x):\n    y = "three"\n    return y\n')
+    before = source_fingerprint(tmp_path)
+    _package(tmp_path, 'def fit(x):\n    y = "four"\n    return y\n')
+    assert source_fingerprint(tmp_path) != before
+
+
+def test_a_module_that_does_not_parse_is_named(tmp_path):
+    _package(tmp_path, "def fit(x) return x\n")
+    with pytest.raises(SyntaxError, match="fit.py"):
+        source_fingerprint(tmp_path)

@@ -6,10 +6,12 @@ records. This module stores each job's records under ``<home>/experiments/<exper
 
 * the input arrays (shape, dtype and bytes),
 * the job's settings (any JSON value: budgets, methods, seed...),
-* the source code of the installed ``latentalign`` package (every ``.py`` file),
+* the code of the installed ``latentalign`` package (every ``.py`` file, without its comments and
+  docstrings: :func:`behaviour_source`),
 
-so a cached record is reused only when rerunning would compute the same thing. Any library change (a
-default, a bug fix) invalidates every entry; a change of a config's page text (its notes) does not.
+so a cached record is reused only when rerunning would compute the same thing. Any change of library code
+(a default, a bug fix) invalidates every entry; a change of a comment, a docstring or a config's page
+text (its notes) does not.
 An interrupted run keeps the jobs it finished, and writing the notes of a page after its run costs
 nothing to render.
 
@@ -34,6 +36,7 @@ Examples
 
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
 import json
@@ -47,7 +50,7 @@ import numpy as np
 from latentalign._paths import home_dir
 from latentalign.store.files import atomic_write_bytes
 
-__all__ = ["code_fingerprint", "job_key", "cache_path", "cached_job"]
+__all__ = ["behaviour_source", "source_fingerprint", "code_fingerprint", "job_key", "cache_path", "cached_job"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,16 +58,58 @@ _PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 _FORMAT = 1
 
 
-@functools.lru_cache(maxsize=1)
-def code_fingerprint() -> str:
-    """SHA-256 of the source of every ``.py`` file of the ``latentalign`` package (paths and contents)."""
+def behaviour_source(source: str | bytes, filename: str = "<source>") -> str:
+    r"""A module's syntax tree without its docstrings, as text: what the module does, not how it reads.
+
+    Comments, docstrings and layout do not change what a fit computes, so they are left out of
+    :func:`code_fingerprint`; editing a comment or a docstring after a long run keeps its cached fits.
+
+    Parameters
+    ----------
+    source : str or bytes
+        Python source of one module.
+    filename : str, default "<source>"
+        Named in the ``SyntaxError`` of a file that does not parse.
+
+    Returns
+    -------
+    str
+        ``ast.dump`` of the tree with every module, class and function docstring removed.
+
+    Examples
+    --------
+    >>> behaviour_source("def f(x):\n    'Twice x.'\n    return 2 * x  # doubled") == behaviour_source(
+    ...     "def f(x): return 2 * x"
+    ... )
+    True
+    >>> behaviour_source("def f(x): return 2 * x") == behaviour_source("def f(x): return 3 * x")
+    False
+    """
+    tree = ast.parse(source, filename=filename)
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+            and ast.get_docstring(node, clean=False) is not None
+        ):
+            node.body = node.body[1:] or [ast.Pass()]
+    return ast.dump(tree, include_attributes=False)
+
+
+def source_fingerprint(root: Path) -> str:
+    """SHA-256 of every ``.py`` file under ``root``: relative paths and :func:`behaviour_source` texts."""
     digest = hashlib.sha256()
-    for path in sorted(_PACKAGE_ROOT.rglob("*.py")):
-        digest.update(path.relative_to(_PACKAGE_ROOT).as_posix().encode())
+    for path in sorted(Path(root).rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode())
         digest.update(b"\0")
-        digest.update(path.read_bytes())
+        digest.update(behaviour_source(path.read_bytes(), str(path)).encode())
         digest.update(b"\0")
     return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """:func:`source_fingerprint` of the installed ``latentalign`` package (computed once per process)."""
+    return source_fingerprint(_PACKAGE_ROOT)
 
 
 def job_key(arrays: Sequence[np.ndarray], settings: Any) -> str:
