@@ -109,3 +109,42 @@ def test_identity_start_needs_one_dimension():
         unsupervised_alignment(X, X, identity_start="yes")
     with pytest.raises(ValueError, match=r"identity_start='yes' is not supported"):
         UnsupervisedAligner(identity_start="yes").fit(X, X)
+
+
+def test_known_pairs_judge_the_starts_and_confirm_a_map_they_never_entered():
+    X, Y, Q = _planted()
+    truth = np.argmax((X @ Q) @ Y.T - 0.5 * (Y**2).sum(1), axis=1)  # Y's row nearest to each x Q: its counterpart
+    pairs = np.stack([np.arange(6), truth[:6]], 1)
+    plain = unsupervised_alignment(X, Y, n_init=2, identity_start=False, max_starts=6, screen_iter=40)
+    judged = unsupervised_alignment(
+        X, Y, n_init=2, identity_start=False, max_starts=6, screen_iter=40, judge_pairs=pairs
+    )
+    assert len(judged.restarts) == 2  # the first starts' maps put every pair at rank 1: confirmed
+    assert [r["pair_hits"] for r in judged.restarts] == [6, 6]
+    assert all(r["pair_mrr"] == 1.0 for r in judged.restarts)
+    # the pairs only judged: the map is the one found without them
+    assert np.allclose(judged.W.numpy(), plain.W.numpy())
+    assert np.allclose(judged.W.numpy(), Q, atol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore:unsupervised_alignment stopped after max_iter")
+def test_starts_the_pairs_do_not_confirm_are_screened_up_to_max_starts_and_said_so():
+    X, Y, _ = _planted()
+    wrong = np.stack([np.arange(8), np.arange(8)], 1)  # not the planted counterparts
+    with pytest.warns(ConvergenceWarning, match=r"none of the 4 screened starts' maps put 4 of the 8 known pairs"):
+        fit = unsupervised_alignment(
+            X, Y, n_init=2, identity_start=False, max_starts=4, screen_iter=10, max_iter=10, judge_pairs=wrong
+        )
+    assert len(fit.restarts) == 4
+    chosen = [r for r in fit.restarts if r["chosen"]][0]
+    assert chosen["pair_mrr"] == max(r["pair_mrr"] for r in fit.restarts)
+
+
+def test_judge_pairs_are_validated():
+    X, Y, _ = _planted(n=100)
+    with pytest.raises(ValueError, match="judge_pairs must hold at least 2 known pairs"):
+        unsupervised_alignment(X, Y, n_init=2, judge_pairs=[[0, 0]])
+    with pytest.raises(ValueError, match="pairs"):
+        unsupervised_alignment(X, Y, n_init=2, judge_pairs=[[0, 0], [1, 500]])
+    with pytest.raises(ValueError, match="judge_pairs must hold at least 2 known pairs"):
+        UnsupervisedAligner(n_init=2).fit(X, Y, judge_pairs=[[0, 0]])

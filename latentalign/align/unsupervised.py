@@ -106,7 +106,11 @@ class UnsupervisedAligner(PreprocessedMapAligner):
     restarts_ : list of dict
         One entry per start: ``seed``, ``start``, ``score`` (after screening), ``n_iter``, ``chosen``,
         ``gap`` (relative distance of its screened map to the chosen one's) and ``agreement`` (share of
-        the chosen screened map's mutual matches it found too).
+        the chosen screened map's mutual matches it found too); with ``judge_pairs``, also
+        ``pair_hits`` and ``pair_mrr`` (how its screened map ranks the known pairs).
+    confirmed_ : bool
+        Whether the chosen start was confirmed (found again by another start, a standout score, or the
+        known pairs of ``judge_pairs``); False with a single start.
     score_ : float
         Unsupervised score of the chosen map.
     converged_ : bool
@@ -189,7 +193,7 @@ class UnsupervisedAligner(PreprocessedMapAligner):
         check_number(self.time_budget, "time_budget", low=0.0, allow_none=True)
         check_number(self.random_state, "random_state", integer=True)
 
-    def fit(self, X: ArrayLike, Y: ArrayLike) -> UnsupervisedAligner:
+    def fit(self, X: ArrayLike, Y: ArrayLike, *, judge_pairs: ArrayLike | None = None) -> UnsupervisedAligner:
         """Fit from unpaired rows of ``X`` (source) and ``Y`` (target).
 
         Parameters
@@ -197,6 +201,12 @@ class UnsupervisedAligner(PreprocessedMapAligner):
         X : array of shape (n_x, d_x)
         Y : array of shape (n_y, d_y)
             Not paired row by row; most important rows first.
+        judge_pairs : array of shape (m, 2), optional
+            Known pairs ``(row of X, row of Y)`` that only judge the screened starts (with ``n_init > 1``)
+            and never enter a map fit: the start whose map ranks them best is chosen, and starts are
+            screened until one puts half of them (at least 2) at rank 1, up to ``max_starts``. See
+            :func:`~latentalign.functional.unsupervised.unsupervised_alignment`. To fit on known pairs, use
+            :class:`~latentalign.align.ot.OTAligner`.
 
         Returns
         -------
@@ -246,6 +256,7 @@ class UnsupervisedAligner(PreprocessedMapAligner):
                 agree_share=self.agree_share,
                 time_budget=self.time_budget,
                 random_state=self.random_state,
+                judge_pairs=judge_pairs,
                 label="UnsupervisedAligner",
                 on_start=screening,
                 on_round=rounds,
@@ -265,6 +276,7 @@ class UnsupervisedAligner(PreprocessedMapAligner):
         self.dictionary_ = torch.stack([result.rows.cpu(), result.cols.cpu()], 1)
         self.history_ = result.history
         self.restarts_ = result.restarts
+        self.confirmed_ = result.confirmed
         self.score_ = result.score
         self.converged_ = result.converged
         self.n_iter_ = result.n_iter
