@@ -59,9 +59,15 @@ from latentalign.exceptions import ConvergenceWarning, IllConditionedWarning
 from latentalign.functional.ot_rounds import (
     MIN_MAP_ROWS,
     OT_ROUND_METHODS,
+    OTRounds,
     check_ot_rounds_options,
     check_pairs,
     ot_alignment_rounds,
+)
+from latentalign.functional.self_learning import (
+    MIN_ROUTE_CHECK_PAIRS,
+    ROUTE_CHECK_SHARE,
+    set_aside_pairs,
 )
 from latentalign.preprocessing import make_preprocessor
 
@@ -114,13 +120,14 @@ _ROUND_OPTIONS = (
 )
 #: The zero-pair route: UnsupervisedAligner's.
 UNSUPERVISED = "unsupervised"
-#: Starts of the zero-pair route when it is a candidate beside self-learning from fewer pairs than dimensions.
-#: All of them are screened: the pairs, not the unsupervised score, judge the result. Three starts were too
-#: few on GloVe-50 -> fastText-fr words with 5 pairs and shuffled free rows (R@1 0.10 and 0.03 on two seeds,
-#: against 0.69 and 0.74 with eight). Over the 1,460 fits of the few_and_no_pairs page, eight starts
-#: changed 13 R@1 values: 11 rose and 2 fell (the larger fall: MiniLM -> MPNet captions, 10 pairs and
-#: disjoint free rows, one seed, 0.24 -> 0.04).
-CANDIDATE_STARTS = 8
+#: Most starts of the zero-pair route when it is a candidate beside self-learning from fewer pairs than
+#: dimensions; the known pairs judge them and stop the screening once they confirm one. On GloVe-50 ->
+#: fastText-fr words with 5 and 10 pairs and shuffled free rows, a start succeeded about one time in eight
+#: to twenty (failed starts scored 0.14, good ones 0.20-0.24): eight unjudged starts left 4 of those 10
+#: fits at R@1 0.03-0.10, judged starts up to 24 none (0.59-0.73).
+CANDIDATE_STARTS = 24
+#: Starts screened before the known pairs may stop the screening of the candidate.
+CANDIDATE_FIRST_STARTS = 4
 #: Known pairs from which the zero-pair route is no longer fitted as a candidate. It costs a zero-pair fit,
 #: and from 25 pairs on, self-learning or soft matching alone reached 0.97-0.98 R@1 on shuffled free rows
 #: (MiniLM-L6 -> MPNet captions, MiniLM-L6 -> L3 words); at 100 pairs the candidate, chosen on 20 set-aside
@@ -161,11 +168,18 @@ class OTAligner(PreprocessedMapAligner):
         ``"sinkhorn"``. Measured with no pair: MiniLM-L6 -> MPNet on 475 captions, R@1 (CSLS) 0.97
         against 0.08 for Sinkhorn rounds from a Gromov-Wasserstein start; MiniLM-L6 -> L3 on 900 words,
         0.99 against 0.004. When ``"auto"`` takes self-learning from fewer than 25 pairs (and fewer than
-        the source dimensions; ``init="auto"``), the zero-pair route (8 starts) is fitted too,
-        without the pairs, and the known pairs judge it against self-learning (step 7 of
-        :func:`~latentalign.functional.self_learning.seeded_self_learning`); the route taken is in
-        ``history_[0]["validation"]["route"]``. Measured with 5 pairs and the other items shuffled:
-        MiniLM-L6 -> MPNet captions, R@1 (CSLS) 0.93-0.98 against 0.05-0.13 for self-learning alone.
+        the source dimensions; ``init="auto"``), the zero-pair route is fitted too, without the pairs in
+        any fit, but with the pairs judging its starts (``judge_pairs`` of
+        :meth:`UnsupervisedAligner.fit <latentalign.align.unsupervised.UnsupervisedAligner.fit>`; up to 24
+        starts). A map the pairs confirm is taken as it is
+        (``history_[0]["validation"]["confirmed_by_pairs"]``); otherwise the pairs judge it against
+        self-learning (step 7 of :func:`~latentalign.functional.self_learning.seeded_self_learning`); the
+        route taken is in ``history_[0]["validation"]["route"]``. Measured with 5 pairs and the other
+        items shuffled, R@1 (CSLS) over 5 seeds: MiniLM-L6 -> MPNet captions 0.93-0.98 against 0.05-0.13
+        for self-learning alone; GloVe-50 -> fastText-fr words 0.69-0.73 on every seed, where unjudged
+        starts failed on 2 seeds of 5 (0.03). A fit warns (``ConvergenceWarning``) when the unpaired rows
+        did not help (the pairs alone were kept) or when the known pairs that judged the route rank their
+        targets poorly under it (mean reciprocal rank below 0.5).
     reg : float, default 0.05
         Entropic regularisation relative to the mean cost (``"sinkhorn"``; ``"gw"`` when > 0, with
         ``reg=0`` running exact GW; ignored by ``"emd"``). Entropic GW needs small values (about 1e-3 to
@@ -378,10 +392,23 @@ class OTAligner(PreprocessedMapAligner):
 
         options = self._round_options(method)
         Xp, Yp = prep_x._forward(Xt), prep_y._forward(Yt)
-        candidates = None
+        candidates: dict[str, tuple[Any, Any]] | None = None
+        route: UnsupervisedAligner | None = None
+        confirmed: dict[str, Any] | None = None
         few = P.shape[0] < min(Xp.shape[1], CANDIDATE_PAIRS_BELOW)
         if self.method == "auto" and method == "self-learning" and self.init == "auto" and few:
-            candidates = {UNSUPERVISED: self._unsupervised_candidate(Xp, Yp)}
+            route, n_judging = self._unsupervised_candidate(Xp, Yp, P)
+            candidates = {UNSUPERVISED: (route.map_._transform, route.map_)}
+            if route.confirmed_:
+                chosen = next(entry for entry in route.restarts_ if entry["chosen"])
+                confirmed = {
+                    "route": UNSUPERVISED,
+                    "confirmed_by_pairs": True,
+                    "pair_hits": chosen["pair_hits"],
+                    "pair_mrr": chosen["pair_mrr"],
+                    "n_pairs_judging": n_judging,
+                    "n_pairs_set_aside": 0,
+                }
         desc = f"OTAligner ({method}, {Xt.shape[0]} x {Yt.shape[0]} rows, {P.shape[0]} pairs)"
         with (
             RoundProgress(desc, logger=logger, total=options["n_iter"], keys=_SHOWN) as progress,
@@ -389,17 +416,21 @@ class OTAligner(PreprocessedMapAligner):
         ):
             # the rounds fit many intermediate maps on few rows; only the final map's conditioning matters
             warnings.simplefilter("always", IllConditionedWarning)
-            rounds = ot_alignment_rounds(
-                Xp,
-                Yp,
-                fit_map,
-                pairs=P,
-                **options,
-                label="OTAligner",
-                on_round=progress,
-                candidates=candidates,
-                fit_alone=fit_alone if method == "self-learning" else None,
-            )
+            if confirmed is not None and route is not None:
+                # the known pairs, which its fits never saw, confirmed the zero-pair map: taken as it is
+                rounds = _confirmed_route(route, P, confirmed, Xp.shape[0])
+            else:
+                rounds = ot_alignment_rounds(
+                    Xp,
+                    Yp,
+                    fit_map,
+                    pairs=P,
+                    **options,
+                    label="OTAligner",
+                    on_round=progress,
+                    candidates=candidates,
+                    fit_alone=fit_alone if method == "self-learning" else None,
+                )
             progress.outcome = "converged" if rounds.converged else "not converged"
         ill = [w for w in caught if issubclass(w.category, IllConditionedWarning)]
         for w in caught:
@@ -420,20 +451,30 @@ class OTAligner(PreprocessedMapAligner):
         self.n_features_out_ = int(Yt.shape[1])
         return self
 
-    def _unsupervised_candidate(self, Xp: torch.Tensor, Yp: torch.Tensor) -> tuple[Any, Aligner]:
-        """The zero-pair route on the preprocessed rows, as a candidate the known pairs judge.
+    def _unsupervised_candidate(
+        self, Xp: torch.Tensor, Yp: torch.Tensor, P: torch.Tensor
+    ) -> tuple[UnsupervisedAligner, int]:
+        """The zero-pair route on the preprocessed rows, as a candidate the known pairs judge, and how many judged.
 
-        It screens ``CANDIDATE_STARTS`` starts and no more: the pairs, not the unsupervised score,
-        decide whether it is kept.
+        No known pair enters its fits, but they judge its starts: screening goes on until the pairs confirm
+        a start's map (:func:`~latentalign.functional.unsupervised.unsupervised_alignment`,
+        ``judge_pairs``), up to ``CANDIDATE_STARTS``. The pairs the route check sets aside take no part, so
+        that check stays fair when the candidate goes to it unconfirmed.
         """
+        judge = P
+        if P.shape[0] >= MIN_ROUTE_CHECK_PAIRS:
+            judge = set_aside_pairs(P, ROUTE_CHECK_SHARE, self.random_state)[1]
         route = UnsupervisedAligner(
-            csls_k=self.csls_k, max_starts=CANDIDATE_STARTS, n_init=CANDIDATE_STARTS, random_state=self.random_state
+            csls_k=self.csls_k,
+            n_init=CANDIDATE_FIRST_STARTS,
+            max_starts=CANDIDATE_STARTS,
+            random_state=self.random_state,
         )
         with warnings.catch_warnings():
-            # whether its start was confirmed does not matter here: the known pairs judge the map
+            # whether its start was confirmed does not matter here: the route check judges the map
             warnings.simplefilter("ignore", ConvergenceWarning)
-            route.fit(Xp, Yp)
-        return route.map_._transform, route.map_
+            route.fit(Xp, Yp, judge_pairs=judge)
+        return route, int(judge.shape[0])
 
     def _fit_unsupervised(self, Xt: torch.Tensor, Yt: torch.Tensor) -> OTAligner:
         """The zero-pair route: :class:`UnsupervisedAligner`'s fit, its map refitted when ``refine="affine"``."""
@@ -463,3 +504,20 @@ class OTAligner(PreprocessedMapAligner):
         self.n_features_in_ = int(Xt.shape[1])
         self.n_features_out_ = int(Yt.shape[1])
         return self
+
+
+def _confirmed_route(route: UnsupervisedAligner, P: torch.Tensor, scores: dict[str, Any], n_x: int) -> OTRounds:
+    """The zero-pair candidate taken as the result: its map, its dictionary plus the known pairs as matches."""
+    matches = torch.full((n_x,), -1, dtype=torch.long)
+    matches[route.dictionary_[:, 0]] = route.dictionary_[:, 1]
+    matches[P[:, 0].cpu()] = P[:, 1].cpu()
+    history = [{"step": UNSUPERVISED, **entry} for entry in route.history_]
+    history[0]["validation"] = scores
+    return OTRounds(
+        map=route.map_,
+        transform=route.map_._transform,
+        matches=matches,
+        history=history,
+        converged=bool(route.converged_),
+        n_iter=int(route.n_iter_),
+    )

@@ -36,9 +36,14 @@ __all__ = [
     "mutual_csls_tensors",
     "pairs_mrr",
     "self_learning_rounds",
+    "set_aside_pairs",
 ]
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
+#: Fewest known pairs from which :func:`seeded_self_learning` sets some aside to check its route.
+MIN_ROUTE_CHECK_PAIRS = 10
+#: Share of the known pairs it sets aside then (its ``validation`` default).
+ROUTE_CHECK_SHARE = 0.2
 
 
 def mutual_csls_tensors(Z: torch.Tensor, Y: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -331,7 +336,7 @@ def seeded_self_learning(
     tol: float = 1e-3,
     confidence: float | None = 0.1,
     n_folds: int = 5,
-    validation: float | None = 0.2,
+    validation: float | None = ROUTE_CHECK_SHARE,
     random_state: int = 0,
     label: str = "seeded_self_learning",
     on_round: OnRound | None = None,
@@ -437,7 +442,11 @@ def seeded_self_learning(
     Warns
     -----
     ConvergenceWarning
-        When ``max_iter`` rounds end with the map still changing by more than ``tol``.
+        When ``max_iter`` rounds end with the map still changing by more than ``tol``; when the route
+        check keeps the pairs alone (the unpaired rows did not help); and when the known pairs that
+        judged the route taken (set aside, or with fewer than 10 pairs its held-out folds or, for a
+        candidate, all of them) rank their own targets at a mean reciprocal rank below
+        ``WEAK_ROUTE_MRR`` (the map may have failed).
 
     Examples
     --------
@@ -482,7 +491,7 @@ def seeded_self_learning(
         "label": label,
         "on_round": on_round,
     }
-    if validation is not None and P.shape[0] >= 10:
+    if validation is not None and P.shape[0] >= MIN_ROUTE_CHECK_PAIRS:
         return _validated_route(X, Y, fit_map, P, float(validation), options, candidates or {}, fit_alone or fit_map)
     if candidates:
         out = seeded_self_learning(X, Y, fit_map, pairs=P, validation=None, **options)
@@ -493,6 +502,13 @@ def seeded_self_learning(
         best = max(candidates, key=lambda name: judged[name])
         taken = best if own is not None and judged[best] > own else "self-learning"
         out.history[0]["validation"] = {**judged, "n_pairs_set_aside": 0, "route": taken}
+        if judged[taken] is not None:
+            how = (
+                f"self-learning ranked the targets of its {P.shape[0]} known pairs, each fold held out in turn,"
+                if taken == "self-learning"
+                else f"the {taken} map ranked the targets of the {P.shape[0]} known pairs, which none of its fits used,"
+            )
+            _warn_if_weak(label, float(judged[taken]), how)
         if taken == "self-learning":
             return out
         return _fixed_map(*candidates[taken], P, out.history[0]["validation"])
@@ -615,6 +631,26 @@ TRANSPORT_ROUTES = {
 }
 
 
+def set_aside_pairs(pairs: torch.Tensor, share: float, random_state: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The known pairs the route check of :func:`seeded_self_learning` sets aside, and the others.
+
+    ``max(2, round(share * m))`` of the ``m`` pairs, drawn with the seed ``random_state + 1``; a map that
+    must not see the set-aside pairs (a candidate of step 7) can be judged on the others.
+
+    Examples
+    --------
+    >>> import torch
+    >>> P = torch.stack([torch.arange(10), torch.arange(10)], 1)
+    >>> val, train = set_aside_pairs(P, 0.2, random_state=0)
+    >>> val.shape[0], train.shape[0], sorted(torch.cat([val, train])[:, 0].tolist()) == list(range(10))
+    (2, 8, True)
+    """
+    gen = torch.Generator().manual_seed(int(random_state) + 1)
+    order = torch.randperm(pairs.shape[0], generator=gen).to(pairs.device)
+    n_val = max(2, round(share * pairs.shape[0]))
+    return pairs[order[:n_val]], pairs[order[n_val:]]
+
+
 def pairs_mrr(
     transform: Transform, X: torch.Tensor, Y: torch.Tensor, pairs: torch.Tensor, free_y: torch.Tensor
 ) -> float:
@@ -639,7 +675,10 @@ def pairs_mrr(
 def _fixed_map(
     transform: Transform, fitted: Any, P: torch.Tensor, scores: dict[str, Any], n_iter: int = 0
 ) -> SelfLearningRounds:
-    """A route's map taken as the result without self-learning rounds (the known pairs as its matches)."""
+    """A route's map taken as the result without self-learning rounds (the known pairs as its matches).
+
+    ``scores`` goes into ``history[0]["validation"]``, where the route and the scores that chose it are kept.
+    """
     history: list[dict[str, Any]] = [
         {
             "round": 0,
@@ -669,10 +708,8 @@ def _validated_route(
     fit_alone: FitMap,
 ) -> SelfLearningRounds:
     """Step 6 of :func:`seeded_self_learning`: self-learning, soft matching or the pairs alone, chosen on set-aside pairs."""
-    gen = torch.Generator().manual_seed(int(options["random_state"]) + 1)
-    order = torch.randperm(P.shape[0], generator=gen).to(P.device)
-    n_val = max(2, round(share * P.shape[0]))
-    val, train = P[order[:n_val]], P[order[n_val:]]
+    val, train = set_aside_pairs(P, share, int(options["random_state"]))
+    n_val = val.shape[0]
     fy = options["rows_y"]
     if fy is None:
         fy = _free(Y.shape[0], P[:, 1])
@@ -702,6 +739,12 @@ def _validated_route(
     routes.update({name: mrr(transform) for name, (transform, _) in candidates.items()})
     route = max(routes, key=lambda name: routes[name])  # the first of equal scores: self-learning
     scores: dict[str, Any] = {**routes, "n_pairs_set_aside": n_val, "route": route}
+    if route != "pairs alone":  # which says so itself
+        how = (
+            f"fitted on {train.shape[0]} of the known pairs, the route taken ({route}) ranked the targets of the "
+            f"{n_val} set aside"
+        )
+        _warn_if_weak(str(options["label"]), routes[route], how, refitted=P.shape[0])
     if route in candidates:
         return _fixed_map(*candidates[route], P, scores)
     if route == "self-learning":
@@ -710,6 +753,17 @@ def _validated_route(
         return out
     n_rounds = 0
     if route == "pairs alone":
+        warnings.warn(
+            f"{options['label']}: the unpaired rows did not help. On the {n_val} known pairs set aside to choose the "
+            f"route, the map of the other {train.shape[0]} pairs alone ranked their targets best (mean reciprocal "
+            f"rank {routes['pairs alone']:.2f}; routes that match the free rows: "
+            f"{', '.join(f'{name} {score:.2f}' for name, score in routes.items() if name != 'pairs alone')}), so "
+            f"the map is that of the {P.shape[0]} pairs alone, which leaves every direction they do not span "
+            "unfitted when they are fewer than the dimensions. Add known pairs, or unpaired rows of the same "
+            "items on both sides.",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
         transform, fitted = fit_alone(X[P[:, 0]], Y[P[:, 1]])
     else:
         fx_all = _free(X.shape[0], P[:, 0]) if options["rows_x"] is None else options["rows_x"]
@@ -725,6 +779,29 @@ def _validated_route(
             n_rounds=n_rounds,
         )
     return _fixed_map(transform, fitted, P, scores, n_rounds)
+
+
+#: Mean reciprocal rank of the known pairs that judged the route taken below which the fit warns that it
+#: may have failed (most of their targets are then not the nearest).
+WEAK_ROUTE_MRR = 0.5
+
+
+def _warn_if_weak(label: str, score: float, how: str, refitted: int | None = None) -> None:
+    """Warn that the map may have failed when the known pairs that judged it rank their targets poorly.
+
+    ``how`` says who ranked which pairs; ``refitted``: the pairs the final map is refitted on, when the
+    judged map saw fewer.
+    """
+    if score >= WEAK_ROUTE_MRR:
+        return
+    again = f" Refitted on all {refitted} pairs it may do better." if refitted is not None else ""
+    warnings.warn(
+        f"{label}: the map may have failed: {how} at a mean reciprocal rank of {score:.2f} < {WEAK_ROUTE_MRR} "
+        f"(most of them are not the nearest target).{again} Check the map on pairs you hold out, or add known "
+        "pairs; unpaired rows of different items on the two sides help less than the same items would.",
+        ConvergenceWarning,
+        stacklevel=4,
+    )
 
 
 def _cosines(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
