@@ -782,7 +782,9 @@ def _validated_route(
 
 
 #: Mean reciprocal rank of the known pairs that judged the route taken below which the fit warns that it
-#: may have failed (most of their targets are then not the nearest).
+#: may have failed (most of their targets are then not the nearest). On GloVe-50 -> fastText-fr words with
+#: 10 pairs and disjoint free rows (R@1 0.03-0.34 over five seeds), three routes taken scored 0.05-0.08
+#: on their 2 set-aside pairs and two fits kept the pairs alone.
 WEAK_ROUTE_MRR = 0.5
 
 
