@@ -393,22 +393,14 @@ class OTAligner(PreprocessedMapAligner):
         options = self._round_options(method)
         Xp, Yp = prep_x._forward(Xt), prep_y._forward(Yt)
         candidates: dict[str, tuple[Any, Any]] | None = None
-        route: UnsupervisedAligner | None = None
-        confirmed: dict[str, Any] | None = None
+        confirmed: OTRounds | None = None
         few = P.shape[0] < min(Xp.shape[1], CANDIDATE_PAIRS_BELOW)
         if self.method == "auto" and method == "self-learning" and self.init == "auto" and few:
             route, n_judging = self._unsupervised_candidate(Xp, Yp, P)
-            candidates = {UNSUPERVISED: (route.map_._transform, route.map_)}
             if route.confirmed_:
-                chosen = next(entry for entry in route.restarts_ if entry["chosen"])
-                confirmed = {
-                    "route": UNSUPERVISED,
-                    "confirmed_by_pairs": True,
-                    "pair_hits": chosen["pair_hits"],
-                    "pair_mrr": chosen["pair_mrr"],
-                    "n_pairs_judging": n_judging,
-                    "n_pairs_set_aside": 0,
-                }
+                confirmed = _confirmed_route(route, P, n_judging, Xp.shape[0])
+            else:
+                candidates = {UNSUPERVISED: (route.map_._transform, route.map_)}
         desc = f"OTAligner ({method}, {Xt.shape[0]} x {Yt.shape[0]} rows, {P.shape[0]} pairs)"
         with (
             RoundProgress(desc, logger=logger, total=options["n_iter"], keys=_SHOWN) as progress,
@@ -416,9 +408,9 @@ class OTAligner(PreprocessedMapAligner):
         ):
             # the rounds fit many intermediate maps on few rows; only the final map's conditioning matters
             warnings.simplefilter("always", IllConditionedWarning)
-            if confirmed is not None and route is not None:
+            if confirmed is not None:
                 # the known pairs, which its fits never saw, confirmed the zero-pair map: taken as it is
-                rounds = _confirmed_route(route, P, confirmed, Xp.shape[0])
+                rounds = confirmed
             else:
                 rounds = ot_alignment_rounds(
                     Xp,
@@ -480,18 +472,13 @@ class OTAligner(PreprocessedMapAligner):
         """The zero-pair route: :class:`UnsupervisedAligner`'s fit, its map refitted when ``refine="affine"``."""
         route = UnsupervisedAligner(csls_k=self.csls_k, preprocess=self.preprocess, random_state=self.random_state)
         route.fit(Xt, Yt)
-        # The dictionary is the union of both directions' matches; the pairs found in both are the sure ones.
-        unique, counts = route.dictionary_.unique(dim=0, return_counts=True)
-        mutual = unique[counts > 1] if int((counts > 1).sum()) >= MIN_MAP_ROWS else unique
+        matches, mutual = _dictionary_matches(route.dictionary_, Xt.shape[0])
         self.map_ = route.map_
         if self.refine != "procrustes":
             # A least-squares map is pulled off by the few wrong matches of the union (1.3 % on a planted
             # problem moved it 20 times further from the truth); the mutual pairs had none there.
             Xp, Yp = route.preprocess_x_._forward(Xt), route.preprocess_y_._forward(Yt)
             self.map_ = make_map(self.refine).fit(Xp[mutual[:, 0].to(Xp.device)], Yp[mutual[:, 1].to(Yp.device)])
-        matches = torch.full((Xt.shape[0],), -1, dtype=torch.long)
-        matches[unique[:, 0]] = unique[:, 1]
-        matches[mutual[:, 0]] = mutual[:, 1]
         self.method_ = UNSUPERVISED
         self.preprocess_x_ = route.preprocess_x_
         self.preprocess_y_ = route.preprocess_y_
@@ -506,10 +493,32 @@ class OTAligner(PreprocessedMapAligner):
         return self
 
 
-def _confirmed_route(route: UnsupervisedAligner, P: torch.Tensor, scores: dict[str, Any], n_x: int) -> OTRounds:
-    """The zero-pair candidate taken as the result: its map, its dictionary plus the known pairs as matches."""
+def _dictionary_matches(dictionary: torch.Tensor, n_x: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each source row's match in an unsupervised dictionary (-1: none), and the dictionary's mutual pairs.
+
+    The dictionary is the union of both directions' matches; the pairs found in both are the sure ones,
+    and a row's mutual match wins over its one-way match.
+    """
+    unique, counts = dictionary.unique(dim=0, return_counts=True)
+    mutual = unique[counts > 1] if int((counts > 1).sum()) >= MIN_MAP_ROWS else unique
     matches = torch.full((n_x,), -1, dtype=torch.long)
-    matches[route.dictionary_[:, 0]] = route.dictionary_[:, 1]
+    matches[unique[:, 0]] = unique[:, 1]
+    matches[mutual[:, 0]] = mutual[:, 1]
+    return matches, mutual
+
+
+def _confirmed_route(route: UnsupervisedAligner, P: torch.Tensor, n_judging: int, n_x: int) -> OTRounds:
+    """The zero-pair candidate the known pairs confirmed, as the result: its map, its matches plus the pairs."""
+    chosen = next(entry for entry in route.restarts_ if entry["chosen"])
+    scores = {
+        "route": UNSUPERVISED,
+        "confirmed_by_pairs": True,
+        "pair_hits": chosen["pair_hits"],
+        "pair_mrr": chosen["pair_mrr"],
+        "n_pairs_judging": n_judging,
+        "n_pairs_set_aside": 0,
+    }
+    matches, _ = _dictionary_matches(route.dictionary_, n_x)
     matches[P[:, 0].cpu()] = P[:, 1].cpu()
     history = [{"step": UNSUPERVISED, **entry} for entry in route.history_]
     history[0]["validation"] = scores

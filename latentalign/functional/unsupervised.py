@@ -59,6 +59,7 @@ from latentalign.functional.blocks import one_torch_thread
 from latentalign.functional.ot import gw_loss, gw_plan_tensors
 from latentalign.functional.ot_rounds import OnRound, check_pairs
 from latentalign.functional.procrustes import polar_factor
+from latentalign.functional.retrieval import retrieval_scores
 from latentalign.functional.self_learning import mutual_csls_tensors
 
 __all__ = [
@@ -438,11 +439,8 @@ def pair_retrieval(A: torch.Tensor, B: torch.Tensor, W: torch.Tensor, pairs: tor
     >>> pair_retrieval(B, B, torch.eye(6, dtype=torch.float64), pairs)
     (3, 1.0)
     """
-    mapped = torch.nn.functional.normalize(A[pairs[:, 0]] @ W.to(A.dtype), dim=1)
-    S = (mapped @ B.T).double()
-    true = S[torch.arange(pairs.shape[0]), pairs[:, 1]]
-    rank = (S > true[:, None]).sum(1)
-    return int((rank == 0).sum()), float((1.0 / (1.0 + rank.double())).mean())
+    found = retrieval_scores(A[pairs[:, 0]] @ W.to(A.dtype), B, gold=pairs[:, 1], k=1, ties="optimistic")
+    return round(found["recall@1"] * pairs.shape[0]), found["mrr"]
 
 
 def pairs_needed(n_pairs: int) -> int:
@@ -907,6 +905,7 @@ def unsupervised_alignment(
     confirmed = False  # a single start has nothing to confirm it
     rows, cols = starts[0][0], starts[0][1]
     seed, p = int(random_state), float(keep_prob)
+    n_judging = 0 if judge is None else judge.shape[0]
     if len(starts) > 1 or with_identity:
         best: UnsupervisedFit | None = None
         maps: list[torch.Tensor] = []
@@ -933,7 +932,6 @@ def unsupervised_alignment(
                 on_start(restarts[-1])
             maps.append(trial.W)
             dictionaries.append(screened_dictionary(A, B, trial.W, n=min(screen_size, vocab_cutoff), csls_k=csls_k))
-            n_judging = 0 if judge is None else judge.shape[0]
             if best is None or _ranking(restarts[-1], n_judging) > _ranking(
                 restarts[seed - int(random_state)], n_judging
             ):
