@@ -70,6 +70,7 @@ def refit(
     from latentalign.exceptions import ConvergenceWarning
     from latentalign.experiments.few_and_no_pairs_curves import (
         fit_aligner,
+        fit_route,
         retrieval_r1,
         split_items,
         training_rows,
@@ -82,10 +83,9 @@ def refit(
         warnings.simplefilter("always", ConvergenceWarning)
         model = fit_aligner(method, X[rows_x], Y[rows_y], pairs, seed)
     seconds = time.perf_counter() - start
-    validation = (getattr(model, "history_", None) or [{}])[0].get("validation") or {}
     return {
         "r1": retrieval_r1(model, method, X[test], Y[test])["r1_csls"],
-        "route": validation.get("route", getattr(model, "method_", "-")),
+        "route": fit_route(model)["route"] or getattr(model, "method_", "-"),
         "seconds": seconds,
         "warnings": sum(issubclass(w.category, ConvergenceWarning) for w in caught),
     }

@@ -157,6 +157,25 @@ def retrieval_r1(model: Any, name: str, X_test: np.ndarray, Y_test: np.ndarray) 
     }
 
 
+def fit_route(model: Any) -> dict[str, Any]:
+    """The route a fit took and the scores that chose it (``history_[0]["validation"]``; OTAligner only).
+
+    Returns ``{"route": name, "route_scores": {...}}``, or ``{"route": None}`` for a fit that chose no route.
+
+    Examples
+    --------
+    >>> class Fitted:
+    ...     history_ = [{"validation": {"route": "pairs alone", "pairs alone": 0.5, "n_pairs_set_aside": 2}}]
+    >>> fit_route(Fitted())["route"], fit_route(object())
+    ('pairs alone', {'route': None})
+    """
+    history = getattr(model, "history_", None) or [{}]
+    scores = history[0].get("validation")
+    if not scores:
+        return {"route": None}
+    return {"route": str(scores["route"]), "route_scores": {k: v for k, v in scores.items() if k != "route"}}
+
+
 def _plan(budgets: Sequence[int | str], methods: Sequence[str], n_pool: int) -> list[tuple[str, int, str]]:
     """(method, budget, unpaired setting) of every fit of one seed; ``"all"`` becomes ``n_pool``."""
     plan = []
@@ -241,6 +260,7 @@ def budget_curve(
                 try:
                     model = fit_aligner(method, X[rows_x], Y[rows_y], pairs, seed)
                     record.update(retrieval_r1(model, method, X[test], Y[test]))
+                    record.update(fit_route(model))
                     record["error"] = None
                 except Exception as exc:  # recorded on the page with its traceback's last line
                     record.update(r1_csls=None, r1_cosine=None)
