@@ -64,11 +64,6 @@ from latentalign.functional.ot_rounds import (
     check_pairs,
     ot_alignment_rounds,
 )
-from latentalign.functional.self_learning import (
-    MIN_ROUTE_CHECK_PAIRS,
-    ROUTE_CHECK_SHARE,
-    set_aside_pairs,
-)
 from latentalign.preprocessing import make_preprocessor
 
 __all__ = ["OTAligner", "check_pairs", "check_unpaired", "make_map"]
@@ -121,7 +116,8 @@ _ROUND_OPTIONS = (
 #: The zero-pair route: UnsupervisedAligner's.
 UNSUPERVISED = "unsupervised"
 #: Most starts of the zero-pair route when it is a candidate beside self-learning from fewer pairs than
-#: dimensions; the known pairs judge them and stop the screening once they confirm one. On GloVe-50 ->
+#: dimensions; the known pairs judge them and stop the screening once they confirm one (an unconfirmed
+#: candidate is dropped). On GloVe-50 ->
 #: fastText-fr words with 5 and 10 pairs and shuffled free rows, a start succeeded about one time in eight
 #: to twenty (failed starts scored 0.14, good ones 0.20-0.24): eight unjudged starts left 4 of those 10
 #: fits at R@1 0.03-0.10, judged starts up to 24 none (0.59-0.73).
@@ -172,9 +168,8 @@ class OTAligner(PreprocessedMapAligner):
         any fit, but with the pairs judging its starts (``judge_pairs`` of
         :meth:`UnsupervisedAligner.fit <latentalign.align.unsupervised.UnsupervisedAligner.fit>`; up to 24
         starts). A map the pairs confirm is taken as it is
-        (``history_[0]["validation"]["confirmed_by_pairs"]``); otherwise the pairs judge it against
-        self-learning (step 7 of :func:`~latentalign.functional.self_learning.seeded_self_learning`); the
-        route taken is in ``history_[0]["validation"]["route"]``. Measured with 5 pairs and the other
+        (``history_[0]["validation"]["confirmed_by_pairs"]``); one they do not confirm is dropped, and
+        self-learning runs from the pairs; the route taken is in ``history_[0]["validation"]["route"]``. Measured with 5 pairs and the other
         items shuffled, R@1 (CSLS) over 5 seeds: MiniLM-L6 -> MPNet captions 0.93-0.98 against 0.05-0.13
         for self-learning alone; GloVe-50 -> fastText-fr words 0.69-0.73 on every seed, where unjudged
         starts failed on 2 seeds of 5 (0.03). A fit warns (``ConvergenceWarning``) when the unpaired rows
@@ -392,15 +387,12 @@ class OTAligner(PreprocessedMapAligner):
 
         options = self._round_options(method)
         Xp, Yp = prep_x._forward(Xt), prep_y._forward(Yt)
-        candidates: dict[str, tuple[Any, Any]] | None = None
         confirmed: OTRounds | None = None
         few = P.shape[0] < min(Xp.shape[1], CANDIDATE_PAIRS_BELOW)
         if self.method == "auto" and method == "self-learning" and self.init == "auto" and few:
-            route, n_judging = self._unsupervised_candidate(Xp, Yp, P)
+            route = self._unsupervised_candidate(Xp, Yp, P)
             if route.confirmed_:
-                confirmed = _confirmed_route(route, P, n_judging, Xp.shape[0])
-            else:
-                candidates = {UNSUPERVISED: (route.map_._transform, route.map_)}
+                confirmed = _confirmed_route(route, P, Xp.shape[0])
         desc = f"OTAligner ({method}, {Xt.shape[0]} x {Yt.shape[0]} rows, {P.shape[0]} pairs)"
         with (
             RoundProgress(desc, logger=logger, total=options["n_iter"], keys=_SHOWN) as progress,
@@ -420,7 +412,6 @@ class OTAligner(PreprocessedMapAligner):
                     **options,
                     label="OTAligner",
                     on_round=progress,
-                    candidates=candidates,
                     fit_alone=fit_alone if method == "self-learning" else None,
                 )
             progress.outcome = "converged" if rounds.converged else "not converged"
@@ -443,19 +434,15 @@ class OTAligner(PreprocessedMapAligner):
         self.n_features_out_ = int(Yt.shape[1])
         return self
 
-    def _unsupervised_candidate(
-        self, Xp: torch.Tensor, Yp: torch.Tensor, P: torch.Tensor
-    ) -> tuple[UnsupervisedAligner, int]:
-        """The zero-pair route on the preprocessed rows, as a candidate the known pairs judge, and how many judged.
+    def _unsupervised_candidate(self, Xp: torch.Tensor, Yp: torch.Tensor, P: torch.Tensor) -> UnsupervisedAligner:
+        """The zero-pair route on the preprocessed rows, its starts judged by the known pairs.
 
         No known pair enters its fits, but they judge its starts: screening goes on until the pairs confirm
         a start's map (:func:`~latentalign.functional.unsupervised.unsupervised_alignment`,
-        ``judge_pairs``), up to ``CANDIDATE_STARTS``. The pairs the route check sets aside take no part, so
-        that check stays fair when the candidate goes to it unconfirmed.
+        ``judge_pairs``), up to ``CANDIDATE_STARTS``. A map they do not confirm is dropped: after that many
+        starts it has most likely failed, and the route check would judge it on the few pairs it sets
+        aside, where a failed map can win by chance.
         """
-        judge = P
-        if P.shape[0] >= MIN_ROUTE_CHECK_PAIRS:
-            judge = set_aside_pairs(P, ROUTE_CHECK_SHARE, self.random_state)[1]
         route = UnsupervisedAligner(
             csls_k=self.csls_k,
             n_init=CANDIDATE_FIRST_STARTS,
@@ -463,10 +450,10 @@ class OTAligner(PreprocessedMapAligner):
             random_state=self.random_state,
         )
         with warnings.catch_warnings():
-            # whether its start was confirmed does not matter here: the route check judges the map
+            # an unconfirmed start is not an error here: the route from the pairs is taken instead
             warnings.simplefilter("ignore", ConvergenceWarning)
-            route.fit(Xp, Yp, judge_pairs=judge)
-        return route, int(judge.shape[0])
+            route.fit(Xp, Yp, judge_pairs=P)
+        return route
 
     def _fit_unsupervised(self, Xt: torch.Tensor, Yt: torch.Tensor) -> OTAligner:
         """The zero-pair route: :class:`UnsupervisedAligner`'s fit, its map refitted when ``refine="affine"``."""
@@ -507,7 +494,7 @@ def _dictionary_matches(dictionary: torch.Tensor, n_x: int) -> tuple[torch.Tenso
     return matches, mutual
 
 
-def _confirmed_route(route: UnsupervisedAligner, P: torch.Tensor, n_judging: int, n_x: int) -> OTRounds:
+def _confirmed_route(route: UnsupervisedAligner, P: torch.Tensor, n_x: int) -> OTRounds:
     """The zero-pair candidate the known pairs confirmed, as the result: its map, its matches plus the pairs."""
     chosen = next(entry for entry in route.restarts_ if entry["chosen"])
     scores = {
@@ -515,7 +502,7 @@ def _confirmed_route(route: UnsupervisedAligner, P: torch.Tensor, n_judging: int
         "confirmed_by_pairs": True,
         "pair_hits": chosen["pair_hits"],
         "pair_mrr": chosen["pair_mrr"],
-        "n_pairs_judging": n_judging,
+        "n_pairs_judging": int(P.shape[0]),
         "n_pairs_set_aside": 0,
     }
     matches, _ = _dictionary_matches(route.dictionary_, n_x)
