@@ -43,24 +43,29 @@ def page_config() -> dict[str, Any]:
     return load_config("few_and_no_pairs")
 
 
-def recorded_r1(setup: dict[str, Any]) -> dict[tuple[str, str, int, str, int], float | None]:
-    """R@1 (CSLS) of every fit in the committed record, by (case name, method, budget, setting, seed).
+def recorded_fits(setup: dict[str, Any], path: Path = RECORD) -> dict[tuple[str, str, int, str, int], dict[str, Any]]:
+    """Every fit of a page record, by (case name, method, budget, setting, seed).
 
     The record lists each case's fits in the order of ``run_cases`` among the config's cases, seed by
     seed; a case starts again at the first seed.
     """
-    record = json.loads(RECORD.read_text())
+    record = json.loads(path.read_text())
     run = [str(key) for key in setup["run_cases"]]
     names = [case["name"] for case in setup["cases"] if case["key"] in run or case["name"] in run]
     first_seed = int(setup["seeds"][0])
-    found: dict[tuple[str, str, int, str, int], float | None] = {}
+    found: dict[tuple[str, str, int, str, int], dict[str, Any]] = {}
     index, previous = -1, None
     for entry in record["details"]["records"]:
         if entry["seed"] == first_seed and previous != first_seed:
             index += 1
         previous = entry["seed"]
-        found[(names[index], entry["method"], entry["budget"], entry["unpaired"], entry["seed"])] = entry["r1_csls"]
+        found[(names[index], entry["method"], entry["budget"], entry["unpaired"], entry["seed"])] = entry
     return found
+
+
+def recorded_r1(setup: dict[str, Any]) -> dict[tuple[str, str, int, str, int], float | None]:
+    """R@1 (CSLS) of every fit in the committed record, keyed as :func:`recorded_fits`."""
+    return {key: entry["r1_csls"] for key, entry in recorded_fits(setup).items()}
 
 
 def refit(
