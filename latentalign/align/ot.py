@@ -174,7 +174,8 @@ class OTAligner(PreprocessedMapAligner):
         for self-learning alone; GloVe-50 -> fastText-fr words 0.69-0.73 on every seed, where unjudged
         starts failed on 2 seeds of 5 (0.03). A fit warns (``ConvergenceWarning``) when the unpaired rows
         did not help (the pairs alone were kept) or when the known pairs that judged the route rank their
-        targets poorly under it (mean reciprocal rank below 0.5).
+        targets poorly under it (mean reciprocal rank below 0.5; with 4 to 9 pairs, under self-learning runs
+        without each fold of them, whose successful maps the final map must also agree with).
     reg : float, default 0.05
         Entropic regularisation relative to the mean cost (``"sinkhorn"``; ``"gw"`` when > 0, with
         ``reg=0`` running exact GW; ignored by ``"emd"``). Entropic GW needs small values (about 1e-3 to

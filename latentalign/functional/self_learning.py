@@ -380,7 +380,10 @@ def seeded_self_learning(
        fold (its pairs not even free rows), and the fold's targets are ranked under that run's map (mean
        reciprocal rank among the fold's targets and all free target rows). The score of step 5 cannot do
        this: its dictionary was induced under maps that saw the held-out pairs (between two unrelated
-       random clouds, 6 pairs ranked their targets at 0.51 by it). This costs ``n_folds`` more runs.
+       random clouds, 6 pairs ranked their targets at 0.51 by it). Those runs judge the procedure; as
+       self-learning from so few pairs succeeds or fails by chance, the final map is also compared with
+       the runs that ranked their fold well: the share of free source rows both send to the same nearest
+       free target row (``agreement_with_refits``). This costs ``n_folds`` more runs.
     8. *candidates*: maps fitted without any known pair (e.g. by
        :func:`~latentalign.functional.unsupervised.unsupervised_alignment`) join the route check of step 6,
        scored on the same set-aside pairs, or with fewer pairs are scored on all of them (which none of
@@ -453,7 +456,8 @@ def seeded_self_learning(
         check keeps the pairs alone (the unpaired rows did not help); and when the known pairs that
         judged the route taken (set aside, or with 4 to 9 pairs the folds of the refits or, for a
         candidate, all of them) rank their own targets at a mean reciprocal rank below
-        ``WEAK_ROUTE_MRR`` (the map may have failed).
+        ``WEAK_ROUTE_MRR``, or with 4 to 9 pairs when the final map agrees with the successful refits on
+        fewer than ``MIN_REFIT_AGREEMENT`` of the free rows (the map may have failed).
 
     Examples
     --------
