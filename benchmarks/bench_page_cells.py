@@ -43,6 +43,20 @@ def page_config() -> dict[str, Any]:
     return load_config("few_and_no_pairs")
 
 
+def load_page_case(name: str) -> tuple[Any, np.ndarray, np.ndarray, int]:
+    """A case of the page as its fits see it: the loaded data, both spaces normalised, the held-out count."""
+    from latentalign.experiments.few_and_no_pairs_curves import normalize_spaces
+    from latentalign.experiments.few_and_no_pairs_data import load_case
+
+    setup = page_config()["setup"]
+    cases = {case["name"]: case for case in setup["cases"]}
+    if name not in cases:
+        raise SystemExit(f"case must be one of {sorted(cases)}, got {name!r}.")
+    data = load_case(cases[name], setup)
+    X, Y = normalize_spaces(data.X, data.Y)
+    return data, X, Y, int(round(float(setup["test_fraction"]) * len(X)))
+
+
 def recorded_fits(setup: dict[str, Any], path: Path = RECORD) -> dict[tuple[str, str, int, str, int], dict[str, Any]]:
     """Every fit of a page record, by (case name, method, budget, setting, seed).
 
@@ -107,16 +121,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="append the table to this file")
     args = parser.parse_args()
     limit_threads(args.threads)
-    from latentalign.experiments.few_and_no_pairs_curves import normalize_spaces
-    from latentalign.experiments.few_and_no_pairs_data import load_case
-
     setup = page_config()["setup"]
-    cases = {case["name"]: case for case in setup["cases"]}
-    if args.case not in cases:
-        raise SystemExit(f"case must be one of {sorted(cases)}, got {args.case!r}.")
-    data = load_case(cases[args.case], setup)
-    X, Y = normalize_spaces(data.X, data.Y)
-    n_test = int(round(float(setup["test_fraction"]) * len(X)))
+    data, X, Y, n_test = load_page_case(args.case)
     before = recorded_r1(setup)
     rows = []
     for setting in args.settings.split(","):

@@ -151,19 +151,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     limit_threads(args.threads)
-    from bench_page_cells import page_config
+    from bench_page_cells import load_page_case
 
-    from latentalign.experiments.few_and_no_pairs_curves import normalize_spaces
-    from latentalign.experiments.few_and_no_pairs_data import load_case
-
-    setup = page_config()["setup"]
-    cases = {case["name"]: case for case in setup["cases"]}
-    if args.case not in cases:
-        raise SystemExit(f"case must be one of {sorted(cases)}, got {args.case!r}.")
-    data = load_case(cases[args.case], setup)
-    X, Y = (np.asarray(a, dtype=np.float64) for a in normalize_spaces(data.X, data.Y))
-    n_test = int(round(float(setup["test_fraction"]) * len(X)))
-
+    data, X, Y, n_test = load_page_case(args.case)
+    X, Y = np.asarray(X, dtype=np.float64), np.asarray(Y, dtype=np.float64)
     for seed in (int(s) for s in args.seeds.split(",")):
         diagnose(X, Y, n_test, seed, data.label, args)
 

@@ -169,8 +169,8 @@ class OTAligner(PreprocessedMapAligner):
         :meth:`UnsupervisedAligner.fit <latentalign.align.unsupervised.UnsupervisedAligner.fit>`; up to 24
         starts). A map the pairs confirm is taken as it is
         (``history_[0]["validation"]["confirmed_by_pairs"]``); one they do not confirm is dropped, and
-        self-learning runs from the pairs; the route taken is in ``history_[0]["validation"]["route"]``. Measured with 5 pairs and the other
-        items shuffled, R@1 (CSLS) over 5 seeds: MiniLM-L6 -> MPNet captions 0.93-0.98 against 0.05-0.13
+        self-learning runs from the pairs; the route taken is in ``history_[0]["validation"]["route"]``.
+        Measured with 5 pairs and the other items shuffled, R@1 (CSLS) over 5 seeds: MiniLM-L6 -> MPNet captions 0.93-0.98 against 0.05-0.13
         for self-learning alone; GloVe-50 -> fastText-fr words 0.69-0.73 on every seed, where unjudged
         starts failed on 2 seeds of 5 (0.03). A fit warns (``ConvergenceWarning``) when the unpaired rows
         did not help (the pairs alone were kept) or when the known pairs that judged the route rank their
