@@ -16,6 +16,7 @@ from latentalign.functional.unsupervised import (
     dictionary_score,
     gw_dictionary,
     map_change,
+    neighbourhood_similarity_dictionary,
     normalize_rows,
     self_learning_map,
     sorted_similarity_dictionary,
@@ -51,6 +52,39 @@ def test_sorted_similarity_start_is_invariant_to_rotation_and_row_order():
     assert rows.shape == cols.shape == (600,)
 
 
+def forward_hits(rows, cols, truth, n):
+    """Share of the first ``n`` rows of a start matched to their own item."""
+    return float((truth[rows[:n].numpy()] == cols[:n].numpy()).mean())
+
+
+def test_neighbourhood_start_matches_more_rows_right_than_sorted_similarities_between_noisy_copies():
+    # a noisy copy is only roughly isometric, like two models' spaces; the neighbours' mean profile
+    # averages out the noise of each row's own profile
+    for seed in range(3):
+        X, Y, _, truth = clustered(n=400, noise=0.3, seed=seed)
+        A, B = normalize_rows(torch.as_tensor(X)), normalize_rows(torch.as_tensor(Y))
+        plain = forward_hits(*sorted_similarity_dictionary(A, B, n=400), truth, 400)
+        smoothed = forward_hits(*neighbourhood_similarity_dictionary(A, B, n=400), truth, 400)
+        assert smoothed >= 1.3 * plain and smoothed > 0.3, (seed, plain, smoothed)
+
+
+def test_neighbourhood_start_without_neighbours_is_the_sorted_similarity_start():
+    X, Y, _, _ = clustered(n=200, noise=0.3)
+    A, B = normalize_rows(torch.as_tensor(X)), normalize_rows(torch.as_tensor(Y))
+    for got, expected in zip(
+        neighbourhood_similarity_dictionary(A, B, neighbours=0), sorted_similarity_dictionary(A, B)
+    ):
+        assert torch.equal(got, expected)
+
+
+@pytest.mark.parametrize("neighbours", [-1, 200, 500])
+def test_neighbourhood_start_names_a_bad_neighbour_count(neighbours):
+    X, Y, _, _ = clustered(n=200)
+    A, B = normalize_rows(torch.as_tensor(X)), normalize_rows(torch.as_tensor(Y))
+    with pytest.raises(ValueError, match=rf"neighbours must be between 0 and .*199\), got {neighbours}"):
+        neighbourhood_similarity_dictionary(A, B, neighbours=neighbours)
+
+
 @pytest.mark.slow
 def test_gw_start_recovers_a_rotated_skewed_cloud():
     X, Y, _, truth = clustered(n=200, d=8)
@@ -61,7 +95,7 @@ def test_gw_start_recovers_a_rotated_skewed_cloud():
 
 
 # -- planted truth, zero pairs ------------------------------------------------------------------------
-@pytest.mark.parametrize("init", ["vecmap", pytest.param("gw", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("init", ["neighbourhood", "vecmap", pytest.param("gw", marks=pytest.mark.slow)])
 def test_zero_pairs_recover_a_planted_rotation_and_permutation(init):
     X, Y, Q, truth = clustered()
     model = UnsupervisedAligner(init=init, n_init=1, init_size=600).fit(X, Y)
@@ -88,7 +122,7 @@ def test_restarts_screen_every_start_and_continue_the_best_one():
 
 
 def test_starts_differ_so_that_restarts_do_not_fail_together():
-    X, Y, _, _ = clustered(n=300)
+    X, Y, _, _ = clustered(n=300, noise=0.3)  # a copy noisy enough that no start is all right
     A, B = normalize_rows(torch.as_tensor(X)), normalize_rows(torch.as_tensor(Y))
     starts = candidate_starts(A, B, n_init=4, random_state=0)
     assert len({info["start"] for _, _, info in starts}) == 4
@@ -97,8 +131,20 @@ def test_starts_differ_so_that_restarts_do_not_fail_together():
             same = (starts[i][0][:100] == starts[j][0][:100]) & (starts[i][1][:100] == starts[j][1][:100])
             assert not bool(same.all())
     # the random subsets depend on the seed
-    again = candidate_starts(A, B, n_init=3, random_state=1)
-    assert not torch.equal(again[2][1], starts[2][1])
+    again = candidate_starts(A, B, n_init=4, random_state=1)
+    assert not torch.equal(again[3][1], starts[3][1])
+    vecmap = candidate_starts(A, B, init="vecmap", n_init=3, random_state=0)
+    assert not torch.equal(candidate_starts(A, B, init="vecmap", n_init=3, random_state=1)[2][1], vecmap[2][1])
+
+
+def test_neighbourhood_starts_alternate_with_the_vecmap_start():
+    X, Y, _, _ = clustered(n=320)
+    A, B = normalize_rows(torch.as_tensor(X)), normalize_rows(torch.as_tensor(Y))
+    names = [info["start"] for _, _, info in candidate_starts(A, B, n_init=4, random_state=0)]
+    assert names[0] == "neighbourhood profiles (20 neighbours), first 320 rows"
+    assert names[1] == "sorted similarity, first 320 rows"
+    assert names[2] == "neighbourhood profiles (40 neighbours), first 320 rows"
+    assert names[3].startswith("neighbourhood profiles") and "random 256 of the first 320 rows (seed 3)" in names[3]
 
 
 @pytest.mark.slow

@@ -36,9 +36,12 @@ class UnsupervisedAligner(PreprocessedMapAligner):
 
     Parameters
     ----------
-    init : {"vecmap", "gw", "mixed"}, default "vecmap"
+    init : {"neighbourhood", "vecmap", "gw", "mixed"}, default "neighbourhood"
         First dictionaries: ``"vecmap"`` compares the sorted similarity distributions of the first
         rows of each space (Artetxe et al., 2018), over different cut-offs and random subsets per start;
+        ``"neighbourhood"`` describes each row by those sorted similarities next to the mean ones of
+        its nearest neighbours, which matches more rows right between spaces that are only roughly
+        isometric (its starts alternate with VecMap's: :func:`~latentalign.functional.unsupervised.candidate_starts`);
         ``"gw"`` runs entropic Gromov-Wasserstein on cosine distances, annealed (Alvarez-Melis and
         Jaakkola, 2018), from different starting couplings; ``"mixed"`` makes the last start a GW one.
     n_init : int, default 3
@@ -46,7 +49,7 @@ class UnsupervisedAligner(PreprocessedMapAligner):
         self-learning rounds; the one whose map gives the best mean CSLS score over mutual nearest
         neighbours gets the full run. No known pair is ever used.
     init_size : int, optional
-        Rows per side used by the start (4000 for ``"vecmap"``, 1000 for ``"gw"`` by default).
+        Rows per side used by the start (4000 for similarity profiles, 1000 for ``"gw"`` by default).
     identity_start : bool or "auto", default "auto"
         One more start for models that share coordinates (one fine-tuned or distilled from the other):
         the CSLS matches under the identity map, screened after the ``n_init`` starts when those leave
@@ -67,7 +70,7 @@ class UnsupervisedAligner(PreprocessedMapAligner):
     screen_iter : int, default 100
         Most self-learning rounds of each start's screening run (with ``n_init > 1``); a run stops
         earlier once its map stops changing.
-    screen_size : int, default 1000
+    screen_size : int, default 2000
         Rows per side in the screening runs.
     max_starts : int, default 8
         When no other start confirms the best of the ``n_init`` (its screened map within ``agree_tol``
@@ -136,7 +139,7 @@ class UnsupervisedAligner(PreprocessedMapAligner):
     def __init__(
         self,
         *,
-        init: str = "vecmap",
+        init: str = "neighbourhood",
         n_init: int = 3,
         init_size: int | None = None,
         identity_start: bool | str = "auto",
@@ -147,7 +150,7 @@ class UnsupervisedAligner(PreprocessedMapAligner):
         max_iter: int = 150,
         tol: float = 1e-6,
         screen_iter: int = 100,
-        screen_size: int = 1000,
+        screen_size: int = 2000,
         max_starts: int = 8,
         agree_tol: float = 0.05,
         agree_share: float = 0.5,

@@ -12,6 +12,12 @@ Starts (the first dictionary, from no pair at all)
   ``sqrt(K) = U S U^T`` do not depend on a rotation of the space nor on the order of the rows. Those
   sorted rows are comparable across spaces: nearest neighbours between them (CSLS, both directions)
   give the first dictionary.
+* :func:`neighbourhood_similarity_dictionary` -- the same sorted profile of each row, next to the mean
+  profile of its nearest neighbours in its own space. Still blind to rotations and to the row order, but
+  less noisy between spaces that are only roughly isometric: on MiniLM-L6 vs e5-small gloss embeddings,
+  where self-learning from VecMap's start failed on every seed, it matches about twice as many rows
+  right, enough for self-learning to succeed from some starts. The default starts alternate it with
+  VecMap's.
 * :func:`gw_dictionary` -- Gromov-Wasserstein on cosine distances (Alvarez-Melis and Jaakkola, 2018):
   entropic GW annealed from a large to a small regularisation, each step warm-started from the last
   plan; the plan's row and column maxima give the first dictionary.
@@ -32,9 +38,10 @@ Restarts (:func:`unsupervised_alignment`)
 A weak start is the usual failure: on real embeddings the first dictionary can be right for well under
 1 % of the rows, and whether self-learning then finds the true map depends on the start and on the
 random dictionaries of the stochastic rounds. The starts are therefore made different from each other
-(:func:`candidate_starts`: sorted similarities over different frequency cut-offs and random subsets of
-the first rows, Gromov-Wasserstein couplings from different starting plans), each is screened by a
-self-learning run on the first ``screen_size`` rows (until its map settles), and only the one with the best *unsupervised* score
+(:func:`candidate_starts`: neighbourhood and plain sorted-similarity profiles, over different
+neighbourhoods, frequency cut-offs and random subsets of the first rows, Gromov-Wasserstein couplings
+from different starting plans), each is screened by a self-learning run on the first ``screen_size``
+rows (until its map settles), and only the one with the best *unsupervised* score
 (:func:`dictionary_score`: the mean CSLS score of the mutual nearest neighbours under its map) goes on to
 the full self-learning. No ground truth enters the loop.
 
@@ -72,6 +79,7 @@ __all__ = [
     "identity_dictionary",
     "use_identity_start",
     "sorted_similarity_dictionary",
+    "neighbourhood_similarity_dictionary",
     "gw_dictionary",
     "induce_dictionary",
     "map_change",
@@ -82,7 +90,10 @@ __all__ = [
     "unsupervised_alignment",
 ]
 
-UNSUPERVISED_INITS = ("vecmap", "gw", "mixed")
+UNSUPERVISED_INITS = ("neighbourhood", "vecmap", "gw", "mixed")
+#: Nearest neighbours averaged by :func:`neighbourhood_similarity_dictionary`, as fractions of the rows
+#: compared: the first neighbourhood start and the later ones cycle through them.
+NEIGHBOURHOOD_FRACTIONS = (1 / 16, 1 / 8, 1 / 32)
 #: Entropic GW regularisations of the annealing (relative to the mean cosine distance). Below about
 #: 2e-3 POT's entropic solver underflows in float64; the annealing stops at the last step that worked.
 GW_ANNEALING = (0.05, 0.02, 0.01, 0.005)
@@ -199,6 +210,79 @@ def sorted_similarity_dictionary(
         K = K.sort(dim=1).values
         sides.append(normalize_rows(K))
     S = sides[0] @ sides[1].T
+    rows, cols, _, _ = _csls_union(S, int(csls_k), 1.0, None, inplace=True)
+    return rows, cols
+
+
+def _sorted_profiles(A: torch.Tensor, neighbours: int) -> torch.Tensor:
+    """Each row's sorted similarity profile next to the mean profile of its ``neighbours`` nearest rows."""
+    K = _sqrt_gram(normalize_rows(A.to(torch.float32)))
+    own = normalize_rows(K.sort(dim=1).values)
+    if neighbours < 1:
+        return own
+    K.fill_diagonal_(-math.inf)  # a row is not its own neighbour
+    nearest = K.topk(neighbours, dim=1).indices
+    averaging = torch.zeros_like(K).scatter_(1, nearest, 1.0 / neighbours)
+    return normalize_rows(torch.cat([own, normalize_rows(averaging @ own)], dim=1))
+
+
+def neighbourhood_similarity_dictionary(
+    X: torch.Tensor, Y: torch.Tensor, *, n: int = 4000, csls_k: int = 10, neighbours: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """First dictionary from each row's sorted similarities and those of its nearest neighbours.
+
+    :func:`sorted_similarity_dictionary` describes a row by its own sorted similarities to the other
+    rows of its space. Between spaces that are only roughly isometric those profiles are noisy; the mean
+    profile of the row's ``neighbours`` nearest rows (in the same space) is a smoother, still
+    order-free, description of where the row lies. Both profiles side by side are matched across the
+    spaces by CSLS. On the few_and_no_pairs page's cases (zero pairs, items shuffled, 80 % of the items,
+    a sixteenth of them as neighbours) this doubled the share of right first matches: 1.2 % -> 2.4 %
+    (MiniLM-L6 -> MPNet glosses), 0.4 % -> 0.8 % (MiniLM-L6 -> e5-small glosses), 6.1 % -> 11.3 % (Tux
+    Paint captions), 0.7 % -> 0.9 % (GloVe-50 -> fastText-fr words). On e5-small glosses, where
+    self-learning from VecMap's start failed on every seed, that is enough for it to succeed from some
+    starts.
+
+    Parameters
+    ----------
+    X : torch.Tensor of shape (n_x, d_x)
+    Y : torch.Tensor of shape (n_y, d_y)
+        Rows in order of importance (the first ``n`` of each are used); any dimensions.
+    n : int, default 4000
+        Rows of each side compared (at most ``min(n_x, n_y)`` are used).
+    csls_k : int, default 10
+        CSLS neighbourhood between the two sets of profiles.
+    neighbours : int, optional
+        Nearest rows averaged per row (default: a sixteenth of the rows compared; 0: the plain sorted
+        similarities of :func:`sorted_similarity_dictionary`). Memory: a few ``n x n`` float32 matrices.
+
+    Returns
+    -------
+    rows, cols : torch.Tensor of shape (2 m,), int64
+        As :func:`sorted_similarity_dictionary`'s.
+
+    Examples
+    --------
+    A rotated, shuffled copy of a clustered cloud is matched without any pair:
+
+    >>> import torch
+    >>> gen = torch.Generator().manual_seed(0)
+    >>> centres = torch.randn(8, 6, generator=gen, dtype=torch.float64) * 3
+    >>> X = centres[torch.arange(200) % 8] + torch.randn(200, 6, generator=gen, dtype=torch.float64)
+    >>> Q, _ = torch.linalg.qr(torch.randn(6, 6, generator=gen, dtype=torch.float64))
+    >>> perm = torch.randperm(200, generator=gen)
+    >>> rows, cols = neighbourhood_similarity_dictionary(X, (X @ Q)[perm], n=200)
+    >>> hit = (perm[cols[:200]] == rows[:200]).double().mean()
+    >>> bool(hit > 0.2)  # far above chance (1/200)
+    True
+    """
+    m = int(min(n, X.shape[0], Y.shape[0]))
+    k = max(1, m // 16) if neighbours is None else int(neighbours)
+    if not 0 <= k < m:
+        raise ValueError(
+            f"neighbours must be between 0 and the rows compared minus one ({m - 1}), got {neighbours}; "
+            "pass fewer neighbours, or None for a sixteenth of the rows."
+        )
+    S = _sorted_profiles(X[:m], k) @ _sorted_profiles(Y[:m], k).T
     rows, cols, _, _ = _csls_union(S, int(csls_k), 1.0, None, inplace=True)
     return rows, cols
 
@@ -607,7 +691,7 @@ def candidate_starts(
     X: torch.Tensor,
     Y: torch.Tensor,
     *,
-    init: str = "vecmap",
+    init: str = "neighbourhood",
     n_init: int = 3,
     init_size: int | None = None,
     csls_k: int = 10,
@@ -615,9 +699,14 @@ def candidate_starts(
 ) -> list[tuple[torch.Tensor, torch.Tensor, dict[str, Any]]]:
     """``n_init`` different first dictionaries, so that restarts do not all fail together.
 
-    ``"vecmap"``: start ``i = 0`` compares the sorted similarities of the first ``init_size`` rows of
-    each side; start 1 those of the first half of them (a lower frequency cut-off); later starts those
-    of a random 80 % of the first ``init_size`` rows of each side (drawn with seed ``random_state + i``).
+    ``"neighbourhood"``: start 0 compares the neighbourhood profiles
+    (:func:`neighbourhood_similarity_dictionary`, a sixteenth of the rows as neighbours) of the first
+    ``init_size`` rows of each side, start 1 their plain sorted similarities (VecMap's start), start 2
+    neighbourhood profiles over an eighth of the rows; later starts neighbourhood profiles of a random
+    80 % of the first ``init_size`` rows of each side (drawn with seed ``random_state + i``).
+    ``"vecmap"``: start 0 compares the sorted similarities of the first ``init_size`` rows of each side;
+    start 1 those of the first half of them (a lower frequency cut-off); later starts those of a random
+    80 % of the first ``init_size`` rows of each side.
     ``"gw"``: :func:`gw_dictionary` from different starting couplings (seeds ``random_state + i``).
     ``"mixed"``: the ``"vecmap"`` starts, the last one replaced by a GW start on at most 500 rows.
 
@@ -625,10 +714,10 @@ def candidate_starts(
     ----------
     X, Y : torch.Tensor
         Normalised rows (:func:`normalize_rows`), most important first.
-    init : {"vecmap", "gw", "mixed"}, default "vecmap"
+    init : {"neighbourhood", "vecmap", "gw", "mixed"}, default "neighbourhood"
     n_init : int, default 3
     init_size : int, optional
-        Rows per side available to a start (default 4000 for sorted similarities, 1000 for GW).
+        Rows per side available to a start (default 4000 for similarity profiles, 1000 for GW).
     csls_k : int, default 10
     random_state : int, default 0
 
@@ -642,8 +731,12 @@ def candidate_starts(
     >>> import torch
     >>> gen = torch.Generator().manual_seed(0)
     >>> X = normalize_rows(torch.randn(100, 6, generator=gen))
-    >>> starts = candidate_starts(X, X, n_init=3)
+    >>> starts = candidate_starts(X, X, n_init=4)
     >>> [info["start"] for _, _, info in starts]  # doctest: +NORMALIZE_WHITESPACE
+    ['neighbourhood profiles (6 neighbours), first 100 rows', 'sorted similarity, first 100 rows',
+     'neighbourhood profiles (12 neighbours), first 100 rows',
+     'neighbourhood profiles (5 neighbours), random 80 of the first 100 rows (seed 3)']
+    >>> [info["start"] for _, _, info in candidate_starts(X, X, init="vecmap", n_init=3)]  # doctest: +NORMALIZE_WHITESPACE
     ['sorted similarity, first 100 rows', 'sorted similarity, first 50 rows',
      'sorted similarity, random 80 of the first 100 rows (seed 2)']
     """
@@ -655,26 +748,40 @@ def candidate_starts(
             size = init_size or 1000 if init == "gw" else min(init_size or 500, 500)
             rows, cols, info = gw_dictionary(X, Y, n=size, random_state=seed)
             starts.append((rows, cols, {"start": f"Gromov-Wasserstein, {info['n'][0]} rows", **info}))
-            continue
-        if i == 0 or (i == 1 and m >= 4):
-            keep = m if i == 0 else m // 2
+        elif init == "neighbourhood" and i in (0, 2) and m >= 4:
+            k = _neighbours(m, 0 if i == 0 else 1)
+            rows, cols = neighbourhood_similarity_dictionary(X, Y, n=m, csls_k=csls_k, neighbours=k)
+            starts.append((rows, cols, {"start": f"neighbourhood profiles ({k} neighbours), first {m} rows", "n": m}))
+        elif i == 0 or (init == "neighbourhood" and i == 1) or (i == 1 and m >= 4):
+            keep = m if i == 0 or init == "neighbourhood" else m // 2
             rows, cols = sorted_similarity_dictionary(X, Y, n=keep, csls_k=csls_k)
             starts.append((rows, cols, {"start": f"sorted similarity, first {keep} rows", "n": keep}))
-            continue
-        starts.append(_subset_start(X, Y, m, seed, csls_k))
+        else:
+            starts.append(_subset_start(X, Y, m, seed, csls_k, neighbourhood=init == "neighbourhood"))
     return starts
 
 
+def _neighbours(m: int, index: int) -> int:
+    """Neighbours averaged by the ``index``-th neighbourhood start on ``m`` rows (at least 1, below ``m``)."""
+    return max(1, min(m - 1, int(m * NEIGHBOURHOOD_FRACTIONS[index % len(NEIGHBOURHOOD_FRACTIONS)])))
+
+
 def _subset_start(
-    X: torch.Tensor, Y: torch.Tensor, m: int, seed: int, csls_k: int
+    X: torch.Tensor, Y: torch.Tensor, m: int, seed: int, csls_k: int, *, neighbourhood: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
     # Independent random subsets of each side: the shared rows are fewer, but the start differs.
     gen = torch.Generator().manual_seed(seed)
     keep = max(2, int(0.8 * m))
     sub_x = torch.randperm(m, generator=gen)[:keep].sort().values.to(X.device)
     sub_y = torch.randperm(m, generator=gen)[:keep].sort().values.to(Y.device)
-    r, c = sorted_similarity_dictionary(X[sub_x], Y[sub_y], n=keep, csls_k=csls_k)
-    info = {"start": f"sorted similarity, random {keep} of the first {m} rows (seed {seed})", "n": keep}
+    subset = f"random {keep} of the first {m} rows (seed {seed})"
+    if neighbourhood and keep >= 4:
+        k = _neighbours(keep, seed)
+        r, c = neighbourhood_similarity_dictionary(X[sub_x], Y[sub_y], n=keep, csls_k=csls_k, neighbours=k)
+        info = {"start": f"neighbourhood profiles ({k} neighbours), {subset}", "n": keep}
+    else:
+        r, c = sorted_similarity_dictionary(X[sub_x], Y[sub_y], n=keep, csls_k=csls_k)
+        info = {"start": f"sorted similarity, {subset}", "n": keep}
     return sub_x[r], sub_y[c], info
 
 
@@ -682,7 +789,7 @@ def extra_start(
     X: torch.Tensor,
     Y: torch.Tensor,
     *,
-    init: str = "vecmap",
+    init: str = "neighbourhood",
     index: int = 3,
     init_size: int | None = None,
     csls_k: int = 10,
@@ -690,22 +797,25 @@ def extra_start(
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
     """One more start beyond :func:`candidate_starts`' (seed ``random_state + index``).
 
-    ``"gw"``: :func:`gw_dictionary` from a new random coupling; otherwise sorted similarities of a new
-    random 80 % of the first ``init_size`` rows of each side.
+    ``"gw"``: :func:`gw_dictionary` from a new random coupling; ``"neighbourhood"``: neighbourhood
+    profiles (the number of neighbours cycling through :data:`NEIGHBOURHOOD_FRACTIONS`) of a new random
+    80 % of the first ``init_size`` rows of each side; otherwise their sorted similarities.
 
     Examples
     --------
     >>> import torch
     >>> X = normalize_rows(torch.randn(100, 6, generator=torch.Generator().manual_seed(0)))
-    >>> extra_start(X, X, index=5)[2]["start"]
+    >>> extra_start(X, X, index=5, init="vecmap")[2]["start"]
     'sorted similarity, random 80 of the first 100 rows (seed 5)'
+    >>> extra_start(X, X, index=4)[2]["start"]
+    'neighbourhood profiles (10 neighbours), random 80 of the first 100 rows (seed 4)'
     """
     seed = int(random_state) + int(index)
     if init == "gw":
         rows, cols, info = gw_dictionary(X, Y, n=init_size or 1000, random_state=seed)
         return rows, cols, {"start": f"Gromov-Wasserstein, {info['n'][0]} rows", **info}
     m = int(min(init_size or 4000, X.shape[0], Y.shape[0]))
-    return _subset_start(X, Y, m, seed, csls_k)
+    return _subset_start(X, Y, m, seed, csls_k, neighbourhood=init == "neighbourhood")
 
 
 def use_identity_start(identity_start: bool | str, d_x: int, d_y: int) -> bool:
@@ -743,7 +853,7 @@ def unsupervised_alignment(
     X: ArrayLike,
     Y: ArrayLike,
     *,
-    init: str = "vecmap",
+    init: str = "neighbourhood",
     n_init: int = 1,
     init_size: int | None = None,
     identity_start: bool | str = "auto",
@@ -754,7 +864,7 @@ def unsupervised_alignment(
     max_iter: int = 150,
     tol: float = 1e-6,
     screen_iter: int = 100,
-    screen_size: int = 1000,
+    screen_size: int = 2000,
     max_starts: int | None = None,
     agree_tol: float = 0.05,
     agree_share: float = 0.5,
@@ -774,7 +884,7 @@ def unsupervised_alignment(
     Y : array of shape (n_y, d_y)
         Not paired; rows in order of importance (most frequent first for words). Normalised here with
         :func:`normalize_rows`.
-    init : {"vecmap", "gw", "mixed"}, default "vecmap"
+    init : {"neighbourhood", "vecmap", "gw", "mixed"}, default "neighbourhood"
         Kind of first dictionaries (:func:`candidate_starts`).
     n_init : int, default 1
         Starts. With more than one, each start (seed ``random_state + i`` for its stochastic induction)
@@ -783,7 +893,7 @@ def unsupervised_alignment(
         ``keep_prob``, on ``vocab_cutoff`` rows. With one start (and no identity start) there is no
         screening.
     init_size : int, optional
-        Rows of each side used by the starts (default 4000 for ``"vecmap"``, 1000 for ``"gw"``).
+        Rows of each side used by the starts (default 4000 for similarity profiles, 1000 for ``"gw"``).
     identity_start : bool or "auto", default "auto"
         One more start, screened after the ``n_init`` others when they leave their best one unconfirmed
         (whatever ``time_budget``): :func:`identity_dictionary`, the CSLS matches under the identity map,
@@ -797,8 +907,13 @@ def unsupervised_alignment(
         score only tells a good start from a bad one once the run has reached ``keep_prob = 1``: on
         MiniLM-L6 vs L3 words, after 30 rounds every start scored 0.13 whether it later succeeded or
         not; at convergence, 0.55 against 0.26.
-    screen_size : int, default 1000
-        Rows per side in the screening runs (at most ``vocab_cutoff``).
+    screen_size : int, default 2000
+        Rows per side in the screening runs (at most ``vocab_cutoff``). Screening on fewer rows than a
+        side has is cheaper, but where the rows of the two sides are not in a shared order of importance
+        (two shuffled sets rather than two frequency-sorted vocabularies) the first rows of each side
+        share only part of their items, and fewer starts succeed: on MiniLM-L6 -> e5-small glosses
+        (1,349 shuffled rows a side), screening on the first 1,000 rows found a good map from 1 of 18
+        starts over two seeds, on all rows from 5 of 12 starts over the same seeds and two more.
     max_starts : int, optional
         With ``n_init > 1``: after the ``n_init`` starts, more are screened (random subsets of the first
         rows with new seeds, or GW from new couplings) until the best start is *confirmed*, up to
