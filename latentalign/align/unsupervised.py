@@ -71,7 +71,10 @@ class UnsupervisedAligner(PreprocessedMapAligner):
         Most self-learning rounds of each start's screening run (with ``n_init > 1``); a run stops
         earlier once its map stops changing.
     screen_size : int, default 2000
-        Rows per side in the screening runs.
+        Rows per side in the screening runs. Where the two sides are not in a shared order of importance
+        (two shuffled sets rather than two frequency-sorted vocabularies), a screen on fewer rows than a
+        side has compares partly different items, and fewer starts succeed (see
+        :func:`~latentalign.functional.unsupervised.unsupervised_alignment`).
     max_starts : int, default 8
         When no other start confirms the best of the ``n_init`` (its screened map within ``agree_tol``
         of the best one's, or finding ``agree_share`` of its mutual matches again) and the best score
