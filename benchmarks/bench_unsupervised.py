@@ -216,13 +216,14 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3, help="zero-pair seeds per case (full run)")
     parser.add_argument("--cases", default="t,c,a,b,d")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--init", default="neighbourhood", help="kind of starts (earlier results: vecmap)")
     parser.add_argument("--output", help="results file of a full run (default: results/bench_unsupervised.txt)")
     args = parser.parse_args()
     limit_threads(args.threads)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     seeds = [0] if args.small else list(range(args.seeds))
-    params = {"init": "vecmap", "n_init": 3}
+    params = {"init": args.init, "n_init": 3}
     n = 1000 if args.small else 2000
     # The paired sets are shuffled on one side (no shared order), so the screening sees all their rows.
     paired = {**params, "screen_size": n}
