@@ -39,6 +39,7 @@ __all__ = [
     "run_isolated",
     "worker_main",
     "print_table",
+    "append_table",
     "machine_summary",
 ]
 
@@ -231,3 +232,10 @@ def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], *, title
     text = "\n".join(lines)
     print(text, flush=True)
     return text
+
+
+def append_table(path: os.PathLike[str] | str | None, table: str) -> None:
+    """Append a printed table (and a blank line) to a results file; nothing when ``path`` is None."""
+    if path is not None:
+        with open(path, "a") as handle:
+            handle.write(table + "\n\n")

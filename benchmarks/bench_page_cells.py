@@ -31,7 +31,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _common import limit_threads, machine_summary, print_table  # noqa: E402
+from _common import append_table, limit_threads, machine_summary, print_table  # noqa: E402
 
 RECORD = HERE.parent / "experiments" / "results" / "few_and_no_pairs.json"
 
@@ -143,10 +143,7 @@ def main() -> None:
                 )
                 print(rows[-1], flush=True)
     title = f"{data.label}, {args.method}; {datetime.datetime.now().isoformat(timespec='seconds')}; {machine_summary()}"
-    table = print_table(rows, list(rows[0]), title=title)
-    if args.out is not None:
-        with args.out.open("a") as handle:
-            handle.write(table + "\n\n")
+    append_table(args.out, print_table(rows, list(rows[0]), title=title))
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import limit_threads, machine_summary, print_table  # noqa: E402
+from _common import append_table, limit_threads, machine_summary, print_table  # noqa: E402
 
 CASES = [
     "b-wordnet-mpnet",
@@ -148,10 +148,7 @@ def main() -> None:
         f"Zero-pair first dictionaries, {args.subsets} subsets of {args.fraction:.0%} of the items, "
         f"{args.threads} thread(s); {machine_summary()}"
     )
-    table = print_table(rows, list(rows[0]), title=title)
-    if args.out is not None:
-        with args.out.open("a") as handle:
-            handle.write(table + "\n")
+    append_table(args.out, print_table(rows, list(rows[0]), title=title))
 
 
 if __name__ == "__main__":
