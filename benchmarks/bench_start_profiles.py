@@ -52,17 +52,9 @@ CASES = [
 ]
 
 
-def _csls_union(P: torch.Tensor, Q: torch.Tensor, csls_k: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
-    """The union dictionary of CSLS matches between two sets of row profiles (as the library's starts)."""
-    S = P @ Q.T
-    C = 2 * S - S.topk(csls_k, dim=1).values.mean(1)[:, None] - S.topk(csls_k, dim=0).values.mean(0)[None, :]
-    n_x, n_y = S.shape
-    return torch.cat([torch.arange(n_x), C.argmax(0)]), torch.cat([C.argmax(1), torch.arange(n_y)])
-
-
 def hop_dictionary(A: torch.Tensor, B: torch.Tensor, hops: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Sorted rows of ``K, K^2 / n, ...`` side by side, ``K = sqrt(A A^T)`` (VecMap's similarity)."""
-    from latentalign.functional.unsupervised import normalize_rows
+    from latentalign.functional.unsupervised import induce_dictionary, normalize_rows
 
     profiles = []
     for Z in (A, B):
@@ -74,7 +66,8 @@ def hop_dictionary(A: torch.Tensor, B: torch.Tensor, hops: int) -> tuple[torch.T
             parts.append(normalize_rows(M.sort(dim=1).values))
             M = M @ K / K.shape[0]
         profiles.append(torch.cat(parts, dim=1))
-    return _csls_union(*profiles)
+    rows, cols, _ = induce_dictionary(*profiles, csls_k=10)  # CSLS matches both ways, as the library's starts
+    return rows, cols
 
 
 def starts() -> dict[str, Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]]:

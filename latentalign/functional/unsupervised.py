@@ -204,15 +204,7 @@ def sorted_similarity_dictionary(
     >>> bool(hit > 0.2)  # far above chance (1/200): enough for self-learning to take over
     True
     """
-    m = int(min(n, X.shape[0], Y.shape[0]))
-    sides = []
-    for A in (X[:m], Y[:m]):
-        K = _sqrt_gram(normalize_rows(A.to(torch.float32)))  # same eigenvectors, square-rooted eigenvalues
-        K = K.sort(dim=1).values
-        sides.append(normalize_rows(K))
-    S = sides[0] @ sides[1].T
-    rows, cols, _, _ = _csls_union(S, int(csls_k), 1.0, None, inplace=True)
-    return rows, cols
+    return _profile_dictionary(X, Y, int(min(n, X.shape[0], Y.shape[0])), csls_k, neighbours=0)
 
 
 def _sorted_profiles(A: torch.Tensor, neighbours: int) -> torch.Tensor:
@@ -282,13 +274,20 @@ def neighbourhood_similarity_dictionary(
     (0.3, 0.44)
     """
     m = int(min(n, X.shape[0], Y.shape[0]))
-    k = max(1, m // 16) if neighbours is None else int(neighbours)
+    k = _neighbours(m, 0) if neighbours is None else int(neighbours)
     if not 0 <= k < m:
         raise ValueError(
             f"neighbours must be between 0 and the rows compared minus one ({m - 1}), got {neighbours}; "
             "pass fewer neighbours, or None for a sixteenth of the rows."
         )
-    S = _sorted_profiles(X[:m], k) @ _sorted_profiles(Y[:m], k).T
+    return _profile_dictionary(X, Y, m, csls_k, neighbours=k)
+
+
+def _profile_dictionary(
+    X: torch.Tensor, Y: torch.Tensor, m: int, csls_k: int, *, neighbours: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """CSLS union dictionary between the :func:`_sorted_profiles` of the first ``m`` rows of each side."""
+    S = _sorted_profiles(X[:m], neighbours) @ _sorted_profiles(Y[:m], neighbours).T
     rows, cols, _, _ = _csls_union(S, int(csls_k), 1.0, None, inplace=True)
     return rows, cols
 
@@ -755,11 +754,11 @@ def candidate_starts(
             rows, cols, info = gw_dictionary(X, Y, n=size, random_state=seed)
             starts.append((rows, cols, {"start": f"Gromov-Wasserstein, {info['n'][0]} rows", **info}))
         elif init == "neighbourhood" and i in (0, 2) and m >= 4:
-            k = _neighbours(m, 0 if i == 0 else 1)
+            k = _neighbours(m, i // 2)
             rows, cols = neighbourhood_similarity_dictionary(X, Y, n=m, csls_k=csls_k, neighbours=k)
             starts.append((rows, cols, {"start": f"neighbourhood profiles ({k} neighbours), first {m} rows", "n": m}))
-        elif i == 0 or (init == "neighbourhood" and i == 1) or (i == 1 and m >= 4):
-            keep = m if i == 0 or init == "neighbourhood" else m // 2
+        elif i == 0 or (i == 1 and (init == "neighbourhood" or m >= 4)):
+            keep = m // 2 if i == 1 and init != "neighbourhood" else m  # VecMap's second start: a lower cut-off
             rows, cols = sorted_similarity_dictionary(X, Y, n=keep, csls_k=csls_k)
             starts.append((rows, cols, {"start": f"sorted similarity, first {keep} rows", "n": keep}))
         else:
