@@ -9,9 +9,10 @@ seed's pool of training items, both spaces normalised as there), this prints, pe
    map is their own item (``nn right``) and the unsupervised score that ranks the starts;
 2. *planted* starts: the first start's matches with a share of the rows replaced by their right match
    (each row independently, ``--repeats`` draws per share), and how many of those draws self-learning
-   turns into a right map (``nn right`` above one half; the table's ``nn right`` is the best draw's). The share a seed needs is how wide the basin of
-   the right map is on that seed's rows; comparing it with the share the real starts reach says whether
-   a better start or a better self-learning loop is missing.
+   turns into a right map (``nn right`` above one half; the table's ``nn right`` is the best draw's).
+   The share a seed needs is how wide the basin of the right map is on that seed's rows; comparing it
+   with the share the real starts reach says whether a better start or a better self-learning loop is
+   missing.
 
 It changes nothing and is not part of the page. Run, for example::
 
