@@ -46,7 +46,11 @@ with ``shrinkage="cv"``).
 
 Cost: one pass over the data, ``X^T Y`` as a GEMM in the input dtype (float32 data runs at the float32
 GEMM rate) accumulated into float64 without copying the inputs (see :mod:`latentalign.functional.moments`),
-then a ``d_x x d_y`` SVD in float64.
+then a ``d_x x d_y`` SVD in float64. With few pairs (``n`` well below a sixth of the dimensions), the
+completion and the shrunk rotation are solved exactly on the at most ``3 (n - 1)`` dimensions the pairs
+and the identity reach there (:func:`pair_subspaces`), at ``O(d n^2)`` instead of ``O(d^3)``: 50 pairs in
+1,280 dimensions take about 0.05 s instead of 1.5 s, and ``shrinkage="cv"``, which solves 40 such
+problems, 2.5 s instead of 50 s.
 """
 
 from __future__ import annotations
@@ -67,6 +71,8 @@ __all__ = [
     "polar_factor",
     "COMPLEMENTS",
     "complete_rotation",
+    "pair_subspaces",
+    "shrunk_rotation",
     "paired_stats",
     "products_underflowed",
     "sums_of_squares",
@@ -200,6 +206,11 @@ def complete_rotation(M: torch.Tensor, max_rank: int | None = None) -> tuple[tor
     M = M.to(_F64)
     d_x, d_y = M.shape
     k = min(d_x, d_y)
+    reduced = pair_subspaces(M, max_rank)
+    if reduced is not None:
+        Qx, Qy, B = reduced
+        R_B, S_B, rank = complete_rotation(B, max_rank)
+        return _lift(R_B, Qx, Qy, d_x, d_y), _padded(S_B, k), rank
     # bases of the complements too when the pairs cannot fix every direction (known before the SVD)
     full = max_rank is not None and max_rank < k
     U, S, Vh = svd(M, full_matrices=full)
@@ -215,6 +226,108 @@ def complete_rotation(M: torch.Tensor, max_rank: int | None = None) -> tuple[tor
     # U_c^T E V_c with E = eye(d_x, d_y): only the first k coordinates of each side meet.
     Q, _ = polar_factor(Uc[:k].T @ Vc[:k])
     return R + Uc @ Q @ Vc.T, S, rank
+
+
+#: The solvers work in the subspaces the pairs reach (:func:`pair_subspaces`) when these are at most this
+#: fraction of the smaller dimension: there they cost ``O(d q^2)`` instead of ``O(d^3)``.
+_REDUCE_BELOW = 0.5
+#: Extra columns of the random range finder beyond the known rank (Halko, Martinsson and Tropp, 2011).
+_OVERSAMPLING = 8
+
+
+def pair_subspaces(M: torch.Tensor, max_rank: int | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """Orthonormal bases of the subspaces a low-rank ``M`` and the (zero-padded) identity ``E`` act on.
+
+    With ``M`` of rank ``r`` (``r <= max_rank``, e.g. ``n - 1`` for ``n`` centred pairs) and
+    ``E = eye(d_x, d_y)``, this returns ``Qx`` (``d_x x q_x``), ``Qy`` (``d_y x q_y``) and
+    ``B = Qx^T M Qy`` such that ``M = Qx B Qy^T``, ``Qx^T E Qy = eye(q_x, q_y)`` and ``E`` maps the
+    complement of ``Qy`` isometrically onto a subspace orthogonal to ``Qx`` (for ``d_x >= d_y``; the
+    transposed statement otherwise). Every rotation problem of the form ``max trace(R^T (M + c E))``, and
+    the choice of the maximiser closest to ``E``, then splits into the same problem for ``B`` and ``R = E``
+    on the complements, so it is solved exactly on ``q <= 3 r`` dimensions: with 50 pairs in 1,280
+    dimensions, on about 100 instead of 1,280.
+
+    The column and row spaces of ``M`` come from a seeded random range finder (exact when the rank is at
+    most ``max_rank``). Returns None when ``max_rank`` is None or the subspaces would not be much smaller
+    than the space (more than :data:`_REDUCE_BELOW` of it).
+
+    Examples
+    --------
+    >>> import torch
+    >>> X, Y = torch.randn(10, 200, dtype=torch.float64), torch.randn(10, 150, dtype=torch.float64)
+    >>> Qx, Qy, B = pair_subspaces(X.T @ Y, max_rank=10)
+    >>> E, E_B = torch.eye(200, 150, dtype=torch.float64), torch.eye(*B.shape, dtype=torch.float64)
+    >>> B.shape[0] <= 30, bool(torch.allclose(Qx @ B @ Qy.T, X.T @ Y)), bool(torch.allclose(Qx.T @ E @ Qy, E_B))
+    (True, True, True)
+    """
+    d_x, d_y = M.shape
+    if max_rank is None or (_OVERSAMPLING + 3 * max(int(max_rank), 1)) > _REDUCE_BELOW * min(d_x, d_y):
+        return None
+    if d_x < d_y:
+        Qy, Qx, Bt = pair_subspaces(M.T, max_rank)  # type: ignore[misc]  # the condition above is symmetric
+        return Qx, Qy, Bt.T
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    width = int(max_rank) + _OVERSAMPLING
+    probe_y = torch.randn(d_y, width, generator=gen, dtype=_F64).to(M.device)
+    probe_x = torch.randn(d_x, width, generator=gen, dtype=_F64).to(M.device)
+    columns, rows = M @ probe_y, M.T @ probe_x  # span M's column and row spaces
+    # Qy: M's row space and E^T (its column space); Qx: E Qy first (so that Qx^T E Qy is the identity),
+    # then the rest of M's column space.
+    Qy = _orthonormal(torch.cat([rows, columns[:d_y]], dim=1))
+    EQy = torch.cat([Qy, Qy.new_zeros(d_x - d_y, Qy.shape[1])])
+    rest = columns - EQy @ (EQy.T @ columns)
+    rest = rest - EQy @ (EQy.T @ rest)  # twice: one pass leaves rounding-size components along EQy
+    Qx = torch.cat([EQy, _orthonormal(rest, reference=float(columns.norm()))], dim=1)
+    return Qx, Qy, Qx.T @ M @ Qy
+
+
+def _orthonormal(A: torch.Tensor, reference: float | None = None) -> torch.Tensor:
+    """Orthonormal basis of the numerical column space of ``A`` (singular values above ``1e-13`` of ``reference``)."""
+    U, S, _ = svd(A)
+    top = float(S[0]) if reference is None and S.numel() else float(reference or 0.0)
+    return U[:, S > 1e-13 * top] if top > 0 else U[:, :0]
+
+
+def _lift(R_B: torch.Tensor, Qx: torch.Tensor, Qy: torch.Tensor, d_x: int, d_y: int) -> torch.Tensor:
+    """``E + Qx (R_B - eye) Qy^T``: the reduced solution on the subspaces, the padded identity elsewhere."""
+    E_B = torch.eye(*R_B.shape, dtype=_F64, device=R_B.device)
+    return torch.eye(d_x, d_y, dtype=_F64, device=R_B.device) + Qx @ (R_B - E_B) @ Qy.T
+
+
+def _padded(S: torch.Tensor, k: int) -> torch.Tensor:
+    """Singular values padded with zeros to ``k`` (those of the full matrix)."""
+    return torch.cat([S, S.new_zeros(max(k - S.numel(), 0))])
+
+
+def shrunk_rotation(
+    M: torch.Tensor, shrinkage: float, max_rank: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``polar(M + shrinkage mean(S) E)`` and ``M``'s singular values ``S`` (``E = eye(d_x, d_y)``).
+
+    The maximum-a-posteriori rotation under a matrix von Mises-Fisher prior centred on ``E`` (see the
+    module docstring). With ``max_rank`` small against the dimensions, solved exactly on
+    :func:`pair_subspaces`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> X = torch.randn(4, 30, dtype=torch.float64)
+    >>> R, S = shrunk_rotation(X.T @ X, 1.0, max_rank=4)
+    >>> bool(torch.allclose(R, torch.eye(30, dtype=torch.float64))), S.shape  # the same space: the identity
+    (True, torch.Size([30]))
+    """
+    M = M.to(_F64)
+    d_x, d_y = M.shape
+    reduced = pair_subspaces(M, max_rank)
+    if reduced is not None:
+        Qx, Qy, B = reduced
+        S = _padded(torch.linalg.svdvals(B), min(d_x, d_y))
+        E_B = torch.eye(*B.shape, dtype=_F64, device=M.device)
+        R_B, _ = polar_factor(B + shrinkage * float(S.mean()) * E_B)
+        return _lift(R_B, Qx, Qy, d_x, d_y), S
+    S = torch.linalg.svdvals(M)
+    R, _ = polar_factor(M + shrinkage * float(S.mean()) * torch.eye(d_x, d_y, dtype=_F64, device=M.device))
+    return R, S
 
 
 def _constrained_rank(S: torch.Tensor, max_rank: int | None) -> int:
@@ -331,9 +444,7 @@ def procrustes_from_stats(
         )
     max_rank = n - 1 if center else n
     if shrinkage > 0:
-        S = torch.linalg.svdvals(M.to(torch.float64))
-        prior = torch.eye(M.shape[0], M.shape[1], dtype=torch.float64, device=M.device)
-        R, _ = polar_factor(M.to(torch.float64) + float(shrinkage) * float(S.mean()) * prior)
+        R, S = shrunk_rotation(M, float(shrinkage), max_rank)
         rank = _constrained_rank(S, max_rank)
     elif complement == "identity":
         R, S, rank = complete_rotation(M, max_rank=max_rank)
