@@ -248,8 +248,20 @@ def pair_subspaces(M: torch.Tensor, max_rank: int | None) -> tuple[torch.Tensor,
     dimensions, on about 100 instead of 1,280.
 
     The column and row spaces of ``M`` come from a seeded random range finder (exact when the rank is at
-    most ``max_rank``). Returns None when ``max_rank`` is None or the subspaces would not be much smaller
-    than the space (more than :data:`_REDUCE_BELOW` of it).
+    most ``max_rank``).
+
+    Parameters
+    ----------
+    M : torch.Tensor of shape (d_x, d_y), float64
+        Cross-covariance of the pairs.
+    max_rank : int or None
+        Known bound on the rank of ``M`` (``n - 1`` for ``n`` centred pairs).
+
+    Returns
+    -------
+    (Qx, Qy, B) or None
+        None when ``max_rank`` is None or the subspaces would not be much smaller than the space (more
+        than half of the smaller dimension).
 
     Examples
     --------
@@ -307,6 +319,20 @@ def shrunk_rotation(
     The maximum-a-posteriori rotation under a matrix von Mises-Fisher prior centred on ``E`` (see the
     module docstring). With ``max_rank`` small against the dimensions, solved exactly on
     :func:`pair_subspaces`.
+
+    Parameters
+    ----------
+    M : torch.Tensor of shape (d_x, d_y)
+        Cross-covariance of the pairs.
+    shrinkage : float
+        Concentration of the prior, in units of the mean singular value of ``M`` (> 0).
+    max_rank : int, optional
+        Known bound on the rank of ``M`` (``n - 1`` for ``n`` centred pairs).
+
+    Returns
+    -------
+    R : torch.Tensor of shape (d_x, d_y), float64
+    singular_values : torch.Tensor of shape (min(d_x, d_y),), float64
 
     Examples
     --------
