@@ -8,9 +8,17 @@ import logging
 import numpy as np
 import pytest
 
-from latentalign.experiments import fit_cache
+from latentalign.experiments import few_and_no_pairs_curves, fit_cache
 from latentalign.experiments.few_and_no_pairs import _run_jobs
-from latentalign.experiments.fit_cache import cache_path, cached_job, code_fingerprint, job_key, source_fingerprint
+from latentalign.experiments.fit_cache import (
+    cache_path,
+    cached_job,
+    code_fingerprint,
+    job_key,
+    journal_path,
+    journaled_job,
+    source_fingerprint,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -121,6 +129,93 @@ def test_few_and_no_pairs_jobs_resume_from_the_cache_with_the_same_records():
     assert fits(second) == fits(first)  # seconds included: the cached run's own
     other_seed = _run_jobs([(X, X @ Q, setup, 2, 20, "(t)")], 1)
     assert {r["reused"] for r in other_seed[0]} == {False}
+
+
+class _Killed(BaseException):
+    """The run stopped from outside (as by a signal): not an error a fit records."""
+
+
+def _fits(n_fits: int, stop_after: int | None, computed: list[int]):
+    """A job of ``n_fits`` fits that can be stopped after ``stop_after`` of them (fits it computes go to ``computed``)."""
+
+    def compute(done, keep):
+        records = list(done)
+        for i in range(len(done), n_fits):
+            computed.append(i)
+            records.append({"fit": i, "r1": i / 10})
+            keep(records[-1])
+            if stop_after is not None and len(computed) == stop_after:
+                raise _Killed
+        return records
+
+    return compute
+
+
+def test_a_stopped_job_resumes_after_its_journaled_fits_and_the_journal_goes():
+    key = job_key([np.zeros(3)], {"seed": 0})
+    computed: list[int] = []
+    with pytest.raises(_Killed):
+        journaled_job("exp", key, _fits(5, 2, computed))
+    assert journal_path("exp", key).is_file() and not cache_path("exp", key).exists()
+    records, reused = journaled_job("exp", key, _fits(5, None, computed))
+    assert computed == [0, 1, 2, 3, 4]  # the two journaled fits were not computed again
+    assert (records, reused) == ([{"fit": i, "r1": i / 10} for i in range(5)], False)
+    assert not journal_path("exp", key).exists()
+    assert journaled_job("exp", key, _fits(5, None, computed)) == (records, True)
+    assert computed == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("damage", ["cut short", "edited", "not json"])
+def test_an_unsound_journal_line_is_reported_and_its_fit_runs_again(damage, caplog):
+    key = job_key([np.zeros(3)], {"seed": 0})
+    with pytest.raises(_Killed):
+        journaled_job("exp", key, _fits(5, 3, []))
+    journal = journal_path("exp", key)
+    lines = journal.read_text().splitlines()
+    if damage == "cut short":  # the last write of a killed run
+        journal.write_text("\n".join(lines[:2]) + "\n" + lines[2][: len(lines[2]) // 2])
+    elif damage == "edited":
+        journal.write_text("\n".join([lines[0], lines[1], lines[2].replace("0.2", "0.9")]) + "\n")
+    else:
+        journal.write_text("\n".join([lines[0], lines[1], "\x00garbage"]) + "\n")
+    computed: list[int] = []
+    with caplog.at_level(logging.WARNING, logger="latentalign.experiments.fit_cache"):
+        records, _ = journaled_job("exp", key, _fits(5, None, computed))
+    assert computed == [2, 3, 4]  # the unsound third line is fitted again, the two sound ones are not
+    assert records == [{"fit": i, "r1": i / 10} for i in range(5)]
+    assert "line 3 of the fit journal" in caplog.text
+
+
+def test_a_few_and_no_pairs_job_stopped_mid_way_resumes_at_its_first_unfinished_fit(monkeypatch):
+    rng = np.random.default_rng(0)
+    X = rng.exponential(size=(80, 6))
+    Q, _ = np.linalg.qr(rng.normal(size=(6, 6)))
+    setup = {"budgets": [5, 25, "all"], "methods": ["procrustes", "relative"], "torch_threads": 1, "reuse_fits": True}
+    job = (X, X @ Q, setup, 0, 20, "(t)")
+    fit_aligner = few_and_no_pairs_curves.fit_aligner
+    calls: list[tuple[str, int]] = []
+
+    def counted(name, X, Y, pairs, seed, stop_at=None):
+        calls.append((name, len(pairs)))
+        if len(calls) == stop_at:
+            raise _Killed
+        return fit_aligner(name, X, Y, pairs, seed)
+
+    monkeypatch.setattr(few_and_no_pairs_curves, "fit_aligner", lambda *a: counted(*a, stop_at=4))
+    with pytest.raises(_Killed):
+        _run_jobs([job], 1)
+    monkeypatch.setattr(few_and_no_pairs_curves, "fit_aligner", counted)
+    resumed = _run_jobs([job], 1)[0]
+    # the first run finished 3 fits and was stopped in its 4th; the second starts at that 4th
+    assert calls[4:] == [("relative", 25), ("procrustes", 60), ("relative", 60)]
+    assert [r["reused"] for r in resumed] == [True] * 3 + [False] * 3
+    monkeypatch.setenv("LATENTALIGN_HOME", str(journal_path("x", "k").parents[3] / "fresh"))
+    whole = _run_jobs([job], 1)[0]  # the same job in one go, in an empty cache
+
+    def fitted(records):
+        return [{k: v for k, v in r.items() if k not in {"reused", "seconds"}} for r in records]
+
+    assert fitted(resumed) == fitted(whole)
 
 
 def _package(root, body: str) -> None:

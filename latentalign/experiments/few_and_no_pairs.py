@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ from latentalign.experiments.few_and_no_pairs_curves import (
 )
 from latentalign.experiments.few_and_no_pairs_data import SHORT_NAMES, load_case
 from latentalign.experiments.few_and_no_pairs_plot import plot_curves
-from latentalign.experiments.fit_cache import cached_job, code_fingerprint, job_key
+from latentalign.experiments.fit_cache import code_fingerprint, job_key, journaled_job
 from latentalign.experiments.runner import Check, ExperimentResult
 
 __all__ = ["run", "compute_runs", "build_result", "curve_table", "summarize", "identity_r1", "true_map_matches_r1"]
@@ -288,10 +288,12 @@ def _curve_job(job: tuple[np.ndarray, np.ndarray, dict[str, Any], int, int, str]
     """The fits of one case and one seed (one task of :func:`compute_runs`'s worker processes)."""
     X, Y, setup, seed, n_test, label = job
 
-    def fit_all() -> list[dict[str, Any]]:
+    def fit_all(
+        done: Sequence[dict[str, Any]] = (), keep: Callable[[dict[str, Any]], None] | None = None
+    ) -> list[dict[str, Any]]:
         threads = set_threads(setup)
         try:
-            return budget_curve(
+            records = budget_curve(
                 X,
                 Y,
                 budgets=list(setup["budgets"]),
@@ -299,16 +301,23 @@ def _curve_job(job: tuple[np.ndarray, np.ndarray, dict[str, Any], int, int, str]
                 seeds=[seed],
                 n_test=n_test,
                 echo=_progress(label),
+                done=done,
+                on_record=keep,
             )
         finally:
             restore_threads(threads)
+        journaled = {id(record) for record in done}
+        for record in records:
+            record["reused"] = id(record) in journaled
+        return records
 
     if not setup.get("reuse_fits", False):
         return fit_all()
     settings = {"budgets": setup["budgets"], "methods": setup["methods"], "seed": seed, "n_test": n_test}
-    records, reused = cached_job(EXPERIMENT, job_key([X, Y], settings), fit_all)
-    for record in records:
-        record["reused"] = reused
+    records, reused = journaled_job(EXPERIMENT, job_key([X, Y], settings), fit_all)
+    if reused:
+        for record in records:
+            record["reused"] = True
     return list(records)
 
 

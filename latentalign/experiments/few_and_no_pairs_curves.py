@@ -205,11 +205,15 @@ def budget_curve(
     seeds: Sequence[int],
     n_test: int,
     echo: Callable[[str], None] | None = None,
+    done: Sequence[dict[str, Any]] = (),
+    on_record: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """One record per (seed, method, budget, unpaired setting): R@1 (CSLS and cosine), seconds, problems.
 
     ``X`` and ``Y`` hold the same items row by row (already normalised). Budgets above the pool size are
-    skipped; ``"all"`` is the whole pool.
+    skipped; ``"all"`` is the whole pool. ``done`` holds records of an earlier, stopped run of the same
+    curve: those fits are taken from it instead of being fitted again. ``on_record`` is called with each
+    record as soon as it is made (e.g. to journal it, :func:`~latentalign.experiments.fit_cache.journaled_job`).
 
     Examples
     --------
@@ -230,7 +234,14 @@ def budget_curve(
     unknown = [m for m in methods if m not in known]
     if unknown:
         raise ValueError(f"methods must be among {known}, got {unknown}; fix the methods list of the config.")
+    earlier = {_fit_id(record): record for record in done}
     records = []
+
+    def add(record: dict[str, Any]) -> None:
+        records.append(record)
+        if on_record is not None:
+            on_record(record)
+
     for seed in seeds:
         test, pool = split_items(len(X), n_test, seed)
         zero_pair_fits: dict[str, dict[str, Any]] = {}
@@ -238,10 +249,14 @@ def budget_curve(
         # the zero-pair fits first, so that OT at budget 0 can repeat them
         plan.sort(key=lambda step: (step[1] != 0, step[0] != "unsupervised"))
         for method, budget, setting in plan:
+            if (int(seed), method, int(budget), setting) in earlier:
+                journaled = earlier[(int(seed), method, int(budget), setting)]
+                records.append(journaled)
+                if method == "unsupervised":
+                    zero_pair_fits[setting] = journaled
+                continue
             if method == "ot" and budget == 0 and setting in zero_pair_fits:
-                records.append(
-                    {**zero_pair_fits[setting], "method": "ot", "seconds": 0.0, "same_fit_as": "unsupervised"}
-                )
+                add({**zero_pair_fits[setting], "method": "ot", "seconds": 0.0, "same_fit_as": "unsupervised"})
                 continue
             rows_x, rows_y, pairs = training_rows(pool, budget, setting, seed)
             start = time.perf_counter()
@@ -268,7 +283,7 @@ def budget_curve(
                     record["traceback"] = traceback.format_exc(limit=6)
             record["seconds"] = round(time.perf_counter() - start, 2)
             record["convergence_warnings"] = sum(issubclass(w.category, ConvergenceWarning) for w in caught)
-            records.append(record)
+            add(record)
             if method == "unsupervised":
                 zero_pair_fits[setting] = record
             if echo is not None:
@@ -277,3 +292,7 @@ def budget_curve(
                     f"{record['r1_csls'] if record['error'] is None else record['error']} ({record['seconds']} s)"
                 )
     return records
+
+
+def _fit_id(record: dict[str, Any]) -> tuple[int, str, int, str]:
+    return int(record["seed"]), str(record["method"]), int(record["budget"]), str(record["unpaired"])

@@ -13,7 +13,9 @@ so a cached record is reused only when rerunning would compute the same thing. A
 (a default, a bug fix) invalidates every entry; a change of a comment, a docstring or a config's page
 text (its notes) does not.
 An interrupted run keeps the jobs it finished, and writing the notes of a page after its run costs
-nothing to render.
+nothing to render. A job of many fits can also keep each fit as it finishes (:func:`journaled_job`): its
+journal, ``<key>.partial.jsonl`` beside the entry, lets a run stopped in the middle of an hours-long job
+resume at the first fit it had not finished; the journal is removed once the job's entry is written.
 
 Each file holds the SHA-256 of its payload; a file that does not match (truncated write, edited by
 hand) is reported in the log, ignored and overwritten, never read as a result.
@@ -41,6 +43,7 @@ import functools
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -50,7 +53,16 @@ import numpy as np
 from latentalign._paths import home_dir
 from latentalign.store.files import atomic_write_bytes
 
-__all__ = ["behaviour_source", "source_fingerprint", "code_fingerprint", "job_key", "cache_path", "cached_job"]
+__all__ = [
+    "behaviour_source",
+    "source_fingerprint",
+    "code_fingerprint",
+    "job_key",
+    "cache_path",
+    "journal_path",
+    "cached_job",
+    "journaled_job",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -141,6 +153,11 @@ def cache_path(experiment: str, key: str) -> Path:
     return home_dir() / "experiments" / experiment / f"{key}.json"
 
 
+def journal_path(experiment: str, key: str) -> Path:
+    """Where the fits of job ``key`` finished so far are kept while the job runs (:func:`journaled_job`)."""
+    return home_dir() / "experiments" / experiment / f"{key}.partial.jsonl"
+
+
 def _payload_digest(payload: str) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
@@ -188,14 +205,120 @@ def cached_job(experiment: str, key: str, compute: Callable[[], Any]) -> tuple[A
     reused : bool
         True when they were read from the cache.
     """
+    return journaled_job(experiment, key, lambda done, keep: compute())
+
+
+def journaled_job(
+    experiment: str, key: str, compute: Callable[[list[Any], Callable[[Any], None]], Any]
+) -> tuple[Any, bool]:
+    """Like :func:`cached_job`, for a job of many fits that keeps each fit as it finishes.
+
+    ``compute(done, keep)`` receives the fit records a stopped run of the same job journaled (``done``,
+    oldest first, each as JSON gives it back; empty on a first run) and a function ``keep(record)`` to
+    call with each record it finishes: that record is appended to the job's journal
+    (:func:`journal_path`) and flushed to disk before ``keep`` returns. The job's result is stored as
+    :func:`cached_job` stores it, and the journal is then removed.
+
+    Each journal line carries the SHA-256 of its record: a line that does not match (a write cut short
+    when the run was killed, an edit) is reported in the log and dropped, so that fit runs again; it is
+    never read as a result.
+
+    Parameters
+    ----------
+    experiment : str
+        The experiment's name (a folder of the cache).
+    key : str
+        From :func:`job_key`.
+    compute : callable
+        ``compute(done, keep)`` runs the fits missing from ``done`` and returns the job's records
+        (JSON-serialisable, numpy scalars and arrays converted).
+
+    Returns
+    -------
+    records : Any
+        The job's records.
+    reused : bool
+        True when the whole job was read from the cache (``compute`` did not run).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> os.environ["LATENTALIGN_HOME"] = tempfile.mkdtemp()
+    >>> def three_fits(done, keep):
+    ...     records = list(done)
+    ...     for i in range(len(done), 3):
+    ...         records.append({"fit": i})
+    ...         keep(records[-1])
+    ...         if i == 1 and not done:
+    ...             raise RuntimeError("the run is stopped after its second fit")
+    ...     return records
+    >>> try:
+    ...     journaled_job("demo", "k", three_fits)
+    ... except RuntimeError:
+    ...     pass
+    >>> journaled_job("demo", "k", three_fits)  # the two kept fits are not computed again
+    ([{'fit': 0}, {'fit': 1}, {'fit': 2}], False)
+    >>> journal_path("demo", "k").exists()
+    False
+    >>> _ = os.environ.pop("LATENTALIGN_HOME")
+    """
     path = cache_path(experiment, key)
     cached = _read(path)
     if cached is not None:
         logger.info("%s: read a finished job from the fit cache (%s)", experiment, path.name[:12])
         return cached, True
-    payload = json.dumps(compute(), default=_to_json)
+    journal = journal_path(experiment, key)
+    done = _read_journal(journal)
+    if done:
+        logger.info("%s: resuming a job after its %d journaled fits (%s)", experiment, len(done), journal.name[:12])
+    _rewrite_journal(journal, done)  # drops a line cut short, so that new lines start on a line of their own
+
+    def keep(record: Any) -> None:
+        journal.parent.mkdir(parents=True, exist_ok=True)
+        with journal.open("a", encoding="utf-8") as stream:
+            stream.write(_journal_line(record) + "\n")
+            stream.flush()
+            os.fsync(stream.fileno())
+
+    payload = json.dumps(compute(done, keep), default=_to_json)
     _write(path, payload)
+    journal.unlink(missing_ok=True)
     return json.loads(payload), False
+
+
+def _read_journal(journal: Path) -> list[Any]:
+    """The sound records of a job's journal, in order; unsound lines are reported and left out."""
+    try:
+        lines = journal.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError) as exc:
+        logger.warning("ignoring the unreadable fit journal %s (%s); its fits run again", journal, exc)
+        return []
+    records = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            stored = json.loads(line)
+            payload = stored["payload"]
+            if stored.get("format") != _FORMAT or stored.get("sha256") != _payload_digest(payload):
+                raise ValueError("checksum mismatch")
+            records.append(json.loads(payload))
+        except (ValueError, KeyError, TypeError) as exc:
+            logger.warning("ignoring line %d of the fit journal %s (%s); that fit runs again", number, journal, exc)
+    return records
+
+
+def _rewrite_journal(journal: Path, records: list[Any]) -> None:
+    if not records:
+        journal.unlink(missing_ok=True)
+        return
+    text = "".join(_journal_line(record) + "\n" for record in records)
+    atomic_write_bytes(journal, text.encode("utf-8"))
+
+
+def _journal_line(record: Any) -> str:
+    payload = json.dumps(record, default=_to_json)
+    return json.dumps({"format": _FORMAT, "sha256": _payload_digest(payload), "payload": payload})
 
 
 def _to_json(value: Any) -> Any:
