@@ -218,6 +218,34 @@ def test_a_few_and_no_pairs_job_stopped_mid_way_resumes_at_its_first_unfinished_
     assert fitted(resumed) == fitted(whole)
 
 
+def test_a_resumed_job_repeats_its_journaled_zero_pair_fit_for_ot_at_budget_zero(monkeypatch):
+    rng = np.random.default_rng(1)
+    X = rng.exponential(size=(60, 4))
+    Q, _ = np.linalg.qr(rng.normal(size=(4, 4)))
+    setup = {"budgets": [0], "methods": ["ot", "unsupervised"], "torch_threads": 1, "reuse_fits": True}
+    job = (X, X @ Q, setup, 0, 15, "(t)")
+    fit_aligner = few_and_no_pairs_curves.fit_aligner
+    calls: list[str] = []
+
+    def stopped_in_the_second(name, *args):
+        calls.append(name)
+        if len(calls) == 2:
+            raise _Killed
+        return fit_aligner(name, *args)
+
+    monkeypatch.setattr(few_and_no_pairs_curves, "fit_aligner", stopped_in_the_second)
+    with pytest.raises(_Killed):
+        _run_jobs([job], 1)
+    resumed = _run_jobs([job], 1)[0]
+    assert calls == ["unsupervised", "unsupervised", "unsupervised"]  # OT at budget 0 fits nothing itself
+    by_fit = {(r["method"], r["unpaired"]): r for r in resumed}
+    assert set(by_fit) == {(m, s) for m in ("ot", "unsupervised") for s in ("shuffled", "disjoint")}
+    for setting in ("shuffled", "disjoint"):
+        assert by_fit[("ot", setting)]["same_fit_as"] == "unsupervised"
+        assert by_fit[("ot", setting)]["r1_csls"] == by_fit[("unsupervised", setting)]["r1_csls"]
+    assert [by_fit[("unsupervised", s)]["reused"] for s in ("shuffled", "disjoint")] == [True, False]
+
+
 def _package(root, body: str) -> None:
     (root / "sub").mkdir(parents=True, exist_ok=True)
     (root / "__init__.py").write_text('"""A package."""\n')
