@@ -291,6 +291,33 @@ def test_a_fit_whose_unpaired_rows_do_not_help_says_so(monkeypatch):
     assert np.allclose(model.transform(X[:50]), alone.transform(X[:50]), atol=1e-6)
 
 
+def test_pairs_alone_kept_on_a_sound_score_log_it_without_a_warning(monkeypatch, caplog):
+    # As above, with 13 pairs: 3 are set aside, and the map of the other 10 ranks their targets well (mean
+    # reciprocal rank 0.70), so the pairs alone are a sound map; that the unpaired rows did not help is
+    # said in the log only.
+    monkeypatch.setattr(ot_module, "CANDIDATE_STARTS", 6)
+    n_pairs = 13
+    X, Y = spaces(n=400, seed=1)
+    rng = np.random.default_rng(1)
+    wrong, _ = np.linalg.qr(rng.standard_normal((D, D)))
+    free = X[n_pairs:]
+    Xf = np.concatenate([X[:n_pairs], free])
+    Yf = np.concatenate([Y[:n_pairs], (free @ wrong)[rng.permutation(len(free))]])
+    known = np.stack([np.arange(n_pairs), np.arange(n_pairs)], 1)
+    with (
+        warnings.catch_warnings(record=True) as caught,
+        caplog.at_level("INFO", "latentalign.functional.self_learning"),
+    ):
+        warnings.simplefilter("always")
+        model = OTAligner(random_state=1).fit(Xf, Yf, pairs=known)
+    scores = model.history_[0]["validation"]
+    assert scores["route"] == "pairs alone" and scores["pairs alone"] >= 0.5 and scores["n_pairs_set_aside"] >= 3
+    assert not [w for w in caught if issubclass(w.category, ConvergenceWarning)]
+    assert "the unpaired rows did not help" in caplog.text and "On the 3 known pairs set aside" in caplog.text
+    alone = pairs_only(X, Y, np.arange(n_pairs))
+    assert np.allclose(model.transform(X[:50]), alone.transform(X[:50]), atol=1e-6)
+
+
 @pytest.mark.parametrize("n_pairs", [6, 12, 20])
 def test_a_fit_between_unrelated_spaces_says_it_may_have_failed(monkeypatch, n_pairs):
     # From 10 pairs some are set aside to judge the route; with fewer, refits without each fold judge it
