@@ -267,17 +267,24 @@ def test_stochastic_induction_drops_matches_and_keeps_only_mutual_ones():
     assert rows.numel() < 50
 
 
-def test_a_fit_whose_unpaired_rows_do_not_help_says_so(monkeypatch):
-    # The free target rows are the free source rows under ANOTHER rotation: matching them pulls every
-    # route that uses them away from the pairs' map, and the set-aside pairs prefer the pairs alone.
-    monkeypatch.setattr(ot_module, "CANDIDATE_STARTS", 6)  # the zero-pair candidate fails here: fewer starts
+def unhelpful_free_rows(n_pairs: int):
+    """Pairs, and free target rows that are the free source rows under ANOTHER rotation, shuffled.
+
+    Matching the free rows pulls every route that uses them away from the pairs' map, so the set-aside
+    pairs prefer the pairs alone. Returns the spaces, the fit's inputs and the known pairs.
+    """
     X, Y = spaces(n=400, seed=1)
     rng = np.random.default_rng(1)
     wrong, _ = np.linalg.qr(rng.standard_normal((D, D)))
-    free = X[N_PAIRS:]
-    Xf = np.concatenate([X[:N_PAIRS], free])
-    Yf = np.concatenate([Y[:N_PAIRS], (free @ wrong)[rng.permutation(len(free))]])
-    known = np.stack([np.arange(N_PAIRS), np.arange(N_PAIRS)], 1)
+    free = X[n_pairs:]
+    Xf = np.concatenate([X[:n_pairs], free])
+    Yf = np.concatenate([Y[:n_pairs], (free @ wrong)[rng.permutation(len(free))]])
+    return X, Y, Xf, Yf, np.stack([np.arange(n_pairs), np.arange(n_pairs)], 1)
+
+
+def test_a_fit_whose_unpaired_rows_do_not_help_says_so(monkeypatch):
+    monkeypatch.setattr(ot_module, "CANDIDATE_STARTS", 6)  # the zero-pair candidate fails here: fewer starts
+    X, Y, Xf, Yf, known = unhelpful_free_rows(N_PAIRS)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model = OTAligner(random_state=1).fit(Xf, Yf, pairs=known)
@@ -292,18 +299,12 @@ def test_a_fit_whose_unpaired_rows_do_not_help_says_so(monkeypatch):
 
 
 def test_pairs_alone_kept_on_a_sound_score_log_it_without_a_warning(monkeypatch, caplog):
-    # As above, with 13 pairs: 3 are set aside, and the map of the other 10 ranks their targets well (mean
-    # reciprocal rank 0.70), so the pairs alone are a sound map; that the unpaired rows did not help is
-    # said in the log only.
+    # With 13 pairs 3 are set aside, and the map of the other 10 ranks their targets well (mean reciprocal
+    # rank 0.70), so the pairs alone are a sound map; that the unpaired rows did not help is said in the
+    # log only.
     monkeypatch.setattr(ot_module, "CANDIDATE_STARTS", 6)
     n_pairs = 13
-    X, Y = spaces(n=400, seed=1)
-    rng = np.random.default_rng(1)
-    wrong, _ = np.linalg.qr(rng.standard_normal((D, D)))
-    free = X[n_pairs:]
-    Xf = np.concatenate([X[:n_pairs], free])
-    Yf = np.concatenate([Y[:n_pairs], (free @ wrong)[rng.permutation(len(free))]])
-    known = np.stack([np.arange(n_pairs), np.arange(n_pairs)], 1)
+    X, Y, Xf, Yf, known = unhelpful_free_rows(n_pairs)
     with (
         warnings.catch_warnings(record=True) as caught,
         caplog.at_level("INFO", "latentalign.functional.self_learning"),

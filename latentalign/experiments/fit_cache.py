@@ -225,10 +225,8 @@ def journaled_job(
 
     Parameters
     ----------
-    experiment : str
-        The experiment's name (a folder of the cache).
-    key : str
-        From :func:`job_key`.
+    experiment, key : str
+        As for :func:`cached_job`.
     compute : callable
         ``compute(done, keep)`` runs the fits missing from ``done`` and returns the job's records
         (JSON-serialisable, numpy scalars and arrays converted).
