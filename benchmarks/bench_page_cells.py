@@ -36,11 +36,20 @@ from _common import append_table, limit_threads, machine_summary, print_table  #
 RECORD = HERE.parent / "experiments" / "results" / "few_and_no_pairs.json"
 
 
-def page_config() -> dict[str, Any]:
-    """The page's config, as the package ships it."""
+def page_config(name: str = "few_and_no_pairs") -> dict[str, Any]:
+    """A page's config, as the package ships it (few_and_no_pairs or a config that extends it)."""
     from latentalign.experiments.runner import load_config
 
-    return load_config("few_and_no_pairs")
+    return load_config(name)
+
+
+def record_setup(path: Path) -> dict[str, Any]:
+    """The ``[setup]`` of the config that wrote the page record at ``path`` (its ``kind`` names it)."""
+    kind = str(json.loads(path.read_text())["kind"])
+    prefix = "experiment:"
+    if not kind.startswith(prefix):
+        raise SystemExit(f"{path} is not an experiment record: its kind is {kind!r}, expected {prefix}<name>.")
+    return page_config(kind[len(prefix) :])["setup"]
 
 
 def load_page_case(name: str) -> tuple[Any, np.ndarray, np.ndarray, int]:

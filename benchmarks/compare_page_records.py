@@ -21,7 +21,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_page_cells import page_config, recorded_fits  # noqa: E402
+from bench_page_cells import record_setup, recorded_fits  # noqa: E402
 
 
 def main() -> None:
@@ -30,8 +30,7 @@ def main() -> None:
     parser.add_argument("new", type=Path, help="the later record (JSON)")
     parser.add_argument("--tol", type=float, default=1e-9, help="smallest R@1 change reported")
     args = parser.parse_args()
-    setup = page_config()["setup"]
-    old, new = recorded_fits(setup, args.old), recorded_fits(setup, args.new)
+    old, new = recorded_fits(record_setup(args.old), args.old), recorded_fits(record_setup(args.new), args.new)
     moved = []
     for key in sorted(set(old) & set(new), key=str):
         a, b = old[key], new[key]

@@ -23,7 +23,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_page_cells import page_config, recorded_fits  # noqa: E402
+from bench_page_cells import record_setup, recorded_fits  # noqa: E402
 
 Fits = dict[tuple[str, str, int, str, int], dict[str, Any]]
 
@@ -53,7 +53,7 @@ def main() -> None:
     parser.add_argument("--good", type=float, default=0.8, help="share of supervised R@1 that counts as good")
     parser.add_argument("--failed", type=float, default=0.5, help="share of supervised R@1 below which a fit failed")
     args = parser.parse_args()
-    fits = recorded_fits(page_config()["setup"], args.record)
+    fits = recorded_fits(record_setup(args.record), args.record)
     supervised = supervised_r1(fits)
     methods = set(args.methods.split(","))
     counts: collections.Counter[tuple[str, str]] = collections.Counter()
