@@ -1,17 +1,41 @@
-"""Helpers shared by the experiment runners and the demo: torch thread settings and caption selection."""
+"""Helpers shared by the experiment runners and the demo: thread settings and caption selection."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-__all__ = ["set_threads", "restore_threads", "unique_caption_rows"]
+__all__ = ["PreviousThreads", "set_threads", "restore_threads", "unique_caption_rows"]
 
 
-def set_threads(setup: dict[str, Any]) -> int | None:
-    """Apply ``setup["torch_threads"]`` (when the config sets it) and return the previous thread count.
+@dataclass(frozen=True)
+class PreviousThreads:
+    """What :func:`set_threads` replaced, for :func:`restore_threads` to put back.
+
+    Attributes
+    ----------
+    torch_threads : int
+        torch's intra-op thread count before the call.
+    native_pools : threadpoolctl.threadpool_limits
+        The limit set on the native thread pools (the BLAS under numpy and scipy, OpenMP), which remembers
+        their previous sizes.
+    """
+
+    torch_threads: int
+    native_pools: Any
+
+
+def set_threads(setup: dict[str, Any]) -> PreviousThreads | None:
+    """Run torch and the BLAS under numpy/scipy on ``setup["torch_threads"]`` threads (when the config sets it).
+
+    torch's thread count does not reach the BLAS that numpy and scipy call, whose pool keeps its own size
+    (the machine's cores, or ``OPENBLAS_NUM_THREADS``). A fit's sums run in a different order with another
+    thread count, and some fits (a functional map on a handful of anchors) move visibly with that rounding,
+    so a page that fixes its thread count fixes both pools. The native pools are limited through
+    threadpoolctl.
 
     Parameters
     ----------
@@ -20,36 +44,49 @@ def set_threads(setup: dict[str, Any]) -> int | None:
 
     Returns
     -------
-    int or None
-        torch's thread count before the call, to hand to :func:`restore_threads`; ``None`` when the
-        config does not set ``torch_threads`` (nothing was changed).
+    PreviousThreads or None
+        What the call replaced, to hand to :func:`restore_threads`; ``None`` when the config does not set
+        ``torch_threads`` (nothing was changed).
+
+    Raises
+    ------
+    ValueError
+        When ``torch_threads`` is not a positive whole number.
 
     Examples
     --------
     >>> import torch
+    >>> from threadpoolctl import threadpool_info
     >>> before = torch.get_num_threads()
     >>> previous = set_threads({"torch_threads": 1})
-    >>> torch.get_num_threads(), previous == before
-    (1, True)
+    >>> torch.get_num_threads(), {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+    (1, {1})
     >>> restore_threads(previous)
     >>> torch.get_num_threads() == before, set_threads({})
     (True, None)
     """
     import torch
+    from threadpoolctl import threadpool_limits
 
     if "torch_threads" not in setup:
         return None
-    previous = torch.get_num_threads()
-    torch.set_num_threads(int(setup["torch_threads"]))
+    threads = setup["torch_threads"]
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(
+            f"setup.torch_threads must be a positive whole number of threads, got {threads!r}; "
+            "set it to 1 or more, or leave it out to keep the machine's defaults."
+        )
+    previous = PreviousThreads(torch_threads=torch.get_num_threads(), native_pools=threadpool_limits(limits=threads))
+    torch.set_num_threads(threads)
     return previous
 
 
-def restore_threads(previous: int | None) -> None:
-    """Set torch's thread count back to what :func:`set_threads` returned (``None``: leave it).
+def restore_threads(previous: PreviousThreads | None) -> None:
+    """Put back the thread counts that :func:`set_threads` replaced (``None``: leave them).
 
     Parameters
     ----------
-    previous : int or None
+    previous : PreviousThreads or None
         The value :func:`set_threads` returned.
 
     Examples
@@ -63,7 +100,8 @@ def restore_threads(previous: int | None) -> None:
     import torch
 
     if previous is not None:
-        torch.set_num_threads(previous)
+        torch.set_num_threads(previous.torch_threads)
+        previous.native_pools.restore_original_limits()
 
 
 def unique_caption_rows(*caption_lists: Sequence[str | None]) -> np.ndarray:

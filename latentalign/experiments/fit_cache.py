@@ -162,14 +162,24 @@ def _payload_digest(payload: str) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+def _sealed(payload: str) -> str:
+    """``payload`` (JSON text) in the stored envelope: the format and the payload's SHA-256 beside it."""
+    return json.dumps({"format": _FORMAT, "sha256": _payload_digest(payload), "payload": payload})
+
+
+def _unsealed(text: str) -> Any:
+    """The value :func:`_sealed` stored in ``text``; ``ValueError``/``KeyError``/``TypeError`` when unsound."""
+    stored = json.loads(text)
+    payload = stored["payload"]
+    if stored.get("format") != _FORMAT or stored.get("sha256") != _payload_digest(payload):
+        raise ValueError("checksum mismatch")
+    return json.loads(payload)
+
+
 def _read(path: Path) -> Any | None:
     """The records kept at ``path``; None when there are none or the file fails its checksum."""
     try:
-        stored = json.loads(path.read_text(encoding="utf-8"))
-        payload = stored["payload"]
-        if stored.get("format") != _FORMAT or stored.get("sha256") != _payload_digest(payload):
-            raise ValueError("checksum mismatch")
-        return json.loads(payload)
+        return _unsealed(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -179,8 +189,7 @@ def _read(path: Path) -> Any | None:
 
 def _write(path: Path, payload: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps({"format": _FORMAT, "sha256": _payload_digest(payload), "payload": payload})
-    atomic_write_bytes(path, text.encode("utf-8"))  # a reader sees the old file or the whole new one
+    atomic_write_bytes(path, _sealed(payload).encode("utf-8"))  # a reader sees the old file or the whole new one
 
 
 def cached_job(experiment: str, key: str, compute: Callable[[], Any]) -> tuple[Any, bool]:
@@ -296,11 +305,7 @@ def _read_journal(journal: Path) -> list[Any]:
     records = []
     for number, line in enumerate(lines, start=1):
         try:
-            stored = json.loads(line)
-            payload = stored["payload"]
-            if stored.get("format") != _FORMAT or stored.get("sha256") != _payload_digest(payload):
-                raise ValueError("checksum mismatch")
-            records.append(json.loads(payload))
+            records.append(_unsealed(line))
         except (ValueError, KeyError, TypeError) as exc:
             logger.warning("ignoring line %d of the fit journal %s (%s); that fit runs again", number, journal, exc)
     return records
@@ -315,8 +320,7 @@ def _rewrite_journal(journal: Path, records: list[Any]) -> None:
 
 
 def _journal_line(record: Any) -> str:
-    payload = json.dumps(record, default=_to_json)
-    return json.dumps({"format": _FORMAT, "sha256": _payload_digest(payload), "payload": payload})
+    return _sealed(json.dumps(record, default=_to_json))
 
 
 def _to_json(value: Any) -> Any:
