@@ -11,7 +11,13 @@ import torch
 from latentalign.align.ot import make_map
 from latentalign.align.refine import SelfLearning
 from latentalign.exceptions import ConvergenceWarning
-from latentalign.functional.self_learning import mutual_csls_matches, mutual_csls_tensors, self_learning_rounds
+from latentalign.functional.retrieval import csls_scores
+from latentalign.functional.self_learning import (
+    mutual_csls_matches,
+    mutual_csls_tensors,
+    pairs_mrr,
+    self_learning_rounds,
+)
 
 
 def planted(n: int = 200, d: int = 6, seed: int = 0):
@@ -91,3 +97,27 @@ def test_tensor_core_agrees_with_the_checked_function():
     rt, ct, st = mutual_csls_tensors(torch.from_numpy(Z), torch.from_numpy(Y), 3)
     assert rows.tolist() == rt.tolist() and cols.tolist() == ct.tolist() and len(rows) > 0
     np.testing.assert_array_equal(scores, st.numpy())
+
+
+def test_pairs_mrr_ranks_by_the_csls_of_the_retrieval_module():
+    # Reference: CSLS over every mapped source row (the pairs' and the free ones) against every candidate
+    # target, computed by latentalign.functional.retrieval; each pair's target ranked in its row.
+    gen = torch.Generator().manual_seed(3)
+    X = torch.randn(60, 8, generator=gen, dtype=torch.float64)
+    Y = X @ torch.linalg.qr(torch.randn(8, 8, generator=gen, dtype=torch.float64))[0]
+    Y = Y + 0.8 * torch.randn(60, 8, generator=gen, dtype=torch.float64)
+    pairs = torch.stack([torch.arange(12), torch.arange(12)], 1)
+    free_x, free_y = torch.arange(12, 45), torch.arange(20, 60)  # part of the free rows, on both sides
+
+    def transform(Z):
+        return Z @ torch.eye(8, dtype=torch.float64)
+
+    keys = torch.cat([Y[:12], Y[free_y]])
+    sources = torch.cat([X[:12], X[free_x]])
+    S = torch.as_tensor(csls_scores(transform(sources), keys, k=5))[:12]
+    expected = (1.0 / (1.0 + (S > S.diagonal()[:, None]).sum(1).double())).mean()
+    assert pairs_mrr(transform, X, Y, pairs, free_y, free_x=free_x, csls_k=5) == pytest.approx(float(expected))
+    cosine = torch.nn.functional.normalize(X[:12], dim=1) @ torch.nn.functional.normalize(keys, dim=1).T
+    by_cosine = (1.0 / (1.0 + (cosine > cosine.diagonal()[:, None]).sum(1).double())).mean()
+    assert pairs_mrr(transform, X, Y, pairs, free_y, csls_k=None) == pytest.approx(float(by_cosine))
+    assert float(expected) != pytest.approx(float(by_cosine))  # the two rules rank differently here

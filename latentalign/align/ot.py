@@ -173,7 +173,7 @@ class OTAligner(PreprocessedMapAligner):
         Measured with 5 pairs and the other items shuffled, R@1 (CSLS) over 5 seeds: MiniLM-L6 -> MPNet captions 0.93-0.98 against 0.05-0.13
         for self-learning alone; GloVe-50 -> fastText-fr words 0.69-0.73 on every seed, where unjudged
         starts failed on 2 seeds of 5 (0.03). A fit warns (``ConvergenceWarning``) when the known pairs that
-        judged the route rank their targets poorly under it (mean reciprocal rank below 0.5; with 4 to 9 pairs, under self-learning runs
+        judged the route rank their targets poorly under it (mean reciprocal rank by CSLS below 0.5; with 4 to 9 pairs, under self-learning runs
         without each fold of them, whose successful maps the final map must also agree with), and when
         it keeps the pairs alone on a weak score or one from only 2 set-aside pairs; pairs alone kept on a
         sound score (0.5 or more, from 3 or more pairs) are logged, not warned about.
