@@ -200,7 +200,7 @@ def test_a_map_fitted_without_the_pairs_is_taken_only_when_the_pairs_prefer_it(n
         assert scores["truth"] > scores["self-learning"]
         assert scores["n_pairs_set_aside"] == 0
         assert scores["route"] == "truth" and taken.map is truth and taken.n_iter == 0
-    else:  # every route on 2 set-aside pairs; ties go to the routes that use the pairs
+    else:  # every route on 2 set-aside pairs; ties go to the higher cosine score, then to the pairs' routes
         assert scores["n_pairs_set_aside"] == 2
         routes = [name for name in scores if name not in ("route", "n_pairs_set_aside")]
         assert scores[scores["route"]] == scores["truth"] == max(scores[name] for name in routes)
