@@ -25,7 +25,7 @@ from latentalign._array import ArrayLike
 from latentalign._validation import check_choice, check_number, check_pair
 from latentalign.exceptions import ConvergenceWarning
 from latentalign.functional.ot_rounds import MIN_MAP_ROWS, FitMap, OnRound, check_pairs, linear_part, relative_change
-from latentalign.functional.retrieval import csls_knn
+from latentalign.functional.retrieval import csls_knn, csls_penalties
 from latentalign.functional.transport_refine import transport_refined_map
 
 logger = logging.getLogger(__name__)
@@ -687,15 +687,17 @@ def pairs_mrr(
     (0.75, 1.0)
     """
     unit = torch.nn.functional.normalize
-    keys = unit(torch.cat([Y[pairs[:, 1]], Y[free_y.to(Y.device)]]).to(torch.float64), dim=1)
-    S = unit(transform(X[pairs[:, 0]]).to(torch.float64), dim=1) @ keys.T
-    if csls_k is not None:
-        rows = _free(X.shape[0], pairs[:, 0]) if free_x is None else free_x.to(X.device)
-        sources = unit(transform(torch.cat([X[pairs[:, 0]], X[rows]])).to(torch.float64), dim=1)
-        k = int(min(csls_k, sources.shape[0]))
-        hubness = (keys @ sources.T).topk(k, dim=1).values.mean(1)
-        S = 2 * S - hubness[None, :]  # the query's own penalty is the same for all its candidates
     n = pairs.shape[0]
+    keys = unit(torch.cat([Y[pairs[:, 1]], Y[free_y.to(Y.device)]]).to(torch.float64), dim=1)
+    rows = X[pairs[:, 0]]
+    if csls_k is not None:  # the free source rows join the pairs' sources for the keys' penalties
+        rows = torch.cat([rows, X[_free(X.shape[0], pairs[:, 0]) if free_x is None else free_x.to(X.device)]])
+    sources = unit(transform(rows).to(torch.float64), dim=1)
+    S = sources[:n] @ keys.T
+    if csls_k is not None:
+        k = int(min(csls_k, sources.shape[0], keys.shape[0]))
+        _, hubness = csls_penalties(sources, keys, k=k)
+        S = 2 * S - torch.as_tensor(hubness)[None, :]  # the query's own penalty is the same for all its candidates
     true = S[torch.arange(n), torch.arange(n)]
     return float((1.0 / (1.0 + (S > true[:, None]).sum(1).double())).mean())
 
