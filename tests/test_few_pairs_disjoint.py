@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from latentalign import Procrustes
+from latentalign.functional.self_learning import TRANSPORT_ROUTES
 from latentalign.functional.transport_refine import transport_refined_map
 
 D, N_PAIRS, N_FREE = 24, 20, 400
@@ -52,6 +53,40 @@ def test_soft_matching_beats_the_pairs_alone_on_disjoint_rows(seed):
     assert _error(lambda Z: pairs_start(torch.from_numpy(Z)), test, Q) < 0.8 * baseline
 
 
+@pytest.mark.filterwarnings("ignore::latentalign.exceptions.IllConditionedWarning")
+@pytest.mark.parametrize("route", sorted(TRANSPORT_ROUTES))
+def test_every_route_of_the_route_check_beats_the_pairs_alone_on_disjoint_rows(route):
+    X, Y, Q, test = _planted(0)
+    pairs = torch.stack([torch.arange(N_PAIRS), torch.arange(N_PAIRS)], 1)
+    free = torch.arange(N_PAIRS, N_PAIRS + N_FREE)
+    transform, _ = transport_refined_map(
+        torch.from_numpy(X),
+        torch.from_numpy(Y),
+        _fit_map,
+        pairs=pairs,
+        rows_x=free,
+        rows_y=free,
+        **TRANSPORT_ROUTES[route]._asdict(),
+    )
+    baseline = _error(Procrustes().fit(X[:N_PAIRS], Y[:N_PAIRS]).transform, test, Q)
+    assert _error(lambda Z: transform(torch.from_numpy(Z)), test, Q) < 0.8 * baseline
+
+
+def test_start_reg_blurs_only_the_relative_start():
+    X, Y, _, test = _planted(1)
+    pairs = torch.stack([torch.arange(N_PAIRS), torch.arange(N_PAIRS)], 1)
+    free = torch.arange(N_PAIRS, N_PAIRS + N_FREE)
+    Xt, Yt, Zt = torch.from_numpy(X), torch.from_numpy(Y), torch.from_numpy(test)
+
+    def mapped(**options):
+        transform, _ = transport_refined_map(Xt, Yt, _fit_map, pairs=pairs, rows_x=free, rows_y=free, **options)
+        return transform(Zt)
+
+    assert torch.equal(mapped(start="relative", reg=0.2), mapped(start="relative", reg=0.2, start_reg=0.2))
+    assert not torch.allclose(mapped(start="relative", n_rounds=0), mapped(start="relative", n_rounds=0, start_reg=0.5))
+    assert torch.equal(mapped(start="pairs", reg=0.2), mapped(start="pairs", reg=0.2, start_reg=0.5))
+
+
 def test_transport_refined_map_checks_its_arguments():
     X = torch.randn(30, 3, dtype=torch.float64)
     pairs = torch.stack([torch.arange(5), torch.arange(5)], 1)
@@ -60,4 +95,8 @@ def test_transport_refined_map_checks_its_arguments():
     with pytest.raises(ValueError, match="start"):
         transport_refined_map(
             X, X, _fit_map, pairs=pairs, rows_x=torch.arange(5, 30), rows_y=torch.arange(5, 30), start="gw"
+        )
+    with pytest.raises(ValueError, match="start_reg"):
+        transport_refined_map(
+            X, X, _fit_map, pairs=pairs, rows_x=torch.arange(5, 30), rows_y=torch.arange(5, 30), start_reg=0.0
         )

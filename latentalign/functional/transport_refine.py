@@ -46,6 +46,7 @@ def transport_refined_map(
     start: str = "relative",
     reg: float = 0.1,
     n_rounds: int = 1,
+    start_reg: float | None = None,
 ) -> tuple[Transform, Any]:
     """Fit a map on known pairs plus the entropic-OT barycentres of unpaired rows.
 
@@ -73,6 +74,9 @@ def transport_refined_map(
         averages over near neighbours, which is what rows without a counterpart need.
     n_rounds : int, default 1
         Rounds after the start.
+    start_reg : float, optional
+        Entropic regularisation of the relative start's coupling, relative to its mean cost (default:
+        ``reg``). Relative representations are noisier than mapped rows; a blurrier start can help.
 
     Returns
     -------
@@ -103,6 +107,8 @@ def transport_refined_map(
     check_choice(start, "start", TRANSPORT_STARTS)
     check_number(reg, "reg", low=0.0, low_inclusive=False)
     check_number(n_rounds, "n_rounds", integer=True, low=0)
+    if start_reg is not None:
+        check_number(start_reg, "start_reg", low=0.0, low_inclusive=False)
     P = check_pairs(pairs, X.shape[0], Y.shape[0]).to(X.device)
     fx, fy = rows_x.to(X.device), rows_y.to(X.device)
     if fx.numel() < 2 or fy.numel() < 2:
@@ -114,17 +120,18 @@ def transport_refined_map(
     def refit(targets: torch.Tensor) -> tuple[Transform, Any]:
         return fit_map(torch.cat([X[P[:, 0]], X[fx]]), torch.cat([Y[P[:, 1]], targets]))
 
-    def soft_targets(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+    def soft_targets(A: torch.Tensor, B: torch.Tensor, blur: float) -> torch.Tensor:
         # The rounds only need barycentres of a blurred coupling, not a converged one.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            plan = ot_plan_tensors(A, B, method="sinkhorn", reg=float(reg), metric="cosine", max_iter=2000, tol=1e-6)
+            plan = ot_plan_tensors(A, B, method="sinkhorn", reg=float(blur), metric="cosine", max_iter=2000, tol=1e-6)
         return barycentric_projection_tensors(plan.to(Y.dtype), Y[fy])
 
     if start == "relative":
-        transform, fitted = refit(soft_targets(_relative(X[fx], X[P[:, 0]]), _relative(Y[fy], Y[P[:, 1]])))
+        blur = reg if start_reg is None else start_reg
+        transform, fitted = refit(soft_targets(_relative(X[fx], X[P[:, 0]]), _relative(Y[fy], Y[P[:, 1]]), blur))
     else:
         transform, fitted = fit_map(X[P[:, 0]], Y[P[:, 1]])
     for _ in range(int(n_rounds)):
-        transform, fitted = refit(soft_targets(transform(X[fx]), Y[fy]))
+        transform, fitted = refit(soft_targets(transform(X[fx]), Y[fy], reg))
     return transform, fitted
