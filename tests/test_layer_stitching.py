@@ -273,7 +273,10 @@ def test_state_dict_to_and_save_load_round_trip(tmp_path):
     stitched = fit_layer_stitcher(a, "block2", b, "block2", x, "affine")
     fresh = LayerStitcher(_cnn(0.5, 5), "block2", _cnn(0.5, 6), "block2", random_stitching_map(8, 8))
     fresh.load_state_dict(stitched.state_dict())
-    assert torch.equal(fresh(x), stitched(x))
+    # The weights must come back bit for bit; the outputs only to float rounding, since two copies of the
+    # same weights at other addresses may take other BLAS paths (seen on an Intel Xeon: 4e-8 apart).
+    assert all(torch.equal(v, fresh.state_dict()[k]) for k, v in stitched.state_dict().items())
+    torch.testing.assert_close(fresh(x), stitched(x), rtol=1e-6, atol=1e-6)
     as64 = stitched.to(torch.float64)
     out64 = as64(x.double())
     assert out64.dtype == torch.float64
@@ -281,7 +284,9 @@ def test_state_dict_to_and_save_load_round_trip(tmp_path):
     stitched.to(torch.float32)
     path = stitched.save(tmp_path / "stitch")
     back = LayerStitcher.load(path, model_a=_cnn(0.5, 7), model_b=_cnn(0.5, 8))
-    assert torch.equal(back(x), stitched(x)) and (back.cut_a, back.cut_b) == ("block2", "block2")
+    assert all(torch.equal(v, back.state_dict()[k]) for k, v in stitched.state_dict().items())
+    torch.testing.assert_close(back(x), stitched(x), rtol=1e-6, atol=1e-6)
+    assert (back.cut_a, back.cut_b) == ("block2", "block2")
     raw = bytearray(path.read_bytes())
     raw[-3] ^= 0xFF
     path.write_bytes(bytes(raw))
