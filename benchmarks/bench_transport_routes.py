@@ -6,8 +6,9 @@ keeps the one that ranks set-aside pairs best. This script fits every route alon
 of a page cell (the case's embeddings normalised as there, the seed's held-out split and training rows,
 Procrustes maps as ``OTAligner`` fits them) and prints the R@1 (CSLS) of each on the held-out items, so
 routes can be compared without the noise of the judge. ``--routes`` adds routes written
-``start:start_reg:reg:n_rounds`` (``start_reg`` ``-`` for none), e.g. the routes before their blur
-was raised: ``relative:-:0.1:1,relative:-:0.1:6,pairs:-:0.1:1``.
+``start:start_reg:reg:n_rounds`` (``start_reg`` ``-`` for none; one equal to a route of
+``TRANSPORT_ROUTES`` is not fitted twice), e.g. the relative routes before their blur was raised:
+``relative:-:0.1:1,relative:-:0.1:6``.
 
 Run, for example::
 
@@ -29,7 +30,7 @@ sys.path.insert(0, str(HERE))
 
 from _common import append_table, limit_threads, machine_summary, print_table  # noqa: E402
 
-BEFORE = "relative:-:0.1:1,relative:-:0.1:6,pairs:-:0.1:1"
+BEFORE = "relative:-:0.1:1,relative:-:0.1:6"
 
 
 def parse_routes(text: str) -> dict[str, dict[str, object]]:
@@ -100,7 +101,7 @@ def main() -> None:
     args = parser.parse_args()
     limit_threads(args.threads)
     routes = {name: dict(route._asdict()) for name, route in TRANSPORT_ROUTES.items()}
-    routes.update(parse_routes(args.routes))
+    routes.update((label, extra) for label, extra in parse_routes(args.routes).items() if extra not in routes.values())
     seeds = [int(s) for s in args.seeds.split(",")]
     rows = route_r1(args.case, args.budget, args.setting, seeds, routes)
     table = []
