@@ -259,7 +259,7 @@ def report(rows: list[dict], args: argparse.Namespace, params: dict) -> None:
             f"bench_unsupervised ({'small' if args.small else 'full'}) {datetime.datetime.now().isoformat(timespec='seconds')}",
             f"load average before/after: {LOAD_BEFORE} / {tuple(round(x, 2) for x in os.getloadavg())}",
             f"machine: {machine_summary()}",
-            f"zero-pair parameters: {params} (and the aligner's defaults: more starts, up to max_starts=8 within "
+            f"zero-pair parameters: {params} (and the aligner's defaults: more starts, up to max_starts=24 within "
             "time_budget=600 s, until another start confirms the best map; gaps = each start's distance to the "
             "chosen map); the paired cases (a)-(c) also screen all their rows (screen_size = n)",
             "",

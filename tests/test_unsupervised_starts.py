@@ -54,6 +54,17 @@ def test_unconfirmed_start_tries_more_and_says_so():
 
 
 @pytest.mark.filterwarnings("ignore:unsupervised_alignment stopped after max_iter")
+def test_aligner_screens_up_to_24_starts_by_default_before_giving_up():
+    # a start that succeeds one time in twelve (as on one split of MiniLM vs e5-small glosses) needs more than 8
+    rng = np.random.default_rng(1)
+    X, Y = rng.normal(size=(80, 4)), rng.normal(size=(80, 4))
+    with pytest.warns(ConvergenceWarning, match="none of the 24 screened starts confirmed"):
+        model = UnsupervisedAligner(identity_start=False, screen_iter=10, max_iter=10).fit(X, Y)
+    assert UnsupervisedAligner().max_starts == 24
+    assert [r["seed"] for r in model.restarts_] == list(range(24))
+
+
+@pytest.mark.filterwarnings("ignore:unsupervised_alignment stopped after max_iter")
 def test_time_budget_stops_the_extra_starts():
     rng = np.random.default_rng(1)
     X, Y = rng.normal(size=(80, 4)), rng.normal(size=(80, 4))

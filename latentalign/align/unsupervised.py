@@ -75,14 +75,17 @@ class UnsupervisedAligner(PreprocessedMapAligner):
         (two shuffled sets rather than two frequency-sorted vocabularies), a screen on fewer rows than a
         side has compares partly different items, and fewer starts succeed (see
         :func:`~latentalign.functional.unsupervised.unsupervised_alignment`).
-    max_starts : int, default 8
+    max_starts : int, default 24
         When no other start confirms the best of the ``n_init`` (its screened map within ``agree_tol``
         of the best one's, or finding ``agree_share`` of its mutual matches again) and the best score
         does not stand out (1.5 times the median of the others),
         more starts are screened (the first start with new induction seeds, new random subsets), up to
         ``max_starts`` in all. Measured on MiniLM-L6 vs L3 words, where a start succeeds about one
         time in three: failed starts scored 0.25-0.26 and ended at maps far apart (relative distance
-        about 1.4), the good map scored 0.55.
+        about 1.4), the good map scored 0.55. On MiniLM-L6 vs e5-small embeddings of 1,349 WordNet
+        glosses (one of five random subsets) the first eleven starts failed (0.30-0.31) and the twelfth
+        succeeded (0.60, R@1 0.99 on held-out glosses): 8 starts left that fit failed. Where no start
+        can succeed (two sets of different items), every start is screened, within ``time_budget``.
     agree_tol : float, default 0.05
         Relative distance between two screened maps under which they agree.
     agree_share : float, default 0.5
@@ -154,7 +157,7 @@ class UnsupervisedAligner(PreprocessedMapAligner):
         tol: float = 1e-6,
         screen_iter: int = 100,
         screen_size: int = 2000,
-        max_starts: int = 8,
+        max_starts: int = 24,
         agree_tol: float = 0.05,
         agree_share: float = 0.5,
         time_budget: float | None = 600.0,
