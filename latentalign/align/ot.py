@@ -146,7 +146,8 @@ class OTAligner(PreprocessedMapAligner):
         Matching of each round. ``"self-learning"`` (needs known pairs): mutual CSLS nearest neighbours
         of the free rows under the current map, with stochastic dictionary induction, only matches as
         close as the known pairs are when held out entering the fit, and the route checked on set-aside
-        pairs (with at least 10 pairs) against the pairs alone (with ``refine="procrustes"``, a rotation
+        pairs (with at least 10 pairs; a fifth of them at a time, fold after fold, until 50 or every pair
+        judged) against the pairs alone (with ``refine="procrustes"``, a rotation
         shrunk towards the identity by as much as held-out pairs prefer: ``Procrustes(shrinkage="cv")``,
         which between spaces sharing coordinates generalises from few pairs; the soft matching that starts
         from that map refits it the same way) and against soft matching (a map fitted
@@ -175,8 +176,8 @@ class OTAligner(PreprocessedMapAligner):
         starts failed on 2 seeds of 5 (0.03). A fit warns (``ConvergenceWarning``) when the known pairs that
         judged the route rank their targets poorly under it (mean reciprocal rank by CSLS below 0.5; with 4 to 9 pairs, under self-learning runs
         without each fold of them, whose successful maps the final map must also agree with), and when
-        it keeps the pairs alone on a weak score or one from only 2 set-aside pairs; pairs alone kept on a
-        sound score (0.5 or more, from 3 or more pairs) are logged, not warned about.
+        it keeps the pairs alone on a weak score; pairs alone kept on a sound score (0.5 or more) are
+        logged, not warned about.
     reg : float, default 0.05
         Entropic regularisation relative to the mean cost (``"sinkhorn"``; ``"gw"`` when > 0, with
         ``reg=0`` running exact GW; ignored by ``"emd"``). Entropic GW needs small values (about 1e-3 to
