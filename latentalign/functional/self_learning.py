@@ -48,7 +48,7 @@ Transform = Callable[[torch.Tensor], torch.Tensor]
 MIN_ROUTE_CHECK_PAIRS = 10
 #: Share of the known pairs it sets aside then, one fold at a time (its ``validation`` default).
 ROUTE_CHECK_SHARE = 0.2
-#: Known pairs the route check has judge its routes, set aside one fold after another (every pair when fewer).
+#: Known pairs that judge the routes of the route check, set aside one fold after another (every pair when fewer).
 #: One fold of 10 set-aside pairs (50 known) let noise choose: on MiniLM-L6 -> e5-small glosses with
 #: disjoint free rows, one seed took the pairs' route (R@1 0.46; 0.75 on its 10 pairs) where every
 #: relative route reached 0.66; judged on all 50, fold after fold, it took a relative one.
@@ -381,7 +381,7 @@ def seeded_self_learning(
        entropic OT coupling, see ``TRANSPORT_ROUTES``), on the set-aside pairs (mean reciprocal rank of
        their targets by CSLS among the set-aside targets and all free target rows, :func:`pairs_mrr`).
        This is done for one fold of set-aside pairs after another (:func:`route_check_folds`: until
-       ``ROUTE_CHECK_JUDGED`` pairs, or every pair, judged; 5 folds from 10 to 50 pairs), each route's
+       ``ROUTE_CHECK_JUDGED`` pairs, or every pair, judged: 4 to 6 folds up to 50 pairs), each route's
        score being the mean over every judged pair; each fold costs a trial of every route.
        The route that ranks them best is run again on all pairs (equal scores go to the route that ranks
        them higher by cosine, then to self-learning). Soft matching is what works when the
@@ -681,7 +681,7 @@ def route_check_folds(pairs: torch.Tensor, share: float, random_state: int) -> l
 
 
 def set_aside_pairs(pairs: torch.Tensor, share: float, random_state: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The known pairs the route check of :func:`seeded_self_learning` sets aside, and the others.
+    """The first fold of known pairs the route check of :func:`seeded_self_learning` sets aside, and the others.
 
     ``max(2, round(share * m))`` of the ``m`` pairs, drawn with the seed ``random_state + 1``; a map that
     must not see the set-aside pairs (a candidate of step 8) can be judged on the others.
