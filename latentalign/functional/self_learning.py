@@ -813,12 +813,22 @@ def _validated_route(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             trial = seeded_self_learning(X, Y, fit_map, pairs=train, validation=None, **trial_options)
+        alone = fit_alone(X[train[:, 0]], Y[train[:, 1]])
         maps = {"self-learning": trial.transform}
         for name, transport in TRANSPORT_ROUTES.items():
             # the pairs start is the map of the pairs alone, so it is fitted (and refitted) as that route's map
-            fit = fit_alone if transport.start == "pairs" else fit_map
-            maps[name], _ = transport_refined_map(X, Y, fit, pairs=train, rows_x=fx, rows_y=fy, **transport._asdict())
-        maps["pairs alone"], _ = fit_alone(X[train[:, 0]], Y[train[:, 1]])
+            pairs_start = transport.start == "pairs"
+            maps[name], _ = transport_refined_map(
+                X,
+                Y,
+                fit_alone if pairs_start else fit_map,
+                pairs=train,
+                rows_x=fx,
+                rows_y=fy,
+                start_map=alone if pairs_start else None,
+                **transport._asdict(),
+            )
+        maps["pairs alone"] = alone[0]
         maps.update({name: transform for name, (transform, _) in candidates.items()})
         share_of = val.shape[0] / n_val  # each judged pair weighs the same
         for name, t in maps.items():

@@ -47,6 +47,7 @@ def transport_refined_map(
     reg: float = 0.1,
     n_rounds: int = 1,
     start_reg: float | None = None,
+    start_map: tuple[Transform, Any] | None = None,
 ) -> tuple[Transform, Any]:
     """Fit a map on known pairs plus the entropic-OT barycentres of unpaired rows.
 
@@ -77,6 +78,9 @@ def transport_refined_map(
     start_reg : float, optional
         Entropic regularisation of the relative start's coupling, relative to its mean cost (default:
         ``reg``). Relative representations are noisier than mapped rows; a blurrier start can help.
+    start_map : (transform, fitted), optional
+        With ``start="pairs"``: the map of the pairs alone, when the caller has already fitted it with
+        ``fit_map`` (default: fitted here).
 
     Returns
     -------
@@ -130,6 +134,8 @@ def transport_refined_map(
     if start == "relative":
         blur = reg if start_reg is None else start_reg
         transform, fitted = refit(soft_targets(_relative(X[fx], X[P[:, 0]]), _relative(Y[fy], Y[P[:, 1]]), blur))
+    elif start_map is not None:
+        transform, fitted = start_map
     else:
         transform, fitted = fit_map(X[P[:, 0]], Y[P[:, 1]])
     for _ in range(int(n_rounds)):
