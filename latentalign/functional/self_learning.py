@@ -673,9 +673,7 @@ def route_check_folds(pairs: torch.Tensor, share: float, random_state: int) -> l
     >>> [len(f) for f in route_check_folds(torch.zeros(100, 2, dtype=torch.int64), 0.2, random_state=0)]
     [20, 20, 20]
     """
-    gen = torch.Generator().manual_seed(int(random_state) + 1)
-    order = torch.randperm(pairs.shape[0], generator=gen).to(pairs.device)
-    n_val = max(2, round(share * pairs.shape[0]))
+    order, n_val = _set_aside_order(pairs, share, random_state)
     n_folds = max(1, min(pairs.shape[0] // n_val, math.ceil(ROUTE_CHECK_JUDGED / n_val)))
     return [order[i * n_val : (i + 1) * n_val] for i in range(n_folds)]
 
@@ -694,10 +692,15 @@ def set_aside_pairs(pairs: torch.Tensor, share: float, random_state: int) -> tup
     >>> val.shape[0], train.shape[0], sorted(torch.cat([val, train])[:, 0].tolist()) == list(range(10))
     (2, 8, True)
     """
+    order, n_val = _set_aside_order(pairs, share, random_state)
+    return pairs[order[:n_val]], pairs[order[n_val:]]
+
+
+def _set_aside_order(pairs: torch.Tensor, share: float, random_state: int) -> tuple[torch.Tensor, int]:
+    """The known pairs in the order the route check sets them aside, and how many a fold holds."""
     gen = torch.Generator().manual_seed(int(random_state) + 1)
     order = torch.randperm(pairs.shape[0], generator=gen).to(pairs.device)
-    n_val = max(2, round(share * pairs.shape[0]))
-    return pairs[order[:n_val]], pairs[order[n_val:]]
+    return order, max(2, round(share * pairs.shape[0]))
 
 
 def pairs_mrr(
