@@ -98,6 +98,29 @@ def test_cv_generalises_from_few_noisy_pairs_of_a_shared_space():
     assert r_cv > 0.95
 
 
+@pytest.mark.parametrize(
+    "params", [{}, {"scale": True}, {"standardize": True}, {"complement": "svd"}], ids=["plain", "scale", "std", "svd"]
+)
+@pytest.mark.parametrize("n, d", [(23, D), (12, 200)], ids=["dense", "reduced"])
+def test_cv_scores_are_the_heldout_cosines_of_one_fit_per_shrinkage_and_fold(params, n, d):
+    # the reference refits every grid value on every fold from scratch (row i in fold i % 5); with 12 pairs
+    # in 200 dimensions the folds are solved on the pairs' subspaces
+    X = cloud(n, d=d, seed=0)
+    Y = noisy_copy(X, 1.0)
+    cv = fit_quietly(X, Y, shrinkage="cv", **params)
+    fold = np.arange(n) % 5
+    expected = []
+    for lam in SHRINKAGE_GRID:
+        total = 0.0
+        for f in range(5):
+            model = fit_quietly(X[fold != f], Y[fold != f], shrinkage=lam, **params)
+            Z = np.asarray(model.transform(X[fold == f]), dtype=np.float64)
+            Yf = Y[fold == f]
+            total += float((np.sum(Z * Yf, 1) / np.linalg.norm(Z, axis=1) / np.linalg.norm(Yf, axis=1)).sum())
+        expected.append(total / n)
+    np.testing.assert_allclose(cv.cv_scores_.numpy(), expected, rtol=0, atol=1e-10)
+
+
 def test_cv_refuses_the_identity_between_spaces_that_do_not_share_coordinates():
     X = cloud(600, seed=0)
     Q, _ = np.linalg.qr(np.random.default_rng(5).standard_normal((D, D)))

@@ -23,7 +23,12 @@ from latentalign._validation import (
 from latentalign.align.base import Aligner, cast_like
 from latentalign.exceptions import IllConditionedWarning
 from latentalign.functional.moments import CrossStats, compute_stats
-from latentalign.functional.procrustes import COMPLEMENTS, paired_stats, procrustes_from_stats
+from latentalign.functional.procrustes import (
+    COMPLEMENTS,
+    paired_stats,
+    procrustes_from_stats,
+    procrustes_path_from_stats,
+)
 
 __all__ = ["Procrustes", "StreamingAligner", "SHRINKAGE_GRID", "SHRINKAGE_FOLDS"]
 
@@ -413,11 +418,19 @@ class Procrustes(StreamingAligner):
         for f in range(k):
             train, held = fold != f, fold == f
             stats = compute_stats(Xt[train], Yt[train], **self._stats_options())
-            for lam in SHRINKAGE_GRID:
-                model = Procrustes(**{**self.get_params(), "shrinkage": lam})
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", IllConditionedWarning)
-                    mapped = model.fit_from_stats(stats)._transform(Xt[held].to(_F64))
+            path = procrustes_path_from_stats(
+                stats,
+                SHRINKAGE_GRID,
+                center=bool(self.center),
+                scale=bool(self.scale),
+                standardize=bool(self.standardize),
+                complement=self.complement,
+            )
+            for lam, sol in zip(SHRINKAGE_GRID, path):
+                W, b = _rotation_map(
+                    sol["rotation"], sol["scale"], sol["std_x"], sol["std_y"], sol["mean_x"], sol["mean_y"]
+                )
+                mapped = torch.addmm(b, Xt[held].to(_F64), W)
                 cos = torch.nn.functional.cosine_similarity(mapped, Yt[held].to(_F64), dim=1)
                 totals[lam] += float(cos.sum())
         return {lam: total / n for lam, total in totals.items()}
@@ -478,7 +491,7 @@ class Procrustes(StreamingAligner):
         if self.whiten_x_.numel():
             W = self.whiten_x_ @ self.rotation_.to(_F64) @ self.dewhiten_y_
         else:
-            W = self.rotation_.to(_F64) * (self.scale_ / self.std_x_[:, None]) * self.std_y_[None, :]
+            return _rotation_map(self.rotation_, self.scale_, self.std_x_, self.std_y_, self.mean_x_, self.mean_y_)
         return W, self.mean_y_ - self.mean_x_ @ W
 
     def _backward_map(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -491,3 +504,16 @@ class Procrustes(StreamingAligner):
         else:
             W = self.rotation_.to(_F64).T * (self.std_x_[None, :] / (self.scale_ * self.std_y_[:, None]))
         return W, self.mean_x_ - self.mean_y_ @ W
+
+
+def _rotation_map(
+    rotation: torch.Tensor,
+    scale: float,
+    std_x: torch.Tensor,
+    std_y: torch.Tensor,
+    mean_x: torch.Tensor,
+    mean_y: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(W, b)`` of ``x -> x W + b`` for a Procrustes solution without whitening (float64)."""
+    W = rotation.to(_F64) * (scale / std_x[:, None]) * std_y[None, :]
+    return W, mean_y - mean_x @ W
