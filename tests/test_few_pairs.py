@@ -19,6 +19,7 @@ from latentalign.align.procrustes import Procrustes
 from latentalign.exceptions import ConvergenceWarning, IllConditionedWarning
 from latentalign.functional.ot_rounds import ot_alignment_rounds
 from latentalign.functional.self_learning import seeded_self_learning, stochastic_mutual_csls
+from latentalign.functional.unsupervised import unsupervised_alignment
 
 D, N_PAIRS = 16, 12
 
@@ -229,6 +230,31 @@ def test_ot_aligner_judges_the_zero_pair_route_only_with_fewer_pairs_than_dimens
     monkeypatch.setattr(ot_module, "CANDIDATE_PAIRS_BELOW", 6)  # and fewer than CANDIDATE_PAIRS_BELOW
     capped = OTAligner(random_state=1).fit(X, Y[perm], pairs=few).history_[0].get("validation") or {}
     assert "unsupervised" not in capped
+
+
+def test_a_zero_pair_map_only_some_pairs_confirm_is_taken_with_a_warning(monkeypatch):
+    # Disjoint free rows: the first start's map puts 3 of these 6 pairs first and no other start finds it again.
+    X, Y = spaces(seed=2)
+    test, pairs, free_x, free_y = split(len(X), disjoint=True, seed=2)
+    Xf, Yf, known = fit_inputs(X, Y, pairs, free_x, free_y)
+    some = known[6:]
+    fit = unsupervised_alignment(Xf, Yf, n_init=2, max_starts=2, identity_start=False, judge_pairs=some)
+    assert [r["pair_hits"] for r in fit.restarts] == [3, 0] and fit.confirmed and not fit.firmly_confirmed
+    monkeypatch.setattr(ot_module, "CANDIDATE_FIRST_STARTS", 2)
+    monkeypatch.setattr(ot_module, "CANDIDATE_STARTS", 2)
+    with pytest.warns(ConvergenceWarning, match=r"3 of the 6 known pairs.*may be only partly right"):
+        model = OTAligner().fit(Xf, Yf, pairs=some)
+    scores = model.history_[0]["validation"]
+    assert scores["route"] == "unsupervised" and scores["confirmed_by_pairs"] and not scores["firmly_confirmed"]
+    assert recall(model, X[test], Y[test]) < 0.5  # partly right indeed (measured: 0.43)
+    # with more starts, another one finds the chosen map again: firm, even with only 2 of 6 pairs first
+    # (hard pairs rank low under a right map too: GloVe -> fastText-fr words, 2 of 10 pairs first at R@1 0.72)
+    for judging in (known, known[1::2]):
+        firm = unsupervised_alignment(Xf, Yf, n_init=2, max_starts=4, identity_start=False, judge_pairs=judging)
+        chosen = next(r for r in firm.restarts if r["chosen"])
+        assert firm.confirmed and firm.firmly_confirmed and chosen["pair_hits"] >= 2
+        assert sorted(r["agreement"] for r in firm.restarts)[-2] >= 0.5
+    assert chosen["pair_hits"] == 2
 
 
 def test_with_4_to_9_pairs_refits_without_each_fold_judge_the_map():

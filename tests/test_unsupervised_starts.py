@@ -25,6 +25,7 @@ def test_confirmed_start_needs_no_extra_starts(identity_start):
     fit = unsupervised_alignment(X, Y, n_init=2, identity_start=identity_start, max_starts=6, screen_iter=40)
     assert len(fit.restarts) == 2  # the two starts found the same map: nothing more to try, not even the identity
     assert sorted(r["gap"] for r in fit.restarts)[1] < 0.05
+    assert fit.confirmed and fit.firmly_confirmed  # without judging pairs, one and the same
     assert np.allclose(fit.W.numpy(), Q, atol=1e-6)
 
 
@@ -45,7 +46,7 @@ def test_unconfirmed_start_tries_more_and_says_so():
     X, Y = rng.normal(size=(80, 4)), rng.normal(size=(80, 4))
     with pytest.warns(ConvergenceWarning, match="none of the 4 screened starts confirmed"):
         fit = unsupervised_alignment(X, Y, n_init=2, identity_start=False, max_starts=4, screen_iter=10, max_iter=10)
-    assert len(fit.restarts) == 4
+    assert len(fit.restarts) == 4 and not fit.confirmed and not fit.firmly_confirmed
     assert [r["seed"] for r in fit.restarts] == [0, 1, 2, 3]
     assert sorted(r["agreement"] for r in fit.restarts)[-2] < 0.5
     assert sum(r["chosen"] for r in fit.restarts) == 1
@@ -130,7 +131,7 @@ def test_known_pairs_judge_the_starts_and_confirm_a_map_they_never_entered():
         X, Y, n_init=2, identity_start=False, max_starts=6, screen_iter=40, judge_pairs=pairs
     )
     assert len(judged.restarts) == 2  # the first starts' maps put every pair at rank 1: confirmed
-    assert [r["pair_hits"] for r in judged.restarts] == [6, 6]
+    assert [r["pair_hits"] for r in judged.restarts] == [6, 6] and judged.firmly_confirmed
     assert all(r["pair_mrr"] == 1.0 for r in judged.restarts)
     # the pairs only judged: the map is the one found without them
     assert np.allclose(judged.W.numpy(), plain.W.numpy())

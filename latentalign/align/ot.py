@@ -169,7 +169,9 @@ class OTAligner(PreprocessedMapAligner):
         any fit, but with the pairs judging its starts (``judge_pairs`` of
         :meth:`UnsupervisedAligner.fit <latentalign.align.unsupervised.UnsupervisedAligner.fit>`; up to 24
         starts). A map the pairs confirm is taken as it is
-        (``history_[0]["validation"]["confirmed_by_pairs"]``); one they do not confirm is dropped, and
+        (``history_[0]["validation"]["confirmed_by_pairs"]``), with a warning when only some of the pairs
+        confirm it and no other start found it again (``"firmly_confirmed"`` False: it may be only partly
+        right); one they do not confirm is dropped, and
         self-learning runs from the pairs; the route taken is in ``history_[0]["validation"]["route"]``.
         Measured with 5 pairs and the other items shuffled, R@1 (CSLS) over 5 seeds: MiniLM-L6 -> MPNet captions 0.93-0.98 against 0.05-0.13
         for self-learning alone; GloVe-50 -> fastText-fr words 0.69-0.73 on every seed, where unjudged
@@ -425,6 +427,17 @@ class OTAligner(PreprocessedMapAligner):
         final_rank = getattr(rounds.map, "rank_", None)
         if ill and (final_rank is None or final_rank < min(Xt.shape[1], Yt.shape[1])):
             warnings.warn(ill[-1].message, IllConditionedWarning, stacklevel=2)
+        if confirmed is not None and not confirmed.history[0]["validation"]["firmly_confirmed"]:
+            scores = confirmed.history[0]["validation"]
+            warnings.warn(
+                f"OTAligner took the zero-pair map because {scores['pair_hits']} of the {P.shape[0]} known pairs, "
+                "which none of its fits saw, rank their targets first under it; but no other of its "
+                f"{scores['n_starts']} screened starts found it again, its score does not stand out and not every "
+                "pair is first, so it may be only partly right. Check it on pairs held out of the fit, or pass more pairs (from "
+                f"{CANDIDATE_PAIRS_BELOW} on, the zero-pair route is not tried).",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
         self.method_ = method
         self.preprocess_x_ = prep_x
         self.preprocess_y_ = prep_y
@@ -503,6 +516,8 @@ def _confirmed_route(route: UnsupervisedAligner, P: torch.Tensor, n_x: int) -> O
     scores = {
         "route": UNSUPERVISED,
         "confirmed_by_pairs": True,
+        "firmly_confirmed": bool(route.firmly_confirmed_),
+        "n_starts": len(route.restarts_),
         "pair_hits": chosen["pair_hits"],
         "pair_mrr": chosen["pair_mrr"],
         "n_pairs_judging": int(P.shape[0]),

@@ -570,6 +570,12 @@ class UnsupervisedFit:
     confirmed : bool
         Filled by :func:`unsupervised_alignment`: whether the chosen start was confirmed (by another
         start, a standout score or the known pairs that judge the starts); False with a single start.
+    firmly_confirmed : bool
+        Filled by :func:`unsupervised_alignment`: with known pairs judging, whether another start found the
+        chosen map again (or its score stands out) and at least 2 pairs are at rank 1 under it, or every
+        pair is. A start confirmed by the pairs alone (half of them at rank 1, not all) may be only partly
+        right: among many screened starts, a partly right map can put half of a few pairs first by chance.
+        Without judging pairs, ``confirmed``.
     """
 
     W: torch.Tensor
@@ -581,6 +587,7 @@ class UnsupervisedFit:
     score: float
     restarts: list[dict[str, Any]] = field(default_factory=list)
     confirmed: bool = False
+    firmly_confirmed: bool = False
 
 
 def self_learning_map(
@@ -1023,7 +1030,7 @@ def unsupervised_alignment(
     most = max(int(n_init), int(max_starts or n_init)) + int(with_identity)
     settings: dict[str, Any] = {"csls_k": csls_k, "patience": patience, "tol": tol}
     restarts: list[dict[str, Any]] = []
-    confirmed = False  # a single start has nothing to confirm it
+    confirmed = firm = False  # a single start has nothing to confirm it
     rows, cols = starts[0][0], starts[0][1]
     seed, p = int(random_state), float(keep_prob)
     n_judging = 0 if judge is None else judge.shape[0]
@@ -1066,7 +1073,7 @@ def unsupervised_alignment(
             # confirmed: found again by another start, or a score that stands out of the others' (on
             # MiniLM-L6 vs L3 words the good map scored 0.55 and five failed starts 0.25-0.26 each)
             confirmed = sum(agree) > 1 or (len(others) > 0 and best.score >= standout * others[len(others) // 2])
-            settled = confirmed
+            settled = firm = confirmed
             if judge is not None:
                 # the known pairs, which no start saw, must agree: half of them at rank 1 on their own, or
                 # two of them for a start confirmed as above (a failed start can hit one or two by chance)
@@ -1077,6 +1084,9 @@ def unsupervised_alignment(
                 # problem with disjoint free rows, the first start with 6 of 12 pairs first reached 0.46
                 # R@1; a later one with all 12, and a higher score, 1.00).
                 settled = (by_pairs and confirmed) or hits == judge.shape[0]
+                # confirmed by the pairs alone (no other start, no standout score) is not firm: among many
+                # screened starts, a partly right map can put half of a few pairs first by chance
+                firm = (confirmed and hits >= 2) or hits == judge.shape[0]
                 confirmed = by_pairs or (confirmed and hits >= 2)
             spent = time_budget is not None and time.perf_counter() - began > time_budget
             if i == len(starts) and identity_pending and not settled:
@@ -1141,6 +1151,7 @@ def unsupervised_alignment(
         restarts[0].update(score=fit.score, n_iter=fit.n_iter)
     fit.restarts = restarts
     fit.confirmed = confirmed
+    fit.firmly_confirmed = confirmed and firm
     if not fit.converged:
         last = fit.history[-1]
         warnings.warn(
