@@ -280,6 +280,9 @@ def test_the_reduced_run_writes_the_page_the_record_and_the_figure(tmp_path):
     assert supervised and min(supervised) > 0.5 > 10 / n_test  # far above chance (1 / n_test)
     assert all(r["error"] is None for r in recs)
     assert all(0.0 <= r["r1_cosine"] <= 1.0 for r in recs)
+    for case in record["details"]["cases"]:  # the record names the embeddings it ran on
+        assert set(case["embeddings_sha256"]) == {"source", "target"}
+        assert all(len(h) == 64 and int(h, 16) >= 0 for h in case["embeddings_sha256"].values())
     assert result.checks and {c.claim.split(":")[0] for c in result.checks} == {
         "(c) MiniLM-L6 -> MiniLM-L3, WordNet lemmas (300)"
     }

@@ -11,6 +11,7 @@ import pytest
 from latentalign.experiments import few_and_no_pairs_curves, fit_cache
 from latentalign.experiments.few_and_no_pairs import _run_jobs
 from latentalign.experiments.fit_cache import (
+    array_digest,
     cache_path,
     cached_job,
     code_fingerprint,
@@ -50,6 +51,16 @@ def test_the_key_follows_the_arrays_bytes_dtype_shape_and_the_settings():
         job_key([X, X], {"seed": 0, "budgets": [5, "all"]}),
     ]
     assert len({base, *others}) == 6
+
+
+def test_array_digest_names_the_numbers_and_nothing_else():
+    X = np.arange(12, dtype=np.float32).reshape(3, 4)
+    assert array_digest([X]) == array_digest([X.copy(order="F")])  # the same numbers, whatever the memory layout
+    changed = X.copy()
+    changed[2, 3] = np.nextafter(changed[2, 3], np.float32(np.inf))
+    digests = {array_digest([X]), array_digest([changed]), array_digest([X.astype(np.float64)]), array_digest([X.T])}
+    assert len(digests) == 4
+    assert array_digest([X]) != job_key([X], {})  # a cache key adds the code and the settings
 
 
 def test_the_key_follows_the_library_code(monkeypatch):

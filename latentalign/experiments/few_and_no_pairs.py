@@ -38,7 +38,7 @@ from latentalign.experiments.few_and_no_pairs_curves import (
 )
 from latentalign.experiments.few_and_no_pairs_data import SHORT_NAMES, load_case
 from latentalign.experiments.few_and_no_pairs_plot import plot_curves
-from latentalign.experiments.fit_cache import code_fingerprint, job_key, journaled_job
+from latentalign.experiments.fit_cache import array_digest, code_fingerprint, job_key, journaled_job
 from latentalign.experiments.runner import Check, ExperimentResult
 
 __all__ = ["run", "compute_runs", "build_result", "curve_table", "summarize", "identity_r1", "true_map_matches_r1"]
@@ -341,8 +341,8 @@ def compute_runs(config: dict[str, Any]) -> list[dict[str, Any]]:
 
     ``setup.workers`` (default 1) sets how many processes share the fits, one case and seed at a time;
     every fit is the same whatever the number of processes (each seeds its own split and aligners).
-    Returns one dict per case run (label, sizes, identity baseline, the fit records, ``seconds``: loading
-    plus the fits' summed wall time), what :func:`build_result` turns into the page; the JSON record keeps
+    Returns one dict per case run (label, sizes, the SHA-256 of each side's embeddings, identity baseline,
+    the fit records, ``seconds``: loading plus the fits' summed wall time), what :func:`build_result` turns into the page; the JSON record keeps
     them under ``details``.
     """
     setup = config["setup"]
@@ -372,6 +372,11 @@ def compute_runs(config: dict[str, Any]) -> list[dict[str, Any]]:
                     "source": data.source,
                     "target": data.target,
                     "n_items": int(len(X)),
+                    # which embeddings the fits saw, so that two records can tell a change of inputs from one of code
+                    "embeddings_sha256": {
+                        "source": array_digest([np.asarray(data.X)]),
+                        "target": array_digest([np.asarray(data.Y)]),
+                    },
                     "n_test": n_test,
                     "same_modality": bool(case.get("same_modality", True)),
                     "identity": identity_r1(X, Y, seeds, n_test),

@@ -58,6 +58,7 @@ __all__ = [
     "source_fingerprint",
     "code_fingerprint",
     "job_key",
+    "array_digest",
     "cache_path",
     "journal_path",
     "cached_job",
@@ -140,12 +141,35 @@ def job_key(arrays: Sequence[np.ndarray], settings: Any) -> str:
         A 64-character hexadecimal SHA-256.
     """
     digest = hashlib.sha256(f"format {_FORMAT}\0code {code_fingerprint()}\0".encode())
+    _hash_arrays(digest, arrays)
+    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def array_digest(arrays: Sequence[np.ndarray]) -> str:
+    """SHA-256 of arrays' dtypes, shapes and bytes, in order: a checksum a record can keep of its inputs.
+
+    Two records whose inputs have the same digest were computed on the same numbers; the fit cache keys
+    (:func:`job_key`) hash the arrays the same way.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> array_digest([np.zeros(3)]) == array_digest([np.zeros(3)])
+    True
+    >>> array_digest([np.zeros(3)]) == array_digest([np.zeros(3, dtype=np.float32)])
+    False
+    """
+    digest = hashlib.sha256()
+    _hash_arrays(digest, arrays)
+    return digest.hexdigest()
+
+
+def _hash_arrays(digest: Any, arrays: Sequence[np.ndarray]) -> None:
     for array in arrays:
         array = np.ascontiguousarray(array)
         digest.update(f"{array.dtype.str} {array.shape}\0".encode())
         digest.update(array.data)
-    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
-    return digest.hexdigest()
 
 
 def cache_path(experiment: str, key: str) -> Path:
