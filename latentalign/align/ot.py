@@ -433,8 +433,8 @@ class OTAligner(PreprocessedMapAligner):
                 f"OTAligner took the zero-pair map because {scores['pair_hits']} of the {P.shape[0]} known pairs, "
                 "which none of its fits saw, rank their targets first under it; but no other of its "
                 f"{scores['n_starts']} screened starts found it again, its score does not stand out and not every "
-                "pair is first, so it may be only partly right. Check it on pairs held out of the fit, or pass more pairs (from "
-                f"{CANDIDATE_PAIRS_BELOW} on, the zero-pair route is not tried).",
+                "pair is first, so it may be only partly right. Check it on pairs held out of the fit, or pass "
+                f"more pairs (from {CANDIDATE_PAIRS_BELOW} on, the zero-pair route is not tried).",
                 ConvergenceWarning,
                 stacklevel=2,
             )

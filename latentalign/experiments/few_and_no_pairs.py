@@ -342,8 +342,8 @@ def compute_runs(config: dict[str, Any]) -> list[dict[str, Any]]:
     ``setup.workers`` (default 1) sets how many processes share the fits, one case and seed at a time;
     every fit is the same whatever the number of processes (each seeds its own split and aligners).
     Returns one dict per case run (label, sizes, the SHA-256 of each side's embeddings, identity baseline,
-    the fit records, ``seconds``: loading plus the fits' summed wall time), what :func:`build_result` turns into the page; the JSON record keeps
-    them under ``details``.
+    the fit records, ``seconds``: loading plus the fits' summed wall time), what :func:`build_result` turns
+    into the page; the JSON record keeps them under ``details``.
     """
     setup = config["setup"]
     seeds = [int(s) for s in setup["seeds"]]
