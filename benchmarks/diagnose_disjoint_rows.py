@@ -16,6 +16,7 @@ It changes nothing and is not part of the page; the page's notes quote its outpu
 
     python benchmarks/diagnose_disjoint_rows.py b-wordnet-e5 --seeds 0,1
     python benchmarks/diagnose_disjoint_rows.py b-wordnet-e5 --seeds 0 --pair-weight 10
+    python benchmarks/diagnose_disjoint_rows.py b-wordnet-e5 --seeds 0 --rounds 10 --coupling unbalanced:0.05
 """
 
 from __future__ import annotations
@@ -52,15 +53,37 @@ def procrustes(A: np.ndarray, B: np.ndarray, weights: np.ndarray | None = None) 
     return U @ Vt
 
 
-def barycentres(S: np.ndarray, reg: float, targets: np.ndarray) -> np.ndarray:
+def barycentres(S: np.ndarray, reg: float, targets: np.ndarray, coupling: str = "balanced") -> np.ndarray:
     """Each row's barycentric target under the entropic OT coupling of cost ``1 - S`` (uniform weights)."""
+    return coupled_barycentres(S, reg, targets, coupling)[0]
+
+
+def coupled_barycentres(
+    S: np.ndarray, reg: float, targets: np.ndarray, coupling: str = "balanced"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Barycentric targets and the mass each row sends, under a balanced, unbalanced or partial coupling.
+
+    ``coupling``: ``"balanced"`` (every row sends its whole mass), ``"unbalanced:RHO"`` (KL-relaxed marginals,
+    ``ot.unbalanced.sinkhorn_unbalanced`` with ``reg_m=RHO``) or ``"partial:M"`` (only the share ``M`` of the
+    mass is moved, ``ot.partial.entropic_partial_wasserstein``): the last two let rows without a counterpart
+    send little.
+    """
     import ot
 
     a, b = np.full(S.shape[0], 1 / S.shape[0]), np.full(S.shape[1], 1 / S.shape[1])
+    kind, _, value = coupling.partition(":")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a blurred coupling is all the barycentres need
-        G = ot.sinkhorn(a, b, 1 - S, reg, numItermax=2000)
-    return (G / G.sum(1, keepdims=True)) @ targets
+        if kind == "balanced":
+            G = ot.sinkhorn(a, b, 1 - S, reg, numItermax=2000)
+        elif kind == "unbalanced":
+            G = ot.unbalanced.sinkhorn_unbalanced(a, b, 1 - S, reg, float(value), numItermax=2000)
+        elif kind == "partial":
+            G = ot.partial.entropic_partial_wasserstein(a, b, 1 - S, reg, m=float(value), numItermax=2000)
+        else:
+            raise SystemExit(f"--coupling must be balanced, unbalanced:RHO or partial:M, got {coupling!r}.")
+    mass = G.sum(1)
+    return (G / np.maximum(mass, 1e-300)[:, None]) @ targets, mass
 
 
 def rescaled(T: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -105,17 +128,19 @@ def diagnose(X: np.ndarray, Y: np.ndarray, n_test: int, seed: int, label: str, a
     def r1(W: np.ndarray, X_test: np.ndarray = X[test], Y_test: np.ndarray = Y[test]) -> float:
         return float(retrieval_scores(X_test @ W, Y_test, k=1, csls=True, csls_k=10)["recall@1"])
 
-    def refit(targets: np.ndarray) -> np.ndarray:
-        return procrustes(A, np.vstack([Yp, targets]), weights)
+    def refit(targets: np.ndarray, mass: np.ndarray | None = None) -> np.ndarray:
+        # with a coupling that lets rows send less, a free row counts by the mass it sends
+        scaled = weights if mass is None else np.r_[weights[:m], mass / mass.mean()]
+        return procrustes(A, np.vstack([Yp, targets]), scaled)
 
     def soft_round(W: np.ndarray, reg: float) -> np.ndarray:
-        targets = barycentres(unit(Xf @ W) @ unit(Yf).T, reg, Yf)
-        return refit(rescaled(targets, Yf) if args.rescale else targets)
+        targets, mass = coupled_barycentres(unit(Xf @ W) @ unit(Yf).T, reg, Yf, args.coupling)
+        return refit(rescaled(targets, Yf) if args.rescale else targets, None if args.coupling == "balanced" else mass)
 
     supervised, alone = procrustes(X[pool], Y[pool]), procrustes(Xp, Yp)
     S_true = unit(Xf @ supervised) @ unit(Yf).T
     print(
-        f"{label}, seed {seed}, {m} pairs, {len(Xf)} x {len(Yf)} disjoint free rows: supervised "
+        f"{label}, seed {seed}, {m} pairs, {len(Xf)} x {len(Yf)} disjoint free rows, {args.coupling} rounds: supervised "
         f"{r1(supervised):.3f}, pairs alone {r1(alone):.3f}; under the supervised map: barycentres "
         f"{r1(refit(barycentres(S_true, args.reg, Yf))):.3f}, nearest free target "
         f"{r1(refit(Yf[S_true.argmax(1)])):.3f}",
@@ -148,6 +173,11 @@ def main() -> None:
     parser.add_argument("--reg", type=float, default=0.1, help="entropic regularisation of the oracle coupling")
     parser.add_argument("--pair-weight", type=float, default=1.0, help="weight of a known pair in each refit")
     parser.add_argument("--rescale", action="store_true", help="rescale the barycentres of the rounds (rescaled)")
+    parser.add_argument(
+        "--coupling",
+        default="balanced",
+        help="coupling of the soft rounds: balanced, unbalanced:RHO (KL-relaxed marginals) or partial:M (share moved)",
+    )
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     limit_threads(args.threads)
