@@ -53,9 +53,9 @@ def procrustes(A: np.ndarray, B: np.ndarray, weights: np.ndarray | None = None) 
     return U @ Vt
 
 
-def barycentres(S: np.ndarray, reg: float, targets: np.ndarray, coupling: str = "balanced") -> np.ndarray:
+def barycentres(S: np.ndarray, reg: float, targets: np.ndarray) -> np.ndarray:
     """Each row's barycentric target under the entropic OT coupling of cost ``1 - S`` (uniform weights)."""
-    return coupled_barycentres(S, reg, targets, coupling)[0]
+    return coupled_barycentres(S, reg, targets)[0]
 
 
 def coupled_barycentres(
