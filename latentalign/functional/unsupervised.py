@@ -46,7 +46,10 @@ rows (until its map settles), and only the one with the best *unsupervised* scor
 the full self-learning. No ground truth enters the loop.
 
 All the ``n x n`` work (similarities, CSLS, dictionary induction) runs in float32; only the ``d x d``
-polar factor, and the final map fitted on the final dictionary, use the input's precision.
+polar factor, and the final map fitted on the final dictionary, use the input's precision. With fewer
+source rows than dimensions (image features: a few hundred rows of 1,280 dimensions) the rounds rotate
+the rows' coordinates in their own spans (:mod:`latentalign.functional.row_span`): the same similarities,
+an ``n x n`` polar factor per round instead of ``d x d``.
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ from latentalign.functional.ot import gw_loss, gw_plan_tensors
 from latentalign.functional.ot_rounds import OnRound, check_pairs
 from latentalign.functional.procrustes import polar_factor
 from latentalign.functional.retrieval import retrieval_scores
+from latentalign.functional.row_span import reduces, row_span, with_length_column
 from latentalign.functional.self_learning import mutual_csls_tensors
 
 __all__ = [
@@ -667,15 +671,23 @@ def self_learning_map(
     gen = torch.Generator().manual_seed(int(random_state))
     # The rounds run in float32 (n x n similarities); the final map is refitted in X's precision.
     Xf, Yf = X.to(torch.float32), Y.to(torch.float32)
+    # With fewer rows than dimensions the rounds rotate the rows' span coordinates (row_span): the same
+    # similarities as the full d x d map, at O(n^3) per round.
+    reduced = reduces(Xf, Yf)
+    Xs, Ys = (row_span(Xf).coords, row_span(Yf).coords) if reduced else (Xf, Yf)
     Xc, Yc = Xf[:cut_x], Yf[:cut_y]
+    lengths = Xc.norm(dim=1)
+    map_norm = math.sqrt(min(X.shape[1], Y.shape[1]))  # ||W||_F of a full map with orthonormal rows or columns
     history: list[dict[str, Any]] = []
     W_prev: torch.Tensor | None = None
     best, last_gain, level_start, p = -math.inf, 0, 0, float(keep_prob)
     converged = False
     it = 0
     for it in range(1, int(max_iter) + 1):
-        W = _polar(Xf[rows].T @ Yf[cols])
+        W = _polar(Xs[rows].T @ Ys[cols])
         change = map_change(W_prev, W)
+        if reduced and W_prev is not None:  # relative to the full map, whose part outside the spans stays put
+            change = float(torch.linalg.matrix_norm(W - W_prev)) / map_norm
         W_prev = W
         record = {"round": it, "keep_prob": p, "map_change": change, "n_pairs": int(rows.numel())}
         history.append(record)
@@ -684,7 +696,10 @@ def self_learning_map(
             if on_round is not None:
                 on_round(record)
             break
-        rows, cols, objective = induce_dictionary(Xc @ W.to(Xf.dtype), Yc, csls_k=k, keep_prob=p, generator=gen)
+        mapped, targets = Xs[:cut_x] @ W.to(Xs.dtype), Ys[:cut_y]
+        if reduced:
+            mapped, targets = with_length_column(mapped, lengths, targets)
+        rows, cols, objective = induce_dictionary(mapped, targets, csls_k=k, keep_prob=p, generator=gen)
         record["objective"] = objective
         if on_round is not None:
             on_round(record)
