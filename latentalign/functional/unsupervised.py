@@ -671,7 +671,7 @@ def self_learning_map(
     gen = torch.Generator().manual_seed(int(random_state))
     # The rounds run in float32 (n x n similarities); the final map is refitted in X's precision.
     Xf, Yf = X.to(torch.float32), Y.to(torch.float32)
-    # With fewer rows than dimensions the rounds rotate the rows' span coordinates (row_span): the same
+    # With fewer source rows than dimensions the rounds rotate the rows' span coordinates (row_span): the same
     # similarities as the full d x d map, at O(n^3) per round.
     reduced = reduces(Xf, Yf)
     Xs, Ys = (row_span(Xf).coords, row_span(Yf).coords) if reduced else (Xf, Yf)
