@@ -1,9 +1,10 @@
 """Few pairs in many dimensions: the rotation solved exactly on the subspaces the pairs reach.
 
-With ``n`` pairs in ``d >> n`` dimensions the cross-covariance has rank ``n - 1``; the completion closest
-to the identity and the shrunk rotation are then solved on at most ``3 (n - 1)`` dimensions instead of
-``d``. These tests pin the reduced solutions to dense references written from the definitions (full
-SVDs, numpy's and scipy's polar factors), across square and rectangular shapes.
+With ``n`` pairs in ``d > 3 n`` dimensions the cross-covariance has rank ``n - 1``; the completion
+closest to the identity and the shrunk rotation are then solved on ``2 (n - 1)`` (square) to
+``3 (n - 1)`` dimensions instead of ``d``. These tests pin the reduced solutions to dense references
+written from the definitions (full SVDs, numpy's and scipy's polar factors), across square and
+rectangular shapes.
 """
 
 from __future__ import annotations
@@ -92,7 +93,30 @@ def test_pair_subspaces_hold_the_matrix_and_meet_the_identity_as_an_identity(sha
     torch.testing.assert_close(Qy.T @ Qy, torch.eye(Qy.shape[1], dtype=torch.float64))
     torch.testing.assert_close(Qx @ B @ Qy.T, M)
     torch.testing.assert_close(Qx.T @ eye @ Qy, torch.eye(*B.shape, dtype=torch.float64))
-    assert max(B.shape) <= 3 * 9
+    assert B.shape == subspace_sizes(*shape, 9)
+
+
+def subspace_sizes(d_x: int, d_y: int, rank: int) -> tuple[int, int]:
+    """2 r dimensions on the smaller side; on the larger one, up to r more that the identity does not reach."""
+    small = min(d_x, d_y, 2 * rank)
+    large = min(max(d_x, d_y), small + min(rank, abs(d_x - d_y)))
+    return (large, small) if d_x >= d_y else (small, large)
+
+
+@pytest.mark.parametrize(("shape", "n"), [((300, 300), 60), ((300, 200), 35), ((200, 300), 35)], ids=str)
+def test_pairs_reaching_up_to_two_thirds_of_the_dimensions_are_solved_on_the_subspaces(shape, n):
+    # 60 pairs in 300 dimensions reach 118 of them: about a sixth of the dense cost, the same rotations
+    M = centred_cross_covariance(n, *shape, shared=True)
+    found = pair_subspaces(M, n - 1)
+    assert found is not None
+    assert found[2].shape == subspace_sizes(*shape, n - 1)
+    R, _, rank = complete_rotation(M, max_rank=n - 1)
+    assert rank == n - 1
+    torch.testing.assert_close(R, dense_completion(M, n - 1), atol=1e-10, rtol=0)
+    R_shrunk, _ = shrunk_rotation(M, 1.0, max_rank=n - 1)
+    dense = M.numpy() + float(np.linalg.svd(M.numpy(), compute_uv=False).mean()) * np.eye(*shape)
+    U, _, Vh = np.linalg.svd(dense, full_matrices=False)
+    torch.testing.assert_close(R_shrunk, torch.from_numpy(U @ Vh), atol=1e-10, rtol=0)
 
 
 def test_pair_subspaces_are_skipped_when_the_pairs_reach_most_directions():
