@@ -1,6 +1,6 @@
 """Procrustes from few pairs in many dimensions: latentalign's reduced solve against dense solutions.
 
-    python benchmarks/bench_few_pair_procrustes.py [--dims 384 1280 2048] [--pairs 10 50] [--threads 1]
+    python benchmarks/bench_few_pair_procrustes.py [--dims 384 1280 2048] [--pairs 10 50 300] [--threads 1]
 
 With ``n`` pairs in ``d`` dimensions (``n`` below about ``d / 3``) latentalign solves the completion
 closest to the identity and the shrunk rotation on the ``2 (n - 1)`` dimensions (square maps; at most
@@ -89,7 +89,7 @@ def run_case(n: int, d: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dims", type=int, nargs="+", default=[384, 1280, 2048])
-    parser.add_argument("--pairs", type=int, nargs="+", default=[10, 50])
+    parser.add_argument("--pairs", type=int, nargs="+", default=[10, 50, 300])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=HERE / "results" / "bench_few_pair_procrustes.txt")
     args = parser.parse_args()
