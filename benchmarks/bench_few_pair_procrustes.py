@@ -4,8 +4,8 @@
 
 With ``n`` pairs in ``d`` dimensions (``n`` below about ``d / 3``) latentalign solves the completion
 closest to the identity and the shrunk rotation on the ``2 (n - 1)`` dimensions (square maps; at most
-``3 (n - 1)``) the pairs and the identity reach (``functional.procrustes.pair_subspaces``). Per case (float64 rows of a noisy rotated copy), the best of
-3 times of:
+``3 (n - 1)``) the pairs and the identity reach (``functional.procrustes.pair_subspaces``). Per case
+(float64 rows of a noisy rotated copy), the best of 3 times of:
 
 - ``Procrustes().fit`` (completion), ``Procrustes(shrinkage=1.0).fit`` and ``Procrustes(shrinkage="cv").fit``
   (5 folds x 8 shrinkage values);

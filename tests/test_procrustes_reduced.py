@@ -44,6 +44,14 @@ def dense_completion(M: torch.Tensor, rank: int) -> torch.Tensor:
     return torch.from_numpy(U[:, :rank] @ V[:, :rank].T + Uc @ (P @ Qh) @ Vc.T)
 
 
+def dense_shrunk_rotation(M: torch.Tensor, lam: float) -> torch.Tensor:
+    """``polar(M + lam mean(S) E)`` from numpy's full SVDs (the definition, no reduction)."""
+    A = M.numpy()
+    dense = A + lam * float(np.linalg.svd(A, compute_uv=False).mean()) * np.eye(*A.shape)
+    U, _, Vh = np.linalg.svd(dense, full_matrices=False)
+    return torch.from_numpy(U @ Vh)
+
+
 @pytest.mark.parametrize("shared", [False, True], ids=["unrelated", "shared-coordinates"])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_reduced_completion_is_the_dense_one(shape, shared):
@@ -62,9 +70,7 @@ def test_reduced_shrinkage_is_the_dense_polar_factor(shape, lam):
     n = 12
     M = centred_cross_covariance(n, *shape, shared=True)
     R, S = shrunk_rotation(M, lam, max_rank=n - 1)
-    dense = M.numpy() + lam * float(np.linalg.svd(M.numpy(), compute_uv=False).mean()) * np.eye(*shape)
-    U, _, Vh = np.linalg.svd(dense, full_matrices=False)
-    torch.testing.assert_close(R, torch.from_numpy(U @ Vh), atol=1e-10, rtol=0)
+    torch.testing.assert_close(R, dense_shrunk_rotation(M, lam), atol=1e-10, rtol=0)
     assert S.shape == (min(shape),)
 
 
@@ -114,9 +120,7 @@ def test_pairs_up_to_about_a_third_of_the_dimensions_are_solved_on_the_subspaces
     assert rank == n - 1
     torch.testing.assert_close(R, dense_completion(M, n - 1), atol=1e-10, rtol=0)
     R_shrunk, _ = shrunk_rotation(M, 1.0, max_rank=n - 1)
-    dense = M.numpy() + float(np.linalg.svd(M.numpy(), compute_uv=False).mean()) * np.eye(*shape)
-    U, _, Vh = np.linalg.svd(dense, full_matrices=False)
-    torch.testing.assert_close(R_shrunk, torch.from_numpy(U @ Vh), atol=1e-10, rtol=0)
+    torch.testing.assert_close(R_shrunk, dense_shrunk_rotation(M, 1.0), atol=1e-10, rtol=0)
 
 
 def test_pair_subspaces_are_skipped_when_the_pairs_reach_most_directions():
