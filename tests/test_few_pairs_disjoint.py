@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from latentalign import Procrustes
-from latentalign.functional.self_learning import TRANSPORT_ROUTES
-from latentalign.functional.transport_refine import transport_refined_map
+from latentalign.functional.self_learning import TRANSPORT_ROUTES, TransportRoute, transport_route_maps
+from latentalign.functional.transport_refine import relative_transport_start, transport_refined_map, transport_rounds
 
 D, N_PAIRS, N_FREE = 24, 20, 400
 
@@ -87,6 +87,58 @@ def test_start_reg_blurs_only_the_relative_start():
     assert torch.equal(mapped(start="pairs", reg=0.2), mapped(start="pairs", reg=0.2, start_reg=0.5))
 
 
+def _fit_alone(A: torch.Tensor, B: torch.Tensor):
+    model = Procrustes(center=False).fit(A, B)
+    return model._transform, model
+
+
+@pytest.mark.filterwarnings("ignore::latentalign.exceptions.IllConditionedWarning")
+def test_routes_that_share_a_start_or_rounds_give_the_maps_each_fitted_alone():
+    X, Y, _, test = _planted(2)
+    pairs = torch.stack([torch.arange(N_PAIRS), torch.arange(N_PAIRS)], 1)
+    free = torch.arange(N_PAIRS, N_PAIRS + N_FREE)
+    Xt, Yt, Zt = torch.from_numpy(X), torch.from_numpy(Y), torch.from_numpy(test)
+    routes = {
+        **TRANSPORT_ROUTES,
+        "no rounds": TransportRoute("relative", 0, 0.1, start_reg=0.3),
+        "own start": TransportRoute("relative", 3, 0.1),
+        "pairs, 3 rounds": TransportRoute("pairs", 3, 0.1),
+    }
+    alone = _fit_alone(Xt[:N_PAIRS], Yt[:N_PAIRS])
+    shared = transport_route_maps(
+        Xt, Yt, _fit_map, _fit_alone, pairs=pairs, rows_x=free, rows_y=free, alone=alone, routes=routes
+    )
+    assert sorted(shared) == sorted(routes)
+    for name, route in routes.items():
+        fit = _fit_alone if route.start == "pairs" else _fit_map
+        start_map = alone if route.start == "pairs" else None
+        each, _ = transport_refined_map(
+            Xt, Yt, fit, pairs=pairs, rows_x=free, rows_y=free, start_map=start_map, **route._asdict()
+        )
+        assert torch.equal(shared[name](Zt), each(Zt)), name
+    # the maps differ between routes, so the equalities above are not those of one map
+    assert not torch.allclose(shared["no rounds"](Zt), shared["transport (relative start, 1 round)"](Zt))
+
+
+@pytest.mark.filterwarnings("ignore::latentalign.exceptions.IllConditionedWarning")
+def test_transport_rounds_are_the_rounds_of_transport_refined_map():
+    X, Y, _, test = _planted(0)
+    pairs = torch.stack([torch.arange(N_PAIRS), torch.arange(N_PAIRS)], 1)
+    free = torch.arange(N_PAIRS, N_PAIRS + N_FREE)
+    Xt, Yt, Zt = torch.from_numpy(X), torch.from_numpy(Y), torch.from_numpy(test)
+    start = relative_transport_start(Xt, Yt, _fit_map, pairs=pairs, rows_x=free, rows_y=free, reg=0.3)
+    rounds = transport_rounds(Xt, Yt, _fit_map, start, pairs=pairs, rows_x=free, rows_y=free, reg=0.1, n_rounds=3)
+    for k, (transform, _) in enumerate(rounds, start=1):
+        alone, _ = transport_refined_map(
+            Xt, Yt, _fit_map, pairs=pairs, rows_x=free, rows_y=free, reg=0.1, start_reg=0.3, n_rounds=k
+        )
+        assert torch.equal(transform(Zt), alone(Zt))
+        given, _ = transport_refined_map(
+            Xt, Yt, _fit_map, pairs=pairs, rows_x=free, rows_y=free, reg=0.1, n_rounds=k, start_map=start
+        )
+        assert torch.equal(transform(Zt), given(Zt))
+
+
 def test_transport_refined_map_checks_its_arguments():
     X = torch.randn(30, 3, dtype=torch.float64)
     pairs = torch.stack([torch.arange(5), torch.arange(5)], 1)
@@ -99,4 +151,13 @@ def test_transport_refined_map_checks_its_arguments():
     with pytest.raises(ValueError, match="start_reg"):
         transport_refined_map(
             X, X, _fit_map, pairs=pairs, rows_x=torch.arange(5, 30), rows_y=torch.arange(5, 30), start_reg=0.0
+        )
+    with pytest.raises(ValueError, match="n_rounds"):
+        start = _fit_map(X[:5], X[:5])
+        transport_rounds(
+            X, X, _fit_map, start, pairs=pairs, rows_x=torch.arange(5, 30), rows_y=torch.arange(5, 30), n_rounds=0
+        )
+    with pytest.raises(ValueError, match="reg"):
+        relative_transport_start(
+            X, X, _fit_map, pairs=pairs, rows_x=torch.arange(5, 30), rows_y=torch.arange(5, 30), reg=-1
         )

@@ -26,7 +26,7 @@ from latentalign._validation import check_choice, check_number, check_pair
 from latentalign.exceptions import ConvergenceWarning
 from latentalign.functional.ot_rounds import MIN_MAP_ROWS, FitMap, OnRound, check_pairs, linear_part, relative_change
 from latentalign.functional.retrieval import csls_knn, csls_penalties
-from latentalign.functional.transport_refine import transport_refined_map
+from latentalign.functional.transport_refine import relative_transport_start, transport_refined_map, transport_rounds
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ __all__ = [
     "mutual_csls_tensors",
     "pairs_mrr",
     "self_learning_rounds",
+    "transport_route_maps",
     "route_check_folds",
     "set_aside_pairs",
 ]
@@ -663,6 +664,73 @@ TRANSPORT_ROUTES = {
 }
 
 
+def transport_route_maps(
+    X: torch.Tensor,
+    Y: torch.Tensor,
+    fit_map: FitMap,
+    fit_alone: FitMap,
+    *,
+    pairs: torch.Tensor,
+    rows_x: torch.Tensor,
+    rows_y: torch.Tensor,
+    alone: tuple[Transform, Any],
+    routes: dict[str, TransportRoute] | None = None,
+) -> dict[str, Transform]:
+    """The map of each soft-matching route (default ``TRANSPORT_ROUTES``), each start and round fitted once.
+
+    Each map is that of :func:`~latentalign.functional.transport_refine.transport_refined_map` with the
+    route's arguments, but routes share their work: those with one start (its kind and blur) fit it once,
+    and a route whose rounds are the first rounds of another (same start, same blur) takes that route's
+    intermediate map. ``alone`` is the map of the pairs alone, fitted with ``fit_alone``: it is the pairs
+    start, whose rounds also refit with ``fit_alone`` (the relative start's with ``fit_map``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> gen = torch.Generator().manual_seed(0)
+    >>> X = torch.randn(80, 4, dtype=torch.float64, generator=gen)
+    >>> def fit_map(A, B):
+    ...     U, _, Vt = torch.linalg.svd(A.T @ B)
+    ...     return (lambda Z: Z @ (U @ Vt)), U @ Vt
+    >>> pairs = torch.stack([torch.arange(8), torch.arange(8)], 1)
+    >>> free = torch.arange(8, 80)
+    >>> maps = transport_route_maps(X, X, fit_map, fit_map, pairs=pairs, rows_x=free, rows_y=free, alone=fit_map(X[:8], X[:8]))
+    >>> sorted(maps) == sorted(TRANSPORT_ROUTES)
+    True
+    """
+    routes = TRANSPORT_ROUTES if routes is None else routes
+
+    def start_of(route: TransportRoute) -> tuple[str, float | None]:
+        if route.start == "pairs":
+            return ("pairs", None)
+        return ("relative", route.reg if route.start_reg is None else route.start_reg)
+
+    most_rounds: dict[tuple[tuple[str, float | None], float], int] = {}
+    for route in routes.values():
+        run = (start_of(route), route.reg)
+        most_rounds[run] = max(most_rounds.get(run, 0), route.n_rounds)
+    starts: dict[tuple[str, float | None], tuple[Transform, Any]] = {}
+    runs: dict[tuple[tuple[str, float | None], float], list[tuple[Transform, Any]]] = {}
+    for run, n_rounds in most_rounds.items():
+        start, reg = run
+        refit = fit_alone if start[0] == "pairs" else fit_map
+        if start not in starts:
+            starts[start] = (
+                alone
+                if start[1] is None
+                else relative_transport_start(X, Y, fit_map, pairs=pairs, rows_x=rows_x, rows_y=rows_y, reg=start[1])
+            )
+        rounds = (
+            transport_rounds(
+                X, Y, refit, starts[start], pairs=pairs, rows_x=rows_x, rows_y=rows_y, reg=reg, n_rounds=n_rounds
+            )
+            if n_rounds
+            else []
+        )
+        runs[run] = [starts[start], *rounds]
+    return {name: runs[(start_of(route), route.reg)][route.n_rounds][0] for name, route in routes.items()}
+
+
 def route_check_folds(pairs: torch.Tensor, share: float, random_state: int) -> list[torch.Tensor]:
     """The folds of known pairs the route check of :func:`seeded_self_learning` sets aside in turn (row indices).
 
@@ -825,19 +893,7 @@ def _validated_route(
             trial = seeded_self_learning(X, Y, fit_map, pairs=train, validation=None, **trial_options)
         alone = fit_alone(X[train[:, 0]], Y[train[:, 1]])
         maps = {"self-learning": trial.transform}
-        for name, transport in TRANSPORT_ROUTES.items():
-            # the pairs start is the map of the pairs alone, so it is fitted (and refitted) as that route's map
-            pairs_start = transport.start == "pairs"
-            maps[name], _ = transport_refined_map(
-                X,
-                Y,
-                fit_alone if pairs_start else fit_map,
-                pairs=train,
-                rows_x=fx,
-                rows_y=fy,
-                start_map=alone if pairs_start else None,
-                **transport._asdict(),
-            )
+        maps.update(transport_route_maps(X, Y, fit_map, fit_alone, pairs=train, rows_x=fx, rows_y=fy, alone=alone))
         maps["pairs alone"] = alone[0]
         maps.update({name: transform for name, (transform, _) in candidates.items()})
         share_of = val.shape[0] / n_val  # each judged pair weighs the same

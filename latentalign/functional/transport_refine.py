@@ -25,7 +25,7 @@ from latentalign.exceptions import ConvergenceWarning
 from latentalign.functional.ot import barycentric_projection_tensors, ot_plan_tensors
 from latentalign.functional.ot_rounds import FitMap, Transform, check_pairs
 
-__all__ = ["TRANSPORT_STARTS", "transport_refined_map"]
+__all__ = ["TRANSPORT_STARTS", "relative_transport_start", "transport_refined_map", "transport_rounds"]
 
 TRANSPORT_STARTS = ("relative", "pairs")
 
@@ -79,8 +79,10 @@ def transport_refined_map(
         Entropic regularisation of the relative start's coupling, relative to its mean cost (default:
         ``reg``). Relative representations are noisier than mapped rows; a blurrier start can help.
     start_map : (transform, fitted), optional
-        With ``start="pairs"``: the map of the pairs alone, when the caller has already fitted it with
-        ``fit_map`` (default: fitted here).
+        The map the rounds start from, when the caller already has it: with ``start="pairs"`` the map
+        of the pairs alone fitted with ``fit_map``, with ``start="relative"`` that of
+        :func:`relative_transport_start` at blur ``start_reg`` (default: fitted here). Routes that share
+        a start then fit it once.
 
     Returns
     -------
@@ -109,10 +111,105 @@ def transport_refined_map(
     True
     """
     check_choice(start, "start", TRANSPORT_STARTS)
-    check_number(reg, "reg", low=0.0, low_inclusive=False)
     check_number(n_rounds, "n_rounds", integer=True, low=0)
     if start_reg is not None:
         check_number(start_reg, "start_reg", low=0.0, low_inclusive=False)
+    P, fx, fy = _checked(X, Y, pairs, rows_x, rows_y, reg)
+    if start_map is None and start == "relative":
+        blur = reg if start_reg is None else start_reg
+        start_map = relative_transport_start(X, Y, fit_map, pairs=P, rows_x=fx, rows_y=fy, reg=blur)
+    elif start_map is None:
+        start_map = fit_map(X[P[:, 0]], Y[P[:, 1]])
+    if int(n_rounds) == 0:
+        return start_map
+    return transport_rounds(X, Y, fit_map, start_map, pairs=P, rows_x=fx, rows_y=fy, reg=reg, n_rounds=n_rounds)[-1]
+
+
+def relative_transport_start(
+    X: torch.Tensor,
+    Y: torch.Tensor,
+    fit_map: FitMap,
+    *,
+    pairs: Any,
+    rows_x: torch.Tensor,
+    rows_y: torch.Tensor,
+    reg: float = 0.1,
+) -> tuple[Transform, Any]:
+    """The relative start of :func:`transport_refined_map`: a map fitted on the pairs plus the free rows'
+    barycentres under an entropic OT coupling of their relative representations.
+
+    A relative representation is a row's cosines to the known pairs' rows of its own space, comparable
+    across the two spaces without any map. Arguments as in :func:`transport_refined_map` (``reg``: the
+    coupling's blur relative to its mean cost). Several routes that start here can share one start.
+
+    Examples
+    --------
+    >>> import torch
+    >>> gen = torch.Generator().manual_seed(0)
+    >>> X = torch.randn(60, 4, dtype=torch.float64, generator=gen)
+    >>> def fit_map(A, B):
+    ...     U, _, Vt = torch.linalg.svd(A.T @ B)
+    ...     return (lambda Z: Z @ (U @ Vt)), U @ Vt
+    >>> pairs = torch.stack([torch.arange(8), torch.arange(8)], 1)
+    >>> _, W = relative_transport_start(X, X, fit_map, pairs=pairs, rows_x=torch.arange(8, 60), rows_y=torch.arange(8, 60))
+    >>> tuple(W.shape)
+    (4, 4)
+    """
+    P, fx, fy = _checked(X, Y, pairs, rows_x, rows_y, reg)
+    targets = _soft_targets(_relative(X[fx], X[P[:, 0]]), _relative(Y[fy], Y[P[:, 1]]), Y[fy], reg)
+    return fit_map(torch.cat([X[P[:, 0]], X[fx]]), torch.cat([Y[P[:, 1]], targets]))
+
+
+def transport_rounds(
+    X: torch.Tensor,
+    Y: torch.Tensor,
+    fit_map: FitMap,
+    start_map: tuple[Transform, Any],
+    *,
+    pairs: Any,
+    rows_x: torch.Tensor,
+    rows_y: torch.Tensor,
+    reg: float = 0.1,
+    n_rounds: int = 1,
+) -> list[tuple[Transform, Any]]:
+    """The soft-matching rounds of :func:`transport_refined_map` from ``start_map``: the map after each.
+
+    Each round couples the mapped free source rows with the free target rows (cosine cost, Sinkhorn
+    with ``reg`` relative to the mean cost) and refits the map on the pairs plus each source row's
+    barycentric target. Round ``k`` does not depend on how many follow, so the ``k``-th map is the map
+    of ``transport_refined_map(..., n_rounds=k)`` from the same start: a route of fewer rounds can be
+    read off a longer one.
+
+    Examples
+    --------
+    >>> import torch
+    >>> gen = torch.Generator().manual_seed(0)
+    >>> X = torch.randn(60, 4, dtype=torch.float64, generator=gen)
+    >>> def fit_map(A, B):
+    ...     U, _, Vt = torch.linalg.svd(A.T @ B)
+    ...     return (lambda Z: Z @ (U @ Vt)), U @ Vt
+    >>> pairs = torch.stack([torch.arange(8), torch.arange(8)], 1)
+    >>> free = torch.arange(8, 60)
+    >>> start = fit_map(X[:8], X[:8])
+    >>> maps = transport_rounds(X, X, fit_map, start, pairs=pairs, rows_x=free, rows_y=free, n_rounds=3)
+    >>> len(maps)
+    3
+    """
+    check_number(n_rounds, "n_rounds", integer=True, low=1)
+    P, fx, fy = _checked(X, Y, pairs, rows_x, rows_y, reg)
+    transform, fitted = start_map
+    maps = []
+    for _ in range(int(n_rounds)):
+        targets = _soft_targets(transform(X[fx]), Y[fy], Y[fy], reg)
+        transform, fitted = fit_map(torch.cat([X[P[:, 0]], X[fx]]), torch.cat([Y[P[:, 1]], targets]))
+        maps.append((transform, fitted))
+    return maps
+
+
+def _checked(
+    X: torch.Tensor, Y: torch.Tensor, pairs: Any, rows_x: torch.Tensor, rows_y: torch.Tensor, reg: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    check_number(reg, "reg", low=0.0, low_inclusive=False)
     P = check_pairs(pairs, X.shape[0], Y.shape[0]).to(X.device)
     fx, fy = rows_x.to(X.device), rows_y.to(X.device)
     if fx.numel() < 2 or fy.numel() < 2:
@@ -120,24 +217,13 @@ def transport_refined_map(
             f"rows_x and rows_y must name at least 2 free rows each, got {fx.numel()} and {fy.numel()}. "
             "Without free rows, fit the map on the pairs alone."
         )
+    return P, fx, fy
 
-    def refit(targets: torch.Tensor) -> tuple[Transform, Any]:
-        return fit_map(torch.cat([X[P[:, 0]], X[fx]]), torch.cat([Y[P[:, 1]], targets]))
 
-    def soft_targets(A: torch.Tensor, B: torch.Tensor, blur: float) -> torch.Tensor:
-        # The rounds only need barycentres of a blurred coupling, not a converged one.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            plan = ot_plan_tensors(A, B, method="sinkhorn", reg=float(blur), metric="cosine", max_iter=2000, tol=1e-6)
-        return barycentric_projection_tensors(plan.to(Y.dtype), Y[fy])
-
-    if start == "relative":
-        blur = reg if start_reg is None else start_reg
-        transform, fitted = refit(soft_targets(_relative(X[fx], X[P[:, 0]]), _relative(Y[fy], Y[P[:, 1]]), blur))
-    elif start_map is not None:
-        transform, fitted = start_map
-    else:
-        transform, fitted = fit_map(X[P[:, 0]], Y[P[:, 1]])
-    for _ in range(int(n_rounds)):
-        transform, fitted = refit(soft_targets(transform(X[fx]), Y[fy], reg))
-    return transform, fitted
+def _soft_targets(A: torch.Tensor, B: torch.Tensor, targets: torch.Tensor, blur: float) -> torch.Tensor:
+    """Each row of ``A``'s barycentre of ``targets`` under a blurred cosine-cost coupling of ``A`` with ``B``."""
+    # The rounds only need barycentres of a blurred coupling, not a converged one.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        plan = ot_plan_tensors(A, B, method="sinkhorn", reg=float(blur), metric="cosine", max_iter=2000, tol=1e-6)
+    return barycentric_projection_tensors(plan.to(targets.dtype), targets)
