@@ -15,6 +15,7 @@ from latentalign.experiments.few_and_no_pairs import (
     build_result,
     compute_runs,
     curve_table,
+    held_out_items,
     identity_r1,
 )
 from latentalign.experiments.few_and_no_pairs_curves import budget_curve, split_items, training_rows
@@ -156,6 +157,24 @@ def test_compute_runs_refuses_a_number_of_workers_below_one():
         compute_runs(config)
 
 
+@pytest.mark.parametrize("n_test", [1, 90, 2.5, True, "450"])
+def test_a_fixed_number_of_held_out_items_must_fit_the_case(n_test):
+    with pytest.raises(
+        ValueError, match=rf"setup.n_test must be a whole number of held-out items from 2 to 89 .*got {n_test!r}"
+    ):
+        held_out_items({"test_fraction": 0.25, "n_test": n_test}, 90)
+    assert held_out_items({"test_fraction": 0.25, "n_test": 89}, 90) == 89
+
+
+def test_the_large_pool_page_grows_only_the_glosses_cases_training_rows():
+    base, grown = load_config(NAME)["setup"], load_config("few_and_no_pairs_large_pool")["setup"]
+    assert grown["glosses_per_category"] > base["glosses_per_category"]
+    assert grown["n_test"] == held_out_items(base, 45 * base["glosses_per_category"])  # as many candidates
+    cases = {c["name"]: c for c in grown["cases"]}
+    assert {cases[name]["data"] for name in grown["run_cases"]} == {"wordnet-glosses"}
+    assert grown["few_pair_budget"] in grown["budgets"] and grown["seeds"] == base["seeds"]
+
+
 def test_identity_r1_scores_spaces_that_share_coordinates_and_skips_other_widths():
     X = np.random.default_rng(0).normal(size=(90, 6))
     unrelated = np.random.default_rng(1).normal(size=X.shape)
@@ -286,3 +305,19 @@ def test_the_reduced_run_writes_the_page_the_record_and_the_figure(tmp_path):
     assert result.checks and {c.claim.split(":")[0] for c in result.checks} == {
         "(c) MiniLM-L6 -> MiniLM-L3, WordNet lemmas (300)"
     }
+
+
+@pytest.mark.slow
+def test_the_reduced_large_pool_run_holds_out_the_fixed_number_of_items(tmp_path):
+    name = "few_and_no_pairs_large_pool"
+    config = load_config(name, reduced=True)
+    result, page = run_experiment(name, reduced=True, out_dir=tmp_path)
+    record = json.loads(sorted(Path(tmp_path).glob(f"{name}*.json"))[-1].read_text())
+    (case,) = record["details"]["cases"]
+    assert case["n_test"] == config["setup"]["n_test"] and case["n_items"] > 2 * case["n_test"]
+    recs = record["details"]["records"]
+    assert {r["n_test"] for r in recs} == {config["setup"]["n_test"]} and all(r["error"] is None for r in recs)
+    # no zero-pair check (no zero-pair budget); the 50-pair check says its budget did not run in the reduced run
+    fifty, ahead = result.checks
+    assert fifty.claim.endswith("50 pairs + disjoint rows") and fifty.ours == "budget 50 not run" and not fifty.passed
+    assert "ahead of Procrustes and relative at every budget <= 50" in ahead.claim and "25: " in ahead.ours

@@ -41,7 +41,16 @@ from latentalign.experiments.few_and_no_pairs_plot import plot_curves
 from latentalign.experiments.fit_cache import array_digest, code_fingerprint, job_key, journaled_job
 from latentalign.experiments.runner import Check, ExperimentResult
 
-__all__ = ["run", "compute_runs", "build_result", "curve_table", "summarize", "identity_r1", "true_map_matches_r1"]
+__all__ = [
+    "run",
+    "compute_runs",
+    "build_result",
+    "curve_table",
+    "summarize",
+    "held_out_items",
+    "identity_r1",
+    "true_map_matches_r1",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -363,7 +372,7 @@ def compute_runs(config: dict[str, Any]) -> list[dict[str, Any]]:
             start = time.perf_counter()
             data = load_case(case, setup)
             X, Y = normalize_spaces(data.X, data.Y)
-            n_test = int(round(float(setup["test_fraction"]) * len(X)))
+            n_test = held_out_items(setup, len(X))
             jobs += [(X, Y, setup, seed, n_test, data.label) for seed in seeds]
             runs.append(
                 {
@@ -395,6 +404,28 @@ def compute_runs(config: dict[str, Any]) -> list[dict[str, Any]]:
             run["records"] += records
         run["seconds"] = round(run["seconds"] + sum(r["seconds"] for r in run["records"]), 1)
     return runs
+
+
+def held_out_items(setup: dict[str, Any], n_items: int) -> int:
+    """How many of a case's ``n_items`` each seed holds out: ``setup.n_test`` if set, else ``test_fraction`` of them.
+
+    A fixed number keeps retrieval among as many candidates when a case draws more items, so that only the
+    pool of training rows grows.
+
+    Examples
+    --------
+    >>> held_out_items({"test_fraction": 0.25}, 1799), held_out_items({"test_fraction": 0.25, "n_test": 450}, 8999)
+    (450, 450)
+    """
+    if setup.get("n_test") is None:
+        return int(round(float(setup["test_fraction"]) * n_items))
+    n_test = setup["n_test"]
+    if isinstance(n_test, bool) or not isinstance(n_test, int) or not 2 <= n_test < n_items:
+        raise ValueError(
+            f"setup.n_test must be a whole number of held-out items from 2 to {n_items - 1} (the case has {n_items} "
+            f"items), got {n_test!r}. Lower it, or leave it out to hold out test_fraction of the items."
+        )
+    return n_test
 
 
 def _budget_labels(runs: list[dict[str, Any]]) -> list[str]:
