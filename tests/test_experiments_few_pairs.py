@@ -17,6 +17,7 @@ from latentalign.experiments.few_and_no_pairs import (
     curve_table,
     held_out_items,
     identity_r1,
+    unpaired_settings,
 )
 from latentalign.experiments.few_and_no_pairs_curves import budget_curve, split_items, training_rows
 from latentalign.experiments.few_and_no_pairs_data import DATA_SOURCES, load_case, one_to_one
@@ -166,6 +167,31 @@ def test_a_fixed_number_of_held_out_items_must_fit_the_case(n_test):
     assert held_out_items({"test_fraction": 0.25, "n_test": 89}, 90) == 89
 
 
+@pytest.mark.parametrize("bad", [[], ["same"], "disjoint", ["disjoint", "none"]])
+def test_the_unpaired_settings_must_be_known_ones(bad):
+    with pytest.raises(ValueError, match=r"setup.unpaired must list one or more of \['shuffled', 'disjoint'\], got"):
+        unpaired_settings({"unpaired": bad})
+    config = load_config(NAME)
+    config["setup"] = {**config["setup"], "unpaired": bad}
+    with pytest.raises(ValueError, match="setup.unpaired"):
+        compute_runs(config)  # before any embedding or fit
+
+
+def test_budget_curve_fits_only_the_unpaired_settings_it_is_given():
+    X, Y = _rotated()
+    recs = budget_curve(
+        X, Y, budgets=[10, "all"], methods=["procrustes", "ot"], seeds=[0], n_test=20, settings=["disjoint"]
+    )
+    assert {(r["method"], r["budget"], r["unpaired"]) for r in recs} == {
+        ("procrustes", 10, "none"),
+        ("procrustes", 70, "none"),
+        ("ot", 10, "disjoint"),
+        ("ot", 70, "none"),
+    }
+    with pytest.raises(ValueError, match="settings must name one or more of"):
+        budget_curve(X, Y, budgets=[10], methods=["ot"], seeds=[0], n_test=20, settings=["both"])
+
+
 def test_the_large_pool_page_grows_only_the_glosses_cases_training_rows():
     base, grown = load_config(NAME)["setup"], load_config("few_and_no_pairs_large_pool")["setup"]
     assert grown["glosses_per_category"] > base["glosses_per_category"]
@@ -173,6 +199,7 @@ def test_the_large_pool_page_grows_only_the_glosses_cases_training_rows():
     cases = {c["name"]: c for c in grown["cases"]}
     assert {cases[name]["data"] for name in grown["run_cases"]} == {"wordnet-glosses"}
     assert grown["few_pair_budget"] in grown["budgets"] and grown["seeds"] == base["seeds"]
+    assert unpaired_settings(grown) == ["disjoint"] and unpaired_settings(base) == ["shuffled", "disjoint"]
 
 
 def test_identity_r1_scores_spaces_that_share_coordinates_and_skips_other_widths():
@@ -317,7 +344,8 @@ def test_the_reduced_large_pool_run_holds_out_the_fixed_number_of_items(tmp_path
     assert case["n_test"] == config["setup"]["n_test"] and case["n_items"] > 2 * case["n_test"]
     recs = record["details"]["records"]
     assert {r["n_test"] for r in recs} == {config["setup"]["n_test"]} and all(r["error"] is None for r in recs)
-    # no zero-pair check (no zero-pair budget); the 50-pair check says its budget did not run in the reduced run
-    fifty, ahead = result.checks
+    assert {r["unpaired"] for r in recs} == {"none", "disjoint"}
+    # no zero-pair check (no zero-pair budget) nor LFM/OT-ahead check (no shuffled rows); the 50-pair check
+    # says its budget did not run in the reduced run
+    (fifty,) = result.checks
     assert fifty.claim.endswith("50 pairs + disjoint rows") and fifty.ours == "budget 50 not run" and not fifty.passed
-    assert "ahead of Procrustes and relative at every budget <= 50" in ahead.claim and "25: " in ahead.ours

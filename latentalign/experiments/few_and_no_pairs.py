@@ -28,6 +28,7 @@ import numpy as np
 from latentalign.experiments.common import restore_threads, set_threads
 from latentalign.experiments.few_and_no_pairs_curves import (
     PAIR_METHODS,
+    SETTINGS,
     UNPAIRED_METHODS,
     ZERO_METHODS,
     budget_curve,
@@ -48,6 +49,7 @@ __all__ = [
     "curve_table",
     "summarize",
     "held_out_items",
+    "unpaired_settings",
     "identity_r1",
     "true_map_matches_r1",
 ]
@@ -270,7 +272,7 @@ def _checks(runs: list[dict[str, Any]], setup: dict[str, Any]) -> list[Check]:
             checks.append(
                 _fifty_pair_check(label, recs, int(setup["few_pair_budget"]), float(setup["few_pair_min_ratio"]))
             )
-        if run["same_modality"]:
+        if run["same_modality"] and "shuffled" in unpaired_settings(setup):  # the check compares shuffled rows
             checks.append(_few_pair_check(label, recs, int(setup["few_pair_budget"])))
     return checks
 
@@ -312,6 +314,7 @@ def _curve_job(job: tuple[np.ndarray, np.ndarray, dict[str, Any], int, int, str]
                 echo=_progress(label),
                 done=done,
                 on_record=keep,
+                settings=unpaired_settings(setup),
             )
         finally:
             restore_threads(threads)
@@ -323,6 +326,8 @@ def _curve_job(job: tuple[np.ndarray, np.ndarray, dict[str, Any], int, int, str]
     if not setup.get("reuse_fits", False):
         return fit_all()
     settings = {"budgets": setup["budgets"], "methods": setup["methods"], "seed": seed, "n_test": n_test}
+    if tuple(unpaired_settings(setup)) != SETTINGS:  # the key of a job with every setting stays as it was
+        settings["unpaired"] = unpaired_settings(setup)
     records, reused = journaled_job(EXPERIMENT, job_key([X, Y], settings), fit_all)
     if reused:
         for record in records:
@@ -360,6 +365,7 @@ def compute_runs(config: dict[str, Any]) -> list[dict[str, Any]]:
     workers = int(setup.get("workers", 1))
     if workers < 1:
         raise ValueError(f"setup.workers must be a positive number of processes, got {workers}; set it to 1 or more.")
+    unpaired_settings(setup)  # a bad list fails here, before any embedding or fit
     if setup.get("reuse_fits", False):
         code_fingerprint()  # once, before the workers fork: every job of the run is keyed to the same code
     threads = set_threads(setup)
@@ -404,6 +410,23 @@ def compute_runs(config: dict[str, Any]) -> list[dict[str, Any]]:
             run["records"] += records
         run["seconds"] = round(run["seconds"] + sum(r["seconds"] for r in run["records"]), 1)
     return runs
+
+
+def unpaired_settings(setup: dict[str, Any]) -> list[str]:
+    """The unpaired settings the page fits (``setup.unpaired``; default every one of ``SETTINGS``).
+
+    Examples
+    --------
+    >>> unpaired_settings({}), unpaired_settings({"unpaired": ["disjoint"]})
+    (['shuffled', 'disjoint'], ['disjoint'])
+    """
+    settings = setup.get("unpaired", list(SETTINGS))
+    if not isinstance(settings, list) or not settings or any(s not in SETTINGS for s in settings):
+        raise ValueError(
+            f"setup.unpaired must list one or more of {list(SETTINGS)}, got {settings!r}. Fix it in the config, or "
+            "leave it out to fit both."
+        )
+    return [str(s) for s in settings]
 
 
 def held_out_items(setup: dict[str, Any], n_items: int) -> int:

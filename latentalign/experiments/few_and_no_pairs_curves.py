@@ -176,7 +176,9 @@ def fit_route(model: Any) -> dict[str, Any]:
     return {"route": str(scores["route"]), "route_scores": {k: v for k, v in scores.items() if k != "route"}}
 
 
-def _plan(budgets: Sequence[int | str], methods: Sequence[str], n_pool: int) -> list[tuple[str, int, str]]:
+def _plan(
+    budgets: Sequence[int | str], methods: Sequence[str], n_pool: int, settings: Sequence[str] = SETTINGS
+) -> list[tuple[str, int, str]]:
     """(method, budget, unpaired setting) of every fit of one seed; ``"all"`` becomes ``n_pool``."""
     plan = []
     for raw in budgets:
@@ -192,7 +194,7 @@ def _plan(budgets: Sequence[int | str], methods: Sequence[str], n_pool: int) -> 
             if method in PAIR_METHODS or no_free:
                 plan.append((method, budget, "none"))
             else:
-                plan.extend((method, budget, s) for s in SETTINGS)
+                plan.extend((method, budget, s) for s in settings)
     return plan
 
 
@@ -207,6 +209,7 @@ def budget_curve(
     echo: Callable[[str], None] | None = None,
     done: Sequence[dict[str, Any]] = (),
     on_record: Callable[[dict[str, Any]], None] | None = None,
+    settings: Sequence[str] = SETTINGS,
 ) -> list[dict[str, Any]]:
     """One record per (seed, method, budget, unpaired setting): R@1 (CSLS and cosine), seconds, problems.
 
@@ -214,6 +217,7 @@ def budget_curve(
     skipped; ``"all"`` is the whole pool. ``done`` holds records of an earlier, stopped run of the same
     curve: those fits are taken from it instead of being fitted again. ``on_record`` is called with each
     record as soon as it is made (e.g. to journal it, :func:`~latentalign.experiments.fit_cache.journaled_job`).
+    ``settings``: the unpaired settings the methods that use free rows are fitted with (some of ``SETTINGS``).
 
     Examples
     --------
@@ -234,6 +238,10 @@ def budget_curve(
     unknown = [m for m in methods if m not in known]
     if unknown:
         raise ValueError(f"methods must be among {known}, got {unknown}; fix the methods list of the config.")
+    if not settings or any(s not in SETTINGS for s in settings):
+        raise ValueError(
+            f"settings must name one or more of {list(SETTINGS)}, got {list(settings)}; fix the unpaired settings of the config."
+        )
     earlier = {_fit_id(record): record for record in done}
     records = []
 
@@ -245,7 +253,7 @@ def budget_curve(
     for seed in seeds:
         test, pool = split_items(len(X), n_test, seed)
         zero_pair_fits: dict[str, dict[str, Any]] = {}
-        plan = _plan(budgets, methods, len(pool))
+        plan = _plan(budgets, methods, len(pool), settings)
         # the zero-pair fits first, so that OT at budget 0 can repeat them
         plan.sort(key=lambda step: (step[1] != 0, step[0] != "unsupervised"))
         for method, budget, setting in plan:
