@@ -684,6 +684,23 @@ def transport_route_maps(
     intermediate map. ``alone`` is the map of the pairs alone, fitted with ``fit_alone``: it is the pairs
     start, whose rounds also refit with ``fit_alone`` (the relative start's with ``fit_map``).
 
+    Parameters
+    ----------
+    X, Y, pairs, rows_x, rows_y
+        As in :func:`~latentalign.functional.transport_refine.transport_refined_map`.
+    fit_map, fit_alone : callable
+        ``fit(X_rows, Y_rows) -> (transform, fitted)``: the map fit of the relative routes and that of the
+        pairs alone (the pairs start's routes).
+    alone : (transform, fitted)
+        ``fit_alone`` on the pairs.
+    routes : dict of str to TransportRoute, optional
+        Default ``TRANSPORT_ROUTES``.
+
+    Returns
+    -------
+    dict of str to callable
+        Each route's transform, by the routes' names.
+
     Examples
     --------
     >>> import torch

@@ -135,12 +135,23 @@ def relative_transport_start(
     rows_y: torch.Tensor,
     reg: float = 0.1,
 ) -> tuple[Transform, Any]:
-    """The relative start of :func:`transport_refined_map`: a map fitted on the pairs plus the free rows'
-    barycentres under an entropic OT coupling of their relative representations.
+    """The relative start of :func:`transport_refined_map`, which routes with one start can share.
 
-    A relative representation is a row's cosines to the known pairs' rows of its own space, comparable
-    across the two spaces without any map. Arguments as in :func:`transport_refined_map` (``reg``: the
-    coupling's blur relative to its mean cost). Several routes that start here can share one start.
+    A map fitted on the pairs plus the free rows' barycentres under an entropic OT coupling of their
+    relative representations: a row's cosines to the known pairs' rows of its own space, comparable
+    across the two spaces without any map.
+
+    Parameters
+    ----------
+    X, Y, fit_map, pairs, rows_x, rows_y
+        As in :func:`transport_refined_map`.
+    reg : float, default 0.1
+        The coupling's entropic regularisation, relative to its mean cost.
+
+    Returns
+    -------
+    (transform, fitted)
+        What ``fit_map`` returned.
 
     Examples
     --------
@@ -179,6 +190,22 @@ def transport_rounds(
     barycentric target. Round ``k`` does not depend on how many follow, so the ``k``-th map is the map
     of ``transport_refined_map(..., n_rounds=k)`` from the same start: a route of fewer rounds can be
     read off a longer one.
+
+    Parameters
+    ----------
+    X, Y, fit_map, pairs, rows_x, rows_y
+        As in :func:`transport_refined_map`.
+    start_map : (transform, fitted)
+        The map the first round starts from (e.g. :func:`relative_transport_start`'s).
+    reg : float, default 0.1
+        Each coupling's entropic regularisation, relative to its mean cost.
+    n_rounds : int, default 1
+        Rounds, at least 1.
+
+    Returns
+    -------
+    list of (transform, fitted)
+        What ``fit_map`` returned after each round, the first round's first.
 
     Examples
     --------
