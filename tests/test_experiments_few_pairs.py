@@ -307,6 +307,12 @@ def test_build_result_orders_every_budget_column_and_lists_the_cases_not_run(tmp
     not_run = [r["case"] for r in result.rows if r["method"] == "not run"]
     assert len(not_run) == len(config["setup"]["cases"]) - 1 and not any("(c)" in c for c in not_run)
     assert (tmp_path / f"{NAME}.png").is_file() and "seeds [0, 1]" in result.notes[0]
+    # no zero-pair budget ran, so the identity map (a zero-pair figure) is in the notes, not in a stray column
+    assert not any("0" in row for row in result.rows) and "identity map (no fit) 0.900" in " ".join(result.notes)
+    with_zero = _records({("procrustes", "none", 5): [0.5, 0.7], ("ot", "shuffled", 0): [0.2, 0.4]}, n_pool=900)
+    result = build_result(config, [{**runs[1], "records": with_zero}], tmp_path)
+    (identity,) = [row for row in result.rows if row["method"] == "identity map (no fit)"]
+    assert identity["0"] == "0.900" and list(identity)[3] == "0"
 
 
 # ------------------------------------------------------------------------------------------ slow: reduced run

@@ -467,7 +467,7 @@ def build_result(config: dict[str, Any], runs: list[dict[str, Any]], out_dir: st
     rows: list[dict[str, Any]] = []
     for r in runs:
         rows += curve_table(r["label"], r["records"], columns)
-        if r["identity"] is not None:
+        if r["identity"] is not None and "0" in columns:  # a zero-pair figure; the notes give it in any case
             rows.append(
                 {
                     "case": r["label"],
