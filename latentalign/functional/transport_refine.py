@@ -116,13 +116,10 @@ def transport_refined_map(
         check_number(start_reg, "start_reg", low=0.0, low_inclusive=False)
     P, fx, fy = _checked(X, Y, pairs, rows_x, rows_y, reg)
     if start_map is None and start == "relative":
-        blur = reg if start_reg is None else start_reg
-        start_map = relative_transport_start(X, Y, fit_map, pairs=P, rows_x=fx, rows_y=fy, reg=blur)
+        start_map = _relative_start(X, Y, fit_map, P, fx, fy, reg if start_reg is None else start_reg)
     elif start_map is None:
         start_map = fit_map(X[P[:, 0]], Y[P[:, 1]])
-    if int(n_rounds) == 0:
-        return start_map
-    return transport_rounds(X, Y, fit_map, start_map, pairs=P, rows_x=fx, rows_y=fy, reg=reg, n_rounds=n_rounds)[-1]
+    return ([start_map] + _rounds(X, Y, fit_map, start_map, P, fx, fy, reg, int(n_rounds)))[-1]
 
 
 def relative_transport_start(
@@ -166,9 +163,7 @@ def relative_transport_start(
     >>> tuple(W.shape)
     (4, 4)
     """
-    P, fx, fy = _checked(X, Y, pairs, rows_x, rows_y, reg)
-    targets = _soft_targets(_relative(X[fx], X[P[:, 0]]), _relative(Y[fy], Y[P[:, 1]]), Y[fy], reg)
-    return fit_map(torch.cat([X[P[:, 0]], X[fx]]), torch.cat([Y[P[:, 1]], targets]))
+    return _relative_start(X, Y, fit_map, *_checked(X, Y, pairs, rows_x, rows_y, reg), reg)
 
 
 def transport_rounds(
@@ -223,14 +218,40 @@ def transport_rounds(
     3
     """
     check_number(n_rounds, "n_rounds", integer=True, low=1)
-    P, fx, fy = _checked(X, Y, pairs, rows_x, rows_y, reg)
-    transform, fitted = start_map
+    return _rounds(X, Y, fit_map, start_map, *_checked(X, Y, pairs, rows_x, rows_y, reg), reg, int(n_rounds))
+
+
+def _relative_start(
+    X: torch.Tensor, Y: torch.Tensor, fit_map: FitMap, P: torch.Tensor, fx: torch.Tensor, fy: torch.Tensor, reg: float
+) -> tuple[Transform, Any]:
+    targets = _soft_targets(_relative(X[fx], X[P[:, 0]]), _relative(Y[fy], Y[P[:, 1]]), Y[fy], reg)
+    return _fit_on_targets(X, Y, fit_map, P, fx, targets)
+
+
+def _rounds(
+    X: torch.Tensor,
+    Y: torch.Tensor,
+    fit_map: FitMap,
+    start_map: tuple[Transform, Any],
+    P: torch.Tensor,
+    fx: torch.Tensor,
+    fy: torch.Tensor,
+    reg: float,
+    n_rounds: int,
+) -> list[tuple[Transform, Any]]:
     maps = []
-    for _ in range(int(n_rounds)):
-        targets = _soft_targets(transform(X[fx]), Y[fy], Y[fy], reg)
-        transform, fitted = fit_map(torch.cat([X[P[:, 0]], X[fx]]), torch.cat([Y[P[:, 1]], targets]))
-        maps.append((transform, fitted))
+    transform = start_map[0]
+    for _ in range(n_rounds):
+        maps.append(_fit_on_targets(X, Y, fit_map, P, fx, _soft_targets(transform(X[fx]), Y[fy], Y[fy], reg)))
+        transform = maps[-1][0]
     return maps
+
+
+def _fit_on_targets(
+    X: torch.Tensor, Y: torch.Tensor, fit_map: FitMap, P: torch.Tensor, fx: torch.Tensor, targets: torch.Tensor
+) -> tuple[Transform, Any]:
+    """The map fitted on the known pairs plus each free source row sent to its soft target."""
+    return fit_map(torch.cat([X[P[:, 0]], X[fx]]), torch.cat([Y[P[:, 1]], targets]))
 
 
 def _checked(
