@@ -140,7 +140,7 @@ def test_budget_curve_refuses_an_unknown_method():
 def test_worker_processes_give_the_same_records_in_the_jobs_order():
     X, Y = _rotated()
     setup = {"budgets": [5, "all"], "methods": ["procrustes", "relative"], "torch_threads": 1}
-    jobs = [(X, Y, setup, seed, 30, "(t)") for seed in (0, 1, 2)]
+    jobs = [(X, Y, setup, seed, 30, "(t)", 0) for seed in (0, 1, 2)]
 
     def fits(results):
         return [[{k: v for k, v in r.items() if k != "seconds"} for r in job] for job in results]

@@ -37,7 +37,13 @@ from latentalign.experiments.few_and_no_pairs_curves import (
     split_items,
     training_rows,
 )
-from latentalign.experiments.few_and_no_pairs_data import SHORT_NAMES, load_case
+from latentalign.experiments.few_and_no_pairs_data import (
+    SHORT_NAMES,
+    CaseData,
+    extra_row_draw,
+    load_case,
+    load_extra_rows,
+)
 from latentalign.experiments.few_and_no_pairs_plot import plot_curves
 from latentalign.experiments.fit_cache import array_digest, code_fingerprint, job_key, journaled_job
 from latentalign.experiments.runner import Check, ExperimentResult
@@ -83,7 +89,9 @@ def identity_r1(X: np.ndarray, Y: np.ndarray, seeds: list[int], n_test: int) -> 
     return float(np.mean(scores))
 
 
-def true_map_matches_r1(X: np.ndarray, Y: np.ndarray, seeds: list[int], n_test: int, budget: int) -> list[float]:
+def true_map_matches_r1(
+    X: np.ndarray, Y: np.ndarray, seeds: list[int], n_test: int, budget: int, extra_rows: int = 0
+) -> list[float]:
     """Per-seed held-out R@1 (CSLS) of Procrustes on ``budget`` pairs plus the disjoint rows matched by the true map.
 
     A reference for the disjoint setting, not a method: the supervised map (Procrustes on every pool
@@ -91,7 +99,9 @@ def true_map_matches_r1(X: np.ndarray, Y: np.ndarray, seeds: list[int], n_test: 
     CSLS nearest neighbours; the two halves are different items, so each match is a near neighbour at
     best), and Procrustes is refitted on the known pairs plus those matches. It shows how far a map fitted
     on pairs plus matches of the disjoint rows gets when the matching itself is as good as the true map
-    makes it.
+    makes it. The last ``extra_rows`` rows of ``X`` and ``Y`` are unpaired rows of another corpus
+    (different items on the two sides, as in :func:`~latentalign.experiments.few_and_no_pairs_curves.budget_curve`):
+    they are free rows to match, never pool pairs.
 
     Examples
     --------
@@ -108,10 +118,11 @@ def true_map_matches_r1(X: np.ndarray, Y: np.ndarray, seeds: list[int], n_test: 
     from latentalign.exceptions import IllConditionedWarning
     from latentalign.functional.self_learning import mutual_csls_matches
 
+    n_items = len(X) - extra_rows
     scores = []
     for seed in seeds:
-        test, pool = split_items(len(X), n_test, seed)
-        rows_x, rows_y, _ = training_rows(pool, budget, "disjoint", seed)
+        test, pool = split_items(n_items, n_test, seed)
+        rows_x, rows_y, _ = training_rows(pool, budget, "disjoint", seed, np.arange(n_items, len(X)))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", IllConditionedWarning)
             truth = Procrustes().fit(X[pool], Y[pool])
@@ -295,9 +306,14 @@ def _case_label(case: dict[str, Any]) -> str:
     return f"({case['key']}) {SHORT_NAMES.get(case['source'], case['source'])} -> {SHORT_NAMES.get(case['target'], case['target'])}"
 
 
-def _curve_job(job: tuple[np.ndarray, np.ndarray, dict[str, Any], int, int, str]) -> list[dict[str, Any]]:
+#: One case and one seed: its spaces (case items, then any extra unpaired rows), the setup, the seed, the
+#: held-out count, the case's label and the number of extra rows.
+_Job = tuple[np.ndarray, np.ndarray, dict[str, Any], int, int, str, int]
+
+
+def _curve_job(job: _Job) -> list[dict[str, Any]]:
     """The fits of one case and one seed (one task of :func:`compute_runs`'s worker processes)."""
-    X, Y, setup, seed, n_test, label = job
+    X, Y, setup, seed, n_test, label, extra_rows = job
 
     def fit_all(
         done: Sequence[dict[str, Any]] = (), keep: Callable[[dict[str, Any]], None] | None = None
@@ -315,6 +331,7 @@ def _curve_job(job: tuple[np.ndarray, np.ndarray, dict[str, Any], int, int, str]
                 done=done,
                 on_record=keep,
                 settings=unpaired_settings(setup),
+                extra_rows=extra_rows,
             )
         finally:
             restore_threads(threads)
@@ -328,6 +345,8 @@ def _curve_job(job: tuple[np.ndarray, np.ndarray, dict[str, Any], int, int, str]
     settings = {"budgets": setup["budgets"], "methods": setup["methods"], "seed": seed, "n_test": n_test}
     if tuple(unpaired_settings(setup)) != SETTINGS:  # the key of a job with every setting stays as it was
         settings["unpaired"] = unpaired_settings(setup)
+    if extra_rows:
+        settings["extra_rows"] = extra_rows
     records, reused = journaled_job(EXPERIMENT, job_key([X, Y], settings), fit_all)
     if reused:
         for record in records:
@@ -335,9 +354,7 @@ def _curve_job(job: tuple[np.ndarray, np.ndarray, dict[str, Any], int, int, str]
     return list(records)
 
 
-def _run_jobs(
-    jobs: list[tuple[np.ndarray, np.ndarray, dict[str, Any], int, int, str]], workers: int
-) -> list[list[dict[str, Any]]]:
+def _run_jobs(jobs: list[_Job], workers: int) -> list[list[dict[str, Any]]]:
     """Each job's records, in the jobs' order: in this process, or in ``workers`` forked processes."""
     if workers <= 1 or len(jobs) <= 1:
         return [_curve_job(job) for job in jobs]
@@ -370,32 +387,48 @@ def compute_runs(config: dict[str, Any]) -> list[dict[str, Any]]:
         code_fingerprint()  # once, before the workers fork: every job of the run is keyed to the same code
     threads = set_threads(setup)
     runs: list[dict[str, Any]] = []
-    jobs: list[tuple[np.ndarray, np.ndarray, dict[str, Any], int, int, str]] = []
+    jobs: list[_Job] = []
     try:
         for case in setup["cases"]:
             if not _selected(case, run_keys):
                 continue
             start = time.perf_counter()
             data = load_case(case, setup)
-            X, Y = normalize_spaces(data.X, data.Y)
-            n_test = held_out_items(setup, len(X))
-            jobs += [(X, Y, setup, seed, n_test, data.label) for seed in seeds]
+            extra = load_extra_rows(case, setup)
+            if extra is not None and "disjoint" not in unpaired_settings(setup):
+                raise ValueError(
+                    f"case {case.get('name', case['key'])!r}: extra_unpaired rows join the disjoint setting only, "
+                    f'but setup.unpaired is {unpaired_settings(setup)}; add "disjoint" to it or drop extra_unpaired.'
+                )
+            n_items, n_extra = len(data.X), 0 if extra is None else extra[1]
+            n_test = held_out_items(setup, n_items)
+            spaces = _seed_spaces(data, extra, seeds)
+            label = (
+                data.label if extra is None else f"{data.label} + {n_extra:,} unpaired {extra[0].description} per side"
+            )
+            jobs += [(*spaces[seed], setup, seed, n_test, label, n_extra) for seed in seeds]
+            identity = [identity_r1(X[:n_items], Y[:n_items], [seed], n_test) for seed, (X, Y) in spaces.items()]
             runs.append(
                 {
                     "key": data.key,
-                    "label": data.label,
+                    "label": label,
                     "source": data.source,
                     "target": data.target,
-                    "n_items": int(len(X)),
+                    "n_items": int(n_items),
                     # which embeddings the fits saw, so that two records can tell a change of inputs from one of code
                     "embeddings_sha256": {
                         "source": array_digest([np.asarray(data.X)]),
                         "target": array_digest([np.asarray(data.Y)]),
                     },
+                    "extra_unpaired": None if extra is None else _extra_summary(*extra),
                     "n_test": n_test,
                     "same_modality": bool(case.get("same_modality", True)),
-                    "identity": identity_r1(X, Y, seeds, n_test),
-                    "true_map_matches": true_map_matches_r1(X, Y, seeds, n_test, int(setup["few_pair_budget"])),
+                    "identity": None if None in identity else float(np.mean([v for v in identity if v is not None])),
+                    "true_map_matches": [
+                        v
+                        for seed, (X, Y) in spaces.items()
+                        for v in true_map_matches_r1(X, Y, [seed], n_test, int(setup["few_pair_budget"]), n_extra)
+                    ],
                     "records": [],
                     "seconds": time.perf_counter() - start,
                 }
@@ -410,6 +443,40 @@ def compute_runs(config: dict[str, Any]) -> list[dict[str, Any]]:
             run["records"] += records
         run["seconds"] = round(run["seconds"] + sum(r["seconds"] for r in run["records"]), 1)
     return runs
+
+
+def _seed_spaces(
+    data: CaseData, extra: tuple[CaseData, int] | None, seeds: list[int]
+) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Each seed's normalised spaces: the case's items, then the seed's extra unpaired rows on each side.
+
+    Each side is normalised on all the rows it holds, its extra rows included. Without extra rows every
+    seed shares one pair of arrays.
+    """
+    if extra is None:
+        shared = normalize_spaces(data.X, data.Y)
+        return dict.fromkeys(seeds, shared)
+    other, per_side = extra
+    spaces = {}
+    for seed in seeds:
+        rows_x, rows_y = extra_row_draw(len(other.X), per_side, seed)
+        spaces[seed] = normalize_spaces(
+            np.concatenate([data.X, other.X[rows_x]]), np.concatenate([data.Y, other.Y[rows_y]])
+        )
+    return spaces
+
+
+def _extra_summary(other: CaseData, per_side: int) -> dict[str, Any]:
+    """What a record keeps of a case's extra unpaired rows: their source, count and embeddings' SHA-256."""
+    return {
+        "data": other.data,
+        "description": other.description,
+        "per_side": int(per_side),
+        "embeddings_sha256": {
+            "source": array_digest([np.asarray(other.X)]),
+            "target": array_digest([np.asarray(other.Y)]),
+        },
+    }
 
 
 def unpaired_settings(setup: dict[str, Any]) -> list[str]:
@@ -449,6 +516,14 @@ def held_out_items(setup: dict[str, Any], n_items: int) -> int:
             f"items), got {n_test!r}. Lower it, or leave it out to hold out test_fraction of the items."
         )
     return n_test
+
+
+def _extra_note(extra: dict[str, Any]) -> str:
+    return (
+        f"; plus {extra['per_side']:,} unpaired rows per side from {extra['description']}, a different half on "
+        "each side drawn with the seed, in the disjoint setting only (never held out or paired; each side "
+        "normalised on its rows including them)"
+    )
 
 
 def _budget_labels(runs: list[dict[str, Any]]) -> list[str]:
@@ -510,6 +585,7 @@ def build_result(config: dict[str, Any], runs: list[dict[str, Any]], out_dir: st
             f"{r['label']}: {r['n_items']} items, {r['n_test']} held out per seed (chance R@1 {1 / r['n_test']:.4f}); "
             f"supervised Procrustes on all {r['n_items'] - r['n_test']} pool pairs R@1 {sup:.3f}"
             + (f"; identity map (no fit) {r['identity']:.3f}" if r["identity"] is not None else "")
+            + (_extra_note(r["extra_unpaired"]) if r.get("extra_unpaired") else "")
             + f"; {r['seconds']:.0f} s."
         )
     notes.append(

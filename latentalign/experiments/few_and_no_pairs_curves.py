@@ -8,7 +8,9 @@ Protocol for one case (two encoders' embeddings of the same ``n`` items) and one
 
    * ``"shuffled"``: the same items on both sides, the target's rows in a random order;
    * ``"disjoint"``: the free items are cut in two halves, the source sees one half and the target the
-     other, so no free source row has its counterpart among the free target rows;
+     other, so no free source row has its counterpart among the free target rows; rows of another corpus
+     (``extra_rows`` of :func:`budget_curve`: a different set of items on each side, never paired) join
+     both sides' free rows in this setting only;
 
 3. every method is built with :func:`latentalign.align.make_aligner` (default parameters; ``random_state``
    is set to the seed where the aligner has one) and fitted:
@@ -99,11 +101,16 @@ def split_items(n: int, n_test: int, seed: int) -> tuple[np.ndarray, np.ndarray]
     return np.sort(order[:n_test]), order[n_test:]
 
 
-def training_rows(pool: np.ndarray, budget: int, setting: str, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def training_rows(
+    pool: np.ndarray, budget: int, setting: str, seed: int, extra: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rows of the source and of the target a fit sees, and the known pairs between them.
 
     Returns ``(rows_x, rows_y, pairs)``: item indices for the source and for the target, and an
-    ``(budget, 2)`` array of positions in ``rows_x`` / ``rows_y`` that are the same item.
+    ``(budget, 2)`` array of positions in ``rows_x`` / ``rows_y`` that are the same item. ``extra``: row
+    indices of unpaired rows from another corpus, appended to both sides' free rows in the ``"disjoint"``
+    setting only (row ``i`` of the source and row ``i`` of the target are then different items: the
+    caller puts a different draw on each side).
 
     Examples
     --------
@@ -115,6 +122,9 @@ def training_rows(pool: np.ndarray, budget: int, setting: str, seed: int) -> tup
     >>> rx, ry, _ = training_rows(pool, 2, "shuffled", seed=0)
     >>> sorted(rx.tolist()) == sorted(ry.tolist()), rx.tolist() == ry.tolist()
     (True, False)
+    >>> rx, ry, _ = training_rows(pool, 2, "disjoint", seed=0, extra=np.arange(10, 13))
+    >>> rx.tolist()[-3:], len(ry)
+    ([10, 11, 12], 9)
     """
     if setting not in (*SETTINGS, "none"):
         raise ValueError(f"setting must be one of {[*SETTINGS, 'none']}, got {setting!r}.")
@@ -125,7 +135,8 @@ def training_rows(pool: np.ndarray, budget: int, setting: str, seed: int) -> tup
         free_x, free_y = free, np.random.default_rng(seed + 1000).permutation(free)
     else:
         half = len(free) // 2
-        free_x, free_y = free[:half], free[half : 2 * half]
+        more = free[:0] if extra is None else np.asarray(extra, dtype=free.dtype)
+        free_x, free_y = np.concatenate([free[:half], more]), np.concatenate([free[half : 2 * half], more])
     pairs = np.stack([np.arange(budget), np.arange(budget)], axis=1).astype(np.int64)
     return np.concatenate([anchors, free_x]), np.concatenate([anchors, free_y]), pairs
 
@@ -210,11 +221,14 @@ def budget_curve(
     done: Sequence[dict[str, Any]] = (),
     on_record: Callable[[dict[str, Any]], None] | None = None,
     settings: Sequence[str] = SETTINGS,
+    extra_rows: int = 0,
 ) -> list[dict[str, Any]]:
     """One record per (seed, method, budget, unpaired setting): R@1 (CSLS and cosine), seconds, problems.
 
-    ``X`` and ``Y`` hold the same items row by row (already normalised). Budgets above the pool size are
-    skipped; ``"all"`` is the whole pool. ``done`` holds records of an earlier, stopped run of the same
+    ``X`` and ``Y`` hold the same items row by row (already normalised), except their last ``extra_rows``
+    rows: unpaired rows of another corpus, different items on the two sides, which are never held out or
+    paired and join the free rows of the ``"disjoint"`` setting (:func:`training_rows`). Budgets above
+    the pool size are skipped; ``"all"`` is the whole pool. ``done`` holds records of an earlier, stopped run of the same
     curve: those fits are taken from it instead of being fitted again. ``on_record`` is called with each
     record as soon as it is made (e.g. to journal it, :func:`~latentalign.experiments.fit_cache.journaled_job`).
     ``settings``: the unpaired settings the methods that use free rows are fitted with (some of ``SETTINGS``).
@@ -242,6 +256,13 @@ def budget_curve(
         raise ValueError(
             f"settings must name one or more of {list(SETTINGS)}, got {list(settings)}; fix the unpaired settings of the config."
         )
+    if isinstance(extra_rows, bool) or not isinstance(extra_rows, int) or not 0 <= extra_rows < len(X) - 1:
+        raise ValueError(
+            f"extra_rows must be a whole number from 0 to {len(X) - 2} (X has {len(X)} rows), got {extra_rows!r}; "
+            "pass how many of the last rows of X and Y are unpaired rows of another corpus."
+        )
+    n_items = len(X) - extra_rows
+    extra = np.arange(n_items, len(X))
     earlier = {_fit_id(record): record for record in done}
     records = []
 
@@ -251,7 +272,7 @@ def budget_curve(
             on_record(record)
 
     for seed in seeds:
-        test, pool = split_items(len(X), n_test, seed)
+        test, pool = split_items(n_items, n_test, seed)
         zero_pair_fits: dict[str, dict[str, Any]] = {}
         plan = _plan(budgets, methods, len(pool), settings)
         # the zero-pair fits first, so that OT at budget 0 can repeat them
@@ -266,7 +287,7 @@ def budget_curve(
             if method == "ot" and budget == 0 and setting in zero_pair_fits:
                 add({**zero_pair_fits[setting], "method": "ot", "seconds": 0.0, "same_fit_as": "unsupervised"})
                 continue
-            rows_x, rows_y, pairs = training_rows(pool, budget, setting, seed)
+            rows_x, rows_y, pairs = training_rows(pool, budget, setting, seed, extra)
             start = time.perf_counter()
             record: dict[str, Any] = {
                 "seed": int(seed),

@@ -15,6 +15,10 @@ dataset names and ids, so embeddings computed once (by this page or another one)
 
 Row ``i`` of ``X`` and row ``i`` of ``Y`` are the same item; repeated rows in either space are dropped
 (:func:`latentalign.anchors.distinct_rows`), since a repeated key has no single right answer.
+
+A case may add unpaired rows from another corpus (its ``extra_unpaired`` table, :func:`load_extra_rows`),
+embedded by the case's two models: each seed gives each side a different half of them
+(:func:`extra_row_draw`), so none has a counterpart on the other side.
 """
 
 from __future__ import annotations
@@ -24,10 +28,22 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CaseData", "DATA_SOURCES", "SHORT_NAMES", "load_case", "wordnet_lemmas", "one_to_one"]
+__all__ = [
+    "CaseData",
+    "DATA_SOURCES",
+    "SHORT_NAMES",
+    "load_case",
+    "load_extra_rows",
+    "extra_row_draw",
+    "wordnet_lemmas",
+    "one_to_one",
+]
 
 #: Data sources :func:`load_case` knows.
 DATA_SOURCES = ("fashion-mnist", "tuxpaint", "wordnet-glosses", "wordnet-lemmas", "freedict")
+
+#: Keys of a case's ``extra_unpaired`` table besides ``data`` and ``per_side``: the sizes of its data source.
+EXTRA_SIZE_KEYS = ("fmnist_train", "fmnist_test", "glosses_per_category", "n_lemmas", "n_words", "tux_limit")
 
 #: Readable model names for panels and tables.
 SHORT_NAMES = {
@@ -231,3 +247,76 @@ def load_case(case: dict[str, Any], setup: dict[str, Any]) -> CaseData:
         np.asarray(X, np.float32),
         np.asarray(Y, np.float32),
     )
+
+
+def load_extra_rows(case: dict[str, Any], setup: dict[str, Any]) -> tuple[CaseData, int] | None:
+    """The unpaired rows of another corpus a case adds (its ``extra_unpaired`` table), and how many per side.
+
+    The table names a data source (``data``, one of :data:`DATA_SOURCES`), ``per_side`` (rows given to
+    each side, at most half of the source's items, since the two sides get different halves) and, where
+    they differ from ``setup``, that source's sizes (:data:`EXTRA_SIZE_KEYS`). Its items are embedded by
+    the case's own two models.
+
+    Parameters
+    ----------
+    case : dict
+        One entry of ``setup["cases"]``.
+    setup : dict
+        The experiment's ``[setup]`` table.
+
+    Returns
+    -------
+    (CaseData, int) or None
+        The other corpus embedded by both models and ``per_side``; ``None`` when the case has no
+        ``extra_unpaired`` table.
+
+    Raises
+    ------
+    ValueError
+        On a table that is not one, an unknown key, an unknown data source or a ``per_side`` that is not a
+        whole number from 1 to half of the source's items.
+    """
+    table = case.get("extra_unpaired")
+    if table is None:
+        return None
+    where = f"case {case.get('name', case.get('key'))!r}: extra_unpaired"
+    if not isinstance(table, dict):
+        raise ValueError(
+            f'{where} must be a table such as {{ data = "wordnet-glosses", per_side = 4000 }}, got {table!r:.60}.'
+        )
+    unknown = sorted(set(table) - {"data", "per_side", *EXTRA_SIZE_KEYS})
+    if unknown:
+        raise ValueError(
+            f"{where} has unknown keys {unknown}; it takes data, per_side and the data sizes {list(EXTRA_SIZE_KEYS)}."
+        )
+    per_side = table.get("per_side")
+    if isinstance(per_side, bool) or not isinstance(per_side, int) or per_side < 1:
+        raise ValueError(f"{where}.per_side must be a whole number of rows per side, 1 or more, got {per_side!r}.")
+    other = {"key": case.get("key"), "data": table.get("data"), "source": case["source"], "target": case["target"]}
+    sizes = {k: v for k, v in table.items() if k in EXTRA_SIZE_KEYS}
+    extra = load_case(other, {**setup, **sizes})
+    if per_side > len(extra.X) // 2:
+        raise ValueError(
+            f"{where}.per_side is at most {len(extra.X) // 2} (half of the {len(extra.X)} items of "
+            f"{extra.description}: each side gets a different half), got {per_side}; lower it."
+        )
+    return extra, per_side
+
+
+def extra_row_draw(n_items: int, per_side: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Which of another corpus's ``n_items`` rows the source side and the target side get, for one seed.
+
+    The items are permuted with the seed; the source takes ``per_side`` from the first half, the target
+    ``per_side`` from the second, so no item is on both sides.
+
+    Examples
+    --------
+    >>> src, tgt = extra_row_draw(10, 3, seed=0)
+    >>> len(src), len(tgt), set(src.tolist()) & set(tgt.tolist())
+    (3, 3, set())
+    """
+    if not 1 <= per_side <= n_items // 2:
+        raise ValueError(f"per_side must be from 1 to {n_items // 2} (half of {n_items} items), got {per_side}.")
+    order = np.random.default_rng(seed).permutation(n_items)
+    half = n_items // 2
+    return order[:per_side], order[half : half + per_side]
