@@ -11,6 +11,7 @@ import pytest
 from latentalign.experiments import load_config, run_experiment
 from latentalign.experiments.few_and_no_pairs import (
     _run_jobs,
+    _seed_spaces,
     _zero_pair_check,
     build_result,
     compute_runs,
@@ -20,7 +21,14 @@ from latentalign.experiments.few_and_no_pairs import (
     unpaired_settings,
 )
 from latentalign.experiments.few_and_no_pairs_curves import budget_curve, split_items, training_rows
-from latentalign.experiments.few_and_no_pairs_data import DATA_SOURCES, load_case, one_to_one
+from latentalign.experiments.few_and_no_pairs_data import (
+    DATA_SOURCES,
+    CaseData,
+    extra_row_draw,
+    load_case,
+    load_extra_rows,
+    one_to_one,
+)
 from latentalign.experiments.few_and_no_pairs_plot import plot_curves
 
 NAME = "few_and_no_pairs"
@@ -78,6 +86,120 @@ def test_training_rows_give_the_anchors_as_pairs_and_the_free_rows_as_the_settin
         assert not free_x & free_y and len(free_x) == len(free_y) == 13
     else:
         assert not free_x and not free_y
+
+
+@pytest.mark.parametrize("setting", ["shuffled", "disjoint", "none"])
+def test_extra_rows_join_the_free_rows_of_the_disjoint_setting_only(setting):
+    pool, extra = np.random.default_rng(0).permutation(30), np.arange(30, 36)
+    rows_x, rows_y, pairs = training_rows(pool, 4, setting, seed=0, extra=extra)
+    plain_x, plain_y, plain_pairs = training_rows(pool, 4, setting, seed=0)
+    assert np.array_equal(pairs, plain_pairs)
+    if setting == "disjoint":
+        assert np.array_equal(rows_x, np.concatenate([plain_x, extra]))
+        assert np.array_equal(rows_y, np.concatenate([plain_y, extra]))
+    else:  # the same items on both sides (shuffled) or no free rows: another corpus has no place there
+        assert np.array_equal(rows_x, plain_x) and np.array_equal(rows_y, plain_y)
+
+
+def test_extra_row_draw_gives_each_side_a_different_half_drawn_with_the_seed():
+    source, target = extra_row_draw(100, 40, seed=3)
+    assert len(source) == len(target) == 40 and not set(source.tolist()) & set(target.tolist())
+    again = extra_row_draw(100, 40, seed=3)
+    assert np.array_equal(source, again[0]) and np.array_equal(target, again[1])
+    assert not np.array_equal(source, extra_row_draw(100, 40, seed=4)[0])
+    with pytest.raises(ValueError, match="per_side must be from 1 to 50"):
+        extra_row_draw(100, 51, seed=0)
+
+
+def test_budget_curve_holds_out_and_pairs_only_the_case_items_never_the_extra_rows():
+    X, Y = _rotated()
+    noise = np.random.default_rng(5).normal(size=(2, 40, X.shape[1]))  # unrelated rows, different on each side
+    kwargs = {"budgets": [10, "all"], "methods": ["procrustes", "lfm"], "seeds": [0], "n_test": 30}
+    plain = budget_curve(X, Y, **kwargs, settings=["disjoint"])
+    grown = budget_curve(
+        np.concatenate([X, noise[0]]), np.concatenate([Y, noise[1]]), **kwargs, settings=["disjoint"], extra_rows=40
+    )
+    fits = {(r["method"], r["budget"], r["unpaired"]): r for r in grown}
+    before = {(r["method"], r["budget"], r["unpaired"]): r for r in plain}
+    assert (
+        set(fits)
+        == set(before)
+        == {
+            ("procrustes", 10, "none"),
+            ("lfm", 10, "disjoint"),
+            ("procrustes", 60, "none"),
+            ("lfm", 60, "none"),
+        }
+    )  # "all" is still the case's 60 pool items
+    assert fits[("lfm", 10, "disjoint")]["n_free_x"] == fits[("lfm", 10, "disjoint")]["n_free_y"] == 25 + 40
+    assert before[("lfm", 10, "disjoint")]["n_free_x"] == 25
+    for key in [("procrustes", 10, "none"), ("procrustes", 60, "none"), ("lfm", 60, "none")]:
+        assert fits[key]["n_free_x"] == 0 and fits[key]["r1_csls"] == before[key]["r1_csls"]  # same rows, same test
+    assert all(r["n_test"] == 30 and r["error"] is None for r in grown)
+    with pytest.raises(ValueError, match="extra_rows must be a whole number from 0 to 88"):
+        budget_curve(X, Y, **kwargs, extra_rows=89)
+
+
+def test_each_seed_gets_its_own_extra_rows_normalised_with_its_side():
+    X, Y = _rotated(n=40)
+    rng = np.random.default_rng(1)
+    case = CaseData("t", "a", "b", "planted", "planted", X.astype(np.float32), Y.astype(np.float32))
+    other = CaseData("t", "a", "b", "planted", "other", rng.normal(size=(30, 6)), rng.normal(size=(30, 6)))
+    spaces = _seed_spaces(case, (other, 10), [0, 1])
+    for seed in (0, 1):
+        Xs, Ys = spaces[seed]
+        assert Xs.shape == Ys.shape == (50, 6)
+        assert np.allclose(np.linalg.norm(Xs, axis=1), 1.0, atol=1e-5)
+    assert not np.allclose(spaces[0][0][40:], spaces[1][0][40:])  # another draw of the other corpus
+    shared = _seed_spaces(case, None, [0, 1])
+    assert shared[0][0] is shared[1][0] and shared[0][0].shape == (40, 6)
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ("glosses", "extra_unpaired must be a table"),
+        ({"data": "wordnet-glosses", "per_side": 10, "rows": 3}, r"unknown keys \['rows'\]"),
+        (
+            {"data": "wordnet-glosses", "per_side": 0},
+            "per_side must be a whole number of rows per side, 1 or more, got 0",
+        ),
+        ({"data": "wordnet-glosses", "per_side": True}, "per_side must be a whole number"),
+        ({"data": "poems", "per_side": 10}, "data must be one of"),
+    ],
+)
+def test_a_bad_extra_unpaired_table_is_refused_naming_the_key(table, message):
+    case = {
+        "key": "b",
+        "name": "b-x",
+        "data": "tuxpaint",
+        "source": "minilm",
+        "target": "mpnet",
+        "extra_unpaired": table,
+    }
+    with pytest.raises(ValueError, match=message):
+        load_extra_rows(case, load_config(NAME)["setup"])
+    assert load_extra_rows({k: v for k, v in case.items() if k != "extra_unpaired"}, {}) is None
+
+
+def test_extra_rows_need_the_disjoint_setting_and_are_refused_before_any_embedding():
+    config = load_config("few_and_no_pairs_other_corpus")
+    config["setup"] = {**config["setup"], "unpaired": ["shuffled"]}
+    with pytest.raises(ValueError, match="extra_unpaired rows join the disjoint setting only"):
+        compute_runs(config)
+
+
+def test_the_other_corpus_page_is_the_captions_case_with_glosses_added():
+    base, grown = load_config(NAME)["setup"], load_config("few_and_no_pairs_other_corpus")["setup"]
+    captions = next(c for c in base["cases"] if c["name"] == "b-tuxpaint-mpnet")
+    (case,) = [c for c in grown["cases"] if c["name"] in grown["run_cases"]]
+    assert {k: case[k] for k in ("key", "data", "source", "target")} == {
+        k: captions[k] for k in ("key", "data", "source", "target")
+    }
+    assert case["extra_unpaired"]["data"] == "wordnet-glosses" and case["extra_unpaired"]["per_side"] >= 1000
+    assert grown["few_pair_budget"] in grown["budgets"] and grown["seeds"] == base["seeds"]
+    assert grown["test_fraction"] == base["test_fraction"] and "n_test" not in grown  # the captions' held-out items
+    assert unpaired_settings(grown) == ["disjoint"]
 
 
 def test_training_rows_refuse_an_unknown_setting():
@@ -338,6 +460,30 @@ def test_the_reduced_run_writes_the_page_the_record_and_the_figure(tmp_path):
     assert result.checks and {c.claim.split(":")[0] for c in result.checks} == {
         "(c) MiniLM-L6 -> MiniLM-L3, WordNet lemmas (300)"
     }
+
+
+@pytest.mark.slow
+def test_the_reduced_other_corpus_run_adds_the_glosses_to_the_disjoint_rows_only(tmp_path):
+    name = "few_and_no_pairs_other_corpus"
+    config = load_config(name, reduced=True)
+    (planned,) = config["setup"]["cases"]
+    per_side = planned["extra_unpaired"]["per_side"]
+    result, _ = run_experiment(name, reduced=True, out_dir=tmp_path)
+    record = json.loads(sorted(Path(tmp_path).glob(f"{name}*.json"))[-1].read_text())
+    (case,) = record["details"]["cases"]
+    assert case["extra_unpaired"]["per_side"] == per_side and case["extra_unpaired"]["data"] == "wordnet-glosses"
+    assert all(len(h) == 64 for h in case["extra_unpaired"]["embeddings_sha256"].values())
+    assert case["n_test"] == round(config["setup"]["test_fraction"] * case["n_items"])  # captions only
+    recs = record["details"]["records"]
+    assert all(r["error"] is None and r["n_test"] == case["n_test"] for r in recs)
+    n_pool = case["n_items"] - case["n_test"]
+    for r in recs:
+        half = (n_pool - r["budget"]) // 2
+        expected = half + per_side if r["unpaired"] == "disjoint" else 0
+        assert r["n_free_x"] == r["n_free_y"] == expected
+    assert len(case["true_map_matches"]) == len(config["setup"]["seeds"])
+    (fifty,) = result.checks
+    assert fifty.ours == "budget 50 not run" and not fifty.passed
 
 
 @pytest.mark.slow

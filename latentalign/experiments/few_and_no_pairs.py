@@ -392,14 +392,14 @@ def compute_runs(config: dict[str, Any]) -> list[dict[str, Any]]:
         for case in setup["cases"]:
             if not _selected(case, run_keys):
                 continue
-            start = time.perf_counter()
-            data = load_case(case, setup)
-            extra = load_extra_rows(case, setup)
-            if extra is not None and "disjoint" not in unpaired_settings(setup):
+            if case.get("extra_unpaired") is not None and "disjoint" not in unpaired_settings(setup):
                 raise ValueError(
                     f"case {case.get('name', case['key'])!r}: extra_unpaired rows join the disjoint setting only, "
                     f'but setup.unpaired is {unpaired_settings(setup)}; add "disjoint" to it or drop extra_unpaired.'
                 )
+            start = time.perf_counter()
+            extra = load_extra_rows(case, setup)  # first: a bad table is refused before any embedding
+            data = load_case(case, setup)
             n_items, n_extra = len(data.X), 0 if extra is None else extra[1]
             n_test = held_out_items(setup, n_items)
             spaces = _seed_spaces(data, extra, seeds)
