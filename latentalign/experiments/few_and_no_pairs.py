@@ -9,6 +9,11 @@ items) from :mod:`~latentalign.experiments.few_and_no_pairs_curves`, and the fig
 :mod:`~latentalign.experiments.few_and_no_pairs_plot`. Every aligner is built by
 :func:`latentalign.align.make_aligner` with its default parameters, so the page follows the library.
 
+A case may also name unpaired rows of another corpus (``extra_unpaired = { data = ..., per_side = N }``,
+:func:`~latentalign.experiments.few_and_no_pairs_data.load_extra_rows`): each seed gives each side ``N``
+rows of a different half of that corpus, which join the free rows of the disjoint setting only; the
+held-out items, the known pairs and the scores stay the case's (the page ``few_and_no_pairs_other_corpus``).
+
 Run it with ``latentalign run few_and_no_pairs`` (``--reduced``: case (c) on 300 lemmas, one seed). With
 ``setup.reuse_fits`` (on in the full config, off in the reduced one) every finished case-and-seed job is kept
 in the fit cache (:mod:`~latentalign.experiments.fit_cache`), so an interrupted run resumes, and a rerun
