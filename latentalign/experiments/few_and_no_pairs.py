@@ -421,10 +421,7 @@ def compute_runs(config: dict[str, Any]) -> list[dict[str, Any]]:
                     "target": data.target,
                     "n_items": int(n_items),
                     # which embeddings the fits saw, so that two records can tell a change of inputs from one of code
-                    "embeddings_sha256": {
-                        "source": array_digest([np.asarray(data.X)]),
-                        "target": array_digest([np.asarray(data.Y)]),
-                    },
+                    "embeddings_sha256": _embeddings_sha256(data),
                     "extra_unpaired": None if extra is None else _extra_summary(*extra),
                     "n_test": n_test,
                     "same_modality": bool(case.get("same_modality", True)),
@@ -477,11 +474,13 @@ def _extra_summary(other: CaseData, per_side: int) -> dict[str, Any]:
         "data": other.data,
         "description": other.description,
         "per_side": int(per_side),
-        "embeddings_sha256": {
-            "source": array_digest([np.asarray(other.X)]),
-            "target": array_digest([np.asarray(other.Y)]),
-        },
+        "embeddings_sha256": _embeddings_sha256(other),
     }
+
+
+def _embeddings_sha256(data: CaseData) -> dict[str, str]:
+    """SHA-256 of each side's embeddings (:func:`~latentalign.experiments.fit_cache.array_digest`)."""
+    return {"source": array_digest([np.asarray(data.X)]), "target": array_digest([np.asarray(data.Y)])}
 
 
 def unpaired_settings(setup: dict[str, Any]) -> list[str]:
