@@ -128,7 +128,7 @@ def test_few_and_no_pairs_jobs_resume_from_the_cache_with_the_same_records():
     X = rng.exponential(size=(80, 6))
     Q, _ = np.linalg.qr(rng.normal(size=(6, 6)))
     setup = {"budgets": [5, "all"], "methods": ["procrustes", "relative"], "torch_threads": 1, "reuse_fits": True}
-    jobs = [(X, X @ Q, setup, seed, 20, "(t)") for seed in (0, 1)]
+    jobs = [(X, X @ Q, setup, seed, 20, "(t)", 0) for seed in (0, 1)]
     first = _run_jobs(jobs, 1)
     second = _run_jobs(jobs, 1)
     assert {r["reused"] for job in first for r in job} == {False}
@@ -138,8 +138,11 @@ def test_few_and_no_pairs_jobs_resume_from_the_cache_with_the_same_records():
         return [[{k: v for k, v in r.items() if k != "reused"} for r in job] for job in results]
 
     assert fits(second) == fits(first)  # seconds included: the cached run's own
-    other_seed = _run_jobs([(X, X @ Q, setup, 2, 20, "(t)")], 1)
+    other_seed = _run_jobs([(X, X @ Q, setup, 2, 20, "(t)", 0)], 1)
     assert {r["reused"] for r in other_seed[0]} == {False}
+    # the same arrays with their last rows read as extra unpaired rows: another job, not read from the cache
+    with_extra_rows = _run_jobs([(X, X @ Q, setup, 0, 20, "(t)", 10)], 1)
+    assert {r["reused"] for r in with_extra_rows[0]} == {False}
 
 
 class _Killed(BaseException):
@@ -202,7 +205,7 @@ def test_a_few_and_no_pairs_job_stopped_mid_way_resumes_at_its_first_unfinished_
     X = rng.exponential(size=(80, 6))
     Q, _ = np.linalg.qr(rng.normal(size=(6, 6)))
     setup = {"budgets": [5, 25, "all"], "methods": ["procrustes", "relative"], "torch_threads": 1, "reuse_fits": True}
-    job = (X, X @ Q, setup, 0, 20, "(t)")
+    job = (X, X @ Q, setup, 0, 20, "(t)", 0)
     fit_aligner = few_and_no_pairs_curves.fit_aligner
     calls: list[tuple[str, int]] = []
 
@@ -234,7 +237,7 @@ def test_a_resumed_job_repeats_its_journaled_zero_pair_fit_for_ot_at_budget_zero
     X = rng.exponential(size=(60, 4))
     Q, _ = np.linalg.qr(rng.normal(size=(4, 4)))
     setup = {"budgets": [0], "methods": ["ot", "unsupervised"], "torch_threads": 1, "reuse_fits": True}
-    job = (X, X @ Q, setup, 0, 15, "(t)")
+    job = (X, X @ Q, setup, 0, 15, "(t)", 0)
     fit_aligner = few_and_no_pairs_curves.fit_aligner
     calls: list[str] = []
 
