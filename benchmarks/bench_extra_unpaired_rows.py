@@ -58,7 +58,7 @@ def main() -> None:
         split_items,
         training_rows,
     )
-    from latentalign.experiments.few_and_no_pairs_data import load_case
+    from latentalign.experiments.few_and_no_pairs_data import extra_row_draw, load_case
 
     setup = page_config()["setup"]
     cases = {case["name"]: case for case in setup["cases"]}
@@ -80,17 +80,17 @@ def main() -> None:
     rows = []
     for seed in (int(s) for s in args.seeds.split(",")):
         supervised = refit(Xc, Yc, n_test, "procrustes", n_captions - n_test, "none", seed)["r1"]
-        order = np.random.default_rng(seed).permutation(len(glosses.X))
-        source_glosses, target_glosses = order[:half], order[half:]
         test, pool = split_items(n_captions, n_test, seed)
-        rows_x, rows_y, pairs = training_rows(pool, args.budget, "disjoint", seed)
         for n in extras:
-            X, Y = normalize_spaces(
-                np.concatenate([captions.X, glosses.X[source_glosses[:n]]]),
-                np.concatenate([captions.Y, glosses.Y[target_glosses[:n]]]),
+            # the page's draw (few_and_no_pairs_other_corpus): a different half of the glosses on each side
+            source_glosses, target_glosses = (
+                extra_row_draw(len(glosses.X), n, seed) if n else (np.empty(0, np.int64),) * 2
             )
-            extra_rows = n_captions + np.arange(n)
-            fit_x, fit_y = np.concatenate([rows_x, extra_rows]), np.concatenate([rows_y, extra_rows])
+            X, Y = normalize_spaces(
+                np.concatenate([captions.X, glosses.X[source_glosses]]),
+                np.concatenate([captions.Y, glosses.Y[target_glosses]]),
+            )
+            fit_x, fit_y, pairs = training_rows(pool, args.budget, "disjoint", seed, n_captions + np.arange(n))
             start = time.perf_counter()
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", ConvergenceWarning)
@@ -101,7 +101,7 @@ def main() -> None:
                 {
                     "seed": seed,
                     "extra glosses per side": n,
-                    "free rows per side": len(rows_x) - args.budget + n,
+                    "free rows per side": len(fit_x) - args.budget,
                     "R@1": r1,
                     "supervised R@1": supervised,
                     "share": r1 / supervised,
