@@ -140,7 +140,6 @@ def test_embed_distributed_writes_the_store_embed_writes(ray_cluster, tmp_path):
         embed_distributed(factory, X, ids, store_dir=tmp_path / "dist", normalize=True, progress=False)
 
 
-@pytest.mark.slow
 def interrupt(path: Path, keep: int) -> None:
     """Turn a finished store into the one a run killed after ``keep`` shards leaves behind."""
     manifest = json.loads((path / "manifest.json").read_text())
@@ -153,6 +152,7 @@ def interrupt(path: Path, keep: int) -> None:
     (path / "manifest.json").write_text(json.dumps(manifest))
 
 
+@pytest.mark.slow
 def test_resume_across_embed_and_embed_distributed(ray_cluster, tmp_path):
     X, ids = data()
     factory = tiny_factory()
