@@ -148,6 +148,21 @@ def test_numpy_torch_and_float32_inputs_agree():
     np.testing.assert_allclose(out, ref.transform(X), atol=1e-3)
 
 
+@pytest.mark.filterwarnings("ignore::latentalign.exceptions.IllConditionedWarning")  # four separate clusters
+def test_float32_rounding_does_not_decide_the_map_outside_the_transferred_span():
+    # The transferred rows span at most k_final directions (plus one per anchor): the refining Procrustes
+    # must see that rank, and complete the rest of the 64 directions as it documents, not by the float32
+    # rounding noise of those rows (which differs with the BLAS thread count).
+    X, Y, _, _, pairs = clustered(n=300, d=64, n_anchors=10)
+    X32, Y32 = X.astype(np.float32), Y.astype(np.float32)
+    model = LatentFunctionalMap(k_init=10).fit(X32, Y32, pairs=pairs)
+    assert model.map_.rank_ <= 10 + len(pairs)
+    # the same fit from the float64 rows: the same completion, so the same map to float32 precision
+    ref = LatentFunctionalMap(k_init=10).fit(X, Y, pairs=pairs)
+    assert ref.map_.rank_ == model.map_.rank_
+    np.testing.assert_allclose(model.transform(X32), ref.transform(X), atol=1e-3)
+
+
 # -- the pure functions -----------------------------------------------------------------------------------
 def test_eigenbasis_is_ascending_orthonormal_and_starts_at_zero():
     X, _, _, _, _ = clustered(n=200)

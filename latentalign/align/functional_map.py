@@ -286,9 +286,13 @@ class LatentFunctionalMap(Aligner):
             if self.correspondence == "pointwise":
                 source = Xt[torch.as_tensor(matches, device=device)]
             else:
-                source = torch.from_numpy(spectral["transferred"]).to(device=device, dtype=Xt.dtype)
+                # Kept in float64: the transferred rows span only the functional map's k directions. Rounded
+                # to float32, they would fill every other direction with rounding noise, and that noise (a
+                # different one for another BLAS thread count) would decide the map there instead of the
+                # completion the refining aligner documents.
+                source = torch.from_numpy(spectral["transferred"]).to(device=device)
             # the anchors also enter with their own rows, so that a smooth transfer cannot blur them
-            source, target = torch.cat([source, Xt[ix]]), torch.cat([Yt, Yt[iy]])
+            source, target = torch.cat([source, Xt[ix].to(source.dtype)]), torch.cat([Yt, Yt[iy]])
         self.map_ = self._make_map().fit(source, target)
         self.functional_map_ = _tensor(C, torch.float64)
         self.eigenvalues_x_ = _tensor(vals_x, torch.float64)
