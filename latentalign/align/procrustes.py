@@ -260,7 +260,10 @@ class Procrustes(StreamingAligner):
     singular_values_ : torch.Tensor of shape (min(d_x, d_y),), float64
         Singular values of the (standardised) cross-covariance ``M``.
     rank_ : int
-        Directions of the rotation fixed by the pairs (``min(d_x, d_y)`` when the fit is determined).
+        Directions of the rotation fixed by the pairs (``min(d_x, d_y)`` when the fit is determined):
+        singular values of ``M`` above ``1e-10`` of the largest. Rows that are computed (projections onto
+        a subspace, transferred or averaged rows) should come in float64: rounded to float32, their
+        rounding noise (about ``1e-7``) counts as fixed directions, and decides the rotation there.
     shrinkage_ : float
         The shrinkage used (the chosen one with ``shrinkage="cv"``).
     cv_scores_ : torch.Tensor of shape (len(SHRINKAGE_GRID),), float64
