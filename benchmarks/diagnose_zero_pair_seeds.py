@@ -6,7 +6,8 @@ seed's pool of training items, both spaces normalised as there), this prints, pe
 1. for each of the default starts (``functional.unsupervised.candidate_starts``), the share of its
    first matches that are right, and where self-learning from it ends with the page's screening settings
    (``self_learning_map`` on up to 2,000 rows): the share of source rows whose nearest target under the
-   map is their own item (``nn right``) and the unsupervised score that ranks the starts;
+   map is their own item (``nn right``) and the unsupervised score that ranks the starts (``--patience``
+   10 gives the schedule of the aligner's extra starts, with twice the rounds);
 2. *planted* starts: the first start's matches with a share of the rows replaced by their right match
    (each row independently, ``--repeats`` draws per share), and how many of those draws self-learning
    turns into a right map (``nn right`` above one half; the table's ``nn right`` is the best draw's).
@@ -18,6 +19,8 @@ It changes nothing and is not part of the page. Run, for example::
 
     python benchmarks/diagnose_zero_pair_seeds.py b-wordnet-e5 --seeds 0,2 --shares 0.02,0.04 \\
         --out benchmarks/results/diagnose_zero_pair_seeds.txt
+    python benchmarks/diagnose_zero_pair_seeds.py b-wordnet-e5 --seeds 2 --starts 16 --shares '' \\
+        --patience 10 --out benchmarks/results/diagnose_zero_pair_seeds.txt
 """
 
 from __future__ import annotations
@@ -37,8 +40,8 @@ sys.path.insert(0, str(HERE))
 
 from _common import append_table, limit_threads, machine_summary, print_table  # noqa: E402
 
-#: Screening settings of the page's zero-pair fits (UnsupervisedAligner defaults).
-SCREEN: dict[str, Any] = {"vocab_cutoff": 2000, "max_iter": 100}
+#: Screening settings of the first starts of the page's zero-pair fits (UnsupervisedAligner defaults).
+SCREEN: dict[str, Any] = {"vocab_cutoff": 2000, "max_iter": 100, "patience": 5}
 
 
 def seed_rows(X: np.ndarray, Y: np.ndarray, n_test: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -70,9 +73,11 @@ def diagnose(
     n = A.shape[0]
     out = []
     starts = candidate_starts(A, B, n_init=args.starts, random_state=seed)
+    # a slower keep_prob schedule needs proportionally more rounds (as the aligner's extra starts get)
+    schedule = {**SCREEN, "patience": args.patience, "max_iter": SCREEN["max_iter"] * args.patience // 5}
     for i, (rows, cols, info) in enumerate(starts):
         began = time.perf_counter()
-        fit = self_learning_map(A, B, rows, cols, random_state=seed + i, **SCREEN)
+        fit = self_learning_map(A, B, rows, cols, random_state=seed + i, **schedule)
         out.append(
             {
                 "seed": seed,
@@ -81,12 +86,13 @@ def diagnose(
                 "nn right": nn_right(A, B, fit.W, truth),
                 "score": fit.score,
                 "successes": "-",
+                "patience": args.patience,
                 "s": time.perf_counter() - began,
             }
         )
         print(out[-1], flush=True)
     first_cols = starts[0][1][:n]  # the first start's match of every source row (its forward half)
-    for share in (float(s) for s in args.shares.split(",")):
+    for share in (float(s) for s in args.shares.split(",") if s):
         began = time.perf_counter()
         results = []
         for rep in range(args.repeats):
@@ -102,6 +108,7 @@ def diagnose(
                 "nn right": max(results),
                 "score": float("nan"),
                 "successes": f"{sum(r > 0.5 for r in results)} of {args.repeats}",
+                "patience": SCREEN["patience"],
                 "s": time.perf_counter() - began,
             }
         )
@@ -114,7 +121,10 @@ def main() -> None:
     parser.add_argument("case", help="a case name of the page's config, e.g. b-wordnet-e5")
     parser.add_argument("--seeds", default="0,2")
     parser.add_argument("--starts", type=int, default=3, help="default starts measured per seed")
-    parser.add_argument("--shares", default="0.02,0.04", help="shares of right matches planted")
+    parser.add_argument("--shares", default="0.02,0.04", help="shares of right matches planted ('' for none)")
+    parser.add_argument(
+        "--patience", type=int, default=5, help="patience of the default starts' rounds (5: the first starts')"
+    )
     parser.add_argument("--repeats", type=int, default=3, help="planted draws per share")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, help="append the table to this file")

@@ -55,6 +55,25 @@ def test_unconfirmed_start_tries_more_and_says_so():
 
 
 @pytest.mark.filterwarnings("ignore:unsupervised_alignment stopped after max_iter")
+@pytest.mark.parametrize(("extra_patience", "slow"), [(None, 6), (4, 4)])
+def test_extra_starts_explore_longer_than_the_first_ones(extra_patience, slow):
+    # Unrelated clouds: no start confirms, so extra starts are screened, with the slower keep_prob growth
+    rng = np.random.default_rng(1)
+    X, Y = rng.normal(size=(80, 4)), rng.normal(size=(80, 4))
+    with pytest.warns(ConvergenceWarning, match="none of the 4 screened starts confirmed"):
+        fit = unsupervised_alignment(
+            X, Y, n_init=2, identity_start=False, max_starts=4, patience=3, extra_patience=extra_patience, max_iter=10
+        )
+    assert [r["patience"] for r in fit.restarts] == [3, 3, slow, slow]
+    # a slower schedule needs more rounds to reach keep_prob = 1: the extra starts' screens are longer
+    assert max(r["n_iter"] for r in fit.restarts[2:]) > max(r["n_iter"] for r in fit.restarts[:2])
+    with pytest.raises(ValueError, match="extra_patience"):
+        unsupervised_alignment(X, Y, extra_patience=0)
+    with pytest.raises(TypeError, match="extra_patience must be an integer"):
+        UnsupervisedAligner(extra_patience=1.5).fit(X, Y)
+
+
+@pytest.mark.filterwarnings("ignore:unsupervised_alignment stopped after max_iter")
 def test_aligner_screens_up_to_24_starts_by_default_before_giving_up():
     # a start that succeeds one time in twelve (as on one split of MiniLM vs e5-small glosses) needs more than 8
     rng = np.random.default_rng(1)
