@@ -247,14 +247,26 @@ def test_a_zero_pair_map_only_some_pairs_confirm_is_taken_with_a_warning(monkeyp
     scores = model.history_[0]["validation"]
     assert scores["route"] == "unsupervised" and scores["confirmed_by_pairs"] and not scores["firmly_confirmed"]
     assert recall(model, X[test], Y[test]) < 0.5  # partly right indeed (measured: 0.43)
-    # with more starts, another one finds the chosen map again: firm, even with only 2 of 6 pairs first
-    # (hard pairs rank low under a right map too: GloVe -> fastText-fr words, 2 of 10 pairs first at R@1 0.72)
+    # with more starts at the first starts' pace, another one finds the chosen map again: firm, even with
+    # only 2 of 6 pairs first (hard pairs rank low under a right map too: GloVe -> fastText-fr words, 2 of
+    # 10 pairs first at R@1 0.72)
     for judging in (known, known[1::2]):
-        firm = unsupervised_alignment(Xf, Yf, n_init=2, max_starts=4, identity_start=False, judge_pairs=judging)
+        firm = unsupervised_alignment(
+            Xf, Yf, n_init=2, max_starts=4, identity_start=False, judge_pairs=judging, extra_patience=5
+        )
         chosen = next(r for r in firm.restarts if r["chosen"])
         assert firm.confirmed and firm.firmly_confirmed and chosen["pair_hits"] >= 2
         assert sorted(r["agreement"] for r in firm.restarts)[-2] >= 0.5
     assert chosen["pair_hits"] == 2
+    # at the extra starts' default, slower pace the first extra start finds the whole map: every pair first
+    whole = unsupervised_alignment(Xf, Yf, n_init=2, max_starts=4, identity_start=False, judge_pairs=known)
+    chosen = next(r for r in whole.restarts if r["chosen"])
+    assert whole.firmly_confirmed and chosen["pair_hits"] == len(known) and chosen["patience"] == 10
+    monkeypatch.setattr(ot_module, "CANDIDATE_STARTS", 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        model = OTAligner().fit(Xf, Yf, pairs=some)
+    assert recall(model, X[test], Y[test]) > 0.9  # measured: 1.0
 
 
 def test_with_4_to_9_pairs_refits_without_each_fold_judge_the_map():
