@@ -74,7 +74,8 @@ def diagnose(
     out = []
     starts = candidate_starts(A, B, n_init=args.starts, random_state=seed)
     # a slower keep_prob schedule needs proportionally more rounds (as the aligner's extra starts get)
-    schedule = {**SCREEN, "patience": args.patience, "max_iter": SCREEN["max_iter"] * args.patience // 5}
+    pace = args.patience / SCREEN["patience"]
+    schedule = {**SCREEN, "patience": args.patience, "max_iter": round(SCREEN["max_iter"] * pace)}
     for i, (rows, cols, info) in enumerate(starts):
         began = time.perf_counter()
         fit = self_learning_map(A, B, rows, cols, random_state=seed + i, **schedule)
