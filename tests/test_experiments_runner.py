@@ -207,8 +207,9 @@ def test_extends_names_a_config_and_never_loops(tiny):
     with pytest.raises(ValueError, match="'extends' must name another experiment config"):
         load_config(tiny / "bad.toml")
     (tiny / "missing.toml").write_text('extends = "no_such_experiment"\n')
-    with pytest.raises(FileNotFoundError, match="No experiment config 'no_such_experiment'"):
+    with pytest.raises(FileNotFoundError, match="No experiment config 'no_such_experiment'") as refused:
         load_config(tiny / "missing.toml")
+    assert f"{str(tiny / 'missing.toml')!r}: 'extends' names no config next to it." in str(refused.value)
 
 
 def test_the_summary_says_when_a_record_was_rendered_from_the_fit_cache(tmp_path):

@@ -197,7 +197,10 @@ def _base_config(path: Traversable, name: Any) -> Traversable:
         )
     if isinstance(path, Path) and (path.parent / f"{name}.toml").is_file():
         return path.parent / f"{name}.toml"
-    return find_config(name)
+    try:
+        return find_config(name)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"{str(path)!r}: 'extends' names no config next to it. {exc}") from None
 
 
 def read_config_chain(path: Traversable) -> tuple[dict[str, Any], list[Traversable]]:
